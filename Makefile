@@ -1,0 +1,26 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/quickstart.py
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check pixelgroup tests benchmarks examples
+	$(VENV)/bin/ruff format --check pixelgroup tests benchmarks examples
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/mypy pixelgroup
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache .mypy_cache

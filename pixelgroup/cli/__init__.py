@@ -1,0 +1,47 @@
+"""``pixelgroup <subcommand>``: each subcommand is a module here with ``add_parser`` and ``run``.
+
+A subcommand module defines ``add_parser(subparsers)`` (registering its parser, with examples in
+its epilog, and ``set_defaults(run=run)``) and ``run(args) -> int``. Modules only parse
+arguments and call into ``engine`` / ``postprocess`` / ``metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main", "build_parser", "SUBCOMMAND_MODULES"]
+
+# Module names under pixelgroup.cli, in the order `pixelgroup --help` lists them.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
+class UserError(Exception):
+    """A problem with the user's input that deserves a one-line message, not a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixelgroup",
+        description="Group pixels into instances, boundaries and proposals with a hypersphere "
+        "embedding and recurrent mean shift.",
+        epilog="Run `pixelgroup <subcommand> --help` for examples.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<subcommand>", required=True)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"pixelgroup.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (UserError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, KeyError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"pixelgroup {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pixelgroup {args.command}: interrupted", file=sys.stderr)
+        return 130
