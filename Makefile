@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Both create .venv when missing.
+# The two commands a newcomer needs: `make demo` (the toy tutorial) and `make test`.
+# Both create .venv when missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/pixelgroup demo --config configs/toy.yaml --output runs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check pixelgroup tests benchmarks examples

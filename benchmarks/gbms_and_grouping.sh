@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The runs behind docs/benchmarks.md (never run as tests). Each writes one Markdown table set;
+# rows within a table are measured side by side in one process. Run from the repository root.
+# --threads 1: on a shared, oversubscribed machine every OpenMP parallel region waits for a
+# descheduled thread, which swamps the kernels being compared.
+set -euo pipefail
+OUT=${OUT:-runs/bench}
+mkdir -p "$OUT"
+PG=".venv/bin/python -m pixelgroup"
+$PG bench --sections gbms --sizes 4096 16384 --threads 1 --out "$OUT/gbms_small.md"
+$PG bench --sections gbms --sizes 65536 --dims 32 --impls tiled sdpa --threads 1 \
+    --out "$OUT/gbms_65536.md"
+$PG bench --sections grouping --threads 1 --out "$OUT/grouping.md"
+$PG bench --sections merge --threads 1 --out "$OUT/merge.md"

@@ -1,0 +1,39 @@
+"""The evaluation loop: run a model over a split and feed the task's evaluator."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pixelgroup.engine.tasks import get_task
+from pixelgroup.experiment import ExperimentConfig
+
+__all__ = ["evaluate"]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    cfg: ExperimentConfig,
+    split: str | None = None,
+    *,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Metrics of ``model`` (in eval mode) on ``split`` (default ``cfg.data.eval_split``)."""
+    task = get_task(cfg.task)
+    dataset = task.build_dataset(cfg, split or cfg.data.eval_split)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        collate_fn=task.collate,
+        num_workers=cfg.data.num_workers,
+    )
+    evaluator = task.build_evaluator(cfg)
+    evaluator.reset()
+    device = next(model.parameters()).device
+    model.eval()
+    for batch in tqdm(loader, desc=f"eval {split or cfg.data.eval_split}", disable=not progress):
+        evaluator.process(model(task.batch_image(batch).to(device)), batch)
+    return evaluator.evaluate()

@@ -1,0 +1,34 @@
+"""Embedding models and their registry.
+
+``MODELS`` maps a name to a constructor; :func:`build_model` builds one from keyword
+arguments (the ``model`` section of an experiment config). Every embedding model returns an
+:class:`EmbeddingOutput` whose ``embedding`` is unit-norm ``(B, D, H, W)``. Register a new model
+by adding an entry to ``MODELS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from pixelgroup.models.boundary import BoundaryNet
+from pixelgroup.models.dense import DenseEmbeddingNet
+from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
+from pixelgroup.models.toy import ToyEmbeddingNet
+
+__all__ = ["MODELS", "build_model", "EmbeddingOutput", "EmbeddingHead", "ToyEmbeddingNet"]
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "toy": ToyEmbeddingNet,
+    "dense": DenseEmbeddingNet,
+    "boundary": BoundaryNet,
+}
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name`` with ``kwargs``; unknown names list the valid ones."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+    return MODELS[name](**kwargs)

@@ -1,0 +1,6 @@
+"""No-grad inference on embeddings: instances, proposals, boundary maps."""
+
+from pixelgroup.postprocess.grouping import InstanceGrouping, group_pixels
+from pixelgroup.postprocess.proposals import Proposals, propose
+
+__all__ = ["InstanceGrouping", "group_pixels", "Proposals", "propose"]

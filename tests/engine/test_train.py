@@ -1,0 +1,131 @@
+import json
+import sys
+
+import pytest
+import torch
+
+from pixelgroup.engine import (
+    NonFiniteLossError,
+    evaluate,
+    get_task,
+    load_checkpoint,
+    load_model,
+    train,
+)
+from pixelgroup.engine import tasks as tasks_module
+from pixelgroup.engine.checkpoint import build_model_seeded, override_config, save_checkpoint
+from tests.engine._tiny import tiny_config
+
+
+def test_a_few_steps_lower_the_loss():
+    cfg = tiny_config(loss={"sample_ratio": None, "num_iters": 1, "stride": 4})
+    task = get_task(cfg.task)
+    batch = task.collate([task.build_dataset(cfg, "train")[i] for i in range(4)])
+    model = build_model_seeded(cfg)
+    criterion = task.build_loss(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+
+    def loss_value() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(criterion(model(batch.image), batch, gen)["loss"])
+
+    before = loss_value()
+    model.train()
+    for _ in range(15):
+        loss = criterion(model(batch.image), batch, gen)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss_value() < 0.8 * before
+
+
+def test_checkpoint_round_trip_and_exact_resume(tmp_path, monkeypatch):
+    cfg = tiny_config()
+    straight = train(cfg, tmp_path / "a", progress=False)
+
+    def save_then_crash(state, path):  # a run killed right after its first checkpoint
+        save_checkpoint(state, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["pixelgroup.engine.train"], "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
+    resumed = train(None, tmp_path / "b", resume=True, progress=False)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["history"] == b["history"] and len(a["history"]) == 4
+    assert set(a["history"][0]) >= {"loss", "loss_iter0", "loss_iter1", "pos_iter1", "neg_iter0"}
+    model, loaded_cfg, _ = load_model(straight.checkpoint)
+    assert loaded_cfg == cfg and not model.training
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model"]["name"] == "toy"
+
+
+def test_training_is_deterministic(tmp_path):
+    cfg = tiny_config(train={"epochs": 1, "iters_per_epoch": 1})
+    h1 = train(cfg, tmp_path / "a", progress=False).history
+    h2 = train(cfg, tmp_path / "b", progress=False).history
+    assert h1 == h2
+
+
+def test_resume_with_different_config(tmp_path):
+    cfg = tiny_config(train={"epochs": 1, "iters_per_epoch": 1})
+    train(cfg, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="config differs"):
+        train(override_config(cfg, ["seed=3"]), tmp_path, resume=True, progress=False)
+
+
+class _NanTask(tasks_module.InstanceTask):
+    def build_loss(self, cfg):
+        def loss(output, batch, generator):
+            return {"loss": output.embedding.sum() * float("nan")}
+
+        return loss
+
+
+def test_non_finite_loss_stops_without_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setitem(tasks_module.TASKS, "nan", _NanTask())
+    cfg = tiny_config(task="nan")
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, iteration 1"):
+        train(cfg, tmp_path, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_evaluate_reports_instance_metrics(tmp_path):
+    cfg = tiny_config(train={"epochs": 1, "iters_per_epoch": 1})
+    model, cfg, _ = load_model(train(cfg, tmp_path, progress=False).checkpoint)
+    metrics = evaluate(model, cfg, progress=False)
+    assert metrics["images"] == 2
+    assert {"AP50", "AP70", "MBO", "covering", "ARI"} <= set(metrics)
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_text("junk")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a pixelgroup checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize(
+    "sections, error, match",
+    [
+        ({"task": "nope"}, KeyError, "unknown task 'nope'; valid tasks: .*instance"),
+        ({"data": {"name": "nope"}}, KeyError, "unknown dataset 'nope'; valid datasets: toy"),
+        ({"data": {"options": {"lenght": 3}}}, ValueError, "dataset 'toy': bad option"),
+        ({"model": {"options": {"widht": 3}}}, ValueError, "model 'toy': bad option"),
+        ({"optim": {"name": "lbfgs"}}, ValueError, "optim.name must be 'sgd' or 'adam'"),
+        ({"data": {"name": "folder"}}, ValueError, "data.root must name a folder"),
+    ],
+)
+def test_bad_config_values(tmp_path, sections, error, match):
+    with pytest.raises(error, match=match):
+        train(tiny_config(**sections), tmp_path, progress=False)

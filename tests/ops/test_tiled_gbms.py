@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from pixelgroup.ops import gbms_step, recurrent_mean_shift
+from pixelgroup.ops.mean_shift import _blur_dense
+from pixelgroup.ops.tiled_gbms import tiled_blur
+from tests._reference import clustered_sphere, random_sphere
+
+
+@pytest.mark.parametrize("tile", [4, 7, 64])  # several tile pairs with ragged edges, one tile
+@pytest.mark.parametrize("bandwidth", [0.1, 0.5])
+def test_forward_and_gradient_match_dense(tile, bandwidth):
+    x = random_sphere(2, 23, 5, seed=tile).requires_grad_()
+    weights = random_sphere(2, 23, 5, seed=99)
+    got = tiled_blur(x, bandwidth, tile)
+    expected = _blur_dense(x, bandwidth)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
+    (g_exp,) = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(g_got, g_exp, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradcheck_multi_tile(seed):
+    x = random_sphere(2, 11, 3, seed=seed).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: tiled_blur(x, 0.4, 4), (x,))
+
+
+def test_gradient_of_clustered_points_matches_dense_through_loops():
+    """Collapsed clusters: kernel entries span e^0 .. below the e^-80 floor."""
+    x, _ = clustered_sphere(3, 20, 4, spread=0.05, seed=2)
+    x = x.requires_grad_()
+    weights = random_sphere(1, 60, 4, seed=3)
+    grads = []
+    for impl in ("tiled", "dense"):
+        out = recurrent_mean_shift(x, 0.1, 4, impl=impl)
+        grads.append(torch.autograd.grad(sum((it * weights).sum() for it in out), x)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_dtypes_and_devices_match_float64_dense(dtype, device):
+    x = random_sphere(2, 40, 6, seed=4)
+    weights = random_sphere(2, 40, 6, seed=5)
+    xd = x.to(device, dtype).requires_grad_()
+    out = gbms_step(xd, 0.3, impl="tiled")
+    assert out.dtype == dtype and out.device == xd.device
+    (grad,) = torch.autograd.grad((out * weights.to(device, dtype)).sum(), xd)
+    assert grad.dtype == dtype
+    x64 = x.clone().requires_grad_()
+    ref = gbms_step(x64, 0.3, impl="dense")
+    (ref_grad,) = torch.autograd.grad((ref * weights).sum(), x64)
+    tol = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    torch.testing.assert_close(out.double().cpu(), ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(grad.double().cpu(), ref_grad, rtol=tol, atol=tol * 10)
+
+
+def _peak_bytes(fn) -> int:
+    """Peak of live CPU allocations made inside ``fn`` (torch.profiler memory events)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    changes = sorted(
+        (
+            e.time_range.start,
+            e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage,
+        )
+        for e in prof.events()
+    )
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize(("impl", "holds_n_by_n"), [("tiled", False), ("dense", True)])
+def test_forward_and_backward_never_hold_an_n_by_n_matrix(impl, holds_n_by_n):
+    n = 4096  # N x N float32 = 64 MiB; the 1024 x 1024 tiles are 4 MiB
+    x = random_sphere(1, n, 4, seed=6, dtype=torch.float32).requires_grad_()
+
+    def run():
+        out = recurrent_mean_shift(x, 0.2, 1, impl=impl)[-1]
+        out.sum().backward()
+
+    assert (_peak_bytes(run) > n * n * 4 / 4) == holds_n_by_n
+
+
+@pytest.mark.parametrize(("dim", "expected"), [(3, "sdpa"), (31, "sdpa"), (32, "tiled")])
+def test_auto_picks_tiled_on_cpu_for_wide_embeddings(monkeypatch, dim, expected):
+    import pixelgroup.ops.mean_shift as ms
+
+    used = []
+
+    def recording(name):
+        blur = ms._BLURS[name]
+
+        def wrapper(*args):
+            used.append(name)
+            return blur(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(ms, "_BLURS", {name: recording(name) for name in ms._BLURS})
+    gbms_step(random_sphere(1, 8, dim, seed=0), 0.5)
+    assert used == [expected]

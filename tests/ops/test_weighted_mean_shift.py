@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+import pixelgroup.ops.weighted_mean_shift as wms
+from pixelgroup.ops import recurrent_mean_shift
+from pixelgroup.ops.weighted_mean_shift import (
+    merge_coincident,
+    merged_mean_shift,
+    weighted_gbms_step,
+)
+from tests._reference import clustered_sphere, gbms_step_reference, random_sphere
+
+
+def test_weighted_step_equals_step_on_repeated_points():
+    """Weight w on a point acts exactly like w copies of it."""
+    x = random_sphere(12, 4, seed=0)
+    weights = torch.tensor([1, 3, 2, 1, 1, 4, 1, 1, 2, 1, 1, 5], dtype=torch.float64)
+    repeated = x.repeat_interleave(weights.long(), dim=0)
+    expected = gbms_step_reference(repeated[None], 0.4)[0]
+    got, density = weighted_gbms_step(x, weights, 0.4)
+    torch.testing.assert_close(got.repeat_interleave(weights.long(), dim=0), expected)
+    kernel = torch.exp((x @ repeated.T - 1) / 0.4**2)
+    torch.testing.assert_close(density, kernel.sum(1))
+
+
+def test_tiles_do_not_change_the_result(monkeypatch):
+    x = random_sphere(50, 3, seed=1)
+    weights = torch.rand(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    whole = weighted_gbms_step(x, weights + 0.5, 0.3)
+    monkeypatch.setattr(wms, "_TILE_ELEMENTS", 7 * 50)  # 7-row tiles, last one ragged
+    for a, b in zip(weighted_gbms_step(x, weights + 0.5, 0.3), whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_exact_merging_reproduces_recurrent_mean_shift():
+    base = random_sphere(30, 3, seed=2)
+    x = base[torch.randint(0, 30, (200,), generator=torch.Generator().manual_seed(1))]
+    out = merged_mean_shift(x, 0.3, 6, merge_tol=0.0, stop_tol=0.0)
+    expected = recurrent_mean_shift(x[None], 0.3, 6, impl="dense")[-1][0]
+    assert out.num_iters == 6 and out.points.shape[0] <= 30
+    assert out.weights.sum() == 200
+    torch.testing.assert_close(out.points[out.index], expected, rtol=0, atol=1e-12)
+
+
+def test_tolerant_merging_stays_within_stated_bound():
+    x, _ = clustered_sphere(3, 100, 3, spread=0.1, seed=3)
+    x = x[0]
+    exact = recurrent_mean_shift(x[None], 0.2, 10, impl="dense")[-1][0]
+    out = merged_mean_shift(x, 0.2, 10, merge_tol=1e-3, stop_tol=0.0)
+    assert out.points.shape[0] < 30  # collapsed onto a handful of weighted points
+    assert (out.points[out.index] - exact).norm(dim=1).max() < 1e-2
+
+
+def test_merge_coincident_groups_cells():
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0004], [0.0, 1.0], [0.0004, 1.0]])
+    pts, weights, index = merge_coincident(x, torch.tensor([1.0, 3.0, 1.0, 1.0]), 1e-3)
+    assert pts.shape == (2, 2) and weights[index[0]] == 4.0 and weights[index[2]] == 2.0
+    torch.testing.assert_close(pts[index[1]], torch.tensor([1.0, 0.0003]))
+    assert index[0] == index[1] and index[2] == index[3] and index[0] != index[2]
+
+
+def test_early_stop_and_density():
+    x, _ = clustered_sphere(2, 40, 4, spread=0.01, seed=4)
+    out = merged_mean_shift(x[0], 0.2, 50)
+    assert out.num_iters < 50 and out.points.shape[0] == 2
+    assert sorted(out.weights.tolist()) == [40.0, 40.0]
+    assert torch.allclose(out.density, out.weights.to(out.density.dtype), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((torch.ones(1, 2, 3), 0.1, 2), {}, ValueError, r"\(N, D\)"),
+        ((torch.ones(2, 3, dtype=torch.long), 0.1, 2), {}, TypeError, "floating"),
+        ((3 * random_sphere(4, 3), 0.1, 2), {}, ValueError, "unit-norm"),
+        ((random_sphere(4, 3), 0.0, 2), {}, ValueError, "bandwidth"),
+        ((random_sphere(4, 3), 0.1, -1), {}, ValueError, "num_iters"),
+        ((random_sphere(4, 3), 0.1, 2), {"merge_tol": -1.0}, ValueError, "merge_tol"),
+        ((random_sphere(4, 3), 0.1, 2), {"stop_tol": -1.0}, ValueError, "stop_tol"),
+    ],
+)
+def test_bad_input_names_the_problem(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        merged_mean_shift(*args, **kwargs)

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from pixelgroup.postprocess import InstanceGrouping, group_pixels
+from tests._reference import clustered_sphere, random_sphere
+
+
+def _planted(num_clusters=4, per_cluster=48, dim=8, spread=0.02, seed=0, h=12):
+    """A ``(D, h, K*n/h)`` embedding of shuffled planted clusters and its ``(h, w)`` labels."""
+    pts, labels = clustered_sphere(num_clusters, per_cluster, dim, spread, seed=seed)
+    perm = torch.randperm(labels.shape[1], generator=torch.Generator().manual_seed(seed))
+    pts, labels = pts[0, perm], labels[0, perm]
+    w = labels.numel() // h
+    return pts.T.reshape(dim, h, w).float(), labels.reshape(h, w)
+
+
+def _same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
+    pairs = torch.unique(torch.stack([a.flatten(), b.flatten()]), dim=1)
+    return pairs.shape[1] == len(a.unique()) == len(b.unique())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recovers_planted_clusters_exactly(seed):
+    emb, truth = _planted(seed=seed)
+    out = group_pixels(emb, bandwidth=0.1, num_iters=10)
+    assert isinstance(out, InstanceGrouping)
+    assert _same_partition(out.labels, truth)
+    assert out.background is None and 1 <= out.num_iters <= 10
+
+
+def test_output_contract(device):
+    emb, _ = _planted(num_clusters=3, per_cluster=40, seed=3, h=8)
+    out = group_pixels(emb.to(device), bandwidth=0.1)
+    k = int(out.labels.max()) + 1
+    assert out.labels.shape == (8, 15) and out.labels.dtype == torch.int64
+    assert out.labels.device.type == device.type
+    assert out.scores.shape == (k,) and bool(((out.scores >= 0) & (out.scores <= 1)).all())
+    assert out.scores.min() > 0.99  # tight planted clusters are compact
+    assert out.centers.shape == (k, 8) and out.centers.dtype == emb.dtype
+    torch.testing.assert_close(out.centers.norm(dim=1).cpu(), torch.ones(k))
+    assert out.areas.tolist() == torch.bincount(out.labels.flatten()).tolist()
+    assert out.areas.tolist() == sorted(out.areas.tolist(), reverse=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes_give_the_same_grouping(dtype):
+    emb, truth = _planted(seed=4)
+    out = group_pixels(emb.to(dtype), bandwidth=0.1)
+    assert _same_partition(out.labels, truth) and out.centers.dtype == dtype
+
+
+def test_permuting_pixels_permutes_labels():
+    emb, _ = _planted(seed=5)
+    flat = emb.flatten(1)
+    perm = torch.randperm(flat.shape[1], generator=torch.Generator().manual_seed(0))
+    a = group_pixels(emb).labels.flatten()
+    b = group_pixels(flat[:, perm].reshape(emb.shape)).labels.flatten()
+    assert _same_partition(a[perm], b)
+
+
+def test_tiny_group_joins_nearest_kept_group():
+    eye = torch.eye(4)
+    tiny = 0.8 * eye[0] + 0.6 * eye[2]  # cosine 0.8 to group 0, 0 to group 1: far from both
+    emb = torch.cat([eye[0].expand(60, 4), eye[1].expand(60, 4), tiny.expand(3, 4)])
+    emb = emb.T.reshape(4, 3, 41)
+    kept = group_pixels(emb, bandwidth=0.1, min_area=1).labels.flatten()
+    assert len(kept.unique()) == 3 and bool((kept[120:] == kept[120]).all())
+    merged = group_pixels(emb, bandwidth=0.1, min_area=4).labels.flatten()
+    assert len(merged.unique()) == 2 and bool((merged[120:] == merged[0]).all())
+
+
+def test_semantic_mask_makes_background_label_zero():
+    emb, truth = _planted(seed=7)
+    fg = truth != 0
+    out = group_pixels(emb, semantic_mask=fg)
+    assert out.background == 0 and bool((out.labels[~fg] == 0).all())
+    assert bool((out.labels[fg] > 0).all()) and _same_partition(out.labels, truth)
+    assert group_pixels(emb, semantic_mask=torch.zeros_like(fg)).labels.max() == 0
+    all_fg = group_pixels(emb, semantic_mask=torch.ones_like(fg))
+    assert all_fg.background is None and _same_partition(all_fg.labels, truth)
+
+
+def test_single_pixel_and_no_loops():
+    out = group_pixels(random_sphere(1, 3, seed=0).T[:, :, None].float(), min_area=1)
+    assert out.labels.tolist() == [[0]] and out.num_iters == 1  # converged at once
+    emb, truth = _planted(seed=8, spread=0.005)
+    out = group_pixels(emb, num_iters=0)
+    assert out.num_iters == 0 and _same_partition(out.labels, truth)
+
+
+def test_trained_toy_embeddings_match_ground_truth(shared_data):
+    """The original's stored toy model (δ = 0.2): its loop-1 embeddings of 12 test images."""
+    mat = scipy.io.loadmat(shared_data / "toy-gbms" / "loops_bandwidth0.2.mat", squeeze_me=True)
+    emb = np.asarray(mat["predInstanceMaskMat"][0], dtype=np.float32)  # (64, 64, 3, 30)
+    truth = mat["instanceMaskMat"]  # (64, 64, 30), background 0
+    scores = []
+    for i in range(12):
+        e = torch.from_numpy(emb[..., i]).permute(2, 0, 1)
+        out = group_pixels(e, bandwidth=0.2, num_iters=10)
+        scores.append(adjusted_rand_score(truth[..., i].ravel(), out.labels.ravel().numpy()))
+    assert np.mean(scores) > 0.95 and np.min(scores) > 0.88
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"embedding": [[1.0]]}, TypeError, "torch.Tensor"),
+        ({"embedding": torch.ones(3, 4)}, ValueError, r"\(D, H, W\)"),
+        ({"embedding": torch.ones(3, 2, 2, dtype=torch.long)}, TypeError, "floating"),
+        ({"embedding": torch.ones(3, 0, 2)}, ValueError, "H, W >= 1"),
+        ({"embedding": torch.full((3, 2, 2), float("nan"))}, ValueError, "non-finite"),
+        ({"embedding": 2 * torch.ones(3, 2, 2)}, ValueError, "unit-norm"),
+        ({"bandwidth": 0.0}, ValueError, "bandwidth"),
+        ({"num_iters": -1}, ValueError, "num_iters"),
+        ({"min_area": 1.5}, TypeError, "min_area"),
+        ({"threshold": 1.5}, ValueError, "threshold"),
+        ({"semantic_mask": torch.ones(2, 2)}, TypeError, "bool"),
+        ({"semantic_mask": torch.ones(3, 2, dtype=torch.bool)}, ValueError, r"\(H, W\)"),
+    ],
+)
+def test_bad_input_names_the_problem(kwargs, error, match):
+    args = {"embedding": torch.eye(3)[:, :, None].expand(3, 3, 2).reshape(3, 2, 3)} | kwargs
+    embedding = args.pop("embedding")
+    with pytest.raises(error, match=match):
+        group_pixels(embedding, **args)
