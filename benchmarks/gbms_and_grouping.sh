@@ -12,3 +12,7 @@ $PG bench --sections gbms --sizes 65536 --dims 32 --impls tiled sdpa --threads 1
     --out "$OUT/gbms_65536.md"
 $PG bench --sections grouping --threads 1 --out "$OUT/grouping.md"
 $PG bench --sections merge --threads 1 --out "$OUT/merge.md"
+for threads in 1 2; do
+    $PG bench --sections gbms --sizes 4096 --dims 3 --impls tiled sdpa --threads "$threads" \
+        --out "$OUT/gbms_d3_threads$threads.md"
+done

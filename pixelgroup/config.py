@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return from_dict(tp, value, prefix=f"{key}.")
@@ -48,7 +48,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return tuple(_coerce(v, item_type, key) for v in value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if tp in (int, str, bool) and not (type(value) is tp):
+    if tp in (int, str, bool) and type(value) is not tp:
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
     return value
 
@@ -59,7 +59,8 @@ def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(sorted(fields))}"
+            f"unknown config key '{prefix}{unknown[0]}'; "
+            f"valid keys here: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(v, hints[name], f"{prefix}{name}") for name, v in values.items()}

@@ -14,7 +14,17 @@ import sys
 __all__ = ["main", "build_parser", "SUBCOMMAND_MODULES"]
 
 # Module names under pixelgroup.cli, in the order `pixelgroup --help` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("eval_proposals", "eval_instances", "eval_boundaries", "analyze", "train", "eval", "predict", "demo", "bench")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "train",
+    "eval",
+    "predict",
+    "bench",
+    "analyze",
+    "eval_boundaries",
+    "eval_proposals",
+    "eval_instances",
+)
 
 
 class UserError(Exception):

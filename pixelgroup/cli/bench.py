@@ -25,7 +25,7 @@ from pixelgroup.postprocess import group_pixels
 
 EPILOG = """examples:
   pixelgroup bench --quick
-  pixelgroup bench --threads 1 --out docs/benchmarks.md
+  pixelgroup bench --threads 1 --out runs/bench/all.md
   pixelgroup bench --sizes 4096 16384 --dims 32 --iters 5 --impls tiled sdpa
   pixelgroup bench --sections gbms --sizes 65536 --dims 32 --impls tiled
 

@@ -137,10 +137,11 @@ def train(
     micro = micro_batch_size(cfg.data.batch_size, info.world_size, cfg.train.grad_accum)
     accum = cfg.train.grad_accum
     dataset = task.build_dataset(cfg, cfg.data.train_split)
-    per_epoch = cfg.train.iters_per_epoch or len(dataset) // cfg.data.batch_size
+    num_items = len(dataset)  # type: ignore[arg-type]  # map-style datasets are sized
+    per_epoch = cfg.train.iters_per_epoch or num_items // cfg.data.batch_size
     if per_epoch < 1:
         raise ValueError(
-            f"the training split has {len(dataset)} items, fewer than one batch of "
+            f"the training split has {num_items} items, fewer than one batch of "
             f"{cfg.data.batch_size}"
         )
     model = build_model_seeded(cfg).to(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,7 +66,7 @@ class RecurrentGroupingLoss(nn.Module):
             )
         self.margin, self.bandwidth, self.num_iters = margin, bandwidth, num_iters
         self.iter_weights = weights
-        self.pair_kwargs = dict(
+        self.pair_kwargs: dict[str, Any] = dict(
             num_samples=num_samples,
             max_samples=max_samples,
             sample_ratio=sample_ratio,

@@ -9,15 +9,17 @@ from tests._reference import clustered_sphere, gbms_step_reference, random_spher
 IMPLS = ["auto", "tiled", "sdpa", "dense"]
 
 
-@pytest.mark.parametrize("impl", ["tiled", "sdpa", "dense"])
-def test_matches_original_implementation(shared_data, impl):
-    """Loop k -> k+1 of the original MATLAB code (δ = 0.2) for 3 of the 30 toy images, 4 steps."""
+# The default fused path checks all 30 images; the other paths (equal to it to 1e-6 in the
+# reference tests below) check every 10th image to keep the suite fast.
+@pytest.mark.parametrize(("impl", "every"), [("sdpa", 1), ("tiled", 10), ("dense", 10)])
+def test_matches_original_implementation(shared_data, impl, every):
+    """Loop k -> k+1 of the original MATLAB code (δ = 0.2) on the toy images, all 4 steps."""
     mat = scipy.io.loadmat(shared_data / "toy-gbms" / "loops_bandwidth0.2.mat", squeeze_me=True)
-    loops = [np.asarray(a, dtype=np.float64) for a in mat["predInstanceMaskMat"]]
-    assert len(loops) == 5 and loops[0].shape == (64, 64, 3, 30)
+    loops = [np.asarray(a, dtype=np.float64)[..., ::every] for a in mat["predInstanceMaskMat"]]
+    assert len(loops) == 5 and loops[0].shape == (64, 64, 3, 30 // every)
     for k in range(4):
-        x = torch.from_numpy(loops[k][..., ::10]).permute(3, 0, 1, 2).reshape(3, 4096, 3)
-        expected = torch.from_numpy(loops[k + 1][..., ::10]).permute(3, 0, 1, 2).reshape(3, 4096, 3)
+        x = torch.from_numpy(loops[k]).permute(3, 0, 1, 2).reshape(-1, 4096, 3)
+        expected = torch.from_numpy(loops[k + 1]).permute(3, 0, 1, 2).reshape(-1, 4096, 3)
         got = gbms_step(x.float(), 0.2, impl=impl).double()
         assert (got - expected).abs().max() < 1e-4
 
