@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,15 +13,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/pixelgroup demo --config configs/toy.yaml --output runs/demo
+	$(VENV)/bin/pixelgroup demo --config configs/toy.yaml --output runs/demo --threads 1
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check pixelgroup tests benchmarks examples
 	$(VENV)/bin/ruff format --check pixelgroup tests benchmarks examples
-	$(PY) -m pytest -q
-
-lint: $(STAMP)
 	$(VENV)/bin/mypy pixelgroup
+	$(PY) -m pytest -q
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache .mypy_cache

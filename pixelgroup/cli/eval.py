@@ -9,21 +9,27 @@ EPILOG = """examples:
   pixelgroup eval --checkpoint runs/demo/checkpoint.pt
   pixelgroup eval --checkpoint runs/toy/checkpoint.pt --split val -o val_metrics.json
   pixelgroup eval --checkpoint runs/toy/checkpoint.pt --set grouping.num_iters=20
+  pixelgroup eval --task semantic --checkpoint runs/toy_semantic/checkpoint.pt
 
 The model and data come from the config stored in the checkpoint; --set changes the stored
-config for this evaluation only (e.g. grouping settings or data.options.eval_length)."""
+config for this evaluation only (e.g. grouping settings or data.options.eval_length).
+--task names the task the checkpoint must have been trained for (instance, semantic,
+boundary, proposals, voc_instance); it guards scripts against evaluating the wrong model."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="evaluate a checkpoint (table + metrics.json)",
-        description="Evaluate a checkpoint on its evaluation split: for instance models, "
-        "class-agnostic AP@0.5 / AP@0.7, mean best overlap, covering and adjusted Rand index.",
+        description="Evaluate a checkpoint on its evaluation split with its task's metrics: "
+        "instance (class-agnostic AP@0.5 / AP@0.7, mean best overlap, covering, adjusted Rand "
+        "index), semantic (mIoU, pixel accuracy, boundary F), boundary (ODS / OIS / AP / R50), "
+        "proposals (AR@k) or voc_instance (mAP^r@0.5 / 0.7).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt from train")
+    p.add_argument("--task", help="expected task of the checkpoint (error if it differs)")
     p.add_argument("--split", help="split to evaluate (default: data.eval_split of the config)")
     p.add_argument(
         "--set",
@@ -59,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup.engine.train import write_json
 
     model, cfg, _ = load_model(args.checkpoint)
+    if args.task is not None and args.task != cfg.task:
+        raise ValueError(
+            f"{args.checkpoint} was trained for task {cfg.task!r}, not {args.task!r}; "
+            "evaluate it without --task or pick a checkpoint of that task"
+        )
     cfg = override_config(cfg, args.overrides)
     output = args.output or args.checkpoint.parent / "metrics.json"
     metrics = evaluate(model, cfg, args.split, progress=not args.quiet)

@@ -14,7 +14,9 @@ EPILOG = """examples:
 
 For instance models, per image STEM: STEM_labels.png (16-bit instance ids, 0 = background),
 STEM_overlay.png (the instances over the image) and STEM.json (COCO-style results with RLE
-masks and scores). A boundary-task checkpoint instead writes 16-bit boundary maps
+masks and scores). A voc_instance checkpoint also captions the overlay with the VOC class
+names and gives each JSON record a "category_id" 1..20 (`pixelgroup eval-instances` reads it).
+A boundary-task checkpoint instead writes 16-bit boundary maps
 OUTPUT/raw/STEM.png and OUTPUT/nms/STEM.png (thinned), ready for `pixelgroup eval-boundaries`.
 Every image is read and checked before anything is written."""
 
@@ -55,17 +57,11 @@ def run(args: argparse.Namespace) -> int:
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_config(cfg, args.overrides)
     write = getattr(get_task(cfg.task), "write_prediction", None)
-    if write is None and cfg.task != "boundary":
+    if write is None:
         raise UserError(f"the {cfg.task!r} task of this checkpoint has no predict step")
     channels = getattr(model, "in_channels", 3)
     images = [read_image(p, channels) for p in args.images]  # all checked before any output
     for stem, image in tqdm(list(zip(stems, images, strict=True)), disable=args.quiet):
-        if cfg.task == "boundary":  # boundary maps: OUTPUT/raw/STEM.png and OUTPUT/nms/STEM.png
-            from pixelgroup.engine import boundary_task
-
-            maps = boundary_task.predict_boundaries(model, image)
-            boundary_task.write_boundary_prediction(args.output, stem, *maps)
-            continue
-        write(model, cfg, image, args.output, stem)  # type: ignore[misc]
+        write(model, cfg, image, args.output, stem)
     print(f"predictions: {args.output} ({len(images)} image(s))")
     return 0

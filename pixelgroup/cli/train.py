@@ -61,5 +61,6 @@ def run(args: argparse.Namespace) -> int:
         result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
     except NonFiniteLossError as e:
         raise UserError(str(e)) from None
-    print(f"checkpoint: {result.checkpoint}")
+    if result.dist.is_main:  # under torchrun every rank returns here; one line is enough
+        print(f"checkpoint: {result.checkpoint}")
     return 0

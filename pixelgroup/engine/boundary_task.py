@@ -241,6 +241,12 @@ class BoundaryTask:
     def build_evaluator(self, cfg: ExperimentConfig) -> BoundaryTaskEvaluator:
         return BoundaryTaskEvaluator(cfg)
 
+    def write_prediction(
+        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    ) -> list[Path]:
+        """Boundary maps of ``image (3, H, W)`` -> ``out_dir/{raw,nms}/STEM.png``."""
+        return write_boundary_prediction(out_dir, stem, *predict_boundaries(model, image))
+
 
 def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
     if x.shape[-2:] == size:
@@ -294,10 +300,13 @@ def predict_boundaries(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarra
 
 def write_boundary_prediction(
     out_dir: str | Path, stem: str, prob: np.ndarray, thinned: np.ndarray
-) -> None:
-    """Write 16-bit PNGs ``out_dir/raw/<stem>.png`` and ``out_dir/nms/<stem>.png`` (atomically);
-    each folder is a PRED_DIR for ``pixelgroup eval-boundaries``."""
+) -> list[Path]:
+    """Write ``(H, W)`` maps in [0, 1] as 16-bit PNGs ``out_dir/raw/<stem>.png`` and
+    ``out_dir/nms/<stem>.png`` (atomically) and return their paths; each folder is a PRED_DIR
+    for ``pixelgroup eval-boundaries``."""
+    paths = []
     for name, m in (("raw", prob), ("nms", thinned)):
-        folder = Path(out_dir) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        write_png(np.round(np.clip(m, 0, 1) * 65535).astype(np.uint16), folder / f"{stem}.png")
+        path = Path(out_dir) / name / f"{stem}.png"
+        write_png(np.round(np.clip(m, 0, 1) * 65535).astype(np.uint16), path)
+        paths.append(path)
+    return paths

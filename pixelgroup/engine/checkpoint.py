@@ -24,6 +24,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "build_model_seeded",
+    "load_weights",
     "override_config",
 ]
 
@@ -61,6 +62,37 @@ def build_model_seeded(cfg: ExperimentConfig) -> nn.Module:
         return get_task(cfg.task).build_model(cfg)
 
 
+def load_weights(model: nn.Module, weights: object, path: str | Path) -> None:
+    """Load a checkpoint's ``weights`` (state dict) into ``model`` strictly.
+
+    Raises ``ValueError`` naming ``path`` and the first key that is missing, unexpected or of
+    another shape (a checkpoint of another model, or weights that do not fit its config).
+    """
+    expected = model.state_dict()
+    if not isinstance(weights, dict):
+        raise ValueError(f"{path}: 'model' must be a state dict, got {type(weights).__name__}")
+    problem = None
+    for key, value in expected.items():
+        if key not in weights:
+            problem = f"{key!r} missing from the checkpoint"
+        elif getattr(weights[key], "shape", None) != value.shape:
+            got = tuple(getattr(weights[key], "shape", ()))
+            problem = (
+                f"{key!r} has shape {got} in the checkpoint, the model expects {tuple(value.shape)}"
+            )
+        if problem:
+            break
+    if problem is None:
+        extra = [key for key in weights if key not in expected]
+        problem = f"{extra[0]!r} is not a weight of the model" if extra else None
+    if problem is not None:
+        raise ValueError(
+            f"checkpoint {path} does not fit the model its config builds "
+            f"({type(model).__name__}): {problem}"
+        )
+    model.load_state_dict(weights)
+
+
 def load_model(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, ExperimentConfig, dict[str, Any]]:
@@ -68,7 +100,7 @@ def load_model(
     state = load_checkpoint(path)
     cfg = from_dict(ExperimentConfig, state["config"])
     model = build_model_seeded(cfg)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     return model.to(device).eval(), cfg, state
 
 

@@ -28,7 +28,12 @@ from tqdm import tqdm
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup.config import from_dict, to_dict
-from pixelgroup.engine.checkpoint import build_model_seeded, load_checkpoint, save_checkpoint
+from pixelgroup.engine.checkpoint import (
+    build_model_seeded,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from pixelgroup.engine.distributed import (
     DistInfo,
     autocast,
@@ -59,6 +64,7 @@ class TrainResult:
 
     checkpoint: Path
     history: list[dict[str, float]]
+    dist: DistInfo = DistInfo()  # this process's rank (only rank 0 writes the checkpoint)
 
 
 def write_json(data: Any, path: str | Path) -> None:
@@ -146,7 +152,7 @@ def train(
         )
     model = build_model_seeded(cfg).to(device)
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], ckpt_path)
     model = wrap_model(model, info, device)
     criterion = task.build_loss(cfg)
     optimizer = _optimizer(cfg, model.parameters())
@@ -258,7 +264,7 @@ def train(
                     save(epoch, done)
         bar.close()
         save(epoch + 1, 0)
-    return TrainResult(checkpoint=ckpt_path, history=history)
+    return TrainResult(checkpoint=ckpt_path, history=history, dist=info)
 
 
 def _postfix(record: dict[str, float]) -> dict[str, str]:

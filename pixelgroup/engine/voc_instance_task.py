@@ -18,6 +18,9 @@ the embedding plus pixel cross-entropy on the semantic head) with two changes:
   model and stops the gradient into the backbone's first n stages (stem, res2, res3 for n = 3:
   the recipe's "everything below res4 frozen"). A :class:`~pixelgroup.models.dense.
   DenseEmbeddingNet` is required then.
+* Predict: :meth:`VOCInstanceTask.write_prediction` writes an instance label PNG, an overlay
+  captioned with VOC class names and a COCO JSON per image
+  (:func:`~pixelgroup.engine.predict.write_semantic_prediction`).
 
 A corrupt image or annotation stops the run with an error naming the file (the readers raise
 ``ValueError``); nothing is skipped silently.
@@ -26,8 +29,10 @@ A corrupt image or annotation stops the run with an error naming the file (the r
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -57,6 +62,16 @@ def _split_options(cfg: ExperimentConfig) -> tuple[ExperimentConfig, bool, int]:
             "use data.options.max_size"
         )
     return replace(cfg, data=replace(cfg.data, options=options)), augment, max_size
+
+
+def _semantic_logits(output: Any) -> torch.Tensor:
+    semantic = getattr(output, "semantic", None)
+    if semantic is None:
+        raise ValueError(
+            "the voc_instance task needs a model with a semantic head "
+            "(model.options.num_classes: 21); this model returns no semantic logits"
+        )
+    return semantic
 
 
 def instances_from_output(
@@ -109,6 +124,22 @@ class VOCInstanceTask(ProposalTask):
     def build_evaluator(self, cfg: ExperimentConfig) -> VOCInstanceEvaluator:  # type: ignore[override]
         return VOCInstanceEvaluator(cfg)
 
+    @torch.no_grad()
+    def write_prediction(
+        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    ) -> list[Path]:
+        """Semantic instances of ``image (3, H, W)`` in [0, 1] -> ``STEM_labels.png``,
+        ``STEM_overlay.png``, ``STEM.json`` in ``out_dir`` (see ``write_semantic_prediction``)."""
+        from pixelgroup.engine.predict import write_semantic_prediction
+
+        device = next(model.parameters()).device
+        model.eval()
+        output = model(image[None].to(device))
+        logits = _semantic_logits(output)
+        size = (int(image.shape[1]), int(image.shape[2]))
+        instances = instances_from_output(output.embedding[0], logits[0], size, cfg)
+        return write_semantic_prediction(out_dir, stem, image, instances)
+
 
 class VOCInstanceEvaluator:
     """Semantic instances from each image of a batch, scored by VOC mAP^r."""
@@ -122,12 +153,7 @@ class VOCInstanceEvaluator:
         self.metrics.reset()
 
     def process(self, output: Any, batch: InstanceSample) -> None:
-        semantic = getattr(output, "semantic", None)
-        if semantic is None:
-            raise ValueError(
-                "the voc_instance task needs a model with a semantic head "
-                "(model.options.num_classes: 21); this model returns no semantic logits"
-            )
+        semantic = _semantic_logits(output)
         for embedding, logits, instance, classes in zip(
             output.embedding, semantic, batch.instance, batch.semantic, strict=True
         ):

@@ -121,9 +121,16 @@ def test_train_eval_and_cli_on_a_semantic_checkpoint(tmp_path, capsys):
     assert set(metrics) == METRICS
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     out = tmp_path / "m.json"
-    assert main(["eval", "--checkpoint", str(result.checkpoint), "-o", str(out), "--quiet"]) == 0
+    ckpt = str(result.checkpoint)
+    assert (
+        main(["eval", "--task", "semantic", "--checkpoint", ckpt, "-o", str(out), "--quiet"]) == 0
+    )
     assert set(json.loads(out.read_text())) == METRICS
     assert "boundary_F" in capsys.readouterr().out
+    wrong = tmp_path / "wrong.json"
+    assert main(["eval", "--task", "instance", "--checkpoint", ckpt, "-o", str(wrong)]) == 2
+    assert "was trained for task 'semantic', not 'instance'" in capsys.readouterr().err
+    assert not wrong.exists()
 
 
 def test_configs_load_and_build():

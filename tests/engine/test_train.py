@@ -66,6 +66,7 @@ def test_checkpoint_round_trip_and_exact_resume(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "a" / "config.json").read_text())["model"]["name"] == "toy"
 
 
+@pytest.mark.filterwarnings("error:Converting a tensor with requires_grad")  # losses detached
 def test_training_is_deterministic(tmp_path):
     cfg = tiny_config(train={"epochs": 1, "iters_per_epoch": 1})
     h1 = train(cfg, tmp_path / "a", progress=False).history
