@@ -42,10 +42,10 @@ from torch.utils.data import Dataset
 
 from pixelgroup.data.bsds import BoundarySample, open_boundary_dataset
 from pixelgroup.data.io import write_png
+from pixelgroup.engine.common import build_config_model
 from pixelgroup.experiment import ExperimentConfig
 from pixelgroup.losses.pairwise import pairwise_embedding_loss
 from pixelgroup.metrics.boundary import BoundaryEvaluator
-from pixelgroup.models import build_model
 from pixelgroup.postprocess.boundary_nms import boundary_nms
 
 __all__ = [
@@ -196,10 +196,7 @@ class BoundaryTask:
         return batch.image
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
-        try:
-            return build_model(cfg.model.name, **cfg.model.options)
-        except TypeError as e:
-            raise ValueError(f"model {cfg.model.name!r}: bad option in the config ({e})") from None
+        return build_config_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> Callable[..., dict[str, torch.Tensor]]:
         c = cfg.loss

@@ -28,11 +28,9 @@ from torch.utils.data import Dataset
 
 from pixelgroup.data.sample import InstanceSample, collate_instances
 from pixelgroup.data.voc import IGNORE_INDEX, ResizeSample, instance_masks, open_instance_dataset
+from pixelgroup.engine.common import build_config_model, build_grouping_loss
 from pixelgroup.experiment import ExperimentConfig
-from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.metrics.proposals import ProposalEvaluator
-from pixelgroup.models import build_model
-from pixelgroup.ops.sphere import normalize_to_sphere
 from pixelgroup.postprocess.proposals import Proposals, propose
 
 __all__ = ["ProposalTask", "ProposalTaskEvaluator", "proposals_from_embedding"]
@@ -92,34 +90,15 @@ class ProposalTask:
         return batch.image
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
-        try:
-            return build_model(cfg.model.name, **cfg.model.options)
-        except TypeError as e:
-            raise ValueError(f"model {cfg.model.name!r}: bad option in the config ({e})") from None
+        return build_config_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> Callable[..., dict[str, torch.Tensor]]:
         c = cfg.loss
         _, ignore_index = _data_options(cfg)
-        if c.stride < 1:
-            raise ValueError(f"loss.stride must be >= 1, got {c.stride}")
-        criterion = RecurrentGroupingLoss(
-            margin=c.margin,
-            bandwidth=c.bandwidth,
-            num_iters=c.num_iters,
-            iter_weights=c.iter_weights,
-            sample_ratio=c.sample_ratio,
-            max_samples=c.max_samples,
-            pos_weight=c.pos_weight,
-            neg_weight=c.neg_weight,
-            kind=c.kind,
-            ignore_index=ignore_index,
-        )
+        grouping_loss = build_grouping_loss(c, ignore_index)
 
         def loss(output: Any, batch: InstanceSample, generator: torch.Generator):
-            embedding = output.embedding
-            if c.stride > 1:
-                embedding = normalize_to_sphere(F.avg_pool2d(embedding, c.stride), dim=1)
-            terms = criterion(embedding, batch.instance.to(embedding.device), generator=generator)
+            terms = grouping_loss(output.embedding, batch.instance, generator)
             semantic = getattr(output, "semantic", None)
             if semantic is not None:
                 target = batch.semantic.to(semantic.device)

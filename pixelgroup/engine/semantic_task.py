@@ -42,12 +42,10 @@ from torch.utils.data import Dataset
 
 from pixelgroup.data.sample import InstanceSample, collate_instances
 from pixelgroup.data.voc import IGNORE_INDEX
+from pixelgroup.engine.common import build_config_model, build_grouping_loss
 from pixelgroup.engine.proposals import ProposalTask
 from pixelgroup.experiment import ExperimentConfig
-from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.metrics.semantic import SemanticEvaluator
-from pixelgroup.models import build_model
-from pixelgroup.ops.sphere import normalize_to_sphere
 
 __all__ = ["SemanticTask", "SemanticTaskEvaluator", "AUX_LABELS"]
 
@@ -114,10 +112,7 @@ class SemanticTask:
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
         _num_classes(cfg)
-        try:
-            return build_model(cfg.model.name, **cfg.model.options)
-        except TypeError as e:
-            raise ValueError(f"model {cfg.model.name!r}: bad option in the config ({e})") from None
+        return build_config_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> Callable[..., dict[str, torch.Tensor]]:
         c = cfg.loss
@@ -125,21 +120,8 @@ class SemanticTask:
             raise ValueError(f"loss.aux_labels must be one of {AUX_LABELS}, got {c.aux_labels!r}")
         if not c.aux_weight >= 0:
             raise ValueError(f"loss.aux_weight must be >= 0, got {c.aux_weight}")
-        if c.stride < 1:
-            raise ValueError(f"loss.stride must be >= 1, got {c.stride}")
         ignore_index = _ignore_index(cfg)
-        criterion = RecurrentGroupingLoss(
-            margin=c.margin,
-            bandwidth=c.bandwidth,
-            num_iters=c.num_iters,
-            iter_weights=c.iter_weights,
-            sample_ratio=c.sample_ratio,
-            max_samples=c.max_samples,
-            pos_weight=c.pos_weight,
-            neg_weight=c.neg_weight,
-            kind=c.kind,
-            ignore_index=ignore_index,
-        )
+        grouping_loss = build_grouping_loss(c, ignore_index)
 
         def loss(
             output: Any, batch: InstanceSample, generator: torch.Generator
@@ -149,11 +131,8 @@ class SemanticTask:
             ce = F.cross_entropy(_resize(logits, target), target, ignore_index=ignore_index)
             if c.aux_weight == 0:
                 return {"loss": ce, "ce": ce.detach()}
-            embedding = output.embedding
-            if c.stride > 1:
-                embedding = normalize_to_sphere(F.avg_pool2d(embedding, c.stride), dim=1)
             labels = batch.semantic if c.aux_labels == "semantic" else batch.instance
-            pair = criterion(embedding, labels.to(embedding.device), generator=generator)
+            pair = grouping_loss(output.embedding, labels, generator)
             terms = {k: v.detach() for k, v in pair.items() if k.startswith("loss_iter")}
             terms.update(ce=ce.detach(), pair=pair["loss"].detach())
             terms["loss"] = ce + c.aux_weight * pair["loss"]

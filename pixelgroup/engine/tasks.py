@@ -30,13 +30,13 @@ from torch.utils.data import Dataset
 
 from pixelgroup.data import ImageMaskFolder, InstanceSample, ToyDigits, collate_instances
 from pixelgroup.engine.boundary_task import BoundaryTask
+from pixelgroup.engine.common import build_config_model, build_grouping_loss, call_with_options
 from pixelgroup.engine.proposals import ProposalTask
 from pixelgroup.engine.semantic_task import SemanticTask
 from pixelgroup.engine.voc_instance_task import VOCInstanceTask
 from pixelgroup.experiment import ExperimentConfig
-from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.metrics.instance import InstanceEvaluator
-from pixelgroup.models import EmbeddingOutput, build_model
+from pixelgroup.models import EmbeddingOutput
 from pixelgroup.ops.sphere import normalize_to_sphere
 from pixelgroup.postprocess import group_pixels
 
@@ -70,15 +70,6 @@ def _folder(root: str | None, split: str, **options: Any) -> Dataset:
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {"toy": _toy, "folder": _folder}
-
-
-def _call_with_options(kind: str, name: str, fn: Callable[..., Any], *args: Any, **kw: Any):
-    try:
-        return fn(*args, **kw)
-    except TypeError as e:
-        if "argument" not in str(e):
-            raise
-        raise ValueError(f"{kind} {name!r}: bad option in the config ({e})") from None
 
 
 def extract_instances(
@@ -134,9 +125,7 @@ class InstanceTask:
         if name not in DATASETS:
             raise KeyError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
         builder = DATASETS[name]
-        return _call_with_options(
-            "dataset", name, builder, cfg.data.root, split, **cfg.data.options
-        )
+        return call_with_options("dataset", name, builder, cfg.data.root, split, **cfg.data.options)
 
     def collate(self, samples: list[InstanceSample]) -> InstanceSample:
         return collate_instances(samples)
@@ -145,34 +134,16 @@ class InstanceTask:
         return batch.image
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
-        return _call_with_options(
-            "model", cfg.model.name, build_model, cfg.model.name, **cfg.model.options
-        )
+        return build_config_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> Callable[..., dict[str, torch.Tensor]]:
         c = cfg.loss
-        criterion = RecurrentGroupingLoss(
-            margin=c.margin,
-            bandwidth=c.bandwidth,
-            num_iters=c.num_iters,
-            iter_weights=c.iter_weights,
-            sample_ratio=c.sample_ratio,
-            max_samples=c.max_samples,
-            pos_weight=c.pos_weight,
-            neg_weight=c.neg_weight,
-            kind=c.kind,
-            ignore_index=None,
-        )
-        if c.stride < 1:
-            raise ValueError(f"loss.stride must be >= 1, got {c.stride}")
+        grouping_loss = build_grouping_loss(c, ignore_index=None)
 
         def loss(
             output: EmbeddingOutput, batch: InstanceSample, generator: torch.Generator
         ) -> dict[str, torch.Tensor]:
-            embedding = output.embedding
-            if c.stride > 1:
-                embedding = normalize_to_sphere(F.avg_pool2d(embedding, c.stride), dim=1)
-            return criterion(embedding, batch.instance.to(embedding.device), generator=generator)
+            return grouping_loss(output.embedding, batch.instance, generator)
 
         return loss
 
