@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "write_text", "write_json"]
 
 
 def _umask() -> int:
@@ -18,7 +20,7 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path``, on error it is removed.
 
     The file gets the usual permissions (0o666 minus the umask), not mkstemp's 0o600.
@@ -35,3 +37,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write ``text`` to ``path`` all-or-nothing."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(data: Any, path: str | os.PathLike) -> None:
+    """Write ``data`` as indented JSON to ``path`` all-or-nothing."""
+    write_text(json.dumps(data, indent=2) + "\n", path)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pixelgroup._atomic import atomic_path
 from pixelgroup.analysis.capacity import CapacityRow, exact_max_groups
 from pixelgroup.analysis.gradient import GradientStudyResult, euclidean_gbms, regressor
 
@@ -29,16 +29,10 @@ def _pyplot() -> Any:
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 80) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is an ordinary file
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         _pyplot().close(fig)
     return path
 

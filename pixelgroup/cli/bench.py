@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pixelgroup._atomic import write_text
 from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.ops.weighted_mean_shift import merged_mean_shift
 from pixelgroup.postprocess import group_pixels
@@ -299,18 +299,6 @@ def bench_merge(args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def _write_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.sizes, args.dims, args.iters, args.toy_images = [512, 1024], [8], 2, 1
@@ -338,6 +326,6 @@ def run(args: argparse.Namespace) -> int:
     text = "\n".join(out) + "\n"
     print(text)
     if args.out is not None:
-        _write_atomic(text, args.out)
+        write_text(text, args.out)
         print(f"wrote {args.out}")
     return 0

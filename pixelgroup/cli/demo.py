@@ -60,11 +60,12 @@ def set_threads(threads: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pixelgroup._atomic import write_json
     from pixelgroup.cli.eval import format_table
     from pixelgroup.config import load_config
     from pixelgroup.engine import NonFiniteLossError, evaluate, load_model, train
     from pixelgroup.engine.checkpoint import override_config
-    from pixelgroup.engine.train import CHECKPOINT_NAME, write_json
+    from pixelgroup.engine.train import CHECKPOINT_NAME
     from pixelgroup.engine.tutorial import make_figures
     from pixelgroup.experiment import ExperimentConfig
 

@@ -60,9 +60,9 @@ def format_table(metrics: dict[str, float]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pixelgroup._atomic import write_json
     from pixelgroup.engine import evaluate, load_model
     from pixelgroup.engine.checkpoint import override_config
-    from pixelgroup.engine.train import write_json
 
     model, cfg, _ = load_model(args.checkpoint)
     if args.task is not None and args.task != cfg.task:

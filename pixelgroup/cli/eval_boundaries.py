@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pixelgroup._atomic import write_json
 from pixelgroup.data.bsds import load_boundary_ground_truth
 from pixelgroup.metrics.boundary import evaluate_boundaries, plot_pr_curves
 
@@ -64,18 +62,6 @@ def read_prediction(path: Path) -> np.ndarray:
     raise ValueError(f"{path}: expected an 8- or 16-bit grayscale PNG, got PIL mode {mode!r}")
 
 
-def _write_json_atomic(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def run(args: argparse.Namespace) -> int:
     for name, folder in (("PRED_DIR", args.pred_dir), ("GT_DIR", args.gt_dir)):
         if not folder.is_dir():
@@ -112,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     results = scores.to_dict()
     results["num_images"] = len(samples)
     output = args.output or args.pred_dir / "eval_boundaries.json"
-    _write_json_atomic(results, output)
+    write_json(results, output)
     r50 = "n/a (precision never reaches 0.5)" if results["R50"] is None else f"{scores.r50:.3f}"
     print(f"ODS {scores.ods:.3f}  (threshold {scores.ods_threshold:.3f})")
     print(f"OIS {scores.ois:.3f}")

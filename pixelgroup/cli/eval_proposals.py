@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
+from pixelgroup._atomic import write_json
 from pixelgroup.data.voc import instance_masks, open_instance_dataset
 from pixelgroup.metrics.proposals import (
     PROPOSAL_COUNTS,
@@ -55,19 +54,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--plot", type=Path, help="also write the AR-vs-proposals curve to this PNG")
     p.set_defaults(run=run)
-
-
-def _write_json_atomic(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"images {results['num_images']} instances {results['num_instances']}")
 
     output = args.output or args.proposals.with_suffix(".eval.json")
-    _write_json_atomic(
-        {"proposals": str(args.proposals), "gt_dir": str(args.gt_dir), **results}, output
-    )
+    write_json({"proposals": str(args.proposals), "gt_dir": str(args.gt_dir), **results}, output)
     print(f"wrote {output}")
     if args.plot is not None:
         curve = {k: results[f"AR@{k}"] for k in PROPOSAL_COUNTS}

@@ -14,7 +14,6 @@ over ranks and only rank 0 shows progress and writes files. When torchrun restar
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from contextlib import nullcontext
@@ -26,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from pixelgroup._atomic import atomic_path
+from pixelgroup._atomic import write_json
 from pixelgroup.config import from_dict, to_dict
 from pixelgroup.engine.checkpoint import (
     build_model_seeded,
@@ -65,12 +64,6 @@ class TrainResult:
     checkpoint: Path
     history: list[dict[str, float]]
     dist: DistInfo = DistInfo()  # this process's rank (only rank 0 writes the checkpoint)
-
-
-def write_json(data: Any, path: str | Path) -> None:
-    """Write JSON atomically (temp file in the same folder + ``os.replace``)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from skimage.morphology import thin
+
+from pixelgroup._atomic import atomic_path
 
 __all__ = [
     "PAPER_ODS",
@@ -452,13 +453,8 @@ def plot_pr_curves(curves: dict[str, BoundaryScores], path: str | os.PathLike) -
     ax.set_title("BSDS boundary benchmark (precision-recall)")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
