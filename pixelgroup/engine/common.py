@@ -9,12 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelgroup.data import InstanceSample, collate_instances
 from pixelgroup.experiment import ExperimentConfig, LossConfig
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import build_model
 from pixelgroup.ops.sphere import normalize_to_sphere
 
-__all__ = ["call_with_options", "build_config_model", "build_grouping_loss"]
+__all__ = [
+    "call_with_options",
+    "build_config_model",
+    "build_grouping_loss",
+    "InstanceSampleTask",
+]
 
 
 def call_with_options(kind: str, name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -65,3 +71,16 @@ def build_grouping_loss(
         return criterion(embedding, labels.to(embedding.device), generator=generator)
 
     return apply
+
+
+class InstanceSampleTask:
+    """Task defaults for batches of :class:`~pixelgroup.data.InstanceSample` and registry models."""
+
+    def collate(self, samples: list[InstanceSample]) -> InstanceSample:
+        return collate_instances(samples)
+
+    def batch_image(self, batch: InstanceSample) -> torch.Tensor:
+        return batch.image
+
+    def build_model(self, cfg: ExperimentConfig) -> nn.Module:
+        return build_config_model(cfg)

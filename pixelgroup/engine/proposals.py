@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.data.sample import InstanceSample, collate_instances
+from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import IGNORE_INDEX, ResizeSample, instance_masks, open_instance_dataset
-from pixelgroup.engine.common import build_config_model, build_grouping_loss
+from pixelgroup.engine.common import InstanceSampleTask, build_grouping_loss
 from pixelgroup.experiment import ExperimentConfig
 from pixelgroup.metrics.proposals import ProposalEvaluator
 from pixelgroup.postprocess.proposals import Proposals, propose
@@ -66,7 +65,7 @@ def proposals_from_embedding(
     )
 
 
-class ProposalTask:
+class ProposalTask(InstanceSampleTask):
     """Class-agnostic instance embedding on VOC/SBD, evaluated as ranked mask proposals."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
@@ -82,15 +81,6 @@ class ProposalTask:
         return open_instance_dataset(
             cfg.data.root, split, ignore_index=ignore_index, transform=transform
         )
-
-    def collate(self, samples: list[InstanceSample]) -> InstanceSample:
-        return collate_instances(samples)
-
-    def batch_image(self, batch: InstanceSample) -> torch.Tensor:
-        return batch.image
-
-    def build_model(self, cfg: ExperimentConfig) -> nn.Module:
-        return build_config_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> Callable[..., dict[str, torch.Tensor]]:
         c = cfg.loss

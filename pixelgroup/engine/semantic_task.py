@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.data.sample import InstanceSample, collate_instances
+from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import IGNORE_INDEX
-from pixelgroup.engine.common import build_config_model, build_grouping_loss
+from pixelgroup.engine.common import InstanceSampleTask, build_grouping_loss
 from pixelgroup.engine.proposals import ProposalTask
 from pixelgroup.experiment import ExperimentConfig
 from pixelgroup.metrics.semantic import SemanticEvaluator
@@ -93,7 +93,7 @@ def _logits(output: Any) -> torch.Tensor:
     return logits
 
 
-class SemanticTask:
+class SemanticTask(InstanceSampleTask):
     """Semantic segmentation + auxiliary grouping loss (see the module docstring)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
@@ -104,15 +104,9 @@ class SemanticTask:
 
         return InstanceTask().build_dataset(data_cfg, split)
 
-    def collate(self, samples: list[InstanceSample]) -> InstanceSample:
-        return collate_instances(samples)
-
-    def batch_image(self, batch: InstanceSample) -> torch.Tensor:
-        return batch.image
-
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
         _num_classes(cfg)
-        return build_config_model(cfg)
+        return super().build_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> Callable[..., dict[str, torch.Tensor]]:
         c = cfg.loss

@@ -28,9 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.data import ImageMaskFolder, InstanceSample, ToyDigits, collate_instances
+from pixelgroup.data import ImageMaskFolder, InstanceSample, ToyDigits
 from pixelgroup.engine.boundary_task import BoundaryTask
-from pixelgroup.engine.common import build_config_model, build_grouping_loss, call_with_options
+from pixelgroup.engine.common import (
+    InstanceSampleTask,
+    build_grouping_loss,
+    call_with_options,
+)
 from pixelgroup.engine.proposals import ProposalTask
 from pixelgroup.engine.semantic_task import SemanticTask
 from pixelgroup.engine.voc_instance_task import VOCInstanceTask
@@ -117,7 +121,7 @@ def extract_instances(
     return labels, scores[1:]
 
 
-class InstanceTask:
+class InstanceTask(InstanceSampleTask):
     """Class-agnostic instance segmentation with the recurrent grouping loss (the toy task)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
@@ -126,15 +130,6 @@ class InstanceTask:
             raise KeyError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
         builder = DATASETS[name]
         return call_with_options("dataset", name, builder, cfg.data.root, split, **cfg.data.options)
-
-    def collate(self, samples: list[InstanceSample]) -> InstanceSample:
-        return collate_instances(samples)
-
-    def batch_image(self, batch: InstanceSample) -> torch.Tensor:
-        return batch.image
-
-    def build_model(self, cfg: ExperimentConfig) -> nn.Module:
-        return build_config_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> Callable[..., dict[str, torch.Tensor]]:
         c = cfg.loss
