@@ -86,8 +86,11 @@ def test_forward_and_backward_never_hold_an_n_by_n_matrix(impl, holds_n_by_n):
     assert (_peak_bytes(run) > n * n * 4 / 4) == holds_n_by_n
 
 
-@pytest.mark.parametrize(("dim", "expected"), [(3, "sdpa"), (31, "sdpa"), (32, "tiled")])
-def test_auto_picks_tiled_on_cpu_for_wide_embeddings(monkeypatch, dim, expected):
+@pytest.mark.parametrize(
+    ("dim", "grad", "expected"),
+    [(3, True, "sdpa"), (31, True, "sdpa"), (32, True, "tiled"), (32, False, "sdpa")],
+)
+def test_auto_picks_tiled_on_cpu_for_wide_embeddings_in_training(monkeypatch, dim, grad, expected):
     import pixelgroup.ops.mean_shift as ms
 
     used = []
@@ -102,5 +105,5 @@ def test_auto_picks_tiled_on_cpu_for_wide_embeddings(monkeypatch, dim, expected)
         return wrapper
 
     monkeypatch.setattr(ms, "_BLURS", {name: recording(name) for name in ms._BLURS})
-    gbms_step(random_sphere(1, 8, dim, seed=0), 0.5)
+    gbms_step(random_sphere(1, 8, dim, seed=0).requires_grad_(grad), 0.5)
     assert used == [expected]
