@@ -11,7 +11,14 @@ import argparse
 import importlib
 import sys
 
-__all__ = ["main", "build_parser", "SUBCOMMAND_MODULES"]
+__all__ = [
+    "main",
+    "build_parser",
+    "SUBCOMMAND_MODULES",
+    "add_overrides_argument",
+    "add_threads_argument",
+    "set_threads",
+]
 
 # Module names under pixelgroup.cli, in the order `pixelgroup --help` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -29,6 +36,33 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
 
 class UserError(Exception):
     """A problem with the user's input that deserves a one-line message, not a traceback."""
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` into ``args.threads`` (None: torch's choice); apply with set_threads."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy machine)",
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads`` with a one-line error for values below 1; None keeps torch's."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def build_parser() -> argparse.ArgumentParser:

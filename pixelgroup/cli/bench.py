@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pixelgroup._atomic import write_text
+from pixelgroup.cli import set_threads
 from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.ops.weighted_mean_shift import merged_mean_shift
 from pixelgroup.postprocess import group_pixels
@@ -311,8 +312,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     out = [
         f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f} at start",

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from pixelgroup.cli import UserError
+from pixelgroup.cli import UserError, add_overrides_argument, add_threads_argument, set_threads
 
 EPILOG = """examples:
   pixelgroup demo                                   # configs/toy.yaml into runs/demo/
@@ -29,34 +29,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", type=Path, default=Path("configs/toy.yaml"), help="default: configs/toy.yaml"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value (repeatable)",
-    )
+    add_overrides_argument(p, "override a config value (repeatable)")
     p.add_argument("-o", "--output", type=Path, default=Path("runs/demo"), help="run folder")
     p.add_argument(
         "--skip-train", action="store_true", help="use the existing OUTPUT/checkpoint.pt"
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy machine)",
-    )
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
-
-
-def set_threads(threads: int) -> None:
-    """``torch.set_num_threads`` with a one-line error for values below 1."""
-    import torch
-
-    if threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup.engine.tutorial import make_figures
     from pixelgroup.experiment import ExperimentConfig
 
-    if args.threads is not None:
-        set_threads(args.threads)
+    set_threads(args.threads)
     progress = not args.quiet
     checkpoint = args.output / CHECKPOINT_NAME
     start = time.perf_counter()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pixelgroup.cli import add_overrides_argument
+
 EPILOG = """examples:
   pixelgroup eval --checkpoint runs/demo/checkpoint.pt
   pixelgroup eval --checkpoint runs/toy/checkpoint.pt --split val -o val_metrics.json
@@ -31,14 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt from train")
     p.add_argument("--task", help="expected task of the checkpoint (error if it differs)")
     p.add_argument("--split", help="split to evaluate (default: data.eval_split of the config)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a stored config value for this evaluation (repeatable)",
-    )
+    add_overrides_argument(p, "override a stored config value for this evaluation (repeatable)")
     p.add_argument(
         "-o",
         "--output",

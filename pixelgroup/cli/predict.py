@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pixelgroup.cli import UserError
+from pixelgroup.cli import UserError, add_overrides_argument
 
 EPILOG = """examples:
   pixelgroup predict --checkpoint runs/demo/checkpoint.pt img1.png img2.png -o preds/
@@ -32,13 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt from train")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a stored config value, e.g. grouping.bandwidth=0.2 (repeatable)",
+    add_overrides_argument(
+        p, "override a stored config value, e.g. grouping.bandwidth=0.2 (repeatable)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)

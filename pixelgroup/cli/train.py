@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pixelgroup.cli import UserError
+from pixelgroup.cli import UserError, add_overrides_argument, add_threads_argument, set_threads
 
 EPILOG = """examples:
   pixelgroup train --config configs/toy.yaml
@@ -26,33 +26,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="experiment YAML (default: built-in defaults)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. loss.num_iters=5 (repeatable)",
-    )
+    add_overrides_argument(p, "override a config value, e.g. loss.num_iters=5 (repeatable)")
     p.add_argument("-o", "--output", type=Path, help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt")
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy machine)",
-    )
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixelgroup.cli.demo import set_threads
     from pixelgroup.config import load_config
     from pixelgroup.engine import NonFiniteLossError, train
     from pixelgroup.experiment import ExperimentConfig
 
-    if args.threads is not None:
-        set_threads(args.threads)
+    set_threads(args.threads)
     if args.resume and (args.config or args.overrides):
         raise UserError("--resume uses the config stored in the checkpoint; drop --config/--set")
     run_dir = args.output or Path("runs") / (args.config.stem if args.config else "default")
