@@ -7,7 +7,8 @@ set -euo pipefail
 OUT=${OUT:-runs/bench}
 mkdir -p "$OUT"
 PG=".venv/bin/python -m pixelgroup"
-$PG bench --sections gbms --sizes 4096 16384 --threads 1 --out "$OUT/gbms_small.md"
+$PG bench --sections gbms --sizes 4096 16384 --dims 8 32 64 --impls tiled sdpa dense --threads 1 \
+    --out "$OUT/gbms_small.md"
 $PG bench --sections gbms --sizes 65536 --dims 32 --impls tiled sdpa --threads 1 \
     --out "$OUT/gbms_65536.md"
 $PG bench --sections grouping --threads 1 --out "$OUT/grouping.md"

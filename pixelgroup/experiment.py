@@ -103,7 +103,8 @@ class GroupingConfig:
 
     ``stride`` > 1 groups an average-pooled embedding and assigns each full-resolution pixel
     to the nearest group centre (see :func:`pixelgroup.engine.tasks.extract_instances`).
-    ``min_area`` is in full-resolution pixels.
+    ``min_area`` is in full-resolution pixels. ``max_points`` bounds how many pixels the
+    mean shift moves (the rest vote; ``None``: all of them).
     """
 
     bandwidth: float = 0.1
@@ -111,6 +112,7 @@ class GroupingConfig:
     threshold: float | None = None
     min_area: int = 16
     stride: int = 1
+    max_points: int | None = 1024
 
 
 @dataclass(frozen=True)

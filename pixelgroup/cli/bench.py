@@ -29,6 +29,7 @@ EPILOG = """examples:
   pixelgroup bench --threads 1 --out runs/bench/all.md
   pixelgroup bench --sizes 4096 16384 --dims 32 --iters 5 --impls tiled sdpa
   pixelgroup bench --sections gbms --sizes 65536 --dims 32 --impls tiled
+  pixelgroup bench --device cuda --sections gbms --sizes 262144 --dims 32 --batch 8 --impls sdpa
 
 Sections: `gbms` (forward / forward+backward of T loops, GFLOP/s against this machine's
 fp32 GEMM measured in the same run), `grouping` (group_pixels vs sklearn MeanShift on
@@ -54,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 65536], help="N")
     p.add_argument("--dims", type=int, nargs="+", default=[8, 32, 64], help="D")
     p.add_argument("--iters", type=int, default=5, help="T, GBMS loops per call")
+    p.add_argument("--batch", type=int, default=1, help="B, images per GBMS call")
     p.add_argument("--bandwidth", type=float, default=0.1, help="δ")
     p.add_argument("--impls", nargs="+", default=["tiled", "sdpa", "dense"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -124,13 +126,36 @@ def gemm_gflops(device: torch.device, n: int, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def exp_rate(device: torch.device, n: int = 1 << 16, repeats: int = 50) -> float:
+    """Elements per second of ``torch.exp`` on an in-cache float32 vector (best of 3)."""
+    x = torch.linspace(-20.0, 0.0, n, device=device)
+    torch.exp(x)
+    best = float("inf")
+    for _ in range(3):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.exp(x)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return n * repeats / best
+
+
 def time_gbms(
-    n: int, d: int, impl: str, iters: int, bandwidth: float, device: torch.device, seed: int
+    n: int,
+    d: int,
+    impl: str,
+    iters: int,
+    bandwidth: float,
+    device: torch.device,
+    seed: int,
+    batch: int = 1,
 ) -> dict[str, float]:
-    """Seconds for T loops forward and forward+backward, and the peak memory of the pair."""
+    """Seconds for T loops forward and forward+backward of ``(batch, n, d)`` points, and the
+    peak memory of the pair."""
     g = torch.Generator().manual_seed(seed)
-    x = normalize_to_sphere(torch.randn(1, n, d, generator=g), dim=-1).to(device)
-    weights = torch.randn(1, n, d, generator=g).to(device)
+    x = normalize_to_sphere(torch.randn(batch, n, d, generator=g), dim=-1).to(device)
+    weights = torch.randn(batch, n, d, generator=g).to(device)
     x.requires_grad_()
     with PeakMemory(device) as mem:
         _sync(device)
@@ -145,9 +170,10 @@ def time_gbms(
     return {"fwd": forward, "fwdbwd": total, "peak": mem.peak}
 
 
-def _dense_fits(n: int, iters: int, device: torch.device) -> bool:
-    """Dense autograd keeps about 4 N x N float32 matrices per loop; allow a quarter of RAM."""
-    need = 4 * iters * n * n * 4
+def _dense_fits(n: int, iters: int, batch: int, device: torch.device) -> bool:
+    """Dense autograd keeps about 4 N x N float32 matrices per loop and image; allow a quarter
+    of the memory."""
+    need = 4 * iters * batch * n * n * 4
     if device.type == "cuda":
         return need < torch.cuda.get_device_properties(device).total_memory / 4
     return need < os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 4
@@ -167,31 +193,37 @@ def bench_gbms(args: argparse.Namespace, device: torch.device) -> list[str]:
     ]
     small_n, big_d = min(4096, *args.sizes), max(args.dims)
     for impl in args.impls:
-        first = time_gbms(small_n, big_d, impl, args.iters, args.bandwidth, device, args.seed)
-        second = time_gbms(small_n, big_d, impl, args.iters, args.bandwidth, device, args.seed)
+        first, second = (
+            time_gbms(small_n, big_d, impl, args.iters, args.bandwidth, device, args.seed)
+            for _ in range(2)
+        )
         lines.append(f"| {impl} | {first['fwd']:.3f} | {second['fwd']:.3f} |")
     lines += [
         "",
-        f"GBMS, T = {args.iters} loops, δ = {args.bandwidth}, batch 1; loss = sum over "
-        "iterates; GFLOP/s counts 4·N²·D per loop; GEMM = fp32 "
+        f"GBMS, T = {args.iters} loops, δ = {args.bandwidth}, batch {args.batch}; loss = sum over "
+        "iterates; GFLOP/s counts 4·N²·D per loop and image; GEMM = fp32 "
         f"{gemm_n}x{gemm_n} matrix product rate (best of 3) measured just before the row, "
-        "so that the ratio sees the same machine load; peak = memory increase during fwd+bwd.",
+        "so that the ratio sees the same machine load; exp cap = the fwd / GEMM that one "
+        "torch.exp per kernel entry alone allows (torch.exp's in-cache rate x 4·D / GEMM, "
+        "measured with it); peak = memory increase during fwd+bwd.",
         "",
         "| N | D | impl | fwd (s) | fwd+bwd (s) | (fwd+bwd)/fwd | fwd GFLOP/s | "
-        "GEMM GFLOP/s | fwd / GEMM | peak (GiB) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "GEMM GFLOP/s | fwd / GEMM | exp cap | peak (GiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [(n, d, impl) for n in args.sizes for d in args.dims for impl in args.impls]
     for n, d, impl in tqdm(rows, desc="gbms", unit="row"):
-        if impl == "dense" and not _dense_fits(n, args.iters, device):
-            lines.append(f"| {n} | {d} | dense | does not fit | | | | | | |")
+        if impl == "dense" and not _dense_fits(n, args.iters, args.batch, device):
+            lines.append(f"| {n} | {d} | dense | does not fit | | | | | | | |")
             continue
         gemm = gemm_gflops(device, gemm_n)
-        r = time_gbms(n, d, impl, args.iters, args.bandwidth, device, args.seed)
-        rate = 4 * n * n * d * args.iters / r["fwd"] / 1e9
+        cap = exp_rate(device) * 4 * d / (gemm * 1e9)
+        r = time_gbms(n, d, impl, args.iters, args.bandwidth, device, args.seed, args.batch)
+        rate = 4 * n * n * d * args.iters * args.batch / r["fwd"] / 1e9
         lines.append(
             f"| {n} | {d} | {impl} | {r['fwd']:.3f} | {r['fwdbwd']:.3f} | "
             f"{r['fwdbwd'] / r['fwd']:.2f} | {rate:.1f} | {gemm:.1f} | {rate / gemm:.2f} | "
+            f"{cap:.2f} | "
             f"{_gib(r['peak'])} |"
         )
         tqdm.write(lines[-1], file=sys.stderr)  # partial results survive an interrupted run
@@ -207,20 +239,56 @@ def _vmf_mixture(k: int, per: int, dim: int, kappa: float, rng: np.random.Genera
     return pts, np.repeat(np.arange(k), per)
 
 
-def _compare_grouping(points: np.ndarray, truth: np.ndarray, bandwidth: float) -> list[float]:
-    """Seconds and ARI of group_pixels and of sklearn MeanShift on ``(N, D)`` points."""
-    from sklearn.cluster import MeanShift, estimate_bandwidth
+def _timed(fn, *args, **kwargs):
+    """``(seconds, result)`` of one call, after one untimed warm-up call."""
+    fn(*args, **kwargs)
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def _sklearn_mean_shift(points: np.ndarray, bandwidth: float) -> np.ndarray:
+    from sklearn.cluster import MeanShift
+
+    return MeanShift(bandwidth=bandwidth).fit(points).labels_
+
+
+def _compare_grouping(points: np.ndarray, truth: np.ndarray, bandwidth: float) -> list[str]:
+    """Table cells: group_pixels (default and all pixels) and sklearn MeanShift (estimated
+    bandwidth, and the best of est x {1/4, 1/2, 3/4}) on ``(N, D)`` points: seconds, ARI."""
+    from sklearn.cluster import estimate_bandwidth
     from sklearn.metrics import adjusted_rand_score
 
-    emb = torch.from_numpy(points.T.copy()).float()[:, None, :]  # (D, 1, N)
-    start = time.perf_counter()
-    ours = group_pixels(emb, bandwidth=bandwidth, num_iters=20).labels.flatten().numpy()
-    t_ours = time.perf_counter() - start
-    sk_bandwidth = estimate_bandwidth(points, quantile=0.2, n_samples=500, random_state=0)
-    start = time.perf_counter()
-    theirs = MeanShift(bandwidth=sk_bandwidth).fit(points).labels_
-    t_sk = time.perf_counter() - start
-    return [t_ours, adjusted_rand_score(truth, ours), t_sk, adjusted_rand_score(truth, theirs)]
+    def ours(max_points: int | None) -> tuple[float, float]:
+        emb = torch.from_numpy(points.T.copy()).float()[:, None, :]  # (D, 1, N)
+        seconds, out = _timed(
+            group_pixels, emb, bandwidth=bandwidth, num_iters=20, max_points=max_points
+        )
+        return seconds, adjusted_rand_score(truth, out.labels.flatten().numpy())
+
+    def theirs(sk_bandwidth: float) -> tuple[float, float]:
+        start = time.perf_counter()  # no warm-up: sklearn's first fit is not slower
+        labels = _sklearn_mean_shift(points, sk_bandwidth)
+        return time.perf_counter() - start, adjusted_rand_score(truth, labels)
+
+    t_o, a_o = ours(1024)
+    t_all, a_all = ours(None)
+    est = estimate_bandwidth(points, quantile=0.2, n_samples=500, random_state=0)
+    t_e, a_e = theirs(est)
+    tried = [(a, -t, f, t) for f in (0.25, 0.5, 0.75) for t, a in [theirs(f * est)]]
+    a_b, _, f_b, t_b = max([*tried, (a_e, -t_e, 1.0, t_e)])
+    return [
+        f"{t_o:.3f}",
+        f"{a_o:.3f}",
+        f"{t_all:.3f}",
+        f"{a_all:.3f}",
+        f"{t_e:.3f}",
+        f"{a_e:.3f}",
+        f"{f_b:g}",
+        f"{t_b:.3f}",
+        f"{a_b:.3f}",
+        f"{t_b / t_o:.0f}x",
+    ]
 
 
 def _load_toy(path: Path, count: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -243,28 +311,30 @@ def bench_grouping(args: argparse.Namespace) -> list[str]:
     # about 0.19 at D = 8 and 0.39 at D = 32 for κ = 200, so δ grows with it
     cases = [(4, 100, 8, 0.1)] if args.quick else [(5, 400, 8, 0.1), (10, 400, 32, 0.2)]
     lines = [
-        "group_pixels (T <= 20, default threshold/min_area) vs sklearn MeanShift (flat kernel, "
-        "estimate_bandwidth quantile 0.2, no bin seeding); ARI against the truth.",
+        "group_pixels (T <= 20, default threshold / min_area, max_points 1024 (the default) "
+        "and None) vs sklearn MeanShift (flat kernel, no bin seeding) at its estimated "
+        "bandwidth (estimate_bandwidth, quantile 0.2) and at the best of est x {1/4, 1/2, "
+        "3/4, 1} (highest ARI, then fastest); ARI against the truth; our times after one "
+        "warm-up call; speed-up = best sklearn / ours (default).",
         "",
-        "| data | N | D | δ | ours (s) | ours ARI | sklearn (s) | sklearn ARI | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data | N | D | δ | ours (s) | ours ARI | ours, all pixels (s) | ARI | "
+        "sklearn est. (s) | ARI | best × est | sklearn best (s) | ARI | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k, per, dim, bandwidth in tqdm(cases, desc="grouping/vMF", unit="case"):
         pts, truth = _vmf_mixture(k, per, dim, kappa=200.0, rng=rng)
-        t_o, a_o, t_s, a_s = _compare_grouping(pts, truth, bandwidth)
+        cells = _compare_grouping(pts, truth, bandwidth)
         lines.append(
-            f"| vMF K={k}, κ=200 | {k * per} | {dim} | {bandwidth} | {t_o:.3f} | {a_o:.3f} | "
-            f"{t_s:.3f} | {a_s:.3f} | {t_s / t_o:.0f}x |"
+            f"| vMF K={k}, κ=200 | {k * per} | {dim} | {bandwidth} | {' | '.join(cells)} |"
         )
+        tqdm.write(lines[-1], file=sys.stderr)
     toy = _load_toy(args.toy, min(args.toy_images, 5))
     if toy is None:
         return [*lines, "", f"(toy rows skipped: {args.toy} not found)"]
     for i in tqdm(range(len(toy[0])), desc="grouping/toy", unit="img"):
-        t_o, a_o, t_s, a_s = _compare_grouping(toy[0][i], toy[1][..., i].ravel(), 0.2)
-        lines.append(
-            f"| toy #{i} (loop-1 embedding) | 4096 | 3 | 0.2 | {t_o:.3f} | {a_o:.3f} | "
-            f"{t_s:.3f} | {a_s:.3f} | {t_s / t_o:.0f}x |"
-        )
+        cells = _compare_grouping(toy[0][i], toy[1][..., i].ravel(), 0.2)
+        lines.append(f"| toy #{i} (loop-1 embedding) | 4096 | 3 | 0.2 | {' | '.join(cells)} |")
+        tqdm.write(lines[-1], file=sys.stderr)
     return lines
 
 
@@ -303,9 +373,9 @@ def bench_merge(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.sizes, args.dims, args.iters, args.toy_images = [512, 1024], [8], 2, 1
-    bad = [n for n in args.sizes + args.dims if n < 1] + ([args.iters] if args.iters < 1 else [])
+    bad = [n for n in [*args.sizes, *args.dims, args.iters, args.batch] if n < 1]
     if bad:
-        raise ValueError(f"--sizes, --dims and --iters must be >= 1, got {bad}")
+        raise ValueError(f"--sizes, --dims, --iters and --batch must be >= 1, got {bad}")
     unknown = sorted(set(args.impls) - {"auto", "tiled", "sdpa", "dense"})
     if unknown:
         raise ValueError(f"--impls must be among auto, tiled, sdpa, dense; got {unknown}")

@@ -62,6 +62,7 @@ def proposals_from_embedding(
         num_iters=(g.num_iters,),
         threshold=g.threshold,
         min_area=g.min_area,
+        max_points=g.max_points,
     )
 
 

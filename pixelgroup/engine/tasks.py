@@ -103,6 +103,7 @@ def extract_instances(
         num_iters=g.num_iters if num_iters is None else num_iters,
         threshold=g.threshold,
         min_area=max(1, round(g.min_area / g.stride**2)),
+        max_points=g.max_points,
     )
     labels, scores = grouping.labels, grouping.scores
     if g.stride > 1:

@@ -88,6 +88,7 @@ def instances_from_output(
         num_iters=g.num_iters,
         threshold=g.threshold,
         min_area=g.min_area,
+        max_points=g.max_points,
     )
 
 

@@ -8,7 +8,7 @@ of ``w`` identical points acts on every other point exactly like one point of we
 so merging identical points changes nothing (``merge_tol=0``). Merging points that fall in
 the same grid cell of side ``merge_tol`` moves each point by at most ``merge_tol·sqrt(D)``
 per merge (it is replaced by the weighted mean of its cell). With M distinct points left, a
-loop costs O(M²·D) instead of O(N²·D). The kernel is evaluated in row tiles, so no N x N (or
+loop costs O(M²·D) instead of O(N²·D). Each loop is one fused attention call, so no N x N (or
 M x M) matrix is ever held. These functions are for inference (``torch.no_grad``); the
 differentiable layer is :func:`pixelgroup.ops.recurrent_mean_shift`.
 """
@@ -27,18 +27,20 @@ from pixelgroup._checks import (
     check_tensor,
     check_unit_rows,
 )
-from pixelgroup.ops.tiled_gbms import floored_exp_
+from pixelgroup.ops.attention import fused_attention
 
 __all__ = ["weighted_gbms_step", "merge_coincident", "merged_mean_shift", "MergedMeanShift"]
-
-# Elements of one kernel tile (rows x M): 4M entries = 16 MB in float32.
-_TILE_ELEMENTS = 1 << 22
 
 
 def weighted_gbms_step(
     x: torch.Tensor, weights: torch.Tensor, bandwidth: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One GBMS step on weighted points, tiled over rows (no M x M matrix).
+    """One GBMS step on weighted points, as one fused attention call (no M x M matrix).
+
+    The weighted kernel is softmax attention with the log-weights folded into an extra
+    column: query ``[κx_i, 1]`` · key ``[x_j, log w_j − κ]`` = ``log(w_j k_ij)``. One extra
+    "sentinel" key with logit ``log c`` (c the smallest weight) and value ``e_{D+1}`` makes
+    the attention output carry the density too: its last entry is ``s_i = c / (d_i + c)``.
 
     Args:
         x: ``(M, D)`` unit rows.
@@ -50,24 +52,24 @@ def weighted_gbms_step(
         :func:`pixelgroup.ops.gbms_step`) and ``(M,)`` weighted kernel densities
         ``d_i = sum_j w_j k_ij`` at the input points.
 
-    Cost: O(M²·D) time, O(M·D + tile) memory.
+    Cost: O(M²·D) time, O(M·D) memory (:func:`pixelgroup.ops.attention.fused_attention`).
     """
     m, dim = x.shape
-    rows = max(1, _TILE_ELEMENTS // m)
     kappa = 1.0 / bandwidth**2
-    # left_i · right_j = κ(S_ij − 1) + log w_j, so one exp gives the weighted kernel w_j k_ij
-    left = torch.cat([kappa * x, x.new_ones(m, 1)], dim=1)
-    right = torch.cat([x, weights.log()[:, None] - kappa], dim=1)
-    values = torch.cat([x, x.new_ones(m, 1)], dim=1)  # kernel @ values = [sum w k x, d]
-    out = torch.empty_like(x)
-    density = x.new_empty(m)
-    for start in range(0, m, rows):
-        kernel = floored_exp_(left[start : start + rows] @ right.T)
-        acc = kernel @ values
-        blurred = acc[:, :dim] / acc[:, dim:]
-        out[start : start + rows] = blurred / (blurred.norm(dim=1, keepdim=True) + 1e-5)
-        density[start : start + rows] = acc[:, dim]
-    return out, density
+    floor = weights.min()
+    query = torch.cat([kappa * x, x.new_ones(m, 1)], dim=1)
+    key = x.new_zeros(m + 1, dim + 1)
+    key[:m, :dim] = x
+    key[:m, dim] = weights.log() - kappa
+    key[m, dim] = floor.log()
+    value = x.new_zeros(m + 1, dim + 1)
+    value[:m, :dim] = x
+    value[m, dim] = 1.0
+    out = fused_attention(query, key, value, scale=1.0)
+    sentinel = out[:, dim]  # c / (d + c), in (0, 1/2]
+    blurred = out[:, :dim] / (1.0 - sentinel)[:, None]  # the weighted mean
+    moved = blurred / (blurred.norm(dim=1, keepdim=True) + 1e-5)
+    return moved, floor * (1.0 - sentinel) / sentinel
 
 
 def merge_coincident(
@@ -87,13 +89,33 @@ def merge_coincident(
 
     Cost: O(M·D·log M) (a sort).
     """
-    keys = x if merge_tol == 0 else torch.round(x / merge_tol).to(torch.int64)
-    uniq, index = torch.unique(keys, dim=0, return_inverse=True)
-    merged_weights = weights.new_zeros(uniq.shape[0]).index_add_(0, index, weights)
-    if merge_tol == 0:
-        return uniq, merged_weights, index
-    sums = x.new_zeros(uniq.shape[0], x.shape[1]).index_add_(0, index, x * weights[:, None])
+    keys = x.double() if merge_tol == 0 else torch.round(x.double() / merge_tol)
+    index = _unique_rows(keys)
+    num = int(index.max()) + 1 if len(index) else 0
+    merged_weights = weights.new_zeros(num).index_add_(0, index, weights)
+    sums = x.new_zeros(num, x.shape[1]).index_add_(0, index, x * weights[:, None])
     return sums / merged_weights[:, None], merged_weights, index
+
+
+def _projection(keys: torch.Tensor) -> torch.Tensor:
+    """A fixed random ``(D,)`` direction for the ``(M, D)`` keys (seed 0)."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(keys.shape[1], generator=gen, dtype=keys.dtype).to(keys.device)
+
+
+def _unique_rows(keys: torch.Tensor) -> torch.Tensor:
+    """``(M,)`` int64 ids in 0..U-1, equal exactly for equal rows of the ``(M, D)`` keys.
+
+    Sorts one random projection of the rows (a 1-D sort, several times faster than
+    ``torch.unique(dim=0)``'s row sort) and checks that rows sharing a projection are equal;
+    on a (vanishingly rare) coincidence it falls back to the row sort.
+    """
+    _, index = torch.unique(keys @ _projection(keys), return_inverse=True)
+    first = keys.new_zeros(int(index.max()) + 1 if len(index) else 0, keys.shape[1])
+    first[index] = keys  # one representative row per id
+    if bool((first[index] == keys).all()):
+        return index
+    return torch.unique(keys, dim=0, return_inverse=True)[1]
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,8 @@ class MergedMeanShift:
 
     Attributes:
         points: ``(M, D)`` distinct final points (modes once converged).
-        weights: ``(M,)`` how many input points each final point carries.
+        weights: ``(M,)`` how many input points (their summed weights) each final point
+            carries.
         density: ``(M,)`` weighted kernel density of each point at the last step.
         index: ``(N,)`` int64; ``points[index]`` are the final positions of the inputs.
         num_iters: loops actually run (<= the requested T; fewer after an early stop).
@@ -121,6 +144,7 @@ def merged_mean_shift(
     bandwidth: float,
     num_iters: int,
     *,
+    weights: torch.Tensor | None = None,
     merge_tol: float = 1e-3,
     stop_tol: float = 1e-4,
 ) -> MergedMeanShift:
@@ -130,6 +154,7 @@ def merged_mean_shift(
         x: ``(N, D)`` unit rows (one image).
         bandwidth: δ > 0.
         num_iters: T >= 0, the most loops to run.
+        weights: ``(N,)`` positive multiplicities of the rows (default: all 1).
         merge_tol: grid cell side for merging (0: merge only identical points, exact).
         stop_tol: stop early once no point moves more than this (Euclidean) in one loop.
 
@@ -160,7 +185,15 @@ def merged_mean_shift(
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
 
-    points, weights, index = merge_coincident(x, x.new_ones(x.shape[0]), merge_tol)
+    if weights is None:
+        weights = x.new_ones(x.shape[0])
+    weights = check_tensor(weights, "weights")
+    if weights.shape != x.shape[:1] or not bool((weights > 0).all()):
+        raise ValueError(
+            f"weights must be ({x.shape[0]},) positive values like x's rows, got shape "
+            f"{tuple(weights.shape)}"
+        )
+    points, weights, index = merge_coincident(x, weights.to(x.dtype), merge_tol)
     density = None
     done = 0
     while done < num_iters:

@@ -5,13 +5,17 @@ The original release withheld its extraction code (METHOD.md §4); this is our d
 1. **Shift.** Up to T GBMS loops (the training layer's update) on the pixels, merging
    coincident points into weighted points after every loop and stopping early once no point
    moves (:func:`pixelgroup.ops.weighted_mean_shift.merged_mean_shift`). Never holds an N x N
-   matrix; late loops cost O(M²·D) with M distinct points left, M ≪ N.
+   matrix; late loops cost O(M²·D) with M distinct points left, M ≪ N. With more than
+   ``max_points`` pixels, only a seeded uniform sample of ``max_points`` pixels is shifted.
 2. **Seed from density.** Visit the distinct points by decreasing kernel density; an
    unassigned point becomes a seed and takes every unassigned point whose cosine to it is at
    least ``threshold`` τ. O(M·K) for K groups.
-3. **Drop tiny groups.** A group of fewer than ``min_area`` pixels joins the kept group whose
-   centre is nearest in cosine (O(M·K)).
-4. **Background** is an ordinary group (the loss treats it as one), or, given a
+3. **Vote** (only when sampled). Every pixel takes the group with the largest kernel mass
+   ``sum_{s in group} exp(x·x_s/δ²)`` over the sample's input embeddings: the kernel density
+   classifier of the same kernel, one fused attention pass, O(N·S·(D + K)).
+4. **Drop tiny groups.** A group of fewer than ``min_area`` pixels joins the kept group whose
+   mean embedding is nearest in cosine (O(N·K·D)).
+5. **Background** is an ordinary group (the loss treats it as one), or, given a
    ``semantic_mask`` of foreground pixels, everything outside it is label 0 and only the
    foreground is grouped.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from pixelgroup._checks import (
     check_finite,
@@ -35,7 +40,8 @@ from pixelgroup._checks import (
     check_tensor,
     check_unit_rows,
 )
-from pixelgroup.ops.weighted_mean_shift import merged_mean_shift
+from pixelgroup.ops.attention import fused_attention
+from pixelgroup.ops.weighted_mean_shift import merge_coincident, merged_mean_shift
 
 __all__ = ["InstanceGrouping", "group_pixels"]
 
@@ -92,21 +98,40 @@ def _seed_groups(points: torch.Tensor, density: torch.Tensor, threshold: float) 
     return group
 
 
-def _absorb_small(
-    group: torch.Tensor, points: torch.Tensor, weights: torch.Tensor, min_area: int
+def _vote(
+    x: torch.Tensor, sample: torch.Tensor, group: torch.Tensor, bandwidth: float
 ) -> torch.Tensor:
-    """Move groups lighter than ``min_area`` into the kept group with the nearest centre."""
+    """``(N,)`` group of each ``(N, D)`` point: the group of the ``(S, D)`` sample points
+    (groups ``(S,)``) with the largest kernel mass ``sum_s exp(x·x_s/δ²)`` at the point.
+    One fused attention pass over one-hot values: no N x S matrix."""
+    votes = F.one_hot(group).to(x.dtype)  # (S, K)
+    return fused_attention(x, sample, votes, scale=1.0 / bandwidth**2).argmax(dim=1)
+
+
+def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.Tensor:
+    """Move the ``(N,)`` pixels of groups smaller than ``min_area`` into the kept group whose
+    mean ``(N, D)`` embedding is nearest in cosine."""
     num = int(group.max()) + 1
-    area = weights.new_zeros(num).index_add_(0, group, weights)
+    area = torch.bincount(group, minlength=num)
     keep = area >= min_area
     if bool(keep.all()):
         return group
     if not bool(keep.any()):
         keep[int(torch.argmax(area))] = True
-    sums = points.new_zeros(num, points.shape[1]).index_add_(0, group, points * weights[:, None])
+    sums = x.new_zeros(num, x.shape[1]).index_add_(0, group, x)
     kept_ids = torch.nonzero(keep).squeeze(1)
-    nearest = kept_ids[torch.argmax(points @ sums[kept_ids].T, dim=1)]
-    return torch.where(keep[group], group, nearest)
+    small = ~keep[group]
+    group = group.clone()
+    group[small] = kept_ids[torch.argmax(x[small] @ sums[kept_ids].T, dim=1)]
+    return group
+
+
+def _uniform_sample(n: int, size: int | None, device: torch.device) -> torch.Tensor:
+    """Sorted ``(min(n, size),)`` indices into n rows, drawn without replacement (seed 0)."""
+    if size is None or n <= size:
+        return torch.arange(n, device=device)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return order[:size].sort().values.to(device)
 
 
 def _relabel_by_area(labels: torch.Tensor) -> torch.Tensor:
@@ -129,6 +154,7 @@ def group_pixels(
     semantic_mask: torch.Tensor | None = None,
     merge_tol: float = 1e-3,
     stop_tol: float = 1e-4,
+    max_points: int | None = 1024,
 ) -> InstanceGrouping:
     """Group the pixels of one unit embedding into instances (no gradient).
 
@@ -143,13 +169,16 @@ def group_pixels(
         semantic_mask: optional ``(H, W)`` bool foreground; background becomes label 0.
         merge_tol: grid cell for merging near-coincident points (0: exact merging only).
         stop_tol: early stop once no point moves further than this in a loop.
+        max_points: shift at most this many pixels (a uniform sample, seeded so results are
+            reproducible) and let the rest vote; ``None`` shifts every pixel.
 
     Returns:
         An :class:`InstanceGrouping` with ``labels (H, W)`` int64 in 0..K-1 and per-group
         ``scores (K,)``, ``centers (K, D)`` and ``areas (K,)``.
 
-    Cost: O(Σ_t M_t²·D) for the loops (M_0 <= N = H·W distinct pixels, shrinking as they
-    collapse) and O(M·K·D) for the grouping; memory O(N·D) plus a bounded kernel tile.
+    Cost: O(Σ_t M_t²·D) for the loops (M_0 <= min(N, max_points) distinct pixels,
+    shrinking as they collapse), O(N·S·(D + K)) for the vote when sampled and O(N·K·D) for
+    the grouping; memory O(N·(D + K)).
 
     Example:
         >>> emb = torch.zeros(3, 8, 8); emb[0, :, :4] = 1; emb[1, :, 4:] = 1
@@ -167,6 +196,8 @@ def group_pixels(
     check_positive(bandwidth, "bandwidth")
     check_non_negative_int(num_iters, "num_iters")
     check_non_negative_int(min_area, "min_area")
+    if max_points is not None and check_non_negative_int(max_points, "max_points") < 1:
+        raise ValueError(f"max_points must be >= 1 or None, got {max_points}")
     tau = 1.0 - bandwidth**2 if threshold is None else threshold
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not -1.0 <= tau <= 1.0:
         raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold!r}")
@@ -181,12 +212,23 @@ def group_pixels(
         done = 0
         if fg is None or bool(fg.any()):
             pts = x if fg is None else x[fg]
-            shifted = merged_mean_shift(
-                pts, bandwidth, num_iters, merge_tol=merge_tol, stop_tol=stop_tol
+            distinct, weights, pixel_index = merge_coincident(
+                pts, pts.new_ones(len(pts)), merge_tol
             )
-            group = _seed_groups(shifted.points, shifted.density, float(tau))
-            group = _absorb_small(group, shifted.points, shifted.weights, min_area)
-            pixel_group = _relabel_by_area(group[shifted.index])
+            sample = _uniform_sample(len(distinct), max_points, distinct.device)
+            shifted = merged_mean_shift(
+                distinct[sample],
+                bandwidth,
+                num_iters,
+                weights=weights[sample],
+                merge_tol=merge_tol,
+                stop_tol=stop_tol,
+            )
+            group = _seed_groups(shifted.points, shifted.density, float(tau))[shifted.index]
+            if len(sample) < len(distinct):
+                group = _vote(distinct, distinct[sample], group, bandwidth)
+            group = _absorb_small(group[pixel_index], pts, min_area)
+            pixel_group = _relabel_by_area(group)
             done = shifted.num_iters
             if fg is None:
                 labels = pixel_group

@@ -142,6 +142,7 @@ def propose(
     num_iters: Sequence[int] = (10,),
     threshold: float | None = None,
     min_area: int = 8,
+    max_points: int | None = 1024,
     pair_unions: bool = True,
     dedup_iou: float = 0.9,
     max_proposals: int = 100,
@@ -156,6 +157,7 @@ def propose(
         num_iters: the GBMS loop counts T, combined with every δ.
         threshold: cosine τ passed to :func:`group_pixels` (default ``1 - δ²``).
         min_area: smallest group, in embedding pixels.
+        max_points: pixels moved by the mean shift, passed to :func:`group_pixels`.
         pair_unions: also propose the union of every two touching groups.
         dedup_iou: candidates with a higher mask IoU than this with a better one are dropped
             (IoU at the embedding's resolution).
@@ -166,8 +168,8 @@ def propose(
         :class:`Proposals` with ``masks (K, H, W)`` bool, ``boxes (K, 4)`` and ``scores (K,)``,
         highest first; K >= 1 (the grouping always yields at least one group).
 
-    Cost: one :func:`group_pixels` per (δ, T) setting (O(N²·D) for the first loops, N = H'·W'),
-    then O(C²·N) for deduplicating C candidates.
+    Cost: one :func:`group_pixels` per (δ, T) setting (O(S²·D) loops, S = min(N, max_points),
+    N = H'·W'), then O(C²·N) for deduplicating C candidates.
 
     Example:
         >>> emb = torch.zeros(3, 8, 8); emb[0] = 1; emb[0, 2:5, 2:5] = 0; emb[1, 2:5, 2:5] = 1
@@ -197,7 +199,12 @@ def propose(
         candidates = []
         for bandwidth, iters in itertools.product(bandwidths, num_iters):
             grouping = group_pixels(
-                emb, bandwidth=bandwidth, num_iters=iters, threshold=threshold, min_area=min_area
+                emb,
+                bandwidth=bandwidth,
+                num_iters=iters,
+                threshold=threshold,
+                min_area=min_area,
+                max_points=max_points,
             )
             candidates.append(_candidates(grouping.labels, pair_unions))
         masks = torch.cat(candidates)

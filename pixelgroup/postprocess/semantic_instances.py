@@ -52,6 +52,7 @@ def semantic_instances(
     num_iters: int = 10,
     threshold: float | None = None,
     min_area: int = 16,
+    max_points: int | None = 1024,
     background: int = 0,
 ) -> SemanticInstances:
     """Instances with classes and scores (see the module docstring); no gradient.
@@ -60,14 +61,15 @@ def semantic_instances(
         embedding: ``(D, H', W')`` unit embedding.
         logits: ``(C, H', W')`` semantic class logits at the embedding's resolution.
         image_size: ``(H, W)`` of the returned masks; default ``(H', W')``.
-        bandwidth, num_iters, threshold, min_area: :func:`group_pixels` settings (δ, T, τ,
-            smallest group in embedding pixels).
+        bandwidth, num_iters, threshold, min_area, max_points: :func:`group_pixels`
+            settings (δ, T, τ, smallest group in embedding pixels, pixels moved).
         background: the class id whose groups are dropped.
 
     Returns:
         :class:`SemanticInstances` with ``masks (K, H, W)``, ``classes (K,)``, ``scores (K,)``.
 
-    Cost: one :func:`group_pixels` (O(N²·D) worst case, N = H'·W') plus O(N·C).
+    Cost: one :func:`group_pixels` (O(S²·D) loops, S = min(N, max_points), N = H'·W') plus
+    O(N·C).
 
     Example:
         >>> emb = torch.zeros(3, 8, 8); emb[0] = 1; emb[0, 2:6, 2:6] = 0; emb[1, 2:6, 2:6] = 1
@@ -101,6 +103,7 @@ def semantic_instances(
             num_iters=num_iters,
             threshold=threshold,
             min_area=min_area,
+            max_points=max_points,
         )
         labels = grouping.labels.flatten().to(logits.device)
         probs = torch.softmax(logits.detach().float(), dim=0).flatten(1)  # (C, N)

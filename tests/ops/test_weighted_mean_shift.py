@@ -23,13 +23,20 @@ def test_weighted_step_equals_step_on_repeated_points():
     torch.testing.assert_close(density, kernel.sum(1))
 
 
-def test_tiles_do_not_change_the_result(monkeypatch):
-    x = random_sphere(50, 3, seed=1)
-    weights = torch.rand(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    whole = weighted_gbms_step(x, weights + 0.5, 0.3)
-    monkeypatch.setattr(wms, "_TILE_ELEMENTS", 7 * 50)  # 7-row tiles, last one ragged
-    for a, b in zip(weighted_gbms_step(x, weights + 0.5, 0.3), whole, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weighted_step_matches_dense_reference(dtype):
+    """Fractional and large weights, a small bandwidth: moved points and densities."""
+    x = random_sphere(60, 5, seed=1).to(dtype)
+    weights = torch.rand(60, generator=torch.Generator().manual_seed(0), dtype=dtype) + 0.01
+    weights[:3] = 1e4
+    kernel = torch.exp((x @ x.T - 1) / 0.15**2) * weights
+    mean = kernel @ x / kernel.sum(1, keepdim=True)
+    expected = mean / (mean.norm(dim=1, keepdim=True) + 1e-5)  # gbms_step's re-projection
+    moved, density = weighted_gbms_step(x, weights, 0.15)
+    assert moved.dtype == density.dtype == dtype
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(moved, expected, rtol=tol, atol=tol)
+    torch.testing.assert_close(density, kernel.sum(1), rtol=tol, atol=0)
 
 
 def test_exact_merging_reproduces_recurrent_mean_shift():
@@ -57,6 +64,40 @@ def test_merge_coincident_groups_cells():
     assert pts.shape == (2, 2) and weights[index[0]] == 4.0 and weights[index[2]] == 2.0
     torch.testing.assert_close(pts[index[1]], torch.tensor([1.0, 0.0003]))
     assert index[0] == index[1] and index[2] == index[3] and index[0] != index[2]
+
+
+@pytest.mark.parametrize("project", [True, False])
+def test_merge_coincident_matches_row_unique(monkeypatch, project):
+    """Same partition as ``torch.unique(dim=0)`` on the grid keys, also when every row's
+    projection collides (the fallback path)."""
+    x = torch.nn.functional.normalize(
+        torch.randn(500, 3, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    x = torch.cat([x, x[:100], x[:50] + 1e-5])  # exact and near duplicates
+    if not project:
+        monkeypatch.setattr(wms, "_projection", lambda keys: keys.new_zeros(keys.shape[1]))
+    _, weights, index = merge_coincident(x, torch.ones(len(x)), 1e-3)
+    _, expected = torch.unique(torch.round(x.double() / 1e-3), dim=0, return_inverse=True)
+    pairs = torch.unique(torch.stack([index, expected]), dim=1)
+    assert pairs.shape[1] == len(index.unique()) == len(expected.unique())
+    assert weights.sum() == len(x)
+
+
+def test_initial_weights_act_like_repeated_points():
+    x = random_sphere(20, 3, seed=5)
+    weights = torch.arange(1, 21, dtype=torch.float64) % 4 + 1
+    weighted = merged_mean_shift(x, 0.3, 5, weights=weights, merge_tol=0.0, stop_tol=0.0)
+    repeated = merged_mean_shift(
+        x.repeat_interleave(weights.long(), dim=0), 0.3, 5, merge_tol=0.0, stop_tol=0.0
+    )
+    torch.testing.assert_close(
+        weighted.points[weighted.index].repeat_interleave(weights.long(), dim=0),
+        repeated.points[repeated.index],
+    )
+    with pytest.raises(ValueError, match="weights must be"):
+        merged_mean_shift(x, 0.3, 5, weights=-weights)
+    with pytest.raises(ValueError, match="weights must be"):
+        merged_mean_shift(x, 0.3, 5, weights=weights[:3])
 
 
 def test_early_stop_and_density():
