@@ -1,4 +1,5 @@
-"""Slow, obviously correct oracles for the fast ops (float64, explicit loops)."""
+"""Slow, obviously correct oracles for the fast ops (float64, explicit loops), and a peak
+allocation probe."""
 
 from __future__ import annotations
 
@@ -55,3 +56,22 @@ def clustered_sphere(num_clusters, per_cluster, dim, spread, seed=0, dtype=torch
     labels = torch.arange(num_clusters).repeat_interleave(per_cluster)
     pts = centers[labels] + spread * torch.randn(len(labels), dim, generator=g, dtype=dtype)
     return (pts / pts.norm(dim=-1, keepdim=True))[None], labels[None]
+
+
+def peak_cpu_bytes(fn) -> int:
+    """Peak of live CPU allocations made inside ``fn`` (torch.profiler memory events)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    changes = sorted(
+        (
+            e.time_range.start,
+            e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage,
+        )
+        for e in prof.events()
+    )
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak

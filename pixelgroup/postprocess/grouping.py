@@ -5,14 +5,16 @@ The original release withheld its extraction code (METHOD.md §4); this is our d
 1. **Shift.** Up to T GBMS loops (the training layer's update) on the pixels, merging
    coincident points into weighted points after every loop and stopping early once no point
    moves (:func:`pixelgroup.ops.weighted_mean_shift.merged_mean_shift`). Never holds an N x N
-   matrix; late loops cost O(M²·D) with M distinct points left, M ≪ N. With more than
-   ``max_points`` pixels, only a seeded uniform sample of ``max_points`` pixels is shifted.
+   matrix; late loops cost O(M²·D) with M distinct points left, M ≪ N. When more than
+   ``max_points`` distinct points remain after merging coincident pixels, only a seeded
+   uniform sample of ``max_points`` of them (each weighted by its pixel count) is shifted.
 2. **Seed from density.** Visit the distinct points by decreasing kernel density; an
    unassigned point becomes a seed and takes every unassigned point whose cosine to it is at
    least ``threshold`` τ. O(M·K) for K groups.
-3. **Vote** (only when sampled). Every pixel takes the group with the largest kernel mass
-   ``sum_{s in group} exp(x·x_s/δ²)`` over the sample's input embeddings: the kernel density
-   classifier of the same kernel, one fused attention pass, O(N·S·(D + K)).
+3. **Vote** (only when sampled). Every point left out of the sample takes the group with
+   the largest kernel mass ``sum_{s in group} w_s exp(x·x_s/δ²)`` over the sample's input
+   embeddings (w_s: pixel counts): the kernel density classifier of the same kernel, one
+   fused attention pass, O(N·S·(D + K)); sampled points keep their own group.
 4. **Drop tiny groups.** A group of fewer than ``min_area`` pixels joins the kept group whose
    mean embedding is nearest in cosine (O(N·K·D)).
 5. **Background** is an ordinary group (the loss treats it as one), or, given a
@@ -99,13 +101,20 @@ def _seed_groups(points: torch.Tensor, density: torch.Tensor, threshold: float) 
 
 
 def _vote(
-    x: torch.Tensor, sample: torch.Tensor, group: torch.Tensor, bandwidth: float
+    x: torch.Tensor,
+    sample: torch.Tensor,
+    weights: torch.Tensor,
+    group: torch.Tensor,
+    bandwidth: float,
 ) -> torch.Tensor:
     """``(N,)`` group of each ``(N, D)`` point: the group of the ``(S, D)`` sample points
-    (groups ``(S,)``) with the largest kernel mass ``sum_s exp(x·x_s/δ²)`` at the point.
-    One fused attention pass over one-hot values: no N x S matrix."""
+    (weights and groups ``(S,)``) with the largest kernel mass ``sum_s w_s exp(x·x_s/δ²)``
+    at the point. One fused attention pass over one-hot values (the log-weights ride in an
+    extra column: ``[x/δ², 1]·[x_s, log w_s]``): no N x S matrix."""
+    query = torch.cat([x / bandwidth**2, x.new_ones(len(x), 1)], dim=1)
+    key = torch.cat([sample, weights.log()[:, None]], dim=1)
     votes = F.one_hot(group).to(x.dtype)  # (S, K)
-    return fused_attention(x, sample, votes, scale=1.0 / bandwidth**2).argmax(dim=1)
+    return fused_attention(query, key, votes, scale=1.0).argmax(dim=1)
 
 
 def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.Tensor:
@@ -169,8 +178,8 @@ def group_pixels(
         semantic_mask: optional ``(H, W)`` bool foreground; background becomes label 0.
         merge_tol: grid cell for merging near-coincident points (0: exact merging only).
         stop_tol: early stop once no point moves further than this in a loop.
-        max_points: shift at most this many pixels (a uniform sample, seeded so results are
-            reproducible) and let the rest vote; ``None`` shifts every pixel.
+        max_points: shift at most this many distinct points (a uniform sample, seeded so
+            results are reproducible) and let the rest vote; ``None`` shifts every pixel.
 
     Returns:
         An :class:`InstanceGrouping` with ``labels (H, W)`` int64 in 0..K-1 and per-group
@@ -225,8 +234,14 @@ def group_pixels(
                 stop_tol=stop_tol,
             )
             group = _seed_groups(shifted.points, shifted.density, float(tau))[shifted.index]
-            if len(sample) < len(distinct):
-                group = _vote(distinct, distinct[sample], group, bandwidth)
+            if len(sample) < len(distinct):  # the points left out of the sample vote
+                rest = torch.ones(len(distinct), dtype=torch.bool, device=x.device)
+                rest[sample] = False
+                sampled, group = group, torch.empty_like(rest, dtype=torch.int64)
+                group[sample] = sampled
+                group[rest] = _vote(
+                    distinct[rest], distinct[sample], weights[sample], sampled, bandwidth
+                )
             group = _absorb_small(group[pixel_index], pts, min_area)
             pixel_group = _relabel_by_area(group)
             done = shifted.num_iters

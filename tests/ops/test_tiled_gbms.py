@@ -4,7 +4,7 @@ import torch
 from pixelgroup.ops import gbms_step, recurrent_mean_shift
 from pixelgroup.ops.mean_shift import _blur_dense
 from pixelgroup.ops.tiled_gbms import tiled_blur
-from tests._reference import clustered_sphere, random_sphere
+from tests._reference import clustered_sphere, peak_cpu_bytes, random_sphere
 
 
 @pytest.mark.parametrize("tile", [4, 7, 64])  # several tile pairs with ragged edges, one tile
@@ -55,25 +55,6 @@ def test_dtypes_and_devices_match_float64_dense(dtype, device):
     torch.testing.assert_close(grad.double().cpu(), ref_grad, rtol=tol, atol=tol * 10)
 
 
-def _peak_bytes(fn) -> int:
-    """Peak of live CPU allocations made inside ``fn`` (torch.profiler memory events)."""
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
-        fn()
-    changes = sorted(
-        (
-            e.time_range.start,
-            e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage,
-        )
-        for e in prof.events()
-    )
-    live = peak = 0
-    for _, change in changes:
-        live += change
-        peak = max(peak, live)
-    return peak
-
-
 @pytest.mark.parametrize(("impl", "holds_n_by_n"), [("tiled", False), ("dense", True)])
 def test_forward_and_backward_never_hold_an_n_by_n_matrix(impl, holds_n_by_n):
     n = 4096  # N x N float32 = 64 MiB; the 1024 x 1024 tiles are 4 MiB
@@ -83,7 +64,7 @@ def test_forward_and_backward_never_hold_an_n_by_n_matrix(impl, holds_n_by_n):
         out = recurrent_mean_shift(x, 0.2, 1, impl=impl)[-1]
         out.sum().backward()
 
-    assert (_peak_bytes(run) > n * n * 4 / 4) == holds_n_by_n
+    assert (peak_cpu_bytes(run) > n * n * 4 / 4) == holds_n_by_n
 
 
 @pytest.mark.parametrize(

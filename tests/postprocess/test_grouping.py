@@ -115,12 +115,15 @@ def test_sampled_grouping_recovers_planted_clusters(max_points):
 
 
 def test_vote_is_the_kernel_mass_argmax():
-    """Naive reference: each point takes the group with the largest sum of kernel values."""
+    """Naive reference: each point takes the group with the largest weighted kernel sum."""
     x = random_sphere(300, 5, seed=7).float()
     sample = x[::4]
-    group = torch.randint(0, 6, (len(sample),), generator=torch.Generator().manual_seed(0))
-    mass = torch.exp((x @ sample.T - 1) / 0.3**2) @ torch.nn.functional.one_hot(group).float()
-    got = grouping_module._vote(x, sample, group, 0.3)
+    g = torch.Generator().manual_seed(0)
+    group = torch.randint(0, 6, (len(sample),), generator=g)
+    weights = torch.randint(1, 5, (len(sample),), generator=g).float()
+    kernel = torch.exp((x @ sample.T - 1) / 0.3**2) * weights
+    mass = kernel @ torch.nn.functional.one_hot(group).float()
+    got = grouping_module._vote(x, sample, weights, group, 0.3)
     top2 = mass.topk(2, dim=1).values
     clear = top2[:, 0] > top2[:, 1] * (1 + 1e-4)  # skip near-ties (rounding may flip them)
     assert clear.float().mean() > 0.9
