@@ -11,15 +11,13 @@ The row normalisation makes this softmax attention with queries = keys = values 
 scale 1/bandwidth**2 (the -1 shift cancels). Implementations (``impl``):
 
 * ``"tiled"``: our symmetric tiled autograd function (:mod:`pixelgroup.ops.tiled_gbms`),
-  O(N·D) memory forward and backward, forward+backward 2-3x the forward (measured);
+  O(N·D) memory forward and backward, forward+backward about 3x the forward (measured);
 * ``"sdpa"``: :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels, no
-  N x N matrix; on CPU its forward+backward measured 3-6x its forward);
+  N x N matrix; on CPU its forward+backward measured 3.6-5.3x its forward);
 * ``"dense"``: materialises the N x N kernel (O(N²) memory; the test reference);
-* ``"auto"`` (default): ``"tiled"`` on CPU when D >= 32 and a backward will follow (``x``
-  requires grad under grad mode: at N = 16384-65536 its forward+backward measured 14-20 %
-  faster than ``"sdpa"``'s, docs/benchmarks.md); ``"sdpa"`` otherwise: its forward alone is
-  the faster one (0.73 vs 0.64 of the GEMM rate at N = 65536, D = 32), for small D the fused
-  kernel wins (the work is exp-bound), and on CUDA its flash / memory-efficient kernels apply.
+* ``"auto"`` (default): ``"tiled"`` on CPU, where it measured faster than ``"sdpa"`` for
+  every D from 3 to 64, forward (1.2-2.6x at N = 16384) and forward+backward (1.5-4.3x;
+  docs/benchmarks.md); ``"sdpa"`` on CUDA, where its flash / memory-efficient kernels apply.
 
 Gradients flow through both the kernel weights and the moved points.
 """
@@ -73,15 +71,11 @@ def _validate(x: object, bandwidth: float, impl: str) -> torch.Tensor:
     return x
 
 
-# Smallest D for which "auto" picks the tiled function on CPU (measured, docs/benchmarks.md).
-_TILED_MIN_DIM = 32
 _BLURS = {"tiled": tiled_blur, "sdpa": _blur_sdpa, "dense": _blur_dense}
 
 
 def _auto_impl(x: torch.Tensor) -> str:
-    backward_follows = torch.is_grad_enabled() and x.requires_grad
-    wide_on_cpu = x.device.type == "cpu" and x.shape[-1] >= _TILED_MIN_DIM
-    return "tiled" if backward_follows and wide_on_cpu else "sdpa"
+    return "tiled" if x.device.type == "cpu" else "sdpa"
 
 
 def _step(x: torch.Tensor, bandwidth: float, impl: str) -> torch.Tensor:
