@@ -126,21 +126,6 @@ def gemm_gflops(device: torch.device, n: int, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def exp_rate(device: torch.device, n: int = 1 << 16, repeats: int = 50) -> float:
-    """Elements per second of ``torch.exp`` on an in-cache float32 vector (best of 3)."""
-    x = torch.linspace(-20.0, 0.0, n, device=device)
-    torch.exp(x)
-    best = float("inf")
-    for _ in range(3):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            torch.exp(x)
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return n * repeats / best
-
-
 def time_gbms(
     n: int,
     d: int,
@@ -203,27 +188,23 @@ def bench_gbms(args: argparse.Namespace, device: torch.device) -> list[str]:
         f"GBMS, T = {args.iters} loops, δ = {args.bandwidth}, batch {args.batch}; loss = sum over "
         "iterates; GFLOP/s counts 4·N²·D per loop and image; GEMM = fp32 "
         f"{gemm_n}x{gemm_n} matrix product rate (best of 3) measured just before the row, "
-        "so that the ratio sees the same machine load; exp cap = the fwd / GEMM that one "
-        "torch.exp per kernel entry alone allows (torch.exp's in-cache rate x 4·D / GEMM, "
-        "measured with it); peak = memory increase during fwd+bwd.",
+        "so that the ratio sees the same machine load; peak = memory increase during fwd+bwd.",
         "",
         "| N | D | impl | fwd (s) | fwd+bwd (s) | (fwd+bwd)/fwd | fwd GFLOP/s | "
-        "GEMM GFLOP/s | fwd / GEMM | exp cap | peak (GiB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "GEMM GFLOP/s | fwd / GEMM | peak (GiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [(n, d, impl) for n in args.sizes for d in args.dims for impl in args.impls]
     for n, d, impl in tqdm(rows, desc="gbms", unit="row"):
         if impl == "dense" and not _dense_fits(n, args.iters, args.batch, device):
-            lines.append(f"| {n} | {d} | dense | does not fit | | | | | | | |")
+            lines.append(f"| {n} | {d} | dense | does not fit | | | | | | |")
             continue
         gemm = gemm_gflops(device, gemm_n)
-        cap = exp_rate(device) * 4 * d / (gemm * 1e9)
         r = time_gbms(n, d, impl, args.iters, args.bandwidth, device, args.seed, args.batch)
         rate = 4 * n * n * d * args.iters * args.batch / r["fwd"] / 1e9
         lines.append(
             f"| {n} | {d} | {impl} | {r['fwd']:.3f} | {r['fwdbwd']:.3f} | "
             f"{r['fwdbwd'] / r['fwd']:.2f} | {rate:.1f} | {gemm:.1f} | {rate / gemm:.2f} | "
-            f"{cap:.2f} | "
             f"{_gib(r['peak'])} |"
         )
         tqdm.write(lines[-1], file=sys.stderr)  # partial results survive an interrupted run

@@ -16,7 +16,7 @@ scale 1/bandwidth**2 (the -1 shift cancels). Implementations (``impl``):
   N x N matrix; on CPU its forward+backward measured 3.6-5.3x its forward);
 * ``"dense"``: materialises the N x N kernel (O(N²) memory; the test reference);
 * ``"auto"`` (default): ``"tiled"`` on CPU, where it measured faster than ``"sdpa"`` for
-  every D from 3 to 64, forward (1.2-2.6x at N = 16384) and forward+backward (1.5-4.3x;
+  every D from 3 to 64, forward (1.2-2.6x at N = 16384) and forward+backward (1.5-4.6x;
   docs/benchmarks.md); ``"sdpa"`` on CUDA, where its flash / memory-efficient kernels apply.
 
 Gradients flow through both the kernel weights and the moved points.

@@ -5,7 +5,8 @@ For unit rows X ``(N, D)`` and κ = 1/δ², one GBMS blur is ``Y = D⁻¹ G X`` 
 
 * the exponent is <= 0, so no running maximum is needed (``d >= 1``: the diagonal is 1);
 * ``G`` is symmetric, so only tile pairs ``J >= I`` are formed: one ``t x t`` tile feeds
-  the rows of I (``G_IJ X_J``) and of J (``G_IJᵀ X_I``), halving the exponentials;
+  the rows of I (``G_IJ X_J``) and of J (``X_Iᵀ G_IJ``, accumulated transposed), halving the
+  products and exponentials;
 * the forward saves only ``d`` and ``Y``; the backward recomputes each tile. With ``dY`` the
   output gradient, ``r_i = dY_i·Y_i`` and ``P = D⁻¹G``::
 
@@ -15,9 +16,10 @@ For unit rows X ``(N, D)`` and κ = 1/δ², one GBMS blur is ``Y = D⁻¹ G X`` 
   and per tile pair ``(dA + dAᵀ)_IJ = G_IJ ∘ (Z_I X_Jᵀ + X_I Z_Jᵀ − c_I − c_J)`` with
   ``Z = dY / d`` and ``c = r / d``, one matrix product after stacking ``[Z, X, −c, 1]``.
 
-Shifts and scales are folded into the matrix products (an extra column), so each tile costs
-its products plus one ``exp`` (forward) or one ``exp`` and one multiply (backward). Peak extra
-memory is O(N·D) plus a few ``t x t`` tiles. Double backward is not supported.
+Shifts and scales (κ·log2 e) are folded into the matrix products (an extra column), so each
+tile costs its products plus one ``exp2`` (forward) or one ``exp2`` and one multiply
+(backward). Peak extra memory is O(N·D) plus a few ``t x t`` tiles. Double backward is not
+supported. docs/benchmarks.md §1 has the measurements behind each of these choices.
 """
 
 from __future__ import annotations
