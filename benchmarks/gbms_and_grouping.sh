@@ -11,6 +11,8 @@ $PG bench --sections gbms --sizes 4096 16384 --dims 8 32 64 --impls tiled sdpa d
     --out "$OUT/gbms_small.md"
 $PG bench --sections gbms --sizes 65536 --dims 32 --impls tiled sdpa --threads 1 \
     --out "$OUT/gbms_65536.md"
+$PG bench --sections gbms --sizes 65536 --dims 8 64 --impls tiled sdpa --threads 1 \
+    --out "$OUT/gbms_65536_d8_d64.md"
 $PG bench --sections grouping --threads 1 --out "$OUT/grouping.md"
 $PG bench --sections merge --threads 1 --out "$OUT/merge.md"
 for threads in 1 2; do
