@@ -110,19 +110,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _best_time(repeats: int, fn, *args, **kwargs):
+    """``(seconds, result)``: the fastest of ``repeats`` calls (a machine's noise only ever
+    adds time)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
 def gemm_gflops(device: torch.device, n: int, repeats: int = 3) -> float:
     """Best-of-``repeats`` fp32 ``n x n`` matrix-product rate, GFLOP/s."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device)
     b = torch.randn(n, n, generator=g).to(device)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
+
+    def product() -> None:
         a @ b
         _sync(device)
-        best = min(best, time.perf_counter() - start)
+
+    product()  # warm-up; it also leaves the device idle before the first timed call
+    best, _ = _best_time(repeats, product)
     return 2 * n**3 / best / 1e9
 
 
@@ -218,17 +228,6 @@ def _vmf_mixture(k: int, per: int, dim: int, kappa: float, rng: np.random.Genera
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     pts = np.concatenate([vonmises_fisher(c, kappa).rvs(per, random_state=rng) for c in centers])
     return pts, np.repeat(np.arange(k), per)
-
-
-def _best_time(repeats: int, fn, *args, **kwargs):
-    """``(seconds, result)``: the fastest of ``repeats`` calls (a machine's noise only ever
-    adds time)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def _sklearn_mean_shift(points: np.ndarray, bandwidth: float) -> np.ndarray:

@@ -15,21 +15,32 @@ __all__ = ["fused_attention"]
 
 
 def fused_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scale: float,
+    key_log_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``softmax(scale · Q Kᵀ) V`` without an N x M matrix.
+    """``softmax(scale · Q Kᵀ + 1 log(w)ᵀ) V`` without an N x M matrix.
 
     Args:
         query: ``(N, Dq)``.
         key: ``(M, Dq)``.
         value: ``(M, Dv)``.
         scale: multiplies the logits.
+        key_log_weights: optional ``(M,)`` log w_j added to every query's logit for key j
+            (a key of weight w acts like w copies of it); it rides in one extra column,
+            ``[scale·q, 1] · [k, log w]``.
 
     Returns:
         ``(N, Dv)``, in the dtype of ``query``.
 
     Cost: O(N·M·max(Dq, Dv)) time, O((N + M)·max(Dq, Dv)) memory.
     """
+    if key_log_weights is not None:
+        query = torch.cat([scale * query, query.new_ones(len(query), 1)], dim=1)
+        key = torch.cat([key, key_log_weights[:, None].to(key.dtype)], dim=1)
+        scale = 1.0
     width = max(query.shape[1], value.shape[1])
     if query.device.type != "cpu":
         width = -(-width // 8) * 8

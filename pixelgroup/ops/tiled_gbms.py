@@ -63,13 +63,19 @@ def _widened(t: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(t, (0, _MIN_WIDTH - width)) if width < _MIN_WIDTH else t
 
 
+def _kernel_operands(x: torch.Tensor, kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``left, right`` ``(N, >= D + 1)`` with ``2^(left_I right_Jᵀ) = G_IJ`` (base-2 logits
+    ``κ(S − 1)·log2 e``); ``G @ right = [G X, d, 0...]``."""
+    ones = x.new_ones(len(x), 1)
+    scale = kappa * _LOG2_E
+    left = _widened(torch.cat([scale * x, -scale * ones], dim=1))
+    return left, _widened(torch.cat([x, ones], dim=1))
+
+
 def _forward_one(x: torch.Tensor, kappa: float, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, D)`` -> blurred ``(N, D)`` and row sums ``(N,)``."""
     n, dim = x.shape
-    ones = x.new_ones(n, 1)
-    scale = kappa * _LOG2_E
-    left = _widened(torch.cat([scale * x, -scale * ones], dim=1))  # · right = κ(S − 1)·log2 e
-    right = _widened(torch.cat([x, ones], dim=1))  # G @ right = [G X, d, 0...]
+    left, right = _kernel_operands(x, kappa)
     # rows: sum over J >= I of G_IJ right_J, by I; cols: sum over I < J of right_Iᵀ G_IJ, by
     # J, kept transposed because Aᵀ B ran several times faster here than (Bᵀ A)ᵀ
     rows = x.new_zeros(n, right.shape[1])
@@ -97,9 +103,7 @@ def _backward_one(
     ones = x.new_ones(n, 1)
     z = grad / density[:, None]
     c = (grad * y).sum(dim=1, keepdim=True) / density[:, None]
-    scale = kappa * _LOG2_E
-    kern_left = _widened(torch.cat([scale * x, -scale * ones], dim=1))
-    kern_right = _widened(torch.cat([x, ones], dim=1))
+    kern_left, kern_right = _kernel_operands(x, kappa)
     # (κ·[Z, X, −c, 1]) @ [X, Z, 1, −c]ᵀ = κ(Z_I X_Jᵀ + X_I Z_Jᵀ − c_I − c_J)
     sym_left = _widened(kappa * torch.cat([z, x, -c, ones], dim=1))
     sym_right = _widened(torch.cat([x, z, ones, -c], dim=1))

@@ -37,10 +37,11 @@ def weighted_gbms_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One GBMS step on weighted points, as one fused attention call (no M x M matrix).
 
-    The weighted kernel is softmax attention with the log-weights folded into an extra
-    column: query ``[κx_i, 1]`` · key ``[x_j, log w_j − κ]`` = ``log(w_j k_ij)``. One extra
-    "sentinel" key with logit ``log c`` (c the smallest weight) and value ``e_{D+1}`` makes
-    the attention output carry the density too: its last entry is ``s_i = c / (d_i + c)``.
+    The weighted kernel is softmax attention with logits ``κ(x_i·x_j − 1) + log w_j``
+    (:func:`pixelgroup.ops.attention.fused_attention`'s key log-weights). One extra
+    "sentinel" key (zero vector, log-weight ``log c`` with c the smallest weight, value
+    ``e_{D+1}``) makes the attention output carry the density too: its last entry is
+    ``s_i = c / (d_i + c)``.
 
     Args:
         x: ``(M, D)`` unit rows.
@@ -57,15 +58,12 @@ def weighted_gbms_step(
     m, dim = x.shape
     kappa = 1.0 / bandwidth**2
     floor = weights.min()
-    query = torch.cat([kappa * x, x.new_ones(m, 1)], dim=1)
-    key = x.new_zeros(m + 1, dim + 1)
-    key[:m, :dim] = x
-    key[:m, dim] = weights.log() - kappa
-    key[m, dim] = floor.log()
+    key = torch.cat([x, x.new_zeros(1, dim)])
+    log_weights = torch.cat([weights.log() - kappa, floor.log()[None]])
     value = x.new_zeros(m + 1, dim + 1)
     value[:m, :dim] = x
     value[m, dim] = 1.0
-    out = fused_attention(query, key, value, scale=1.0)
+    out = fused_attention(x, key, value, scale=kappa, key_log_weights=log_weights)
     sentinel = out[:, dim]  # c / (d + c), in (0, 1/2]
     blurred = out[:, :dim] / (1.0 - sentinel)[:, None]  # the weighted mean
     moved = blurred / (blurred.norm(dim=1, keepdim=True) + 1e-5)
@@ -90,8 +88,7 @@ def merge_coincident(
     Cost: O(M·D·log M) (a sort).
     """
     keys = x.double() if merge_tol == 0 else torch.round(x.double() / merge_tol)
-    index = _unique_rows(keys)
-    num = int(index.max()) + 1 if len(index) else 0
+    index, num = _unique_rows(keys)
     merged_weights = weights.new_zeros(num).index_add_(0, index, weights)
     sums = x.new_zeros(num, x.shape[1]).index_add_(0, index, x * weights[:, None])
     return sums / merged_weights[:, None], merged_weights, index
@@ -103,19 +100,20 @@ def _projection(keys: torch.Tensor) -> torch.Tensor:
     return torch.randn(keys.shape[1], generator=gen, dtype=keys.dtype).to(keys.device)
 
 
-def _unique_rows(keys: torch.Tensor) -> torch.Tensor:
-    """``(M,)`` int64 ids in 0..U-1, equal exactly for equal rows of the ``(M, D)`` keys.
+def _unique_rows(keys: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(M,)`` int64 ids in 0..U-1, equal exactly for equal rows of the ``(M, D)`` keys, and U.
 
     Sorts one random projection of the rows (a 1-D sort, several times faster than
     ``torch.unique(dim=0)``'s row sort) and checks that rows sharing a projection are equal;
     on a (vanishingly rare) coincidence it falls back to the row sort.
     """
-    _, index = torch.unique(keys @ _projection(keys), return_inverse=True)
-    first = keys.new_zeros(int(index.max()) + 1 if len(index) else 0, keys.shape[1])
+    projected, index = torch.unique(keys @ _projection(keys), return_inverse=True)
+    first = keys.new_zeros(len(projected), keys.shape[1])
     first[index] = keys  # one representative row per id
     if bool((first[index] == keys).all()):
-        return index
-    return torch.unique(keys, dim=0, return_inverse=True)[1]
+        return index, len(projected)
+    rows, index = torch.unique(keys, dim=0, return_inverse=True)
+    return index, len(rows)
 
 
 @dataclass(frozen=True)

@@ -109,12 +109,12 @@ def _vote(
 ) -> torch.Tensor:
     """``(N,)`` group of each ``(N, D)`` point: the group of the ``(S, D)`` sample points
     (weights and groups ``(S,)``) with the largest kernel mass ``sum_s w_s exp(x·x_s/δ²)``
-    at the point. One fused attention pass over one-hot values (the log-weights ride in an
-    extra column: ``[x/δ², 1]·[x_s, log w_s]``): no N x S matrix."""
-    query = torch.cat([x / bandwidth**2, x.new_ones(len(x), 1)], dim=1)
-    key = torch.cat([sample, weights.log()[:, None]], dim=1)
+    at the point. One fused attention pass over one-hot values: no N x S matrix."""
     votes = F.one_hot(group).to(x.dtype)  # (S, K)
-    return fused_attention(query, key, votes, scale=1.0).argmax(dim=1)
+    mass = fused_attention(
+        x, sample, votes, scale=1.0 / bandwidth**2, key_log_weights=weights.log()
+    )
+    return mass.argmax(dim=1)
 
 
 def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.Tensor:

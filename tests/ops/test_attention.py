@@ -19,6 +19,16 @@ def test_matches_softmax_reference(device, dq, dv, dtype):
     torch.testing.assert_close(got.cpu().double(), expected, rtol=tol, atol=tol)
 
 
+def test_key_log_weights_act_like_repeated_keys(device):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(n, 4, generator=g, dtype=torch.float64) for n in (30, 12, 12))
+    weights = torch.randint(1, 4, (12,), generator=g).double()
+    k_rep, v_rep = (t.repeat_interleave(weights.long(), dim=0) for t in (k, v))
+    expected = torch.softmax(1.5 * q @ k_rep.T, dim=1) @ v_rep
+    got = fused_attention(*(t.to(device) for t in (q, k, v)), 1.5, weights.log().to(device))
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("widths", [(4, 4), (4, 12)])
 def test_never_holds_the_n_by_m_matrix(widths):
     """Different Q and V widths would send torch to its math path (an N x M matrix)."""
