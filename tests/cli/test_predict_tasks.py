@@ -18,19 +18,14 @@ from pixelgroup.experiment import ExperimentConfig
 from pixelgroup.metrics.instance_map import VOC_CLASSES
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
 from pixelgroup.viz import overlay
+from tests._tiny import TINY_DENSE_OPTIONS
 
 VOC_INSTANCE = {
     "task": "voc_instance",
     "data": {"name": "voc", "root": "unused", "options": {"max_size": 64}},
     "model": {
         "name": "dense",
-        "options": {
-            "backbone": "efficientnet_lite0",
-            "embedding_dim": 8,
-            "head_channels": 16,
-            "embedding_stride": 4,
-            "num_classes": 21,
-        },
+        "options": {**TINY_DENSE_OPTIONS, "num_classes": 21},
     },
     "loss": {"num_iters": 0},
     "grouping": {"bandwidth": 0.2, "num_iters": 3, "min_area": 2},

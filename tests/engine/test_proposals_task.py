@@ -11,6 +11,7 @@ from pixelgroup.config import from_dict, to_dict
 from pixelgroup.engine import evaluate, get_task, load_model, train
 from pixelgroup.engine.checkpoint import build_model_seeded
 from pixelgroup.experiment import ExperimentConfig
+from tests._tiny import TINY_DENSE_OPTIONS
 
 
 def _cfg(root, **model_options):
@@ -27,13 +28,7 @@ def _cfg(root, **model_options):
             },
             "model": {
                 "name": "dense",
-                "options": {
-                    "backbone": "efficientnet_lite0",
-                    "embedding_dim": 8,
-                    "head_channels": 16,
-                    "embedding_stride": 4,
-                    **model_options,
-                },
+                "options": {**TINY_DENSE_OPTIONS, **model_options},
             },
             "loss": {"num_iters": 1, "sample_ratio": 0.5},
             "train": {"epochs": 1, "iters_per_epoch": 2},

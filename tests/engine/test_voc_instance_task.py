@@ -11,6 +11,7 @@ from pixelgroup.config import from_dict
 from pixelgroup.engine import evaluate, get_task, load_model, train
 from pixelgroup.engine.checkpoint import build_model_seeded
 from pixelgroup.experiment import ExperimentConfig
+from tests._tiny import TINY_DENSE_OPTIONS
 
 
 def _cfg(root, data_options=None, **model_options):
@@ -27,14 +28,7 @@ def _cfg(root, data_options=None, **model_options):
             },
             "model": {
                 "name": "dense",
-                "options": {
-                    "backbone": "efficientnet_lite0",
-                    "embedding_dim": 8,
-                    "head_channels": 16,
-                    "embedding_stride": 4,
-                    "num_classes": 21,
-                    **model_options,
-                },
+                "options": {**TINY_DENSE_OPTIONS, "num_classes": 21, **model_options},
             },
             "loss": {"num_iters": 0, "sample_ratio": 0.35},
             "train": {"epochs": 1, "iters_per_epoch": 2},

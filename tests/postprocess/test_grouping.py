@@ -92,15 +92,20 @@ def test_single_pixel_and_no_loops():
     assert out.num_iters == 0 and _same_partition(out.labels, truth)
 
 
-def test_trained_toy_embeddings_match_ground_truth(shared_data):
-    """The original's stored toy model (δ = 0.2): its loop-1 embeddings of 12 test images."""
+def _original_toy(shared_data) -> tuple[torch.Tensor, np.ndarray]:
+    """The original's stored toy model (δ = 0.2): ``(30, 3, 64, 64)`` loop-1 embeddings and
+    ``(64, 64, 30)`` instance masks (background 0)."""
     mat = scipy.io.loadmat(shared_data / "toy-gbms" / "loops_bandwidth0.2.mat", squeeze_me=True)
     emb = np.asarray(mat["predInstanceMaskMat"][0], dtype=np.float32)  # (64, 64, 3, 30)
-    truth = mat["instanceMaskMat"]  # (64, 64, 30), background 0
+    return torch.from_numpy(emb).permute(3, 2, 0, 1), mat["instanceMaskMat"]
+
+
+def test_trained_toy_embeddings_match_ground_truth(shared_data):
+    """The original's stored toy model (δ = 0.2): its loop-1 embeddings of 12 test images."""
+    embeddings, truth = _original_toy(shared_data)
     scores = []
     for i in range(12):
-        e = torch.from_numpy(emb[..., i]).permute(2, 0, 1)
-        out = group_pixels(e, bandwidth=0.2, num_iters=10)
+        out = group_pixels(embeddings[i], bandwidth=0.2, num_iters=10)
         scores.append(adjusted_rand_score(truth[..., i].ravel(), out.labels.ravel().numpy()))
     assert np.mean(scores) > 0.95 and np.min(scores) > 0.88
 
@@ -133,16 +138,13 @@ def test_vote_is_the_kernel_mass_argmax():
 def test_sampling_keeps_the_toy_grouping(shared_data):
     """On the original's toy embeddings a 512-pixel sample (of 4096) changes the mean ARI by
     less than 0.01."""
-    mat = scipy.io.loadmat(shared_data / "toy-gbms" / "loops_bandwidth0.2.mat", squeeze_me=True)
-    emb = np.asarray(mat["predInstanceMaskMat"][0], dtype=np.float32)
-    truth = mat["instanceMaskMat"]
+    embeddings, truth = _original_toy(shared_data)
     diffs = []
     for i in range(6):
-        e = torch.from_numpy(emb[..., i]).permute(2, 0, 1)
         aris = [
             adjusted_rand_score(
                 truth[..., i].ravel(),
-                group_pixels(e, bandwidth=0.2, max_points=m).labels.ravel().numpy(),
+                group_pixels(embeddings[i], bandwidth=0.2, max_points=m).labels.ravel().numpy(),
             )
             for m in (None, 512)
         ]
