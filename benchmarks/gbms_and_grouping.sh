@@ -7,14 +7,16 @@ set -euo pipefail
 OUT=${OUT:-runs/bench}
 mkdir -p "$OUT"
 PG=".venv/bin/python -m pixelgroup"
+# the original's GBMS fixture, read by the toy rows of `grouping` and by `merge`
+TOY=../shared/data/toy-gbms/loops_bandwidth0.2.mat
 $PG bench --sections gbms --sizes 4096 16384 --dims 8 32 64 --impls tiled sdpa dense --threads 1 \
     --out "$OUT/gbms_small.md"
 $PG bench --sections gbms --sizes 65536 --dims 32 --impls tiled sdpa --threads 1 \
     --out "$OUT/gbms_65536.md"
 $PG bench --sections gbms --sizes 65536 --dims 8 64 --impls tiled sdpa --threads 1 \
     --out "$OUT/gbms_65536_d8_d64.md"
-$PG bench --sections grouping --threads 1 --out "$OUT/grouping.md"
-$PG bench --sections merge --threads 1 --out "$OUT/merge.md"
+$PG bench --sections grouping --threads 1 --toy "$TOY" --out "$OUT/grouping.md"
+$PG bench --sections merge --threads 1 --toy "$TOY" --out "$OUT/merge.md"
 for threads in 1 2; do
     $PG bench --sections gbms --sizes 4096 --dims 3 --impls tiled sdpa --threads "$threads" \
         --out "$OUT/gbms_d3_threads$threads.md"

@@ -1,24 +1,44 @@
 """Input validation shared by the public functions.
 
-Every check raises ``ValueError`` or ``TypeError`` with a message that names the argument,
-what was expected and what was received, so that bad input never surfaces as a traceback from
-deep inside an op.
+Every check raises ``ValueError`` or ``TypeError`` with one message per problem that names the
+argument, what was expected and the value received, so that bad input never surfaces as a
+traceback from deep inside an op. Scalars may be Python numbers, NumPy scalars or 0-d tensors;
+the checks return them as Python ``int`` / ``float``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
 __all__ = [
+    "MIN_BANDWIDTH",
     "check_tensor",
     "check_rank",
     "check_points",
     "check_labels",
+    "check_real",
     "check_positive",
+    "check_bandwidth",
+    "check_finite_number",
+    "check_in_range",
+    "check_int",
     "check_non_negative_int",
+    "check_optional_int",
+    "check_choice",
+    "check_generator",
+    "check_weights",
     "check_finite",
     "check_unit_rows",
 ]
+
+# δ below 1e-8 means κ = 1/δ² > 1e16: a logit κ·x_i·x_j then carries an absolute rounding
+# error above 1 even in float64 (κ·2^-53 > 1), so no dtype resolves the kernel any more.
+MIN_BANDWIDTH = 1e-8
 
 
 def check_tensor(x: object, name: str) -> torch.Tensor:
@@ -36,13 +56,16 @@ def check_rank(x: torch.Tensor, ranks: tuple[int, ...], name: str, layout: str) 
 
 
 def check_points(x: object, name: str = "x") -> torch.Tensor:
-    """A floating ``(B, N, D)`` point set with N >= 1 and D >= 1."""
+    """A floating ``(B, N, D)`` point set with B, N, D >= 1."""
     x = check_tensor(x, name)
     check_rank(x, (3,), name, "(B, N, D)")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.shape[1] == 0 or x.shape[2] == 0:
-        raise ValueError(f"{name} must have N >= 1 points of D >= 1 dims, got {tuple(x.shape)}")
+    if min(x.shape) == 0:
+        raise ValueError(
+            f"{name} must have B >= 1 images of N >= 1 points of D >= 1 dims (B, N, D), "
+            f"got shape {tuple(x.shape)}"
+        )
     return x
 
 
@@ -59,20 +82,139 @@ def check_labels(labels: object, shape: tuple[int, ...], name: str = "labels") -
     return labels
 
 
-def check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
-
-
-def check_non_negative_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+def _scalar(value: object, name: str, kind: str) -> object:
+    """A 0-d tensor's Python value; other tensors are a TypeError."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0:
+            raise TypeError(f"{name} must be {kind}, got a tensor of shape {tuple(value.shape)}")
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name} must be {kind}, got a {value.dtype} tensor")
+        return value.item()
     return value
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def check_real(value: object, name: str) -> float:
+    """A real number (Python, NumPy or 0-d tensor; not bool) as a Python float (an int stays
+    an int)."""
+    value = _scalar(value, name, "a number")
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def check_finite_number(value: object, name: str, minimum: float | None = None) -> float:
+    """A finite real number, optionally ``>= minimum``."""
+    number = check_real(value, name)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number!r}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {number!r}")
+    return number
+
+
+def check_positive(value: object, name: str) -> float:
+    """A finite real number > 0."""
+    number = check_real(value, name)
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"{name} must be a finite number > 0, got {number!r}")
+    return number
+
+
+def check_bandwidth(value: object, name: str = "bandwidth") -> float:
+    """The kernel bandwidth δ: finite and in [MIN_BANDWIDTH, inf)."""
+    number = check_positive(value, name)
+    if number < MIN_BANDWIDTH:
+        raise ValueError(
+            f"{name} must be >= {MIN_BANDWIDTH:g} (κ = 1/δ² above 1e16 is beyond float64's "
+            f"resolution of the kernel), got {number!r}"
+        )
+    return float(number)
+
+
+def check_in_range(
+    value: object,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A real number in the interval from ``low`` to ``high`` (closed unless told open)."""
+    number = check_real(value, name)
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (above and below):  # NaN fails both
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {number!r}")
+    return number
+
+
+def _describe(value: object) -> str:
+    kind = type(value).__name__
+    return f"{kind} {value}" if isinstance(value, numbers.Number) else kind
+
+
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
+    """An integer (Python, NumPy or 0-d integer tensor; not bool, not a float such as 2.0) as
+    a Python int, optionally ``>= minimum``."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
+        raise TypeError(f"{name} must be an int, got a {value.dtype} tensor {value.item()}")
+    value = _scalar(value, name, "an int")
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {_describe(value)}")
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def check_non_negative_int(value: object, name: str) -> int:
+    return check_int(value, name, minimum=0)
+
+
+def check_optional_int(value: object, name: str) -> int | None:
+    """``None`` or an integer."""
+    if value is None:
+        return None
+    if _is_bool(value) or not isinstance(value, (numbers.Integral, torch.Tensor)):
+        raise TypeError(f"{name} must be an int or None, got {_describe(value)}")
+    return check_int(value, name)
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+def check_weights(values: object, name: str, length: int, counted: str = "") -> list[float]:
+    """``length`` finite, non-negative real numbers (a sequence, 1-D array or 1-D tensor);
+    ``counted`` says where the length comes from (e.g. ``"num_iters + 1"``)."""
+    if isinstance(values, (str, bytes)) or not isinstance(
+        values, (Sequence, np.ndarray, torch.Tensor)
+    ):
+        raise TypeError(
+            f"{name} must be a sequence of {length} numbers or None, got {type(values).__name__}"
+        )
+    items = list(values.tolist() if isinstance(values, (np.ndarray, torch.Tensor)) else values)
+    if len(items) != length:
+        source = f"{counted} = " if counted else ""
+        raise ValueError(f"{name} needs {source}{length} values, got {len(items)}")
+    return [
+        float(check_finite_number(item, f"{name}[{i}]", minimum=0.0))
+        for i, item in enumerate(items)
+    ]
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
@@ -81,11 +223,19 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} contains {bad} non-finite values (NaN or inf)")
 
 
-def check_unit_rows(x: torch.Tensor, name: str, tol: float = 1e-2) -> None:
-    """Rows along the last dim must have norm <= 1 + tol (they are points on the sphere)."""
-    norm = x.detach().float().norm(dim=-1).max()
-    if float(norm) > 1.0 + tol:
+def check_unit_rows(
+    x: torch.Tensor,
+    name: str,
+    tol: float = 1e-2,
+    *,
+    dim: int = -1,
+    what: str = "rows along the last dim",
+) -> None:
+    """Vectors along ``dim`` must have norm <= 1 + tol (they are points on the sphere; shorter
+    ones, zero included, are accepted)."""
+    norm = float(x.detach().float().norm(dim=dim).max())
+    if norm > 1.0 + tol:
         raise ValueError(
-            f"{name} must hold unit-norm rows along the last dim (max norm {float(norm):.4g}); "
+            f"{name} must hold unit-norm {what} (max norm {norm:.4g}); "
             "call pixelgroup.ops.normalize_to_sphere first"
         )

@@ -1,110 +1,303 @@
-"""Frozen dataclass configs built from YAML values and ``--set key=value`` overrides.
+"""The experiment schema: what ``pixelgroup train`` reads from YAML and stores in checkpoints.
 
-YAML holds values only (no import paths). Unknown keys are an error that names the key and
-lists the valid ones, so a typo never silently falls back to a default. Configs round-trip
-through plain dicts, which is how checkpoints carry them.
+Sections are frozen dataclasses; :func:`load_config` reads YAML and ``--set`` overrides into
+them (unknown keys are an error naming the key). ``task`` picks an entry of
+:data:`pixelgroup.tasks.TASKS`, which decides how the sections are used.
+
+``data.options`` and ``model.options`` stay plain mappings in the YAML (and in checkpoints);
+each task reads ``data.options`` into one of the typed option dataclasses below
+(:func:`parse_options`: unknown keys and wrong types are a :class:`ConfigError` naming the
+key), and ``model.options`` are checked against the model constructor's signature.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from pixelgroup._config_io import ConfigError, apply_overrides, from_dict, load_config, to_dict
 
-__all__ = ["from_dict", "to_dict", "load_config", "apply_overrides", "ConfigError"]
-
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, prefix=f"{key}.")
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0])
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        item_type = typing.get_args(tp)[0] if typing.get_args(tp) else Any
-        return tuple(_coerce(v, item_type, key) for v in value)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool) and type(value) is not tp:
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
-    return value
+__all__ = [
+    "ConfigError",
+    "load_config",
+    "from_dict",
+    "to_dict",
+    "apply_overrides",
+    "override_config",
+    "resolve_config",
+    "CONFIG_DIR",
+    "parse_options",
+    "split_options",
+    "ToyOptions",
+    "FolderOptions",
+    "CocoSplit",
+    "CocoOptions",
+    "VOCOptions",
+    "VOCInstanceOptions",
+    "SemanticOptions",
+    "BoundaryOptions",
+    "DataConfig",
+    "ModelConfig",
+    "LossConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "GroupingConfig",
+    "ExperimentConfig",
+]
 
 
-def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a (nested) dict; unknown keys raise :class:`ConfigError`."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset name (a key of the task's dataset registry), its root and constructor options."""
+
+    name: str = "toy"
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    eval_split: str = "test"
+    batch_size: int = 8
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A key of :data:`pixelgroup.models.MODELS` and its keyword arguments."""
+
+    name: str = "toy"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """:class:`pixelgroup.losses.RecurrentGroupingLoss` settings (α, δ, T, ...).
+
+    ``stride`` > 1 average-pools the embedding (then re-normalises) before the loss, so the
+    T GBMS loops of training run on (H/stride)·(W/stride) points: GBMS is quadratic in N.
+    ``aux_weight`` and ``aux_labels`` are read by the ``semantic`` task only: its loss is
+    cross-entropy + ``aux_weight`` x this grouping loss on the ``aux_labels`` map
+    (``"semantic"`` classes or ``"instance"`` ids).
+    """
+
+    margin: float = 0.5
+    bandwidth: float = 0.1
+    num_iters: int = 3
+    iter_weights: tuple[float, ...] | None = None
+    sample_ratio: float | None = 0.2
+    max_samples: int = 4000
+    pos_weight: float = 1.0
+    neg_weight: float = 1.0
+    kind: str = "linear"
+    stride: int = 1
+    aux_weight: float = 1.0
+    aux_labels: str = "semantic"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser (``sgd`` or ``adam``) with a per-iteration poly schedule lr·(1 − i/I)^power."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    poly_power: float = 0.9
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Epochs and the length of an epoch (``None``: one pass over the training split).
+
+    ``grad_accum`` k splits each step's (global) batch into k micro-batches whose gradients
+    add up; ``amp`` is ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA; bf16 also on CPU)
+    autocast. See :mod:`pixelgroup.engine.distributed`. ``checkpoint_every`` n also writes the
+    checkpoint every n steps inside an epoch (long VOC epochs), and resuming continues there.
+    """
+
+    epochs: int = 10
+    iters_per_epoch: int | None = None
+    grad_clip: float | None = None
+    grad_accum: int = 1
+    amp: str = "none"
+    checkpoint_every: int | None = None
+
+
+@dataclass(frozen=True)
+class GroupingConfig:
+    """:func:`pixelgroup.postprocess.group_pixels` settings used by eval and predict.
+
+    ``stride`` > 1 groups an average-pooled embedding and assigns each full-resolution pixel
+    to the nearest group centre (see :func:`pixelgroup.postprocess.extract_instances`).
+    ``min_area`` is in pixels of the label map (the image), whatever the embedding's stride:
+    :func:`pixelgroup.tasks.base.grouping_arguments` converts it for every task.
+    ``max_points`` bounds how many pixels the mean shift moves (the rest vote; ``None``: all).
+    ``background`` decides which pixels are background (label 0) in the instance task:
+    ``"largest"``, the largest group; ``"semantic"``, the pixels the model's semantic head
+    (``model.options.num_classes: 2``, class 0 = background) calls background.
+    """
+
+    bandwidth: float = 0.1
+    num_iters: int = 10
+    threshold: float | None = None
+    min_area: int = 16
+    stride: int = 1
+    max_points: int | None = 1024
+    background: str = "largest"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment; ``seed`` drives model init, shuffling and pixel sampling."""
+
+    task: str = "instance"
+    seed: int = 0
+    device: str = "cpu"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
+
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The shipped experiment configs (``configs/`` in the repository is a link to it)."""
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A config file path, or the name of a shipped config (``toy``, ``bsds``, ...) -> its path.
+
+    Raises :class:`ConfigError` naming the shipped configs when neither exists.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.name}.yaml"
+    if path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"config not found: {name} (a YAML file, or a shipped config: {names})")
+
+
+def override_config(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """``cfg`` with ``--set key=value`` overrides applied (unknown keys raise ConfigError)."""
+    if not overrides:
+        return cfg
+    return from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), overrides))
+
+
+# --- typed ``data.options``, one dataclass per dataset / task --------------------------------
+
+OptionsT = TypeVar("OptionsT")
+
+
+def split_options(
+    cls: type[OptionsT], options: Mapping[str, Any], section: str = "data.options"
+) -> tuple[OptionsT, dict[str, Any]]:
+    """``options`` split into the dataclass ``cls`` (values coerced and checked) and the keys
+    that are not its fields, for a task that passes those on to its dataset."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    own = {k: v for k, v in options.items() if k in names}
+    rest = {k: v for k, v in options.items() if k not in names}
+    return from_dict(cls, own, prefix=f"{section}."), rest
+
+
+def parse_options(
+    cls: type[OptionsT], options: Mapping[str, Any], section: str = "data.options"
+) -> OptionsT:
+    """``options`` read into the dataclass ``cls``; unknown keys and wrong types raise
+    :class:`ConfigError` naming ``section.key`` (and the valid keys)."""
+    parsed, rest = split_options(cls, options, section)
+    if rest:
+        names = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
         raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; "
-            f"valid keys here: {', '.join(sorted(fields))}"
+            f"unknown config key '{section}.{sorted(rest)[0]}'; "
+            f"valid keys here: {', '.join(names) or '(none)'}"
         )
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(v, hints[name], f"{prefix}{name}") for name, v in values.items()}
-    return cls(**kwargs)
+    return parsed
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain nested dict (tuples become lists) for YAML/JSON/checkpoints."""
+@dataclass(frozen=True)
+class ToyOptions:
+    """``data.name: toy`` (:class:`~pixelgroup.data.ToyDigits`): canvases per split and
+    their generator's settings (``length`` for the training split, ``eval_length`` else)."""
 
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return plain(dataclasses.asdict(config))
-
-
-def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``["a.b=1", "c=[1, 2]"]`` (YAML-parsed values) to a nested dict copy."""
-    out = yaml.safe_load(yaml.safe_dump(values)) or {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {p!r} is not a section")
-        node[leaf] = yaml.safe_load(raw)
-    return out
+    length: int = 4000
+    eval_length: int = 200
+    seed: int = 0
+    same_class_fraction: float = 0.33
+    max_digits: int = 9
 
 
-def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
-    """Read YAML at ``path`` (or start from the defaults), apply overrides, validate."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_dict(cls, apply_overrides(values, overrides or []))
+@dataclass(frozen=True)
+class FolderOptions:
+    """``data.name: folder`` (:class:`~pixelgroup.data.ImageMaskFolder`): ``size: [H, W]``
+    resizes every sample (needed for batches of images of mixed sizes)."""
+
+    size: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CocoSplit:
+    """One split of a COCO dataset: a folder of ``images`` and the COCO instances JSON
+    (``annotations``) that describes them; relative paths are read from ``data.root``. Both
+    are required (they default to ``None`` only so that a missing one is a
+    :class:`ConfigError` naming it when the split is opened)."""
+
+    images: str | None = None
+    annotations: str | None = None
+
+
+@dataclass(frozen=True)
+class CocoOptions:
+    """``data.name: coco`` (:class:`~pixelgroup.data.CocoInstances`): one
+    :class:`CocoSplit` per split (``{images: DIR, annotations: FILE}``; a split that is not
+    set is an error only when it is used); ``size: [H, W]`` resizes every sample (needed
+    for batches of images of mixed sizes)."""
+
+    train: CocoSplit | None = None
+    val: CocoSplit | None = None
+    test: CocoSplit | None = None
+    size: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class VOCOptions:
+    """``data.name: voc`` for the proposals task: ``size: [H, W]`` resizes every sample
+    (needed for batches > 1); ``ignore_index`` marks VOC's void pixels."""
+
+    size: tuple[int, ...] | None = None
+    ignore_index: int = 255
+
+
+@dataclass(frozen=True)
+class VOCInstanceOptions:
+    """``data.name: voc`` for the voc_instance task: ``augment`` the training split with the
+    recipe's augmentation, cap the longest side at ``max_size`` (both splits)."""
+
+    augment: bool = True
+    max_size: int = 800
+    ignore_index: int = 255
+
+
+@dataclass(frozen=True)
+class SemanticOptions:
+    """The semantic task's own ``data.options`` key (the rest go to the dataset):
+    ``boundary_max_dist``, the boundary-F matching radius as a fraction of the diagonal."""
+
+    boundary_max_dist: float = 0.0075
+
+
+@dataclass(frozen=True)
+class BoundaryOptions:
+    """``data.name: bsds``: ``crop: [H, W]`` random training crop (None: whole image),
+    ``flip`` random horizontal flips, ``eval_thresholds`` of the benchmark, ``nms`` thinning
+    before it, ``eval_workers`` benchmark processes (None: all CPUs)."""
+
+    crop: tuple[int, ...] | None = None
+    flip: bool = True
+    eval_thresholds: int = 99
+    nms: bool = True
+    eval_workers: int | None = None

@@ -1,7 +1,9 @@
-"""Slow, obviously correct oracles for the fast ops (float64, explicit loops), and a peak
-allocation probe."""
+"""Slow, obviously correct oracles for the fast ops (float64, explicit loops), the float64
+log-sum-exp GBMS reference with its error bounds, and a peak allocation probe."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -75,3 +77,160 @@ def peak_cpu_bytes(fn) -> int:
         live += change
         peak = max(peak, live)
     return peak
+
+
+# Unit roundoff u of each dtype (half the spacing of the floats in [1, 2)).
+UNIT_ROUNDOFF = {
+    torch.float64: 2.0**-53,
+    torch.float32: 2.0**-24,
+    torch.bfloat16: 2.0**-8,
+    torch.float16: 2.0**-11,
+}
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the GBMS implementations form their logits in: float64 stays, the rest
+    (float32 and the half types) use float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def gbms_blur_lse(
+    x: torch.Tensor, bandwidth: float, log_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The GBMS blur in float64 with each row's own largest logit subtracted (log-sum-exp).
+
+    For rows ``x (B, N, D)`` (any norms) and optional key log-weights ``(B, N)``, the logits
+    are ``l_ij = x_i·x_j/δ² + log w_j``. Returns ``(y, p, log_density)``: the weighted means
+    ``y_i = Σ_j p_ij x_j`` ``(B, N, D)``, the weights ``p_ij = exp(l_ij − m_i) / Σ_k exp(l_ik −
+    m_i)`` with ``m_i = max_j l_ij`` ``(B, N, N)``, and ``log Σ_j w_j exp((x_i·x_j − 1)/δ²)``
+    ``(B, N)``. Differentiable.
+    """
+    x = x.double()
+    logits = (x @ x.transpose(-1, -2)) / bandwidth**2
+    if log_weights is not None:
+        logits = logits + log_weights.double()[..., None, :]
+    row_max = logits.amax(dim=-1, keepdim=True).detach()
+    kernel = torch.exp(logits - row_max)
+    total = kernel.sum(dim=-1, keepdim=True)
+    p = kernel / total
+    log_density = (row_max + total.log())[..., 0] - 1.0 / bandwidth**2
+    return p @ x, p, log_density
+
+
+def gbms_step_lse(
+    x: torch.Tensor, bandwidth: float, log_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One GBMS step in float64: :func:`gbms_blur_lse` then ``y / (|y| + 1e-5)``."""
+    y = gbms_blur_lse(x, bandwidth, log_weights)[0]
+    return y / (y.norm(dim=-1, keepdim=True) + 1e-5)
+
+
+def gbms_logit_error(x: torch.Tensor, bandwidth: float, dtype: torch.dtype, log_weights=None):
+    """ε: a bound on how far an implementation's logit (relative to its row) can be from this
+    reference's. A logit is a dot product of D terms plus a shift column, scaled, exponentiated
+    and divided; each operation has relative error <= u, so for rows of norm <= M the error is
+    at most κ·(D + 8)·M²·u, for the implementation's compute dtype and for float64 (the
+    reference's own error). Log-weights add u·|log w|."""
+    u = UNIT_ROUNDOFF[compute_dtype(dtype)] + UNIT_ROUNDOFF[torch.float64]
+    big_m2 = float(x.detach().double().norm(dim=-1).max()) ** 2
+    eps = (x.shape[-1] + 8) * big_m2 * u / bandwidth**2
+    if log_weights is not None:
+        eps += 2 * u * float(log_weights.double().abs().max())
+    return eps
+
+
+def gbms_step_tolerance(
+    x: torch.Tensor, bandwidth: float, dtype: torch.dtype, log_weights=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row bounds ``(B, N)`` on the 2-norm error of one GBMS step computed from the rows
+    ``x`` in ``compute_dtype(dtype)`` with its output rounded to ``dtype``, against
+    :func:`gbms_step_lse`; also the bound on the blur ``|Δy_i|`` before re-projection.
+
+    * Logits off by at most ε (:func:`gbms_logit_error`) give weights within a factor
+      ``e^{±2ε}``, so ``|Δy_i| = |Σ_j (p'_ij − p_ij)(x_j − y_i)| <= (e^{2ε} − 1)·s_i`` with
+      ``s_i = Σ_j p_ij |x_j − y_i|`` (formed in log space: a weight below float64's range
+      still counts once e^{2ε} is large; never above 4.2, twice the largest distance);
+      summing N products adds ``(N + D + 4)·u·M`` (u of the compute dtype), and rounding
+      ``y`` to ``dtype`` adds ``u_out·|y_i|``.
+    * ``y ↦ y / (|y| + 1e-5)`` turns ``|Δy_i|`` into at most
+      ``2|Δy_i| / (max(|y_i| − |Δy_i|, 0) + 1e-5)``; the division and the norm add
+      ``(D + 4)·u`` and rounding the result to ``dtype`` ``2·u_out``.
+
+    Capped at 2.1 (two rows of norm <= 1 are never further apart, whatever the weights).
+    """
+    xd = x.detach().double()
+    y, _, _ = gbms_blur_lse(xd, bandwidth, log_weights)
+    eps = gbms_logit_error(x, bandwidth, dtype, log_weights)
+    u_c, u_out = UNIT_ROUNDOFF[compute_dtype(dtype)], UNIT_ROUNDOFF[dtype]
+    u_out = 0.0 if dtype == compute_dtype(dtype) else u_out
+    big_m = float(xd.norm(dim=-1).max())
+    n, d = x.shape[-2], x.shape[-1]
+    # log s_i = logsumexp_j(log p_ij + log|x_j − y_i|): weights far below float64's range
+    # still count, since a logit error of ε can raise them by e^{2ε}
+    logits = (xd @ xd.transpose(-1, -2)) / bandwidth**2
+    if log_weights is not None:
+        logits = logits + log_weights.double()[..., None, :]
+    log_p = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    log_spread = torch.logsumexp(log_p + torch.cdist(y, xd).log(), dim=-1)
+    log_growth = math.log(math.expm1(2 * eps)) if 0 < eps < 300 else 2 * eps or -math.inf
+    weight_part = torch.exp((log_growth + log_spread).clamp_max(math.log(4.2)))
+    y_norm = y.norm(dim=-1)
+    blur = weight_part + (n + d + 4) * u_c * big_m + u_out * y_norm
+    step = 2 * blur / ((y_norm - blur).clamp_min(0) + 1e-5) + (d + 4) * u_c + 2 * u_out
+    return step.clamp_max(2.1), blur
+
+
+def gbms_grad_tolerance(
+    x: torch.Tensor, bandwidth: float, dtype: torch.dtype, out_grad: torch.Tensor
+) -> float | None:
+    """A bound on the largest entry error of ``∂<out_grad, step(x)>/∂x`` computed in ``dtype``
+    (float32 or float64) against the reference's autograd gradient, or ``None`` where the
+    first-order argument below does not hold (2ε > 0.05 or a re-projection that amplifies the
+    blur error by more than 5 %).
+
+    With ``dY_i`` the gradient reaching the blur (re-projection Jacobian of ``out_grad``),
+    ``∂/∂x_k = Σ_i p_ik dY_i + κ Σ_j (dA_kj + dA_jk) x_j`` with ``dA_ij = p_ij dY_i·(x_j −
+    y_i)``, linear in dY. Every summand carries one weight (relative error <= e^{2ε} − 1) and
+    is summed with error <= (N + D + 8)·u, so the error is at most that relative error times
+    ``G_k(|dY|) = Σ_i p_ik|dY_i| + κ Σ_j (p_kj |dY_k| + p_jk |dY_j|)|x_j − y|·|x_j|``, plus
+    ``G_k(|ΔdY|)`` for the rounding of the re-projection's vector-Jacobian product (a
+    difference of terms of size ``|w_i| / (|y_i| + 1e-5)``: ``|ΔdY_i| <= 2(D + 8)·u·|w_i| /
+    (|y_i| + 1e-5)``) and for the blur error's effect on that Jacobian (relative
+    ``4|Δy_i| / (|y_i| + 1e-5)``), plus the rounding of ``dY_i·x_j − dY_i·y_i`` (κ·(D + 8)·u·M²
+    per unit weight), plus the blur error's effect on ``x_j − y_i``
+    (``2κ·max|dY|·max|Δy|·M``). A factor 4 of safety.
+    """
+    eps = gbms_logit_error(x, bandwidth, dtype)
+    _, blur_tol = gbms_step_tolerance(x, bandwidth, dtype)
+    xd = x.double()
+    y, p, _ = gbms_blur_lse(xd, bandwidth)
+    y_norm = y.norm(dim=-1)
+    amplify = 4 * blur_tol / (y_norm + 1e-5)
+    if 2 * eps > 0.05 or float(amplify.max()) > 0.05:
+        return None
+    yv = y.detach().requires_grad_()
+    out = yv / (yv.norm(dim=-1, keepdim=True) + 1e-5)
+    (dy,) = torch.autograd.grad(out, yv, out_grad.double())
+    dy_norm = dy.norm(dim=-1)  # (B, N)
+    kappa = 1.0 / bandwidth**2
+    u = UNIT_ROUNDOFF[compute_dtype(dtype)]
+    n, d = x.shape[-2], x.shape[-1]
+    big_m = float(xd.norm(dim=-1).max())
+    dist = torch.cdist(y, xd)  # |x_j − y_i| at [i, j]
+    spread = (p * dist).sum(dim=-1)
+
+    def magnitudes(dyn: torch.Tensor) -> torch.Tensor:  # G_k for per-row |dY| (B, N)
+        values_path = (p * dyn[..., :, None]).sum(dim=-2)  # Σ_i p_ik |dY_i|
+        own = kappa * dyn * spread * big_m
+        other = kappa * (p * dist * dyn[..., :, None]).sum(dim=-2) * big_m
+        return values_path + own + other
+
+    rel = math.expm1(2 * eps) + (n + d + 8) * u
+    dy_err = 2 * (d + 8) * u * out_grad.double().norm(dim=-1) / (y_norm + 1e-5)
+    dy_err = dy_err + amplify * dy_norm
+    moved = 2 * kappa * float(dy_norm.max()) * float(blur_tol.max()) * big_m
+    # dY_i·x_j − dY_i·y_i is formed as a difference of two terms of size |dY_i|·M
+    values_path = (p * dy_norm[..., :, None]).sum(dim=-2)
+    cancel = kappa * (d + 8) * u * big_m**2 * (dy_norm + values_path)
+    bound = rel * magnitudes(dy_norm) + magnitudes(dy_err) + cancel
+    return 4 * (float(bound.max()) + moved)

@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,42 @@ def test_bad_values_raise(overrides, match):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_config(_Outer, tmp_path / "nope.yaml")
+
+
+def test_yaml_floats_in_exponent_form_are_numbers(tmp_path):
+    """PyYAML reads `1e-3` as a string; configs and --set read it as the number."""
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 2e-3\n")
+    cfg = load_config(_Outer, path, ["optim.weights=[1e-3, 5E+2]"])
+    assert cfg.optim.lr == 0.002 and cfg.optim.weights == (0.001, 500.0)
+    assert load_config(_Outer, None, ["optim.lr=1e-3"]).optim.lr == 0.001
+
+
+def test_malformed_set_value_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--set optim.weights=\[1,: not valid YAML"):
+        load_config(_Outer, None, ["optim.weights=[1,"])
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_loads_and_its_options_fit(path, monkeypatch):
+    """Each config's sections, typed data.options and model.options (against the model's
+    constructor) are valid; building the model itself would need the datasets / weights."""
+    import pixelgroup.tasks.base as base
+    from pixelgroup.config import ExperimentConfig
+    from pixelgroup.models import MODELS, BoundaryNet
+    from pixelgroup.tasks import get_task
+
+    cfg = load_config(ExperimentConfig, path)
+    task = get_task(cfg.task)
+    registry = {**MODELS, "boundary": BoundaryNet}
+    base._checked_kwargs(registry[cfg.model.name], cfg.model.options, "model.options")
+    task.build_loss(cfg)
+    monkeypatch.setattr(base, "build_config_model", lambda *a, **k: None)
+    if cfg.data.name == "toy":
+        task.build_dataset(cfg, "train")
+    else:  # the options are read before the root is opened
+        with pytest.raises(FileNotFoundError):
+            task.build_dataset(cfg, cfg.data.train_split)

@@ -1,4 +1,4 @@
-"""Figures of the studies (PNG). matplotlib is imported lazily, with the Agg backend."""
+"""Figures of the studies (PNG), drawn with :mod:`pixelgroup.viz`'s lazily imported pyplot."""
 
 from __future__ import annotations
 
@@ -8,33 +8,13 @@ from typing import Any
 
 import torch
 
-from pixelgroup._atomic import atomic_path
+from pixelgroup.viz.figures import pyplot, save_figure
 from pixelgroup.analysis.capacity import CapacityRow, exact_max_groups
 from pixelgroup.analysis.gradient import GradientStudyResult, euclidean_gbms, regressor
 
-__all__ = ["save_figure", "plot_gradient_summary", "plot_trajectories", "plot_capacity"]
+__all__ = ["plot_gradient_summary", "plot_trajectories", "plot_capacity"]
 
 _RANGE = (2.0, 6.0)
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 80) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        _pyplot().close(fig)
-    return path
 
 
 def _hist(ax: Any, values: torch.Tensor, title: str, labels: torch.Tensor | None = None) -> None:
@@ -62,7 +42,7 @@ def plot_gradient_summary(
     Panels: original data by class; the regressor; unsupervised GBMS of the data; points after
     the updates through K loops; GBMS of those; points after updates without mean shift.
     """
-    plt = _pyplot()
+    plt = pyplot()
     x0, labels = result.trajectory[0], result.labels
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), constrained_layout=True)
     _hist(axes[0, 0], x0, "original data by class", labels)
@@ -86,14 +66,14 @@ def plot_gradient_summary(
     )
     _hist(axes[1, 2], without_gbms.trajectory[-1], "after updates without mean shift", labels)
     fig.suptitle(f"Gradient through mean shift, K = {k}, N = {x0.numel()}")
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=80)
 
 
 def plot_trajectories(
     result: GradientStudyResult, path: str | os.PathLike, *, num_points: int = 100, seed: int = 0
 ) -> Path:
     """Positions of ``num_points`` random points (seeded) over the supervised updates."""
-    plt = _pyplot()
+    plt = pyplot()
     generator = torch.Generator().manual_seed(seed)
     n = result.trajectory.shape[1]
     picked = torch.randperm(n, generator=generator)[: min(num_points, n)]
@@ -108,7 +88,7 @@ def plot_trajectories(
     ax.set_ylabel("update")
     where = f"through K = {result.num_loops} loops" if result.num_loops else "without mean shift"
     ax.set_title(f"{len(picked)} random points, updates {where}\n(red: class 1, blue: class 2)")
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=80)
 
 
 def plot_capacity(rows: list[CapacityRow], path: str | os.PathLike) -> Path:
@@ -117,7 +97,7 @@ def plot_capacity(rows: list[CapacityRow], path: str | os.PathLike) -> Path:
     Solid: exact where known (α <= 0.5, any α for D = 2); circles: empirical packings (lower
     bounds); dashed: best upper bound where the exact value is unknown.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     dims = sorted({row.dim for row in rows})
     for i, dim in enumerate(dims):
@@ -147,4 +127,4 @@ def plot_capacity(rows: list[CapacityRow], path: str | os.PathLike) -> Path:
     ax.set_ylabel("max number of groups n")
     ax.set_title("Feasible (D, α, n): below a curve is feasible")
     ax.legend(fontsize=6, ncol=2)
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=80)

@@ -2,7 +2,9 @@
 
 A subcommand module defines ``add_parser(subparsers)`` (registering its parser, with examples in
 its epilog, and ``set_defaults(run=run)``) and ``run(args) -> int``. Modules only parse
-arguments and call into ``engine`` / ``postprocess`` / ``metrics``.
+arguments and call into the library. A :class:`~pixelgroup.errors.PixelgroupError` (bad
+config, data, checkpoint or argument) or a missing file becomes one line on stderr and exit
+status 2; any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from pixelgroup.errors import PixelgroupError
 
 __all__ = [
     "main",
@@ -31,11 +35,12 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "eval_boundaries",
     "eval_proposals",
     "eval_instances",
+    "export",
 )
 
 
-class UserError(Exception):
-    """A problem with the user's input that deserves a one-line message, not a traceback."""
+class UserError(PixelgroupError):
+    """A problem with the command line's arguments: a one-line message, not a traceback."""
 
 
 def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
@@ -82,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (UserError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, KeyError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"pixelgroup {args.command}: error: {message}", file=sys.stderr)
+    except (PixelgroupError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+        # the project's own errors and missing/wrong paths are the user's to fix; anything
+        # else is a bug and keeps its traceback
+        print(f"pixelgroup {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pixelgroup {args.command}: interrupted", file=sys.stderr)

@@ -6,20 +6,9 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
+from pixelgroup.cli import UserError
 
-from pixelgroup.analysis.capacity import (
-    cap_packing_upper_bound,
-    capacity_row,
-    exact_max_groups,
-    kernel_weight_at_margin,
-    lp_upper_bound,
-    margin_to_cosine,
-    min_feasible_margin,
-    pack_sphere,
-)
-from pixelgroup.analysis.gradient import run_gradient_study
+# the library (and torch) is imported inside the run functions, so --help stays fast
 
 GRADIENT_EPILOG = """examples:
   pixelgroup analyze gradient --output-dir docs/figures/studies
@@ -99,18 +88,22 @@ def _add_capacity(studies: argparse._SubParsersAction) -> None:
 
 def _positive_int(value: int, name: str) -> None:
     if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+        raise UserError(f"{name} must be >= 1, got {value}")
 
 
 def run_gradient(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pixelgroup.analysis.gradient import run_gradient_study
+
     for k in args.loops:
         if k < 0:
-            raise ValueError(f"--loops values must be >= 0, got {k}")
+            raise UserError(f"--loops values must be >= 0, got {k}")
     for value, name in ((args.steps, "--steps"), (args.points_per_cluster, "--points-per-cluster")):
         _positive_int(value, name)
     for value, name in ((args.bandwidth, "--bandwidth"), (args.lr, "--lr")):
         if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+            raise UserError(f"{name} must be > 0, got {value}")
     settings = dict(
         points_per_cluster=args.points_per_cluster,
         bandwidth=args.bandwidth,
@@ -170,6 +163,8 @@ def _fmt_count(value: float | int | None, cap: int | None = None) -> str:
 
 
 def _feasible(groups: int, dim: int, margin: float, packed: float) -> str:
+    from pixelgroup.analysis.capacity import exact_max_groups
+
     """'yes'/'no' where the answer is known exactly, else what the packing showed."""
     exact = exact_max_groups(dim, margin)
     if exact is not None:
@@ -178,10 +173,23 @@ def _feasible(groups: int, dim: int, margin: float, packed: float) -> str:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from pixelgroup.analysis.capacity import (
+        cap_packing_upper_bound,
+        capacity_row,
+        kernel_weight_at_margin,
+        lp_upper_bound,
+        min_feasible_margin,
+        pack_sphere,
+    )
+
     for dim in args.dim:
         _positive_int(dim, "--dim")
     for margin in args.margin:
-        margin_to_cosine(margin)  # raises with the allowed range
+        if not 0.0 <= margin <= 1.0:
+            raise UserError(f"--margin (calibrated α) must be in [0, 1], got {margin}")
     for value, name in (
         (args.max_groups, "--max-groups"),
         (args.restarts, "--restarts"),
@@ -189,10 +197,10 @@ def run_capacity(args: argparse.Namespace) -> int:
     ):
         _positive_int(value, name)
     if args.groups is not None and args.groups < 2:
-        raise ValueError(f"--groups must be >= 2, got {args.groups}")
+        raise UserError(f"--groups must be >= 2, got {args.groups}")
     for bandwidth in args.bandwidth:
         if not bandwidth > 0:
-            raise ValueError(f"--bandwidth values must be > 0, got {bandwidth}")
+            raise UserError(f"--bandwidth values must be > 0, got {bandwidth}")
     generator = torch.Generator().manual_seed(args.seed)
     combos = [(d, a) for d in args.dim for a in args.margin]
     rows = [

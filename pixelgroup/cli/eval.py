@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pixelgroup.cli import add_overrides_argument
+from pixelgroup.cli import UserError, add_overrides_argument, add_threads_argument, set_threads
 
 EPILOG = """examples:
   pixelgroup eval --checkpoint runs/demo/checkpoint.pt
@@ -15,6 +15,8 @@ EPILOG = """examples:
 
 The model and data come from the config stored in the checkpoint; --set changes the stored
 config for this evaluation only (e.g. grouping settings or data.options.eval_length).
+Metrics go to metrics.json beside the checkpoint, or metrics-2.json, metrics-3.json, ... when
+that exists (earlier results are kept); an explicit -o FILE that exists needs --overwrite.
 --task names the task the checkpoint must have been trained for (instance, semantic,
 boundary, proposals, voc_instance); it guards scripts against evaluating the wrong model."""
 
@@ -38,8 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         type=Path,
-        help="metrics JSON (default: metrics.json beside the checkpoint)",
+        help="metrics JSON (default: metrics.json beside the checkpoint, or the first free "
+        "metrics-N.json)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o FILE")
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -56,17 +61,21 @@ def format_table(metrics: dict[str, float]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pixelgroup._atomic import write_json
+    from pixelgroup.cli.paths import check_writable_file, fresh_path
+    from pixelgroup.config import override_config
     from pixelgroup.engine import evaluate, load_model
-    from pixelgroup.engine.checkpoint import override_config
 
+    set_threads(args.threads)
+    if args.output is not None:
+        check_writable_file(args.output, "-o", overwrite=args.overwrite)
     model, cfg, _ = load_model(args.checkpoint)
     if args.task is not None and args.task != cfg.task:
-        raise ValueError(
+        raise UserError(
             f"{args.checkpoint} was trained for task {cfg.task!r}, not {args.task!r}; "
             "evaluate it without --task or pick a checkpoint of that task"
         )
     cfg = override_config(cfg, args.overrides)
-    output = args.output or args.checkpoint.parent / "metrics.json"
+    output = args.output or fresh_path(args.checkpoint.parent / "metrics.json")
     metrics = evaluate(model, cfg, args.split, progress=not args.quiet)
     print(format_table(metrics))
     write_json(metrics, output)

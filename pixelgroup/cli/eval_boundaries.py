@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from pixelgroup.cli import UserError
 
-from pixelgroup._atomic import write_json
-from pixelgroup.data.bsds import load_boundary_ground_truth
-from pixelgroup.metrics.boundary import evaluate_boundaries, plot_pr_curves
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy, the metrics and the plots are imported when the command runs: --help stays fast
 
 EPILOG = """examples:
   pixelgroup eval-boundaries runs/bsds/pred_nms ~/data/BSR/BSDS500/data/groundTruth/test
   pixelgroup eval-boundaries preds/ ../shared/data/bsds --plot pr.png --label "my detector"
   pixelgroup eval-boundaries preds/ gt/ --thresholds 25 --workers 8 --output scores.json
+  pixelgroup eval-boundaries preds/ gt/ --plot pr.png --reference HED=0.780 --reference COB=0.793
 
 PRED_DIR holds <id>.png boundary maps (8- or 16-bit grayscale, higher = more boundary, the size
 of the image), thinned or not: every map is thinned again after thresholding, as in the BSDS
 benchmark. GT_DIR is a BSDS500 groundTruth/<split> folder (one .mat per image, every annotator)
-or a folder of <id>.mat samples holding a single 'GT' map. Every GT image needs a prediction."""
+or a folder of <id>.mat samples holding a single 'GT' map. Every GT image needs a prediction.
+--reference LABEL=F draws a result known only by its F (e.g. a paper's ODS) as a dashed iso-F
+line in the plot."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,73 +44,122 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-thin", action="store_true", help="skip thinning the thresholded maps (non-standard)"
     )
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: all CPUs; 1 = no extra process)",
+    )
     p.add_argument(
         "--output", type=Path, help="results JSON (default: PRED_DIR/eval_boundaries.json)"
     )
     p.add_argument("--plot", type=Path, help="also write the precision-recall curve to this PNG")
     p.add_argument("--label", default=None, help="curve label in the plot (default: PRED_DIR)")
+    p.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="LABEL=F",
+        help="a reference F drawn as an iso-F line in --plot (repeatable)",
+    )
     p.set_defaults(run=run)
 
 
 def read_prediction(path: Path) -> np.ndarray:
     """8- or 16-bit grayscale PNG -> ``(H, W)`` float64 in [0, 1]."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as im:
             mode, array = im.mode, np.asarray(im)
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read prediction {path}: {e}") from None
+        raise UserError(f"cannot read prediction {path}: {e}") from None
     if mode == "L":
         return array / 255.0
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         return array.astype(np.float64) / 65535.0
-    raise ValueError(f"{path}: expected an 8- or 16-bit grayscale PNG, got PIL mode {mode!r}")
+    raise UserError(f"{path}: expected an 8- or 16-bit grayscale PNG, got PIL mode {mode!r}")
+
+
+def _check_arguments(args: argparse.Namespace) -> dict[str, float]:
+    """Argument errors, before reading anything; returns the parsed references."""
+    from pixelgroup.cli._offline import parse_f_references
+
+    if args.thresholds < 1:
+        raise UserError(f"--thresholds must be >= 1, got {args.thresholds}")
+    if not 0.0 <= args.max_dist < math.inf:
+        raise UserError(
+            f"--max-dist must be a number >= 0 (a fraction of the image diagonal, 0.0075 in "
+            f"BSDS), got {args.max_dist}"
+        )
+    if args.workers is not None and args.workers < 1:
+        raise UserError(
+            f"--workers must be >= 1 (1 = no extra process; leave it out for all CPUs), "
+            f"got {args.workers}"
+        )
+    references = parse_f_references(args.reference)
+    if references and args.plot is None:
+        raise UserError("--reference needs --plot")
+    return references
 
 
 def run(args: argparse.Namespace) -> int:
+    from pixelgroup._atomic import write_json
+    from pixelgroup.cli._offline import check_output_path, user_errors
+    from pixelgroup.data.bsds import load_boundary_ground_truth
+    from pixelgroup.metrics.boundary import BoundaryEvaluator, BoundaryPrediction, BoundaryTarget
+    from pixelgroup.viz import plot_pr_curves
+
+    references = _check_arguments(args)
     for name, folder in (("PRED_DIR", args.pred_dir), ("GT_DIR", args.gt_dir)):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{name} is not a folder: {folder}")
+            raise UserError(f"{name} is not a folder: {folder}")
+    output = args.output or args.pred_dir / "eval_boundaries.json"
+    check_output_path(output, "--output")
+    if args.plot is not None:
+        check_output_path(args.plot, "--plot", suffix=".png")
     gt_files = sorted(args.gt_dir.glob("*.mat"))
     if not gt_files:
-        raise FileNotFoundError(f"no <id>.mat ground-truth files in {args.gt_dir}")
+        raise UserError(f"no <id>.mat ground-truth files in {args.gt_dir}")
     missing = [g.stem for g in gt_files if not (args.pred_dir / f"{g.stem}.png").is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise UserError(
             f"{len(missing)} of {len(gt_files)} ground-truth images have no prediction in "
             f"{args.pred_dir} (e.g. {missing[0]}.png)"
         )
-    samples = []
-    for g in gt_files:
-        pred = read_prediction(args.pred_dir / f"{g.stem}.png")
-        gts = load_boundary_ground_truth(g)
-        if pred.shape != gts.shape[1:]:
-            raise ValueError(
-                f"{g.stem}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
-                f"is {gts.shape[1]}x{gts.shape[2]}; resize predictions to the image size"
-            )
-        if not gts.any():
-            raise ValueError(f"{g}: ground truth is empty (no boundary pixel in any annotator)")
-        samples.append((g.stem, pred, gts))
-    scores = evaluate_boundaries(
-        samples,
+    evaluator = BoundaryEvaluator(
         args.thresholds,
         max_dist=args.max_dist,
         apply_thinning=not args.no_thin,
         num_workers=args.workers,
         progress=True,
     )
+    for g in gt_files:
+        pred = read_prediction(args.pred_dir / f"{g.stem}.png")
+        with user_errors():
+            gts = load_boundary_ground_truth(g)
+        if pred.shape != gts.shape[1:]:
+            raise UserError(
+                f"{g.stem}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
+                f"is {gts.shape[1]}x{gts.shape[2]}; resize predictions to the image size"
+            )
+        if not gts.any():
+            raise UserError(f"{g}: ground truth is empty (no boundary pixel in any annotator)")
+        with user_errors(f"{g.stem}: "):
+            evaluator.process([BoundaryPrediction(pred)], [BoundaryTarget(gts, g.stem)])
+    scores = evaluator.scores()
     results = scores.to_dict()
-    results["num_images"] = len(samples)
-    output = args.output or args.pred_dir / "eval_boundaries.json"
+    results["num_images"] = len(gt_files)
     write_json(results, output)
     r50 = "n/a (precision never reaches 0.5)" if results["R50"] is None else f"{scores.r50:.3f}"
     print(f"ODS {scores.ods:.3f}  (threshold {scores.ods_threshold:.3f})")
     print(f"OIS {scores.ois:.3f}")
     print(f"AP  {scores.ap:.3f}")
     print(f"R50 {r50}")
-    print(f"images {len(samples)}; results written to {output}")
+    print(f"images {len(gt_files)}; results written to {output}")
     if args.plot:
-        plot_pr_curves({args.label or args.pred_dir.name: scores}, args.plot)
+        label = args.label or args.pred_dir.name
+        plot_pr_curves({label: scores}, args.plot, references=references)
         print(f"precision-recall plot written to {args.plot}")
     return 0

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
-from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    import numpy as np
 
-from pixelgroup._atomic import atomic_path
-from pixelgroup.data.voc import open_instance_dataset
-from pixelgroup.metrics.instance_map import VOC_CLASSES, InstanceMAPEvaluator, instances_from_maps
-from pixelgroup.metrics.proposals import coco_to_proposals, decode_rles
+    from pixelgroup.data.sample import InstanceSample
+    from pixelgroup.metrics.instance_map import InstanceMAPPrediction, InstanceMAPTarget
+
+# numpy, the data readers and the metrics are imported when the command runs: --help stays fast
 
 EPILOG = """examples:
   pixelgroup eval-instances preds.json ../shared/data/voc
@@ -51,76 +51,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _classes_by_image(records: object) -> dict[str, list[int]]:
-    """``{image_id: [category_id, ...]}`` in record order; bad ids raise ValueError."""
-    out: dict[str, list[int]] = {}
-    for i, rec in enumerate(records if isinstance(records, list) else []):
-        if not isinstance(rec, dict):
-            continue  # coco_to_proposals reports it
-        c = rec.get("category_id")
-        if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= len(VOC_CLASSES):
-            raise ValueError(
-                f"record {i}: category_id must be an int in 1..{len(VOC_CLASSES)} "
-                f"(VOC classes), got {c!r}"
-            )
-        out.setdefault(str(rec.get("image_id")), []).append(c)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    if not args.predictions.is_file():
-        raise FileNotFoundError(f"predictions file not found: {args.predictions}")
-    try:
-        records = json.loads(args.predictions.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{args.predictions} is not valid JSON: {e}") from None
-    classes = _classes_by_image(records)
-    by_image = coco_to_proposals(records)
-    dataset = open_instance_dataset(args.gt_dir, args.split)
+    from pixelgroup._atomic import write_json
+    from pixelgroup.cli._offline import (
+        check_output_path,
+        evaluate_results,
+        load_results,
+        open_ground_truth,
+    )
+    from pixelgroup.metrics.instance_map import (
+        VOC_CLASSES,
+        InstanceMAPEvaluator,
+        InstanceMAPPrediction,
+        InstanceMAPTarget,
+        instances_from_maps,
+    )
 
-    repeated = [i for i, n in Counter(dataset.image_ids).items() if n > 1]
-    if repeated:
-        raise ValueError(f"GT_DIR lists image ids more than once: {repeated[:5]}")
-    unknown = sorted(set(by_image) - set(dataset.image_ids))
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} prediction image ids are not in {args.gt_dir} (e.g. {unknown[:3]})"
+    output = args.output or args.predictions.with_suffix(".eval.json")
+    check_output_path(output, "--output")
+    results = load_results(args.predictions, "predictions", num_classes=len(VOC_CLASSES))
+    dataset = open_ground_truth(args.gt_dir, args.split)
+    ignore = dataset.ignore_index
+
+    def records(
+        sample: InstanceSample, masks: np.ndarray, scores: np.ndarray, classes: np.ndarray
+    ) -> tuple[InstanceMAPPrediction, InstanceMAPTarget]:
+        gt_masks, gt_classes = instances_from_maps(sample.instance, sample.semantic, ignore)
+        void = (sample.instance == ignore).numpy()
+        return (
+            InstanceMAPPrediction(masks, classes, scores),
+            InstanceMAPTarget(gt_masks, gt_classes, void),
         )
-    indices = [i for i, name in enumerate(dataset.image_ids) if not args.subset or name in by_image]
 
     evaluator = InstanceMAPEvaluator()
-    for index in tqdm(indices, desc="eval-instances", unit="img", disable=len(indices) < 2):
-        image_id, sample = dataset.image_ids[index], dataset[index]
-        gt_masks, gt_classes = instances_from_maps(
-            sample.instance, sample.semantic, dataset.ignore_index
-        )
-        size = list(sample.image.shape[1:])
-        rles, scores = by_image.get(image_id, ([], []))
-        bad = [list(r["size"]) for r in rles if list(r["size"]) != size]
-        if bad:
-            raise ValueError(
-                f"image {image_id!r}: predicted masks are {bad[0][0]}x{bad[0][1]} but the "
-                f"image is {size[0]}x{size[1]}"
-            )
-        pred_masks = decode_rles(rles) if rles else gt_masks.numpy()[:0]
-        evaluator.process(
-            pred_masks,
-            classes.get(image_id, []),
-            scores,
-            gt_masks,
-            gt_classes,
-            void=(sample.instance == dataset.ignore_index).numpy(),
-        )
-    results = evaluator.evaluate()
-    for t in evaluator.thresholds:
-        print(f"mAP@{t:g} {results[f'mAP@{t:g}']:.3f}")
-    print(
-        f"images {results['num_images']} instances {results['num_instances']} "
-        f"predictions {results['num_predictions']}"
+    scores = evaluate_results(
+        results,
+        dataset,
+        evaluator,
+        records,
+        gt_dir=args.gt_dir,
+        noun="prediction",
+        subset=args.subset,
+        desc="eval-instances",
+        missing="empty",
     )
-    output = args.output or args.predictions.with_suffix(".eval.json")
-    with atomic_path(output) as tmp:
-        data = {"predictions": str(args.predictions), "gt_dir": str(args.gt_dir), **results}
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    for t in evaluator.thresholds:
+        print(f"mAP@{t:g} {scores[f'mAP@{t:g}']:.3f}")
+    print(
+        f"images {scores['num_images']} instances {scores['num_instances']} "
+        f"predictions {scores['num_predictions']}"
+    )
+    write_json({"predictions": str(args.predictions), "gt_dir": str(args.gt_dir), **scores}, output)
     print(f"wrote {output}")
     return 0

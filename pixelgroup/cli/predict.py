@@ -5,19 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pixelgroup.cli import UserError, add_overrides_argument
+from pixelgroup.cli import UserError, add_overrides_argument, add_threads_argument, set_threads
 
 EPILOG = """examples:
   pixelgroup predict --checkpoint runs/demo/checkpoint.pt img1.png img2.png -o preds/
   pixelgroup predict --checkpoint runs/demo/checkpoint.pt photos/*.jpg -o preds/ \\
       --set grouping.num_iters=20
+  pixelgroup predict --checkpoint runs/coco/checkpoint.pt big.jpg -o preds/ --max-size 2048
+  pixelgroup predict --checkpoint runs/coco/checkpoint.pt photos/*.jpg -o preds/ \\
+      --set device=cuda --set grouping.background=semantic
 
 For instance models, per image STEM: STEM_labels.png (16-bit instance ids, 0 = background),
 STEM_overlay.png (the instances over the image) and STEM.json (COCO-style results with RLE
-masks and scores). A voc_instance checkpoint also captions the overlay with the VOC class
+masks and scores), all at the image's size, plus OUTPUT/results.json with every image's
+records (COCO results, image_id = file stem; pycocotools' COCO.loadRes reads it). An image
+whose long side exceeds --max-size (default 1024; 0: no limit) is downscaled for the model
+and its labels are brought back to the image's size, so a huge photo costs bounded time and
+memory. A voc_instance checkpoint also captions the overlay with the VOC class
 names and gives each JSON record a "category_id" 1..20 (`pixelgroup eval-instances` reads it).
 A boundary-task checkpoint instead writes 16-bit boundary maps
-OUTPUT/raw/STEM.png and OUTPUT/nms/STEM.png (thinned), ready for `pixelgroup eval-boundaries`.
+OUTPUT/raw/STEM.png and OUTPUT/nms/STEM.png (thinned), ready for `pixelgroup eval-boundaries`;
+a proposals checkpoint STEM.json (ranked proposals for `pixelgroup eval-proposals`); a semantic
+checkpoint STEM_classes.png (class ids) and STEM_overlay.png.
 Every image is read and checked before anything is written."""
 
 
@@ -35,28 +44,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_overrides_argument(
         p, "override a stored config value, e.g. grouping.bandwidth=0.2 (repeatable)"
     )
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest image side the model sees; larger images are downscaled for the model, "
+        "the outputs keep the image's size (default 1024; 0: no limit)",
+    )
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from pixelgroup.cli.paths import check_writable_dir
+    from pixelgroup.config import override_config
+    from pixelgroup.engine import load_model, predict_files
+    from pixelgroup.engine.distributed import init_distributed
+    from pixelgroup.engine.predict import DEFAULT_MAX_SIZE
 
-    from pixelgroup.data.io import read_image
-    from pixelgroup.engine import get_task, load_model
-    from pixelgroup.engine.checkpoint import override_config
-
-    stems = [p.stem for p in args.images]
-    if len(set(stems)) != len(stems):
-        raise UserError("two images share a file name stem; their outputs would collide")
+    set_threads(args.threads)
+    max_size = DEFAULT_MAX_SIZE if args.max_size is None else args.max_size
+    if max_size < 0:
+        raise UserError(f"--max-size must be >= 0 (0: no limit), got {max_size}")
+    check_writable_dir(args.output, "-o")
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_config(cfg, args.overrides)
-    write = getattr(get_task(cfg.task), "write_prediction", None)
-    if write is None:
-        raise UserError(f"the {cfg.task!r} task of this checkpoint has no predict step")
-    channels = getattr(model, "in_channels", 3)
-    images = [read_image(p, channels) for p in args.images]  # all checked before any output
-    for stem, image in tqdm(list(zip(stems, images, strict=True)), disable=args.quiet):
-        write(model, cfg, image, args.output, stem)
-    print(f"predictions: {args.output} ({len(images)} image(s))")
+    _, device = init_distributed(cfg.device)  # --set device=cuda; a one-line error without one
+    model = model.to(device)
+    done = predict_files(
+        model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size
+    )
+    note = ""
+    if done.downscaled:
+        path, (h, w), (sh, sw) = done.downscaled[0]
+        more = f" and {len(done.downscaled) - 1} more" if len(done.downscaled) > 1 else ""
+        note = (
+            f"; downscaled for the model to at most {max_size} px on the long side: "
+            f"{path.name} {w}x{h} -> {sw}x{sh}{more}; outputs at the image size"
+        )
+    print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0

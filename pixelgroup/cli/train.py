@@ -8,12 +8,15 @@ from pathlib import Path
 from pixelgroup.cli import UserError, add_overrides_argument, add_threads_argument, set_threads
 
 EPILOG = """examples:
-  pixelgroup train --config configs/toy.yaml
-  pixelgroup train --config configs/toy.yaml --set train.epochs=2 --set optim.lr=0.001 -o runs/t
+  pixelgroup train --config toy                # a shipped config, by name (or a YAML path)
+  pixelgroup train --config toy --set train.epochs=2 --set optim.lr=1e-3 -o runs/t
   pixelgroup train -o runs/t --resume          # continue runs/t/checkpoint.pt exactly
+  pixelgroup train -o runs/t --resume --set train.epochs=4   # extend a finished run
 
-The config (YAML values, see pixelgroup/experiment.py) is stored in every checkpoint, so
-`pixelgroup eval` and `pixelgroup predict` need only the checkpoint."""
+The config (YAML values, see pixelgroup/config.py) is stored in every checkpoint, so
+`pixelgroup eval` and `pixelgroup predict` need only the checkpoint. A run folder that holds a
+checkpoint is never replaced unasked: --resume continues it, --overwrite starts it anew. With
+--resume, --set may change only train.epochs, train.checkpoint_every and data.num_workers."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,27 +28,48 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", type=Path, help="experiment YAML (default: built-in defaults)")
+    p.add_argument(
+        "--config", help="experiment YAML or shipped config name (default: built-in defaults)"
+    )
     add_overrides_argument(p, "override a config value, e.g. loss.num_iters=5 (repeatable)")
     p.add_argument("-o", "--output", type=Path, help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a checkpoint already in RUN_DIR"
+    )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixelgroup.config import load_config
-    from pixelgroup.engine import NonFiniteLossError, train
-    from pixelgroup.experiment import ExperimentConfig
+    from pixelgroup.cli.paths import check_writable_dir
+    from pixelgroup.config import (
+        ExperimentConfig,
+        from_dict,
+        load_config,
+        override_config,
+        resolve_config,
+    )
+    from pixelgroup.engine import CHECKPOINT_NAME, NonFiniteLossError, load_checkpoint, train
 
     set_threads(args.threads)
-    if args.resume and (args.config or args.overrides):
-        raise UserError("--resume uses the config stored in the checkpoint; drop --config/--set")
-    run_dir = args.output or Path("runs") / (args.config.stem if args.config else "default")
-    cfg = None if args.resume else load_config(ExperimentConfig, args.config, args.overrides)
+    if args.resume and args.config:
+        raise UserError("--resume uses the config stored in the checkpoint; drop --config")
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the checkpoint and --overwrite replaces it; pick one")
+    config = None if args.config is None else resolve_config(args.config)
+    run_dir = args.output or Path("runs") / (config.stem if config else "default")
+    check_writable_dir(run_dir, "-o")
+    if args.resume:
+        stored = load_checkpoint(run_dir / CHECKPOINT_NAME)["config"]
+        cfg = override_config(from_dict(ExperimentConfig, stored), args.overrides)
+    else:
+        cfg = load_config(ExperimentConfig, config, args.overrides)
     try:
-        result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+        result = train(
+            cfg, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+        )
     except NonFiniteLossError as e:
         raise UserError(str(e)) from None
     if result.dist.is_main:  # under torchrun every rank returns here; one line is enough

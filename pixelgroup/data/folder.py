@@ -8,6 +8,10 @@ Layout (one folder per split; names pair an image with its mask by file stem)::
 
 A mask PNG may be 8 or 16 bit (or a palette PNG whose indices are the ids). The semantic map
 of a folder sample is 1 on instances and 0 on background (the folder carries no classes).
+Images of any mode are read as RGB (:func:`~pixelgroup.data.io.read_image`). Every mask's size
+is checked against its image when the dataset is opened (file headers only), so a mismatch
+stops the run before training, naming the file. ``size = (H, W)`` resizes every sample
+(image bilinear, masks nearest) so that images of mixed sizes batch together.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from pixelgroup.data.io import read_image, read_label_map
+from pixelgroup.data.io import image_size, read_image, read_label_map
 from pixelgroup.data.sample import InstanceSample
+from pixelgroup.data.transforms import ResizeSample
+from pixelgroup.errors import DataError
 
 __all__ = ["ImageMaskFolder", "IMAGE_SUFFIXES"]
 
@@ -30,7 +36,9 @@ class ImageMaskFolder(Dataset):
     Items are :class:`InstanceSample` with ``image (3, H, W)`` and ``(H, W)`` masks.
     """
 
-    def __init__(self, root: str | Path, split: str = "train") -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None
+    ) -> None:
         base = Path(root) / split
         images_dir, masks_dir = base / "images", base / "masks"
         for folder in (images_dir, masks_dir):
@@ -41,7 +49,7 @@ class ImageMaskFolder(Dataset):
                 )
         images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
+            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
         missing = [p.name for p in images if not (masks_dir / f"{p.stem}.png").is_file()]
         if missing:
             raise FileNotFoundError(
@@ -50,17 +58,21 @@ class ImageMaskFolder(Dataset):
             )
         self.root, self.split = Path(root), split
         self.items = [(p, masks_dir / f"{p.stem}.png") for p in images]
+        for image_path, mask_path in self.items:  # headers only: fast, before any training
+            if image_size(mask_path) != image_size(image_path):
+                raise DataError(
+                    f"{mask_path}: mask size {image_size(mask_path)} != image size "
+                    f"{image_size(image_path)} of {image_path.name}"
+                )
+        self.resize = None if size is None else ResizeSample(size)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> InstanceSample:
         image_path, mask_path = self.items[index]
-        image = read_image(image_path)
         instance = read_label_map(mask_path)
-        if tuple(instance.shape) != tuple(image.shape[1:]):
-            raise ValueError(
-                f"{mask_path}: mask size {tuple(instance.shape)} != image size "
-                f"{tuple(image.shape[1:])} of {image_path.name}"
-            )
-        return InstanceSample(image=image, instance=instance, semantic=(instance > 0).long())
+        sample = InstanceSample(
+            image=read_image(image_path), instance=instance, semantic=(instance > 0).long()
+        )
+        return sample if self.resize is None else self.resize(sample)

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.datasets import SBDataset, VOCSegmentation
 
@@ -38,7 +37,6 @@ __all__ = [
     "IGNORE_INDEX",
     "VOC_VOID",
     "instance_masks",
-    "ResizeSample",
     "VOCInstances",
     "SBDInstances",
     "MatInstances",
@@ -57,32 +55,6 @@ def instance_masks(instance: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> 
     labels = instance[(instance > 0) & (instance != ignore_index)]
     ids = torch.bincount(labels).nonzero().flatten() if labels.numel() else labels[:0]
     return instance[None] == ids[:, None, None].to(instance.dtype)
-
-
-class ResizeSample:
-    """Joint resize of an :class:`InstanceSample` to ``size = (H, W)``.
-
-    The image ``(3, H0, W0)`` is resized bilinearly (antialiased); the instance and semantic
-    maps by nearest neighbour, so no new labels (and no blended void) appear.
-    """
-
-    def __init__(self, size: tuple[int, int]) -> None:
-        if len(size) != 2 or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size
-        ):
-            raise ValueError(f"size must be (H, W) with positive ints, got {size!r}")
-        self.size = (int(size[0]), int(size[1]))
-
-    def __call__(self, sample: InstanceSample) -> InstanceSample:
-        image = F.interpolate(
-            sample.image[None], size=self.size, mode="bilinear", antialias=True, align_corners=False
-        )[0].clamp_(0.0, 1.0)
-        labels = torch.stack([sample.instance, sample.semantic])[None].double()
-        labels = F.interpolate(labels, size=self.size, mode="nearest-exact")[0].long()
-        return InstanceSample(image, labels[0], labels[1])
-
-    def __repr__(self) -> str:
-        return f"ResizeSample(size={self.size})"
 
 
 def _load_mat_field(path: Path, struct: str, field: str) -> np.ndarray:

@@ -26,14 +26,13 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import Dataset
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import IGNORE_INDEX
 
-__all__ = ["VOCAugment", "AugmentedDataset"]
+__all__ = ["VOCAugment"]
 
 
 def _uniform(g: torch.Generator, low: float, high: float, size: int = 1) -> torch.Tensor:
@@ -200,28 +199,3 @@ class VOCAugment:
         nh = max(m, round(h * shrink / m) * m)
         nw = max(m, round(w * shrink / m) * m)
         return self._resize(image, labels, nh, nw)
-
-
-class AugmentedDataset(Dataset):
-    """A dataset of :class:`InstanceSample` seen through :class:`VOCAugment`.
-
-    Item ``i`` of epoch ``e`` is augmented with a generator seeded from ``(seed, e, i)``, so it
-    does not depend on worker processes, ranks or what was drawn before: a resumed or
-    distributed run sees the same augmentations. Call :meth:`set_epoch` at each epoch start.
-    """
-
-    def __init__(self, dataset: Dataset, augment: VOCAugment, seed: int = 0) -> None:
-        self.dataset = dataset
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> InstanceSample:
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
-        return self.augment(self.dataset[index], g)

@@ -1,19 +1,22 @@
-"""Where model, loss, data and evaluator meet: training, evaluation, checkpoints, tasks."""
+"""The generic engine: training, evaluation, prediction, checkpoints and distributed set-up.
+
+It runs any task of :data:`pixelgroup.tasks.TASKS` through the task protocol and never names
+one.
+"""
 
 from pixelgroup.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
 from pixelgroup.engine.evaluate import evaluate
-from pixelgroup.engine.tasks import TASKS, extract_instances, get_task
-from pixelgroup.engine.train import NonFiniteLossError, TrainResult, train
+from pixelgroup.engine.predict import predict_files
+from pixelgroup.engine.train import CHECKPOINT_NAME, NonFiniteLossError, TrainResult, train
 
 __all__ = [
     "train",
     "evaluate",
+    "predict_files",
     "TrainResult",
     "NonFiniteLossError",
+    "CHECKPOINT_NAME",
     "save_checkpoint",
     "load_checkpoint",
     "load_model",
-    "TASKS",
-    "get_task",
-    "extract_instances",
 ]

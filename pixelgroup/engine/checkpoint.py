@@ -1,14 +1,22 @@
-"""Checkpoints: weights, optimiser / scheduler / RNG state and the config, written atomically.
+"""Checkpoints: weights, optimiser / scheduler / RNG state and the config, written atomically
+with a checksum, the previous one kept.
 
-A checkpoint is a ``torch.save`` dict with ``config`` (plain dict of an
-:class:`~pixelgroup.experiment.ExperimentConfig`), ``model``, ``optimizer``, ``scheduler``,
-``generator`` (the loss-sampling RNG state), ``epoch`` (epochs completed) and ``history``
-(per-iteration loss terms). :func:`load_model` rebuilds the model from the stored config, so
-no YAML is needed.
+A checkpoint's state is a dict with ``config`` (plain dict of an
+:class:`~pixelgroup.config.ExperimentConfig`), ``model``, ``optimizer``, ``scheduler``,
+``generator`` (the loss-sampling RNG state), ``epoch`` (epochs completed), ``step`` and
+``history`` (per-iteration loss terms). On disk it is ``torch.save``'d into bytes and wrapped
+as ``{"format": "pixelgroup-checkpoint", "version": 2, "sha256": ..., "payload": bytes}``;
+:func:`load_checkpoint` verifies the SHA-256 (a flipped byte is an error, never a silently
+different run) and still reads the plain dicts of version 1. :func:`save_checkpoint` moves the
+checkpoint it replaces to ``*.prev.pt`` first, so one good checkpoint survives a bad write.
+:func:`load_model` rebuilds the model from the stored config, so no YAML is needed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +24,9 @@ import torch
 from torch import nn
 
 from pixelgroup._atomic import atomic_path
-from pixelgroup.config import apply_overrides, from_dict, to_dict
-from pixelgroup.experiment import ExperimentConfig
+from pixelgroup.config import ExperimentConfig, from_dict
+from pixelgroup.errors import CheckpointError
+from pixelgroup.tasks import get_task
 
 __all__ = [
     "save_checkpoint",
@@ -25,16 +34,46 @@ __all__ = [
     "load_model",
     "build_model_seeded",
     "load_weights",
-    "override_config",
+    "previous_checkpoint",
+    "remove_stale_temporaries",
 ]
 
 _REQUIRED = ("config", "model", "epoch")
+_FORMAT = "pixelgroup-checkpoint"
+
+
+def previous_checkpoint(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint that ``path`` replaced."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, then ``os.replace`` (never half-written)."""
+    """Write ``state`` to ``path`` with its SHA-256, never half-written: to a temp file beside
+    it, the old checkpoint moved to :func:`previous_checkpoint`, then the temp file renamed."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    wrapped = {
+        "format": _FORMAT,
+        "version": 2,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": payload,
+    }
+    path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save(wrapped, tmp)
+        if path.is_file():
+            os.replace(path, previous_checkpoint(path))
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temp files a killed :func:`save_checkpoint` left beside ``path``; returns them."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -42,12 +81,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    prev = previous_checkpoint(path)
+    hint = f"; the previous checkpoint is {prev}" if prev.is_file() else ""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and state.get("format") == _FORMAT:
+            payload = state["payload"]
+            if hashlib.sha256(payload).hexdigest() != state["sha256"]:
+                raise CheckpointError(
+                    f"checkpoint {path} is corrupt: its SHA-256 does not match the one stored "
+                    f"when it was written{hint}"
+                )
+            state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(e).__name__}: {e}{hint}"
+        ) from None
     if not isinstance(state, dict) or any(k not in state for k in _REQUIRED):
-        raise ValueError(
+        raise CheckpointError(
             f"{path} is not a pixelgroup checkpoint (expected keys {', '.join(_REQUIRED)})"
         )
     return state
@@ -55,8 +108,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def build_model_seeded(cfg: ExperimentConfig) -> nn.Module:
     """The task's model, initialised from ``cfg.seed`` without touching the global RNG state."""
-    from pixelgroup.engine.tasks import get_task
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return get_task(cfg.task).build_model(cfg)
@@ -65,12 +116,14 @@ def build_model_seeded(cfg: ExperimentConfig) -> nn.Module:
 def load_weights(model: nn.Module, weights: object, path: str | Path) -> None:
     """Load a checkpoint's ``weights`` (state dict) into ``model`` strictly.
 
-    Raises ``ValueError`` naming ``path`` and the first key that is missing, unexpected or of
-    another shape (a checkpoint of another model, or weights that do not fit its config).
+    Raises :class:`CheckpointError` naming ``path`` and the first key that is missing,
+    unexpected or of another shape (a checkpoint of another model, or weights that do not fit
+    its config). BatchNorm's ``num_batches_tracked`` counters that the model has no place for
+    (its frozen stages use ``FrozenBatchNorm2d``, which keeps none) are dropped.
     """
     expected = model.state_dict()
     if not isinstance(weights, dict):
-        raise ValueError(f"{path}: 'model' must be a state dict, got {type(weights).__name__}")
+        raise CheckpointError(f"{path}: 'model' must be a state dict, got {type(weights).__name__}")
     problem = None
     for key, value in expected.items():
         if key not in weights:
@@ -83,10 +136,15 @@ def load_weights(model: nn.Module, weights: object, path: str | Path) -> None:
         if problem:
             break
     if problem is None:
+        weights = {
+            k: v
+            for k, v in weights.items()
+            if k in expected or not k.endswith(".num_batches_tracked")
+        }
         extra = [key for key in weights if key not in expected]
         problem = f"{extra[0]!r} is not a weight of the model" if extra else None
     if problem is not None:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} does not fit the model its config builds "
             f"({type(model).__name__}): {problem}"
         )
@@ -102,10 +160,3 @@ def load_model(
     model = build_model_seeded(cfg)
     load_weights(model, state["model"], path)
     return model.to(device).eval(), cfg, state
-
-
-def override_config(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """``cfg`` with ``--set key=value`` overrides applied (unknown keys raise ConfigError)."""
-    if not overrides:
-        return cfg
-    return from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), overrides))

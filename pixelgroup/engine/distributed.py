@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pixelgroup.errors import ConfigError
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -63,8 +65,15 @@ def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if ``WORLD_SIZE`` > 1; return ``(info, device)``.
 
     ``device`` is the config's (``"cpu"``, ``"cuda"``); on CUDA each process gets
-    ``cuda:LOCAL_RANK``. Raises ``ValueError`` for a bad environment.
+    ``cuda:LOCAL_RANK``. Raises ``ConfigError`` for a device that is not there and
+    ``ValueError`` for a bad environment.
     """
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}") from None
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} but no CUDA device is available here; use device=cpu")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(), torch.device(device)

@@ -7,8 +7,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pixelgroup.engine.tasks import get_task
-from pixelgroup.experiment import ExperimentConfig
+from pixelgroup.config import ExperimentConfig
+from pixelgroup.tasks import get_task
 
 __all__ = ["evaluate"]
 
@@ -23,9 +23,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of ``model`` (in eval mode) on ``split`` (default ``cfg.data.eval_split``)."""
     task = get_task(cfg.task)
-    dataset = task.build_dataset(cfg, split or cfg.data.eval_split)
+    split = split or cfg.data.eval_split
     loader = DataLoader(
-        dataset,
+        task.build_dataset(cfg, split),
         batch_size=cfg.data.batch_size,
         collate_fn=task.collate,
         num_workers=cfg.data.num_workers,
@@ -34,6 +34,6 @@ def evaluate(
     evaluator.reset()
     device = next(model.parameters()).device
     model.eval()
-    for batch in tqdm(loader, desc=f"eval {split or cfg.data.eval_split}", disable=not progress):
+    for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
         evaluator.process(model(task.batch_image(batch).to(device)), batch)
     return evaluator.evaluate()

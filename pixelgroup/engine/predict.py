@@ -1,170 +1,132 @@
-"""Inference on image files: instance label maps, overlays and COCO-style RLE results.
+"""Inference on image files with any task: read and check every image, then write the task's
+prediction files for each (see ``Task.write_prediction``).
 
-Class-agnostic instances (:func:`write_prediction`) and VOC semantic instances
-(:func:`write_semantic_prediction`, overlay captioned with class names) share the layout
-``STEM_labels.png`` / ``STEM_overlay.png`` / ``STEM.json``; every file is written atomically.
+Optional task attributes this module reads (a task without them works unchanged):
+
+* ``predicts_at_image_size = True``: ``write_prediction`` brings its outputs to the size of the
+  image it is given whatever the model's output size, so an image larger than ``max_size``
+  may be downscaled for the model only (the files keep the image's size);
+* ``reserved_stems``: image file stems whose outputs would collide with a combined file;
+* ``finish_prediction(out_dir, stems) -> list[Path]``: called once after every image (e.g.
+  one ``results.json`` for the whole folder).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
-from pycocotools import mask as mask_utils
+import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
-from pixelgroup._atomic import atomic_path
-from pixelgroup.data.io import write_png
-from pixelgroup.engine.tasks import extract_instances
-from pixelgroup.experiment import ExperimentConfig
-from pixelgroup.metrics import instance_map
-from pixelgroup.postprocess.semantic_instances import SemanticInstances
-from pixelgroup.viz import PALETTE, overlay
+from pixelgroup.config import ExperimentConfig
+from pixelgroup.data.io import read_image
+from pixelgroup.errors import DataError
+from pixelgroup.tasks import get_task
 
-__all__ = [
-    "predict_image",
-    "instances_to_coco",
-    "write_prediction",
-    "masks_to_labels",
-    "draw_captions",
-    "write_semantic_prediction",
-]
+__all__ = ["predict_files", "Predictions", "DEFAULT_MAX_SIZE", "model_input_size"]
+
+DEFAULT_MAX_SIZE = 1024
+"""Longest image side the model sees by default (``pixelgroup predict --max-size``)."""
 
 
-@torch.no_grad()
-def predict_image(
-    model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``image (C, H, W)`` in [0, 1] -> ``labels (H, W)`` (0 = background) and ``scores (K,)``."""
-    device = next(model.parameters()).device
-    model.eval()
-    embedding = model(image[None].to(device)).embedding[0]
-    labels, scores = extract_instances(embedding, cfg)
-    return labels.cpu(), scores.cpu()
+@dataclass(frozen=True)
+class Predictions:
+    """What :func:`predict_files` wrote.
 
-
-def instances_to_coco(
-    labels: np.ndarray, scores: np.ndarray, image_id: str
-) -> list[dict[str, Any]]:
-    """COCO result dicts (one per instance 1..K present in ``labels (H, W)``) with RLE masks.
-
-    Each has ``image_id``, ``category_id`` 1 (class-agnostic), ``segmentation`` (RLE with
-    string counts), ``score``, ``area`` and ``bbox`` [x, y, w, h]; the list suits
-    ``pixelgroup eval-proposals`` and ``pycocotools.coco.COCO.loadRes``.
+    Attributes:
+        paths: every file written, in order.
+        downscaled: ``(image, (H, W), (h, w))`` for each image the model saw downscaled from
+            ``(H, W)`` to ``(h, w)`` (its files still have the image's size ``(H, W)``).
     """
-    results = []
-    for k in range(1, len(scores) + 1):
-        mask = labels == k
-        if not mask.any():
-            continue
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        results.append(
-            {
-                "image_id": image_id,
-                "category_id": 1,
-                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
-                "score": float(scores[k - 1]),
-                "area": int(mask_utils.area(rle)),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-            }
+
+    paths: list[Path]
+    downscaled: list[tuple[Path, tuple[int, int], tuple[int, int]]]
+
+
+def model_input_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:
+    """``size = (H, W)`` scaled so that its long side is at most ``max_size`` (aspect ratio
+    kept, sides >= 1); unchanged when it fits or ``max_size`` is None or 0.
+
+    Example:
+        >>> model_input_size((3000, 2000), 1024)
+        (1024, 683)
+    """
+    h, w = size
+    if not max_size or max(h, w) <= max_size:
+        return (h, w)
+    scale = max_size / max(h, w)
+    return (max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+class _Downscaled(nn.Module):
+    """``model`` fed its images resized (bilinear, antialiased) to ``size``."""
+
+    def __init__(self, model: nn.Module, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, images: torch.Tensor):
+        small = F.interpolate(
+            images, size=self.size, mode="bilinear", antialias=True, align_corners=False
         )
-    return results
+        return self.model(small.clamp(0.0, 1.0))
 
 
-def write_prediction(
-    out_dir: str | Path, stem: str, image: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor
-) -> list[Path]:
-    """Write ``STEM_labels.png`` (uint16 ids), ``STEM_overlay.png`` and ``STEM.json`` atomically."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lab = labels.numpy()
-    paths = [
-        out_dir / f"{stem}_labels.png",
-        out_dir / f"{stem}_overlay.png",
-        out_dir / f"{stem}.json",
-    ]
-    write_png(lab.astype(np.uint16), paths[0])
-    rgb = image.permute(1, 2, 0).numpy()
-    write_png((overlay(rgb, lab) * 255).round().astype(np.uint8), paths[1])
-    with atomic_path(paths[2]) as tmp:
-        tmp.write_text(json.dumps(instances_to_coco(lab, scores.numpy(), stem), indent=1) + "\n")
-    return paths
+def predict_files(
+    model: nn.Module,
+    cfg: ExperimentConfig,
+    images: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+) -> Predictions:
+    """Write ``cfg.task``'s prediction files of each image file into ``out_dir``.
 
-
-_LUMA = np.array([0.299, 0.587, 0.114])  # Rec. 601 luma weights of RGB
-
-
-def masks_to_labels(masks: torch.Tensor) -> np.ndarray:
-    """``masks (K, H, W)`` bool, best first -> ``(H, W)`` uint16 ids 1..K (0 = none).
-
-    Where masks overlap the earlier (higher-scored) one wins.
+    Every image is read and checked before anything is written, and two images whose file
+    names share a stem (their outputs would collide) are an error. Images are then read again
+    one at a time, so memory holds one image, not all. With ``max_size`` (the default
+    :data:`DEFAULT_MAX_SIZE`; None or 0: no limit) and a task that predicts at the image's
+    size, an image whose long side is larger is downscaled for the model only: the model's
+    time and memory stay bounded, the files keep the image's size (labels brought back by the
+    task).
     """
-    labels = np.zeros(masks.shape[1:], dtype=np.uint16)
-    for k in range(len(masks) - 1, -1, -1):
-        labels[masks[k].numpy()] = k + 1
-    return labels
-
-
-def draw_captions(rgb: np.ndarray, labels: np.ndarray, captions: list[str]) -> np.ndarray:
-    """Write ``captions[k - 1]`` at the top-left of instance k of ``labels (H, W)`` on
-    ``rgb (H, W, 3)`` uint8, on a box of the instance's overlay colour (black or white ink,
-    whichever reads better) -> ``(H, W, 3)`` uint8."""
-    picture = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(picture)
-    font = ImageFont.load_default()
-    height, width = labels.shape
-    for k, caption in enumerate(captions, start=1):
-        ys, xs = np.nonzero(labels == k)
-        if not len(ys):
-            continue
-        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
-        x = max(0, min(int(xs.min()), width - (right - left) - 2))
-        y = max(0, min(int(ys.min()), height - (bottom - top) - 2))
-        colour = PALETTE[(k - 1) % (len(PALETTE) - 1) + 1]  # labels_to_rgb's colour for id k
-        fill = tuple(int(round(c * 255)) for c in colour)
-        draw.rectangle((x, y, x + right - left + 1, y + bottom - top + 1), fill=fill)
-        ink = (0, 0, 0) if float(colour @ _LUMA) > 0.5 else (255, 255, 255)
-        draw.text((x + 1 - left, y + 1 - top), caption, fill=ink, font=font)
-    return np.asarray(picture)
-
-
-def write_semantic_prediction(
-    out_dir: str | Path, stem: str, image: torch.Tensor, instances: SemanticInstances
-) -> list[Path]:
-    """Write the VOC semantic instances of ``image (3, H, W)`` in [0, 1] atomically.
-
-    ``instances`` has ``masks (K, H, W)`` (best first), ``classes (K,)`` in 1..20 and
-    ``scores (K,)``. Files: ``STEM_labels.png`` (uint16 ids 1..K in that order),
-    ``STEM_overlay.png`` (instances over the image, captioned "class score") and ``STEM.json``
-    (``pixelgroup eval-instances`` records: RLE ``segmentation``, ``category_id``, ``score``).
-    """
-    out_dir = Path(out_dir)
-    masks, classes, scores = (
-        t.cpu() for t in (instances.masks, instances.classes, instances.scores)
-    )
-    if masks.shape[1:] != image.shape[1:]:
-        raise ValueError(
-            f"instance masks (K, H, W) must match the image (3, H, W), got {tuple(masks.shape)} "
-            f"and {tuple(image.shape)}"
+    if max_size is not None and (isinstance(max_size, bool) or max_size < 0):
+        raise ValueError(f"max_size must be >= 0 (0 or None: no limit), got {max_size!r}")
+    paths = [Path(p) for p in images]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        twice = sorted({s for s in stems if stems.count(s) > 1})[0]
+        raise DataError(
+            f"two images share the file name stem {twice!r}; their outputs would collide"
         )
-    records = instance_map.instances_to_coco(stem, masks, classes, scores)
-    labels = masks_to_labels(masks)
-    blended = (overlay(image.permute(1, 2, 0).numpy(), labels) * 255).round().astype(np.uint8)
-    captions = [
-        f"{instance_map.VOC_CLASSES[c - 1]} {s:.2f}"
-        for c, s in zip(classes.tolist(), scores.tolist(), strict=True)
-    ]
-    paths = [
-        out_dir / f"{stem}_labels.png",
-        out_dir / f"{stem}_overlay.png",
-        out_dir / f"{stem}.json",
-    ]
-    write_png(labels, paths[0])
-    write_png(draw_captions(blended, labels, captions), paths[1])
-    with atomic_path(paths[2]) as tmp:
-        tmp.write_text(json.dumps(records, indent=1) + "\n")
-    return paths
+    task = get_task(cfg.task)
+    for path, stem in zip(paths, stems, strict=True):
+        if stem in getattr(task, "reserved_stems", ()):
+            raise DataError(
+                f"{path}: the {cfg.task} task writes a combined {stem}.json; rename this image"
+            )
+    channels = getattr(model, "in_channels", 3)
+    sizes = []
+    for p in paths:  # read and check all before writing anything (kept: only the sizes)
+        image = read_image(p, channels)
+        sizes.append((int(image.shape[1]), int(image.shape[2])))
+    del image
+    downscale = bool(getattr(task, "predicts_at_image_size", False))
+    written: list[Path] = []
+    downscaled = []
+    for path, stem, size in tqdm(list(zip(paths, stems, sizes, strict=True)), disable=not progress):
+        small = model_input_size(size, max_size) if downscale else size
+        runner = model if small == size else _Downscaled(model, small)
+        if small != size:
+            downscaled.append((path, size, small))
+        image = read_image(path, channels)
+        written += task.write_prediction(runner, cfg, image, Path(out_dir), stem)
+    finish = getattr(task, "finish_prediction", None)
+    if finish is not None:
+        written += finish(Path(out_dir), stems)
+    return Predictions(written, downscaled)

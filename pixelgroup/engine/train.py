@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from pixelgroup._atomic import write_json
-from pixelgroup.config import from_dict, to_dict
+from pixelgroup.config import ExperimentConfig, from_dict, to_dict
 from pixelgroup.engine.checkpoint import (
     build_model_seeded,
     load_checkpoint,
     load_weights,
+    remove_stale_temporaries,
     save_checkpoint,
 )
 from pixelgroup.engine.distributed import (
@@ -45,12 +46,15 @@ from pixelgroup.engine.distributed import (
     unwrap_model,
     wrap_model,
 )
-from pixelgroup.engine.tasks import get_task
-from pixelgroup.experiment import ExperimentConfig
+from pixelgroup.errors import CheckpointError, ConfigError
+from pixelgroup.tasks import Task, get_task
 
-__all__ = ["train", "TrainResult", "NonFiniteLossError", "CHECKPOINT_NAME", "write_json"]
+__all__ = ["train", "TrainResult", "NonFiniteLossError", "CHECKPOINT_NAME", "RESUME_SAFE_KEYS"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+# config keys a resumed run may change: they do not alter what has been trained so far
+RESUME_SAFE_KEYS = ("train.epochs", "train.checkpoint_every", "data.num_workers")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -72,7 +76,7 @@ def _optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     if o.name == "adam":
         return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    raise ValueError(f"optim.name must be 'sgd' or 'adam', got {o.name!r}")
+    raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {o.name!r}")
 
 
 def _loader(
@@ -100,164 +104,264 @@ def _loader(
     )
 
 
-def train(
-    cfg: ExperimentConfig | None,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-) -> TrainResult:
-    """Train ``cfg`` into ``run_dir`` (``checkpoint.pt`` each epoch, ``config.json``).
+@dataclass
+class _Run:
+    """Everything one training process holds: built by :func:`_build`, filled by
+    :func:`_restore`, advanced by :func:`_train_one_epoch`, written by :func:`_save`."""
 
-    With ``resume``, continue from ``run_dir/checkpoint.pt`` with the config stored in it
-    (``cfg`` must then be None or equal to it). Raises :class:`NonFiniteLossError` when a loss
-    is NaN or inf.
-    """
-    run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    state = None
-    if not resume and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
-        resume = ckpt_path.is_file()  # torchrun restarted the workers after a crash
-    if resume:
-        state = load_checkpoint(ckpt_path)
-        stored = from_dict(ExperimentConfig, state["config"])
-        if cfg is not None and cfg != stored:
-            raise ValueError(f"--resume: the config differs from the one in {ckpt_path}")
-        cfg = stored
-    elif cfg is None:
-        raise ValueError("train needs a config unless resume=True")
+    cfg: ExperimentConfig
+    run_dir: Path
+    info: DistInfo
+    device: torch.device
+    task: Task
+    dataset: Any
+    model: torch.nn.Module
+    criterion: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: Any
+    generator: torch.Generator
+    micro: int  # images per micro-batch on this rank
+    per_epoch: int  # optimiser steps per epoch
+    steps_per_pass: int  # steps in one pass over this rank's share of the data
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+
+def _check(cfg: ExperimentConfig) -> None:
     if cfg.data.batch_size < 1 or cfg.train.epochs < 1:
-        raise ValueError(
+        raise ConfigError(
             f"need data.batch_size >= 1 and train.epochs >= 1, got {cfg.data.batch_size} "
             f"and {cfg.train.epochs}"
         )
+    every = cfg.train.checkpoint_every
+    if every is not None and every < 1:
+        raise ConfigError(f"train.checkpoint_every must be >= 1 or null, got {every}")
+    if cfg.train.grad_accum < 1:
+        raise ConfigError(f"train.grad_accum must be >= 1, got {cfg.train.grad_accum}")
+
+
+def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
+    """Dataset, model (with checkpoint ``weights`` if given, loaded before the DDP wrap), loss,
+    optimiser, schedule and RNG of ``cfg`` on this process's device."""
+    _check(cfg)
     task = get_task(cfg.task)
     info, device = init_distributed(cfg.device)
     micro = micro_batch_size(cfg.data.batch_size, info.world_size, cfg.train.grad_accum)
-    accum = cfg.train.grad_accum
     dataset = task.build_dataset(cfg, cfg.data.train_split)
     num_items = len(dataset)  # type: ignore[arg-type]  # map-style datasets are sized
     per_epoch = cfg.train.iters_per_epoch or num_items // cfg.data.batch_size
     if per_epoch < 1:
-        raise ValueError(
+        raise ConfigError(
             f"the training split has {num_items} items, fewer than one batch of "
             f"{cfg.data.batch_size}"
         )
     model = build_model_seeded(cfg).to(device)
-    if state is not None:
-        load_weights(model, state["model"], ckpt_path)
+    if weights is not None:
+        load_weights(model, weights, run_dir / CHECKPOINT_NAME)
     model = wrap_model(model, info, device)
-    criterion = task.build_loss(cfg)
     optimizer = _optimizer(cfg, model.parameters())
     total = cfg.train.epochs * per_epoch
     power = cfg.optim.poly_power
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: max(0.0, 1.0 - i / total) ** power
     )
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003 * info.rank)
-    scaler = make_grad_scaler(cfg.train.amp, device)
     autocast(cfg.train.amp, device)  # checks train.amp before any work
-    history: list[dict[str, float]] = []
+    return _Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        info=info,
+        device=device,
+        task=task,
+        dataset=dataset,
+        model=model,
+        criterion=task.build_loss(cfg),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=make_grad_scaler(cfg.train.amp, device),
+        generator=torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003 * info.rank),
+        micro=micro,
+        per_epoch=per_epoch,
+        steps_per_pass=num_items // info.world_size // micro // cfg.train.grad_accum,
+    )
+
+
+def _restore(run: _Run, state: dict[str, Any]) -> tuple[int, int]:
+    """Load a checkpoint's optimiser, schedule, RNG and history into ``run`` (the weights are
+    loaded by :func:`_build`); returns ``(epoch, step)`` to continue from."""
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    ranks = state.get("rank_generators") or [state["generator"]]
+    if len(ranks) == run.info.world_size:  # else a new world size: keep the fresh seeds
+        run.generator.set_state(ranks[run.info.rank])
+    if "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
+    run.history = list(state["history"])
+    return int(state["epoch"]), int(state.get("step", 0))
+
+
+def _save(run: _Run, epochs_done: int, step: int) -> None:
+    """Checkpoint after ``epochs_done`` epochs and ``step`` steps of the next (rank 0 writes)."""
+    generators = gather_objects(run.generator.get_state(), run.info)
+    if run.info.is_main:
+        extra: dict[str, Any] = {"rank_generators": generators} if run.info.distributed else {}
+        if run.scaler.is_enabled():
+            extra["scaler"] = run.scaler.state_dict()
+        save_checkpoint(
+            {
+                "config": to_dict(run.cfg),
+                "model": unwrap_model(run.model).state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "generator": run.generator.get_state(),
+                "epoch": epochs_done,
+                "step": step,
+                "history": run.history,
+                **extra,
+            },
+            run.checkpoint,
+        )
+    barrier(run.info)
+
+
+def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> None:
+    """Steps ``start_step .. per_epoch`` of ``epoch``, checkpointing every
+    ``train.checkpoint_every`` steps; raises :class:`NonFiniteLossError` on a NaN/inf loss."""
+    cfg, info, model, optimizer = run.cfg, run.info, run.model, run.optimizer
+    accum, every = cfg.train.grad_accum, cfg.train.checkpoint_every
+    if hasattr(run.dataset, "set_epoch"):  # per-epoch augmentation seeds
+        run.dataset.set_epoch(epoch)
+    model.train()
+    bar = tqdm(
+        total=run.per_epoch,
+        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        disable=not progress or not info.is_main,
+    )
+    done = start_step
+    bar.update(done)
+    while done < run.per_epoch:  # iters_per_epoch may exceed one pass over the data
+        optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        first = done - done % run.steps_per_pass  # where this pass began
+        loader = _loader(
+            cfg,
+            run.dataset,
+            run.task,
+            epoch * 1000 + first,
+            info,
+            run.micro,
+            (done - first) * accum,
+        )
+        for micro_step, batch in enumerate(loader):
+            last = (micro_step + 1) % accum == 0
+            sync = nullcontext() if last or not info.distributed else model.no_sync()  # type: ignore[operator]
+            with sync:
+                with autocast(cfg.train.amp, run.device):
+                    output = model(run.task.batch_image(batch).to(run.device))
+                terms = run.criterion(output, batch, run.generator)
+                loss = terms["loss"]
+                if not math.isfinite(float(loss.detach())):
+                    raise NonFiniteLossError(
+                        f"loss is {float(loss.detach())} at epoch {epoch + 1}, "
+                        f"iteration {done + 1}; lower optim.lr or set train.grad_clip"
+                    )
+                run.scaler.scale(loss / accum).backward()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
+            if not last:
+                continue
+            if cfg.train.grad_clip is not None:
+                run.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            run.scaler.step(optimizer)
+            run.scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            run.scheduler.step()
+            record = mean_across_ranks(sums, info)
+            sums = {}
+            run.history.append(record)
+            bar.set_postfix(_postfix(record), refresh=False)
+            bar.update()
+            done += 1
+            if done == run.per_epoch:
+                break
+            if every is not None and done % every == 0:
+                _save(run, epoch, done)
+    bar.close()
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "options":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_resume_changes(cfg: ExperimentConfig, stored: ExperimentConfig, path: Path) -> None:
+    """A resumed run may change only :data:`RESUME_SAFE_KEYS`; name the first other change."""
+    new, old = _flat(to_dict(cfg)), _flat(to_dict(stored))
+    changed = sorted(k for k in new if new[k] != old.get(k))
+    unsafe = [k for k in changed if k not in RESUME_SAFE_KEYS]
+    if unsafe:
+        raise ConfigError(
+            f"resuming {path}: {unsafe[0]} cannot change ({old.get(unsafe[0])!r} -> "
+            f"{new[unsafe[0]]!r}); a resumed run may change only {', '.join(RESUME_SAFE_KEYS)}"
+        )
+
+
+def train(
+    cfg: ExperimentConfig | None,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg`` into ``run_dir`` (``checkpoint.pt`` each epoch, ``config.json``).
+
+    With ``resume``, continue from ``run_dir/checkpoint.pt`` with the config stored in it;
+    ``cfg`` may be None or that config with :data:`RESUME_SAFE_KEYS` changed (e.g. more
+    epochs to extend a finished run). Without ``resume``, a ``run_dir`` that already holds a
+    checkpoint is an error unless ``overwrite``: a finished run is never replaced unasked.
+    Temp files of a checkpoint write that was killed are removed first. Raises
+    :class:`NonFiniteLossError` when a loss is NaN or inf.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    state = None
+    if not resume and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        resume = ckpt_path.is_file()  # torchrun restarted the workers after a crash
+    elif not resume and ckpt_path.is_file() and not overwrite:
+        raise CheckpointError(
+            f"{run_dir} already holds a checkpoint; continue it with --resume, or replace it "
+            f"with --overwrite (or pick another -o)"
+        )
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        stored = from_dict(ExperimentConfig, state["config"])
+        if cfg is not None:
+            _check_resume_changes(cfg, stored, ckpt_path)
+        cfg = cfg or stored
+    elif cfg is None:
+        raise ConfigError("train needs a config unless resume=True")
+    remove_stale_temporaries(ckpt_path)
+    run = _build(cfg, run_dir, None if state is None else state["model"])
     start = start_step = 0
-    every = cfg.train.checkpoint_every
-    if every is not None and every < 1:
-        raise ValueError(f"train.checkpoint_every must be >= 1 or null, got {every}")
-    # steps in one pass over this rank's share of the data
-    steps_per_pass = len(dataset) // info.world_size // micro // accum  # type: ignore[arg-type]
-
-    def save(epochs_done: int, step: int) -> None:
-        """Checkpoint after ``epochs_done`` epochs and ``step`` steps of the next (rank 0)."""
-        generators = gather_objects(generator.get_state(), info)
-        if info.is_main:
-            extra: dict[str, Any] = {"rank_generators": generators} if info.distributed else {}
-            if scaler.is_enabled():
-                extra["scaler"] = scaler.state_dict()
-            save_checkpoint(
-                {
-                    "config": to_dict(cfg),
-                    "model": unwrap_model(model).state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "epoch": epochs_done,
-                    "step": step,
-                    "history": history,
-                    **extra,
-                },
-                ckpt_path,
-            )
-        barrier(info)
-
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ranks = state.get("rank_generators") or [state["generator"]]
-        if len(ranks) == info.world_size:  # else a new world size: keep the fresh seeds
-            generator.set_state(ranks[info.rank])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        history, start = list(state["history"]), int(state["epoch"])
-        start_step = int(state.get("step", 0))
-    if info.is_main:
+        start, start_step = _restore(run, state)
+    if run.info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(to_dict(cfg), run_dir / "config.json")
-
     for epoch in range(start, cfg.train.epochs):
-        if hasattr(dataset, "set_epoch"):  # per-epoch augmentation seeds
-            dataset.set_epoch(epoch)
-        model.train()
-        bar = tqdm(
-            total=per_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not progress or not info.is_main,
-        )
-        done = start_step if epoch == start else 0
-        bar.update(done)
-        while done < per_epoch:  # iters_per_epoch may exceed one pass over the data
-            optimizer.zero_grad(set_to_none=True)
-            sums: dict[str, float] = {}
-            first = done - done % steps_per_pass  # where this pass began
-            loader = _loader(
-                cfg, dataset, task, epoch * 1000 + first, info, micro, (done - first) * accum
-            )
-            for micro_step, batch in enumerate(loader):
-                last = (micro_step + 1) % accum == 0
-                sync = nullcontext() if last or not info.distributed else model.no_sync()  # type: ignore[operator]
-                with sync:
-                    with autocast(cfg.train.amp, device):
-                        output = model(task.batch_image(batch).to(device))
-                    terms = criterion(output, batch, generator)
-                    loss = terms["loss"]
-                    if not math.isfinite(float(loss.detach())):
-                        raise NonFiniteLossError(
-                            f"loss is {float(loss.detach())} at epoch {epoch + 1}, "
-                            f"iteration {done + 1}; lower optim.lr or set train.grad_clip"
-                        )
-                    scaler.scale(loss / accum).backward()
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
-                if not last:
-                    continue
-                if cfg.train.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                record = mean_across_ranks(sums, info)
-                sums = {}
-                history.append(record)
-                bar.set_postfix(_postfix(record), refresh=False)
-                bar.update()
-                done += 1
-                if done == per_epoch:
-                    break
-                if every is not None and done % every == 0:
-                    save(epoch, done)
-        bar.close()
-        save(epoch + 1, 0)
-    return TrainResult(checkpoint=ckpt_path, history=history, dist=info)
+        _train_one_epoch(run, epoch, start_step if epoch == start else 0, progress)
+        _save(run, epoch + 1, 0)
+    return TrainResult(checkpoint=ckpt_path, history=run.history, dist=run.info)
 
 
 def _postfix(record: dict[str, float]) -> dict[str, str]:

@@ -28,15 +28,59 @@ each set keeps its total weight; easy violators then stop diluting the gradient.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from pixelgroup._checks import check_finite, check_labels, check_points
+from pixelgroup._checks import (
+    check_choice,
+    check_finite,
+    check_finite_number,
+    check_generator,
+    check_in_range,
+    check_int,
+    check_labels,
+    check_optional_int,
+    check_points,
+    check_unit_rows,
+)
 from pixelgroup.ops.sampling import sample_count, sample_indices
 
-__all__ = ["pairwise_embedding_loss", "instance_pair_weights", "LOSS_KINDS"]
+__all__ = ["pairwise_embedding_loss", "instance_pair_weights", "check_pair_options", "LOSS_KINDS"]
 
 LOSS_KINDS = ("linear", "squared", "logistic")
+
+
+def check_pair_options(
+    *,
+    margin: object,
+    num_samples: object,
+    max_samples: object,
+    sample_ratio: object,
+    pos_weight: object,
+    neg_weight: object,
+    kind: object,
+    ignore_index: object,
+    hard_fraction: object,
+) -> dict[str, Any]:
+    """The settings of :func:`pairwise_embedding_loss`, checked and as Python scalars (NumPy
+    scalars and 0-d tensors are accepted). Raises ``ValueError`` / ``TypeError`` naming the
+    setting and its value."""
+    return dict(
+        margin=check_in_range(margin, "margin", 0.0, 1.0),
+        num_samples=None if num_samples is None else check_int(num_samples, "num_samples", 1),
+        max_samples=check_int(max_samples, "max_samples", 1),
+        sample_ratio=None
+        if sample_ratio is None
+        else check_in_range(sample_ratio, "sample_ratio", 0.0, 1.0, low_open=True),
+        pos_weight=check_finite_number(pos_weight, "pos_weight", minimum=0.0),
+        neg_weight=check_finite_number(neg_weight, "neg_weight", minimum=0.0),
+        kind=check_choice(kind, "kind", LOSS_KINDS),
+        ignore_index=check_optional_int(ignore_index, "ignore_index"),
+        hard_fraction=None
+        if hard_fraction is None
+        else check_in_range(hard_fraction, "hard_fraction", 0.0, 1.0, low_open=True),
+    )
 
 
 def instance_pair_weights(labels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -102,26 +146,31 @@ def pairwise_embedding_loss(
     """Instance-aware pixel-pair loss on unit embeddings, averaged over the batch.
 
     Args:
-        embeddings: ``(B, N, D)`` unit rows (pixels of each image).
+        embeddings: ``(B, N, D)`` unit rows (pixels of each image; norms up to 1.01 are
+            accepted, longer rows are an error).
         labels: ``(B, N)`` integer instance ids; background is an ordinary id.
         margin: α in calibrated space [0, 1]: different-label pairs cost ``max(0, s - α)``.
             0.5 means "cosine <= 0" (VOC); the toy used 0.1 (infeasible for >= 3 groups).
         num_samples: draw exactly this many valid pixels per image (without replacement).
-        max_samples: cap applied with ``sample_ratio`` (the original: 4000).
+        max_samples: cap >= 1 applied with ``sample_ratio`` (the original: 4000).
         sample_ratio: draw ``floor(ratio * valid)`` pixels per image (the original: 0.2).
             With neither ``num_samples`` nor ``sample_ratio``, every valid pixel is used and
             the loss is deterministic.
-        pos_weight: λ_reg, weight of the same-label term.
-        neg_weight: λ_mm, weight of the different-label term (5 for VOC in the original).
+        pos_weight: λ_reg >= 0, weight of the same-label term.
+        neg_weight: λ_mm >= 0, weight of the different-label term (5 for VOC in the original).
         kind: ``"linear"``, ``"squared"`` or ``"logistic"`` (see the module docstring).
         ignore_index: pixels with this label take no part (``None``: none ignored).
-        generator: RNG for the pixel sample.
+        generator: RNG for the pixel sample (a ``torch.Generator`` or ``None``).
         hard_fraction: keep only this fraction (0, 1] of the hardest positive and negative
             pairs (explicit hard pair mining); ``None`` keeps all.
 
+    Scalars may be Python numbers, NumPy scalars or 0-d tensors. Every setting is checked
+    (:func:`check_pair_options`), and so are the embeddings (B, N, D >= 1, finite, unit rows).
+
     Returns:
-        ``{"pos", "neg", "loss"}`` scalar tensors, means over the images that have valid
-        pixels; backpropagate ``"loss" = pos_weight * pos + neg_weight * neg``.
+        ``{"pos", "neg", "loss"}`` scalar ``()`` tensors in the embeddings' dtype, means over
+        the images that have valid pixels; backpropagate
+        ``"loss" = pos_weight * pos + neg_weight * neg``.
 
     Cost: O(n²·D) time and O(n²) memory per image for n sampled pixels (n = 4000: 16 M pairs).
 
@@ -133,19 +182,22 @@ def pairwise_embedding_loss(
     """
     embeddings = check_points(embeddings, "embeddings")
     labels = check_labels(labels, tuple(embeddings.shape[:2]))
-    if not 0.0 <= margin <= 1.0:
-        raise ValueError(
-            f"margin is in calibrated similarity space and must lie in [0, 1], got {margin}"
-        )
-    if kind not in LOSS_KINDS:
-        raise ValueError(f"kind must be one of {LOSS_KINDS}, got {kind!r}")
-    if hard_fraction is not None and not 0.0 < hard_fraction <= 1.0:
-        raise ValueError(f"hard_fraction must lie in (0, 1], got {hard_fraction}")
-    if sample_ratio is not None and not 0.0 < sample_ratio <= 1.0:
-        raise ValueError(f"sample_ratio must lie in (0, 1], got {sample_ratio}")
-    if num_samples is not None and num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    opts = check_pair_options(
+        margin=margin,
+        num_samples=num_samples,
+        max_samples=max_samples,
+        sample_ratio=sample_ratio,
+        pos_weight=pos_weight,
+        neg_weight=neg_weight,
+        kind=kind,
+        ignore_index=ignore_index,
+        hard_fraction=hard_fraction,
+    )
+    generator = check_generator(generator)
     check_finite(embeddings, "embeddings")
+    check_unit_rows(embeddings, "embeddings")
+    margin, kind, hard_fraction = opts["margin"], opts["kind"], opts["hard_fraction"]
+    ignore_index = opts["ignore_index"]
 
     pos_terms, neg_terms = [], []
     for x, y in zip(embeddings, labels, strict=True):
@@ -159,9 +211,9 @@ def pairwise_embedding_loss(
             continue
         count = sample_count(
             candidates.numel(),
-            num_samples=num_samples,
-            sample_ratio=sample_ratio,
-            max_samples=max_samples,
+            num_samples=opts["num_samples"],
+            sample_ratio=opts["sample_ratio"],
+            max_samples=opts["max_samples"],
         )
         idx = sample_indices(candidates, count, generator)
         pos, neg = _image_loss(x[idx], y[idx], margin, kind, hard_fraction)
@@ -174,4 +226,4 @@ def pairwise_embedding_loss(
         )
     pos = torch.stack(pos_terms).mean()
     neg = torch.stack(neg_terms).mean()
-    return {"pos": pos, "neg": neg, "loss": pos_weight * pos + neg_weight * neg}
+    return {"pos": pos, "neg": neg, "loss": opts["pos_weight"] * pos + opts["neg_weight"] * neg}

@@ -8,10 +8,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from pixelgroup._checks import check_rank, check_tensor
-from pixelgroup.losses.pairwise import LOSS_KINDS, pairwise_embedding_loss
+from pixelgroup._checks import (
+    check_bandwidth,
+    check_choice,
+    check_finite,
+    check_generator,
+    check_non_negative_int,
+    check_rank,
+    check_tensor,
+    check_unit_rows,
+    check_weights,
+)
+from pixelgroup.losses.pairwise import check_pair_options, pairwise_embedding_loss
 from pixelgroup.ops.labels import resize_labels
-from pixelgroup.ops.mean_shift import recurrent_mean_shift
+from pixelgroup.ops.mean_shift import GBMS_IMPLS, recurrent_mean_shift
 
 __all__ = ["RecurrentGroupingLoss"]
 
@@ -25,18 +35,22 @@ class RecurrentGroupingLoss(nn.Module):
 
     Args:
         margin: α in [0, 1] (calibrated similarity), see :func:`pairwise_embedding_loss`.
-        bandwidth: δ of the GBMS loops.
-        num_iters: T, the number of loops (0: the plain pair loss).
-        iter_weights: T + 1 weights for loops 0..T; default all 1 (the original). Use a 0 for
-            loop 0 to put losses only on the loops (the original's demo 5).
+        bandwidth: δ of the GBMS loops (>= 1e-8).
+        num_iters: T >= 0, the number of loops (0: the plain pair loss).
+        iter_weights: T + 1 finite weights >= 0 for loops 0..T; default all 1 (the original).
+            Use a 0 for loop 0 to put losses only on the loops (the original's demo 5).
         sample_ratio, max_samples, num_samples, pos_weight, neg_weight, kind, ignore_index,
         hard_fraction: passed to :func:`pairwise_embedding_loss` at every site.
         impl: GBMS implementation, see :func:`gbms_step`.
 
+    Every setting is checked here, in the constructor (``ValueError`` / ``TypeError`` naming
+    the setting and its value); scalars may be Python numbers, NumPy scalars or 0-d tensors.
+
     Forward:
         embedding ``(B, D, H, W)`` unit vectors along dim 1; labels ``(B, H', W')`` integer
-        instance ids (nearest-resized to ``(H, W)`` when they differ); optional generator.
-        Returns ``{"loss", "loss_iter0".."loss_iterT", "pos_iter0".., "neg_iter0"..}``.
+        instance ids (nearest-resized to ``(H, W)`` when they differ); optional
+        ``torch.Generator``. Returns ``{"loss", "loss_iter0".."loss_iterT", "pos_iter0"..,
+        "neg_iter0"..}``, each a scalar ``()`` tensor.
     """
 
     def __init__(
@@ -57,16 +71,8 @@ class RecurrentGroupingLoss(nn.Module):
         impl: str = "auto",
     ) -> None:
         super().__init__()
-        if kind not in LOSS_KINDS:
-            raise ValueError(f"kind must be one of {LOSS_KINDS}, got {kind!r}")
-        weights = [1.0] * (num_iters + 1) if iter_weights is None else list(iter_weights)
-        if len(weights) != num_iters + 1:
-            raise ValueError(
-                f"iter_weights needs num_iters + 1 = {num_iters + 1} values, got {len(weights)}"
-            )
-        self.margin, self.bandwidth, self.num_iters = margin, bandwidth, num_iters
-        self.iter_weights = weights
-        self.pair_kwargs: dict[str, Any] = dict(
+        options = check_pair_options(
+            margin=margin,
             num_samples=num_samples,
             max_samples=max_samples,
             sample_ratio=sample_ratio,
@@ -76,7 +82,17 @@ class RecurrentGroupingLoss(nn.Module):
             ignore_index=ignore_index,
             hard_fraction=hard_fraction,
         )
-        self.impl = impl
+        self.margin: float = options.pop("margin")
+        self.bandwidth = check_bandwidth(bandwidth)
+        self.num_iters = check_non_negative_int(num_iters, "num_iters")
+        if iter_weights is None:
+            self.iter_weights = [1.0] * (self.num_iters + 1)
+        else:
+            self.iter_weights = check_weights(
+                iter_weights, "iter_weights", self.num_iters + 1, "num_iters + 1"
+            )
+        self.pair_kwargs: dict[str, Any] = options
+        self.impl = check_choice(impl, "impl", GBMS_IMPLS)
 
     def forward(
         self,
@@ -86,12 +102,26 @@ class RecurrentGroupingLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         embedding = check_tensor(embedding, "embedding")
         check_rank(embedding, (4,), "embedding", "(B, D, H, W)")
+        if not embedding.is_floating_point():
+            raise TypeError(
+                f"embedding must be a floating-point tensor, got dtype {embedding.dtype}"
+            )
+        if min(embedding.shape) == 0:
+            raise ValueError(
+                f"embedding must have B >= 1 images with D, H, W >= 1 (B, D, H, W), "
+                f"got shape {tuple(embedding.shape)}"
+            )
         labels = check_tensor(labels, "labels")
         check_rank(labels, (3,), "labels", "(B, H, W)")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
         if labels.shape[0] != embedding.shape[0]:
             raise ValueError(
                 f"labels batch size {labels.shape[0]} != embedding batch size {embedding.shape[0]}"
             )
+        generator = check_generator(generator)
+        check_finite(embedding, "embedding")
+        check_unit_rows(embedding, "embedding", dim=1, what="vectors along dim 1 (D)")
         b, _, h, w = embedding.shape
         points = embedding.flatten(2).transpose(1, 2)
         flat_labels = resize_labels(labels, (h, w)).reshape(b, h * w)

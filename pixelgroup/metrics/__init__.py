@@ -1,13 +1,72 @@
-"""Model-agnostic metrics and their evaluators (``reset / process / evaluate``).
+"""Model-agnostic metrics: pure functions and evaluators with one protocol.
 
-Submodules: ``instance`` (AP, MBO, covering, ARI); other tasks add their own modules.
+Every evaluator has ``reset()``, ``process(predictions, targets)`` (two sequences of per-image
+records, predictions first) and ``evaluate() -> dict[str, float]``; structured results for
+plots come from a separate method (``BoundaryEvaluator.scores()``,
+``ProposalEvaluator.recall()``, ``InstanceMAPEvaluator.curves()``,
+``SemanticEvaluator.class_iou()``).
+
+=====================  ==========================================  ============================
+evaluator              records                                     scores
+=====================  ==========================================  ============================
+InstanceEvaluator      InstancePrediction / InstanceTarget         AP50, AP70, MBO, covering, ARI
+CocoEvaluator          InstancePrediction / InstanceTarget         COCO mask AP, AP50, AP75, AR@k
+ProposalEvaluator      ProposalPrediction / ProposalTarget         AR@k, R50@k (masks, boxes)
+InstanceMAPEvaluator   InstanceMAPPrediction / InstanceMAPTarget   VOC mAP^r@0.5, 0.7
+SemanticEvaluator      SemanticPrediction / SemanticTarget         mIoU, accuracies, boundary F
+BoundaryEvaluator      BoundaryPrediction / BoundaryTarget         BSDS ODS, OIS, AP, R50
+=====================  ==========================================  ============================
+
+Overlaps and matching are shared (:mod:`pixelgroup.metrics.matching`): one mask IoU and one
+greedy matcher.
 """
 
+from pixelgroup.metrics.boundary import (
+    BoundaryEvaluator,
+    BoundaryPrediction,
+    BoundaryScores,
+    BoundaryTarget,
+)
+from pixelgroup.metrics.coco import CocoEvaluator
 from pixelgroup.metrics.instance import (
     InstanceEvaluator,
+    InstancePrediction,
+    InstanceTarget,
     average_precision,
     mean_best_overlap,
     segmentation_covering,
 )
+from pixelgroup.metrics.instance_map import (
+    InstanceMAPEvaluator,
+    InstanceMAPPrediction,
+    InstanceMAPTarget,
+)
+from pixelgroup.metrics.matching import box_iou, greedy_match, mask_iou
+from pixelgroup.metrics.proposals import ProposalEvaluator, ProposalPrediction, ProposalTarget
+from pixelgroup.metrics.semantic import SemanticEvaluator, SemanticPrediction, SemanticTarget
 
-__all__ = ["InstanceEvaluator", "average_precision", "mean_best_overlap", "segmentation_covering"]
+__all__ = [
+    "InstanceEvaluator",
+    "InstancePrediction",
+    "InstanceTarget",
+    "CocoEvaluator",
+    "ProposalEvaluator",
+    "ProposalPrediction",
+    "ProposalTarget",
+    "InstanceMAPEvaluator",
+    "InstanceMAPPrediction",
+    "InstanceMAPTarget",
+    "SemanticEvaluator",
+    "SemanticPrediction",
+    "SemanticTarget",
+    "BoundaryEvaluator",
+    "BoundaryPrediction",
+    "BoundaryTarget",
+    "BoundaryScores",
+    "mask_iou",
+    "box_iou",
+    "greedy_match",
+    "average_precision",
+    "mean_best_overlap",
+    "segmentation_covering",
+]

@@ -28,19 +28,22 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from skimage.morphology import thin
 
-from pixelgroup._atomic import atomic_path
+from pixelgroup.metrics._inputs import as_numpy, check_records
 
 __all__ = [
-    "PAPER_ODS",
+    "BoundaryPrediction",
+    "BoundaryTarget",
     "BoundaryCounts",
     "BoundaryScores",
     "BoundaryEvaluator",
@@ -48,12 +51,7 @@ __all__ = [
     "correspond_pixels",
     "boundary_counts",
     "boundary_scores",
-    "evaluate_boundaries",
-    "plot_pr_curves",
 ]
-
-#: ODS F on the BSDS500 test set reported in the paper (Kong & Fowlkes 2018, Fig./Table).
-PAPER_ODS = {"Kong & Fowlkes (paper)": 0.796, "HED": 0.780, "COB": 0.793, "Human": 0.803}
 
 _COST_SCALE = 100  # the C++ matcher works on integer costs: distance x 100, rounded
 
@@ -63,6 +61,16 @@ def boundary_thresholds(num: int = 99) -> np.ndarray:
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(f"num_thresholds must be an int >= 1, got {num!r}")
     return np.linspace(1.0 / (num + 1), 1.0 - 1.0 / (num + 1), num)
+
+
+def _check_max_dist(max_dist: float) -> None:
+    if isinstance(max_dist, bool) or not isinstance(max_dist, (int, float)):
+        raise TypeError(f"max_dist must be a number, got {type(max_dist).__name__}")
+    if not 0.0 <= max_dist < math.inf:
+        raise ValueError(
+            f"max_dist must be a finite number >= 0 (a fraction of the image diagonal, e.g. "
+            f"0.0075), got {max_dist}"
+        )
 
 
 def _disc_offsets(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,6 +98,7 @@ def correspond_pixels(
     """
     if pred.shape != gt.shape:
         raise ValueError(f"pred and gt must have the same shape, got {pred.shape} and {gt.shape}")
+    _check_max_dist(max_dist)
     height, width = pred.shape
     radius = max_dist * math.hypot(height, width)
     dy, dx, cost = _disc_offsets(radius)
@@ -332,7 +341,29 @@ def boundary_scores(counts: Sequence[BoundaryCounts], names: Sequence[str] = ())
     )
 
 
-def _counts_job(args):
+@dataclass(frozen=True)
+class BoundaryPrediction:
+    """One image's boundary map: ``boundary (H, W)`` strength in [0, 1], higher = more boundary
+    (divide 8-bit maps by 255)."""
+
+    boundary: np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class BoundaryTarget:
+    """One image's ground truth.
+
+    Attributes:
+        boundaries: ``(A, H, W)`` annotator boundary maps, or one ``(H, W)`` map; non-zero =
+            boundary.
+        image_id: names the image in :attr:`BoundaryScores.per_image_best` (default: its index).
+    """
+
+    boundaries: np.ndarray | torch.Tensor
+    image_id: str = ""
+
+
+def _counts_job(args: tuple[Any, ...]) -> BoundaryCounts:
     pred, gts, ts, max_dist, apply_thinning = args
     return boundary_counts(pred, gts, ts, max_dist=max_dist, apply_thinning=apply_thinning)
 
@@ -343,53 +374,49 @@ def _merge(parts: list[BoundaryCounts]) -> BoundaryCounts:
     )
 
 
-def evaluate_boundaries(
-    samples: Iterable[tuple[str, np.ndarray, np.ndarray]],
-    thresholds: int | np.ndarray = 99,
-    *,
-    max_dist: float = 0.0075,
-    apply_thinning: bool = True,
-    num_workers: int | None = None,
-    progress: bool = False,
-) -> BoundaryScores:
-    """Benchmark ``(name, pred (H, W), gts (A, H, W))`` samples, in parallel over images and
-    thresholds.
-
-    ``num_workers``: processes (``None`` = all CPUs, ``0`` = run in this process). Each image's
-    thresholds are split into chunks so that a few images still keep every worker busy.
-    """
-    ts = boundary_thresholds(thresholds) if isinstance(thresholds, int) else np.asarray(thresholds)
-    samples = list(samples)
-    names = [s[0] for s in samples]
-    workers = (os.cpu_count() or 1) if num_workers is None else num_workers
-    chunks = max(1, min(len(ts), math.ceil(2 * workers / max(len(samples), 1))))
-    pieces = np.array_split(ts, chunks)
-    jobs = [(p, g, piece, max_dist, apply_thinning) for _, p, g in samples for piece in pieces]
-    if workers > 0 and len(jobs) > 1:
+def _parallel_map(
+    fn: Callable[[Any], BoundaryCounts], jobs: list[Any], workers: int, progress: bool
+) -> list[BoundaryCounts]:
+    """``[fn(job) for job in jobs]``, in a pool of ``workers`` processes when ``workers > 1``."""
+    if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(_track(pool.map(_counts_job, jobs), len(jobs), progress))
-    else:
-        results = list(_track(map(_counts_job, jobs), len(jobs), progress))
-    merged = [_merge(results[i : i + chunks]) for i in range(0, len(results), chunks)]
-    return boundary_scores(merged, names)
+            return list(_track(pool.map(fn, jobs), len(jobs), progress))
+    return list(_track(map(fn, jobs), len(jobs), progress))
 
 
-def _track(it, total, enabled):
+def _track(it: Iterable[BoundaryCounts], total: int, enabled: bool) -> Iterator[BoundaryCounts]:
     if not enabled:
-        return it
+        return iter(it)
     from tqdm import tqdm
 
-    return tqdm(it, total=total, desc="matching boundaries", unit="job")
+    return iter(tqdm(it, total=total, desc="matching boundaries", unit="job"))
 
 
 class BoundaryEvaluator:
-    """Accumulates ``(pred, gts)`` pairs and runs the benchmark: ``reset / process / evaluate``.
+    """The BSDS benchmark over accumulated images: ``reset / process / evaluate``.
+
+    ``process(predictions, targets)`` with one :class:`BoundaryPrediction` and one
+    :class:`BoundaryTarget` per image stores them (after checking); ``evaluate()`` runs the
+    matching, in parallel over images and thresholds, and returns ``{"ODS", "OIS", "AP",
+    "R50"}`` (R50 left out when precision never reaches 0.5). :meth:`scores` gives the full
+    :class:`BoundaryScores` (PR curve, ODS operating point, per-image best) of the same run.
+
+    Args:
+        num_thresholds: T evenly spaced thresholds (99 in BSDS).
+        max_dist: matching radius as a fraction of the image diagonal.
+        apply_thinning: thin each thresholded map to one pixel width first (the standard).
+        num_workers: processes (``None`` = all CPUs, 1 = in this process). Each image's
+            thresholds are split into chunks so that a few images still keep every worker busy.
+        progress: show a progress bar while matching.
 
     Example::
 
         ev = BoundaryEvaluator(num_thresholds=99)
-        ev.process("104010", pred, gts)  # pred (H, W) in [0, 1]; gts (A, H, W)
-        scores = ev.evaluate()  # BoundaryScores with .ods, .ois, .ap, .r50
+        ev.process([BoundaryPrediction(pred)], [BoundaryTarget(gts, "104010")])
+        ev.evaluate()  # {"ODS": ..., "OIS": ..., "AP": ..., "R50": ...}
+        ev.scores().recall  # (T,) dataset PR curve, for plotting
+
+    Cost: T x A sparse assignments per image, ~0.1-0.6 s each at 481x321.
     """
 
     def __init__(
@@ -398,63 +425,66 @@ class BoundaryEvaluator:
         max_dist: float = 0.0075,
         apply_thinning: bool = True,
         num_workers: int | None = None,
+        progress: bool = False,
     ) -> None:
+        _check_max_dist(max_dist)
+        if num_workers is not None and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
+        ):
+            raise ValueError(
+                f"num_workers must be an int >= 1 (1 = in this process) or None (all CPUs), "
+                f"got {num_workers!r}"
+            )
         self.thresholds = boundary_thresholds(num_thresholds)
         self.max_dist = max_dist
         self.apply_thinning = apply_thinning
         self.num_workers = num_workers
+        self.progress = progress
         self.reset()
 
     def reset(self) -> None:
         self._samples: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self._scores: BoundaryScores | None = None
 
-    def process(self, name: str, pred: np.ndarray, gts: np.ndarray) -> None:
-        """Add one image: ``pred (H, W)`` in [0, 1], ``gts (A, H, W)`` or ``(H, W)``."""
-        pred = np.asarray(pred, dtype=np.float64)
-        gts = np.asarray(gts)
-        gts = gts[None] if gts.ndim == 2 else gts
-        _check_pair(pred, gts)
-        self._samples.append((name, pred, gts != 0))
+    def process(
+        self, predictions: Sequence[BoundaryPrediction], targets: Sequence[BoundaryTarget]
+    ) -> None:
+        """Check and store images: ``predictions[i]`` and ``targets[i]`` describe image i."""
+        check_records(predictions, targets, BoundaryPrediction, BoundaryTarget)
+        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
+            pred = as_numpy(prediction.boundary, f"predictions[{i}].boundary").astype(np.float64)
+            gts = as_numpy(target.boundaries, f"targets[{i}].boundaries")
+            gts = gts[None] if gts.ndim == 2 else gts
+            _check_pair(pred, gts)
+            name = target.image_id or str(len(self._samples))
+            self._samples.append((name, pred, gts != 0))
+        self._scores = None
 
-    def evaluate(self, progress: bool = False) -> BoundaryScores:
-        return evaluate_boundaries(
-            self._samples,
-            self.thresholds,
-            max_dist=self.max_dist,
-            apply_thinning=self.apply_thinning,
-            num_workers=self.num_workers,
-            progress=progress,
-        )
+    def scores(self) -> BoundaryScores:
+        """ODS, OIS, AP, R50, the dataset PR curve and each image's best threshold."""
+        if self._scores is None:
+            self._scores = self._run()
+        return self._scores
 
+    def evaluate(self) -> dict[str, float]:
+        """``{"ODS", "OIS", "AP", "R50"}``; R50 is left out when precision stays below 0.5."""
+        s = self.scores()
+        out = {"ODS": s.ods, "OIS": s.ois, "AP": s.ap}
+        if not math.isnan(s.r50):
+            out["R50"] = s.r50
+        return out
 
-def plot_pr_curves(curves: dict[str, BoundaryScores], path: str | os.PathLike) -> None:
-    """Write a precision-recall PNG: each curve with its ODS point, iso-F contours, and the
-    paper's reported ODS values (:data:`PAPER_ODS`) as dashed iso-F lines (their operating
-    points are not published, only F). Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 6))
-    r = np.linspace(0.01, 1, 400)
-    for f in np.arange(0.1, 1.0, 0.1):
-        p = f * r / (2 * r - f)
-        ok = (p > 0) & (p <= 1)
-        ax.plot(r[ok], p[ok], color="0.88", lw=0.8)
-    for (label, f), color in zip(PAPER_ODS.items(), ["C3", "C4", "C5", "k"], strict=True):
-        p = f * r / (2 * r - f)
-        ok = (p > 0) & (p <= 1)
-        ax.plot(r[ok], p[ok], ls="--", lw=1, color=color, label=f"[F={f:.3f}] {label} ODS")
-    for i, (label, s) in enumerate(curves.items()):
-        ax.plot(s.recall, s.precision, lw=2, color=f"C{i}", label=f"[F={s.ods:.3f}] {label}")
-        ax.plot([s.ods_recall], [s.ods_precision], "o", color=f"C{i}")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Recall", ylabel="Precision", aspect="equal")
-    ax.set_title("BSDS boundary benchmark (precision-recall)")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    finally:
-        plt.close(fig)
+    def _run(self) -> BoundaryScores:
+        ts, samples = self.thresholds, self._samples
+        workers = (os.cpu_count() or 1) if self.num_workers is None else self.num_workers
+        chunks = 1 if workers == 1 else math.ceil(2 * workers / max(len(samples), 1))
+        pieces = np.array_split(ts, max(1, min(len(ts), chunks)))
+        jobs = [
+            (pred, gts, piece, self.max_dist, self.apply_thinning)
+            for _, pred, gts in samples
+            for piece in pieces
+        ]
+        results = _parallel_map(_counts_job, jobs, workers, self.progress)
+        n = len(pieces)
+        merged = [_merge(results[i : i + n]) for i in range(0, len(results), n)]
+        return boundary_scores(merged, [name for name, _, _ in samples])

@@ -5,8 +5,9 @@ instances carry one score each (``scores[k - 1]`` for label k).
 
 * **AP at IoU t** (mAP^r style, class-agnostic): all predictions of the data set ranked by
   score, each matched greedily within its image to the unmatched ground truth of highest
-  IoU >= t; precision made monotone and read at 101 recall points (COCO's protocol, so it
-  equals :class:`pycocotools.cocoeval.COCOeval` with one category and no detection cap).
+  IoU >= t (:func:`~pixelgroup.metrics.matching.greedy_match`); precision made monotone and
+  read at 101 recall points (COCO's protocol, so it equals
+  :class:`pycocotools.cocoeval.COCOeval` with one category and no detection cap).
 * **Mean best overlap (MBO)**: mean over ground-truth instances of the best IoU of any
   predicted instance.
 * **Segmentation covering**: ``(1/N) Σ_R |R| max_R' IoU(R, R')`` over the ground-truth regions R
@@ -22,14 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_rand_score
+
+from pixelgroup.metrics._inputs import as_numpy, as_vector, check_records
+from pixelgroup.metrics.matching import greedy_match, mask_iou
 
 __all__ = [
-    "mask_iou",
+    "InstancePrediction",
+    "InstanceTarget",
+    "InstanceEvaluator",
     "average_precision",
     "segmentation_covering",
     "mean_best_overlap",
-    "InstanceEvaluator",
     "AP_IOUS",
 ]
 
@@ -37,16 +41,28 @@ AP_IOUS = (0.5, 0.7)
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
-def _as_numpy(x: object, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array or torch.Tensor, got {type(x).__name__}")
-    return x
+@dataclass(frozen=True)
+class InstancePrediction:
+    """One image's predicted instances.
+
+    Attributes:
+        labels: ``(H, W)`` integer label map, 0 = background, 1..K instances.
+        scores: ``(K,)`` confidence of instance k at ``scores[k - 1]``.
+    """
+
+    labels: np.ndarray | torch.Tensor
+    scores: np.ndarray | torch.Tensor | Sequence[float]
+
+
+@dataclass(frozen=True)
+class InstanceTarget:
+    """One image's ground truth: ``labels (H, W)`` integer map, 0 = background."""
+
+    labels: np.ndarray | torch.Tensor
 
 
 def _check_label_map(x: object, name: str) -> np.ndarray:
-    x = _as_numpy(x, name)
+    x = as_numpy(x, name)
     if x.ndim != 2:
         raise ValueError(f"{name} must be an (H, W) label map, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.integer):
@@ -55,31 +71,8 @@ def _check_label_map(x: object, name: str) -> np.ndarray:
 
 
 def _masks(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``(K, H*W)`` float32 indicator rows of ``ids`` in ``labels``."""
-    return (labels.reshape(1, -1) == ids.reshape(-1, 1)).astype(np.float32)
-
-
-def mask_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """IoU ``(K, G)`` between ``(K, H*W)`` and ``(G, H*W)`` 0/1 float mask rows."""
-    inter = pred @ gt.T
-    union = pred.sum(1)[:, None] + gt.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def _match(iou: np.ndarray, order: np.ndarray, threshold: float) -> np.ndarray:
-    """True positives of predictions in ``order`` under greedy COCO matching at ``threshold``."""
-    taken = np.zeros(iou.shape[1], dtype=bool)
-    tp = np.zeros(len(order), dtype=bool)
-    for rank, k in enumerate(order):
-        best, match = min(threshold, 1 - 1e-10), -1
-        for g in range(iou.shape[1]):
-            if taken[g] or iou[k, g] < best:
-                continue
-            best, match = iou[k, g], g
-        if match >= 0:
-            taken[match] = True
-            tp[rank] = True
-    return tp
+    """``(K, H, W)`` bool masks of the label values ``ids (K,)``."""
+    return labels[None] == ids.reshape(-1, 1, 1)
 
 
 def average_precision(
@@ -99,7 +92,8 @@ def average_precision(
     num_gt = 0
     for iou, score in zip(ious, scores, strict=True):
         order = np.argsort(-score, kind="mergesort")
-        all_tp.append(_match(iou, order, threshold))
+        # COCOeval caps the threshold just below 1 so that a perfect match counts at t = 1
+        all_tp.append(greedy_match(iou[order], min(threshold, 1 - 1e-10)) >= 0)
         all_scores.append(score[order])
         num_gt += iou.shape[1]
     if num_gt == 0:
@@ -117,7 +111,7 @@ def average_precision(
     return float(sampled.mean())
 
 
-def segmentation_covering(pred: np.ndarray, gt: np.ndarray) -> float:
+def segmentation_covering(pred: object, gt: object) -> float:
     """Covering of the ground-truth regions of ``gt (H, W)`` by the regions of ``pred (H, W)``."""
     pred, gt = _check_label_map(pred, "pred"), _check_label_map(gt, "gt")
     gt_ids, gt_area = np.unique(gt, return_counts=True)
@@ -143,8 +137,15 @@ class _Image:
 class InstanceEvaluator:
     """Accumulates images and reports AP@0.5, AP@0.7, MBO, covering and ARI.
 
-    ``process(pred (H, W), scores (K,), gt (H, W))`` with 0 = background in both maps and
-    ``scores[k - 1]`` the score of predicted instance k; ``evaluate()`` returns a dict.
+    ``reset()``, ``process(predictions, targets)`` with one :class:`InstancePrediction` and one
+    :class:`InstanceTarget` per image, ``evaluate() -> dict``.
+
+    Example:
+        >>> gt = np.array([[0, 1, 1], [0, 2, 2]])
+        >>> ev = InstanceEvaluator()
+        >>> ev.process([InstancePrediction(gt, np.array([0.9, 0.8]))], [InstanceTarget(gt)])
+        >>> ev.evaluate()["AP50"]
+        1.0
     """
 
     def __init__(self, iou_thresholds: Sequence[float] = AP_IOUS) -> None:
@@ -154,15 +155,29 @@ class InstanceEvaluator:
     def reset(self) -> None:
         self.images: list[_Image] = []
 
-    def process(self, pred: object, scores: object, gt: object) -> None:
-        pred, gt = _check_label_map(pred, "pred"), _check_label_map(gt, "gt")
-        scores = _as_numpy(scores, "scores").astype(np.float64).reshape(-1)
+    def process(
+        self, predictions: Sequence[InstancePrediction], targets: Sequence[InstanceTarget]
+    ) -> None:
+        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
+        check_records(predictions, targets, InstancePrediction, InstanceTarget)
+        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
+            self._process_one(prediction, target, i)
+
+    def _process_one(self, prediction: InstancePrediction, target: InstanceTarget, i: int) -> None:
+        from sklearn.metrics import adjusted_rand_score  # scikit-learn takes ~1 s to import
+
+        pred = _check_label_map(prediction.labels, f"predictions[{i}].labels")
+        gt = _check_label_map(target.labels, f"targets[{i}].labels")
+        scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
         if pred.shape != gt.shape:
-            raise ValueError(f"pred shape {pred.shape} != gt shape {gt.shape}")
+            raise ValueError(
+                f"predictions[{i}].labels shape {pred.shape} != targets[{i}].labels shape "
+                f"{gt.shape}"
+            )
         if pred.min(initial=0) < 0 or pred.max(initial=0) > len(scores):
             raise ValueError(
-                f"pred labels must lie in 0..K = 0..{len(scores)} (one score per instance), "
-                f"got labels {pred.min()}..{pred.max()}"
+                f"predictions[{i}].labels must lie in 0..K = 0..{len(scores)} (one score per "
+                f"instance), got labels {pred.min()}..{pred.max()}"
             )
         pred_ids = np.arange(1, len(scores) + 1)
         present = np.isin(pred_ids, pred)
@@ -178,7 +193,8 @@ class InstanceEvaluator:
         )
 
     def evaluate(self) -> dict[str, float]:
-        """``{"AP50", "AP70", "MBO", "covering", "ARI", "images", "instances", "predictions"}``."""
+        """``{"AP50", "AP70", "MBO", "covering", "ARI", "images", "instances", "predictions"}``;
+        NaN scores when no image (or no ground-truth instance) was processed."""
         ious = [im.iou for im in self.images]
         out = {
             f"AP{round(100 * t)}": average_precision(ious, [im.scores for im in self.images], t)

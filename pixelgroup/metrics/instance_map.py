@@ -7,35 +7,38 @@ Protocol (the one of SDS, MNC and FCIS on VOC 2012 val, METHOD.md §7):
 * Each prediction, in that order, takes the class-c ground truth of its image with the highest
   mask IoU (PASCAL devkit rule). It is a true positive when that IoU is >= t and that ground
   truth has not been taken yet by a better-scored prediction; otherwise a false positive. Each
-  ground truth is thus matched at most once.
+  ground truth is thus matched at most once
+  (:func:`~pixelgroup.metrics.matching.greedy_match` with ``best_only=True``).
 * AP is the **area under the precision-recall curve** with precision made monotone
   (non-increasing in recall), as VOC 2010+ and the SDS/MNC evaluation code do; not the 11-point
   VOC 2007 variant.
 * mAP^r@t is the mean AP over the classes that have at least one ground-truth instance.
 
-Mask IoU comes from :func:`pycocotools.mask.iou` on RLE masks (see
-:func:`pixelgroup.metrics.proposals.mask_iou`). Void pixels, when given, are removed from every
-prediction first, so they count neither as hits nor as false positives.
+Mask IoU is :func:`~pixelgroup.metrics.matching.mask_iou` (equal to pycocotools' on RLEs). Void
+pixels, when given, are removed from every prediction first, so they count neither as hits nor
+as false positives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pixelgroup.metrics.proposals import _as_masks, mask_iou, proposals_to_coco
+from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector, check_records
+from pixelgroup.metrics.matching import greedy_match, mask_iou
 
 __all__ = [
     "VOC_CLASSES",
     "MAP_THRESHOLDS",
+    "InstanceMAPPrediction",
+    "InstanceMAPTarget",
+    "InstanceMAPEvaluator",
     "instances_from_maps",
-    "match_predictions",
     "precision_recall",
     "voc_average_precision",
-    "InstanceMAPEvaluator",
-    "instances_to_coco",
 ]
 
 # The 20 PASCAL VOC object classes; category_id k in 1..20 is VOC_CLASSES[k - 1].
@@ -47,13 +50,34 @@ VOC_CLASSES = (
 MAP_THRESHOLDS = (0.5, 0.7)
 
 
-def _as_array(values: object, name: str, dtype: type) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    arr: np.ndarray = np.asarray(values, dtype=dtype).reshape(-1)
-    if dtype is float and not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite, got {arr[~np.isfinite(arr)][:3].tolist()}")
-    return arr
+@dataclass(frozen=True)
+class InstanceMAPPrediction:
+    """One image's class-labelled instances.
+
+    Attributes:
+        masks: ``(P, H, W)`` bool predicted masks at image resolution.
+        classes: ``(P,)`` class ids in 1..num_classes.
+        scores: ``(P,)`` confidences.
+    """
+
+    masks: np.ndarray | torch.Tensor
+    classes: np.ndarray | torch.Tensor | Sequence[int]
+    scores: np.ndarray | torch.Tensor | Sequence[float]
+
+
+@dataclass(frozen=True)
+class InstanceMAPTarget:
+    """One image's ground truth.
+
+    Attributes:
+        masks: ``(G, H, W)`` bool instance masks.
+        classes: ``(G,)`` class ids; 0 (an instance with no class) is not evaluated.
+        void: optional ``(H, W)`` bool pixels to ignore.
+    """
+
+    masks: np.ndarray | torch.Tensor
+    classes: np.ndarray | torch.Tensor | Sequence[int]
+    void: np.ndarray | torch.Tensor | None = None
 
 
 def instances_from_maps(
@@ -86,52 +110,6 @@ def instances_from_maps(
     return masks, classes
 
 
-def instances_to_coco(
-    image_id: str, masks: object, classes: object, scores: object, num_classes: int = 20
-) -> list[dict]:
-    """COCO-results records of one image for ``pixelgroup eval-instances``.
-
-    Args:
-        image_id: the image stem.
-        masks: ``(K, H, W)`` bool masks at image resolution.
-        classes: ``(K,)`` class ids in 1..num_classes (VOC order for 20).
-        scores: ``(K,)`` confidences.
-
-    Returns:
-        K dicts ``{"image_id", "segmentation" (compressed RLE), "score", "category_id"}``.
-    """
-    ids = _as_array(classes, "classes", np.int64)
-    bad = ids[(ids < 1) | (ids > num_classes)]
-    if bad.size:
-        raise ValueError(f"classes must lie in 1..{num_classes}, got {int(bad[0])}")
-    records = proposals_to_coco(image_id, masks, scores)
-    if len(records) != len(ids):
-        raise ValueError(f"expected {len(records)} classes (one per mask), got {len(ids)}")
-    for record, c in zip(records, ids.tolist(), strict=True):
-        record["category_id"] = int(c)
-    return records
-
-
-def match_predictions(ious: np.ndarray, threshold: float) -> np.ndarray:
-    """True-positive flags ``(P,)`` of predictions ``(P, G)`` sorted by decreasing score.
-
-    Each prediction takes the ground truth of highest IoU (the first on ties); it is a true
-    positive when that IoU >= ``threshold`` and the ground truth is still free.
-    """
-    ious = np.asarray(ious, dtype=np.float64)
-    if ious.ndim != 2:
-        raise ValueError(f"ious must have shape (P, G), got shape {ious.shape}")
-    tp = np.zeros(len(ious), dtype=bool)
-    if ious.shape[1] == 0:
-        return tp
-    taken = np.zeros(ious.shape[1], dtype=bool)
-    for p, row in enumerate(ious):
-        g = int(np.argmax(row))
-        if row[g] >= threshold and not taken[g]:
-            tp[p] = taken[g] = True
-    return tp
-
-
 def precision_recall(
     scores: np.ndarray, true_positive: np.ndarray, num_gt: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +132,9 @@ def voc_average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
 class InstanceMAPEvaluator:
     """Accumulates per-image class-labelled masks; reports AP per class and mAP^r at IoUs.
 
-    ``process`` one image at a time, then ``evaluate``.
+    ``reset()``, ``process(predictions, targets)`` with one :class:`InstanceMAPPrediction` and
+    one :class:`InstanceMAPTarget` per image, ``evaluate() -> dict``; a class's PR curve is
+    :meth:`curves`.
 
     Args:
         num_classes: object classes, ids 1..num_classes (20 for VOC).
@@ -165,7 +145,9 @@ class InstanceMAPEvaluator:
     Example:
         >>> ev = InstanceMAPEvaluator()
         >>> gt = np.zeros((1, 4, 4), bool); gt[0, :2] = True
-        >>> ev.process(gt, np.array([3]), np.array([0.9]), gt, np.array([3]))
+        >>> ev.process(
+        ...     [InstanceMAPPrediction(gt, [3], [0.9])], [InstanceMAPTarget(gt, [3])]
+        ... )
         >>> ev.evaluate()["mAP@0.5"]
         1.0
     """
@@ -206,46 +188,41 @@ class InstanceMAPEvaluator:
             raise ValueError(f"{name} must lie in {low}..{self.num_classes}, got {int(bad[0])}")
 
     def process(
-        self,
-        pred_masks: object,
-        pred_classes: object,
-        pred_scores: object,
-        gt_masks: object,
-        gt_classes: object,
-        void: object = None,
+        self, predictions: Sequence[InstanceMAPPrediction], targets: Sequence[InstanceMAPTarget]
     ) -> None:
-        """Add one image.
+        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
+        check_records(predictions, targets, InstanceMAPPrediction, InstanceMAPTarget)
+        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
+            self._process_one(prediction, target, i)
 
-        Args:
-            pred_masks: ``(P, H, W)`` bool predicted masks.
-            pred_classes: ``(P,)`` class ids in 1..num_classes.
-            pred_scores: ``(P,)`` confidences.
-            gt_masks: ``(G, H, W)`` bool ground-truth masks.
-            gt_classes: ``(G,)`` class ids; 0 (an instance with no class) is not evaluated.
-            void: optional ``(H, W)`` bool pixels to ignore.
-        """
-        preds = _as_masks(pred_masks, "pred_masks")
-        gts = _as_masks(gt_masks, "gt_masks")
-        p_cls = _as_array(pred_classes, "pred_classes", np.int64)
-        p_score = _as_array(pred_scores, "pred_scores", float)
-        g_cls = _as_array(gt_classes, "gt_classes", np.int64)
+    def _process_one(
+        self, prediction: InstanceMAPPrediction, target: InstanceMAPTarget, i: int
+    ) -> None:
+        p, t = f"predictions[{i}]", f"targets[{i}]"
+        preds = as_masks(prediction.masks, f"{p}.masks")
+        gts = as_masks(target.masks, f"{t}.masks")
+        p_cls = as_vector(prediction.classes, f"{p}.classes", np.int64)
+        p_score = as_vector(prediction.scores, f"{p}.scores", float)
+        g_cls = as_vector(target.classes, f"{t}.classes", np.int64)
         if not len(p_cls) == len(p_score) == len(preds):
             raise ValueError(
-                f"expected one class and score per predicted mask ({len(preds)}), got "
+                f"{p}: expected one class and score per predicted mask ({len(preds)}), got "
                 f"{len(p_cls)} classes and {len(p_score)} scores"
             )
         if len(g_cls) != len(gts):
-            raise ValueError(f"expected {len(gts)} gt_classes (one per mask), got {len(g_cls)}")
-        self._check_classes(p_cls, "pred_classes", allow_zero=False)
-        self._check_classes(g_cls, "gt_classes", allow_zero=True)
+            raise ValueError(f"{t}: expected {len(gts)} classes (one per mask), got {len(g_cls)}")
+        self._check_classes(p_cls, f"{p}.classes", allow_zero=False)
+        self._check_classes(g_cls, f"{t}.classes", allow_zero=True)
         if preds.shape[1:] != gts.shape[1:]:
             raise ValueError(
-                f"predicted masks are {preds.shape[1]}x{preds.shape[2]} but the ground truth is "
-                f"{gts.shape[1]}x{gts.shape[2]}; predict at the image's resolution"
+                f"{p}: predicted masks are {preds.shape[1]}x{preds.shape[2]} but the ground "
+                f"truth is {gts.shape[1]}x{gts.shape[2]}; predict at the image's resolution"
             )
-        if void is not None:
-            void_np = void.detach().cpu().numpy() if isinstance(void, torch.Tensor) else void
-            preds = preds & ~np.asarray(void_np, dtype=bool)[None]
+        if target.void is not None:
+            void = as_numpy(target.void, f"{t}.void").astype(bool, copy=False)
+            if void.shape != preds.shape[1:]:
+                raise ValueError(f"{t}: void mask is {void.shape}, masks are {preds.shape[1:]}")
+            preds = preds & ~void[None]
         ious = mask_iou(preds, gts)
         for c in range(1, self.num_classes + 1):
             p_idx, g_idx = np.flatnonzero(p_cls == c), np.flatnonzero(g_cls == c)
@@ -255,7 +232,9 @@ class InstanceMAPEvaluator:
             p_idx = p_idx[np.argsort(-p_score[p_idx], kind="stable")]
             sub = ious[np.ix_(p_idx, g_idx)]
             self._scores[c - 1].extend(p_score[p_idx].tolist())
-            self._tp[c - 1].append(np.stack([match_predictions(sub, t) for t in self.thresholds]))
+            self._tp[c - 1].append(
+                np.stack([greedy_match(sub, t, best_only=True) >= 0 for t in self.thresholds])
+            )
         self._num_images += 1
 
     def curves(self, class_id: int, threshold_index: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,20 +9,50 @@ fraction of predicted boundary pixels, recall that of ground-truth ones, pooled 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy import ndimage
 
 from pixelgroup._checks import check_tensor
+from pixelgroup.metrics._inputs import as_numpy, check_records
 from pixelgroup.metrics.boundary import correspond_pixels
 
 __all__ = [
+    "SemanticPrediction",
+    "SemanticTarget",
     "confusion_matrix",
     "scores_from_confusion",
     "label_boundaries",
     "boundary_match_counts",
     "SemanticEvaluator",
 ]
+
+
+@dataclass(frozen=True)
+class SemanticPrediction:
+    """One image's predicted class map: ``labels (H, W)`` integer class ids in ``[0, C)``."""
+
+    labels: torch.Tensor | np.ndarray
+
+
+@dataclass(frozen=True)
+class SemanticTarget:
+    """One image's ground truth: ``labels (H, W)`` integer class ids, ``ignore_index`` void."""
+
+    labels: torch.Tensor | np.ndarray
+
+
+def _as_label_tensor(x: object, name: str) -> torch.Tensor:
+    """An ``(H, W)`` integer CPU tensor from a tensor or array."""
+    labels = torch.from_numpy(as_numpy(x, name)) if not isinstance(x, torch.Tensor) else x
+    if labels.dim() != 2:
+        raise ValueError(f"{name} must be an (H, W) class map, got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
+    return labels.detach().cpu()
 
 
 def confusion_matrix(
@@ -53,6 +83,14 @@ def confusion_matrix(
     return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+def _class_iou(confusion: torch.Tensor) -> torch.Tensor:
+    """``(C,)`` float64 IoU per class from ``(C, C)`` counts; NaN where the union is empty."""
+    conf = confusion.double()
+    true_pos = conf.diagonal()
+    union = conf.sum(1) + conf.sum(0) - true_pos
+    return torch.where(union > 0, true_pos / union.clamp(min=1), torch.nan)
+
+
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, float | list[float]]:
     """mIoU, pixel accuracy, mean class accuracy and per-class IoU from ``(C, C)`` counts.
 
@@ -60,9 +98,8 @@ def scores_from_confusion(confusion: torch.Tensor) -> dict[str, float | list[flo
     """
     conf = confusion.double()
     true_pos = conf.diagonal()
-    gt_total, pred_total = conf.sum(1), conf.sum(0)
-    union = gt_total + pred_total - true_pos
-    iou = torch.where(union > 0, true_pos / union.clamp(min=1), torch.nan)
+    gt_total = conf.sum(1)
+    iou = _class_iou(confusion)
     acc = torch.where(gt_total > 0, true_pos / gt_total.clamp(min=1), torch.nan)
     return {
         "mIoU": float(iou.nanmean()),
@@ -131,8 +168,17 @@ def _boundary_scores(counts: np.ndarray) -> dict[str, float]:
 class SemanticEvaluator:
     """Accumulates a confusion matrix (and boundary counts) over images.
 
-    ``reset`` / ``process`` / ``evaluate``. With ``boundary_max_dist`` (a fraction of the image
-    diagonal), ``evaluate`` adds ``boundary_P``, ``boundary_R`` and ``boundary_F``.
+    ``reset()``, ``process(predictions, targets)`` with one :class:`SemanticPrediction` and one
+    :class:`SemanticTarget` per image, ``evaluate() -> dict``; per-class IoU is
+    :meth:`class_iou`. With ``boundary_max_dist`` (a fraction of the image diagonal),
+    ``evaluate`` adds ``boundary_P``, ``boundary_R`` and ``boundary_F``.
+
+    Example:
+        >>> ev = SemanticEvaluator(num_classes=2)
+        >>> labels = torch.tensor([[0, 1], [1, 1]])
+        >>> ev.process([SemanticPrediction(labels)], [SemanticTarget(labels)])
+        >>> ev.evaluate()["mIoU"]
+        1.0
     """
 
     def __init__(
@@ -151,26 +197,29 @@ class SemanticEvaluator:
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
         self.boundary_counts = np.zeros(4, dtype=np.int64)
 
-    def process(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add integer maps ``pred`` and ``target`` of one shape: ``(H, W)`` or ``(B, H, W)``."""
-        pred, target = pred.cpu(), target.cpu()
-        conf = confusion_matrix(pred, target, self.num_classes, self.ignore_index)
-        self.confusion += conf
-        if self.boundary_max_dist is None:
-            return
-        if pred.dim() not in (2, 3):
-            raise ValueError(
-                f"boundary F needs (H, W) or (B, H, W) maps, got shape {tuple(pred.shape)}"
-            )
-        size = pred.shape[-2:]
-        for p, t in zip(pred.reshape(-1, *size), target.reshape(-1, *size), strict=True):
-            self.boundary_counts += boundary_match_counts(
-                p.numpy(), t.numpy(), self.boundary_max_dist, self.ignore_index
-            )
+    def process(
+        self, predictions: Sequence[SemanticPrediction], targets: Sequence[SemanticTarget]
+    ) -> None:
+        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
+        check_records(predictions, targets, SemanticPrediction, SemanticTarget)
+        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
+            pred = _as_label_tensor(prediction.labels, f"predictions[{i}].labels")
+            gt = _as_label_tensor(target.labels, f"targets[{i}].labels")
+            self.confusion += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+            if self.boundary_max_dist is not None:
+                self.boundary_counts += boundary_match_counts(
+                    pred.numpy(), gt.numpy(), self.boundary_max_dist, self.ignore_index
+                )
 
-    def evaluate(self) -> dict[str, float | list[float]]:
-        """``mIoU``, ``pixel_acc``, ``mean_acc``, ``iou`` (per class) and the boundary scores."""
+    def class_iou(self) -> list[float]:
+        """IoU of each class ``(C,)``; NaN for classes absent from ground truth and prediction."""
+        return _class_iou(self.confusion).tolist()
+
+    def evaluate(self) -> dict[str, float]:
+        """``mIoU``, ``pixel_acc``, ``mean_acc`` and, with ``boundary_max_dist``, ``boundary_P``,
+        ``boundary_R`` and ``boundary_F``."""
         scores = scores_from_confusion(self.confusion)
+        out = {k: float(v) for k, v in scores.items() if not isinstance(v, list)}
         if self.boundary_max_dist is not None:
-            scores.update(_boundary_scores(self.boundary_counts))
-        return scores
+            out.update(_boundary_scores(self.boundary_counts))
+        return out

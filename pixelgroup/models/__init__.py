@@ -1,9 +1,11 @@
 """Embedding models and their registry.
 
 ``MODELS`` maps a name to a constructor; :func:`build_model` builds one from keyword
-arguments (the ``model`` section of an experiment config). Every embedding model returns an
+arguments (the ``model`` section of an experiment config). Every model in ``MODELS`` returns an
 :class:`EmbeddingOutput` whose ``embedding`` is unit-norm ``(B, D, H, W)``. Register a new model
-by adding an entry to ``MODELS``.
+by adding an entry to ``MODELS``. The boundary detector :class:`BoundaryNet` returns a
+:class:`BoundaryOutput` instead (several side embeddings and logits), so it is not in the
+registry; the boundary task builds it.
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ from typing import Any
 
 from torch import nn
 
-from pixelgroup.models.boundary import BoundaryNet
+from pixelgroup.models.boundary import BoundaryNet, BoundaryOutput
 from pixelgroup.models.dense import DenseEmbeddingNet
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
 from pixelgroup.models.toy import ToyEmbeddingNet
 
-__all__ = ["MODELS", "build_model", "EmbeddingOutput", "EmbeddingHead", "ToyEmbeddingNet"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "EmbeddingOutput",
+    "EmbeddingHead",
+    "ToyEmbeddingNet",
+    "DenseEmbeddingNet",
+    "BoundaryNet",
+    "BoundaryOutput",
+]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "toy": ToyEmbeddingNet,
     "dense": DenseEmbeddingNet,
-    "boundary": BoundaryNet,
 }
 
 

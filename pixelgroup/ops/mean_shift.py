@@ -20,6 +20,20 @@ scale 1/bandwidth**2 (the -1 shift cancels). Implementations (``impl``):
   docs/benchmarks.md); ``"sdpa"`` on CUDA, where its flash / memory-efficient kernels apply.
 
 Gradients flow through both the kernel weights and the moved points.
+
+**Numerics.** Every implementation computes the kernel with each row's own largest logit (or
+a bound of it that keeps the row's kernel mass normal) subtracted: ``"dense"`` through
+:func:`torch.softmax`, ``"sdpa"`` inside the fused kernel, ``"tiled"`` with a shared shift
+κ·max|x|² and an exact recomputation of the rows that shift leaves too small
+(:mod:`pixelgroup.ops.tiled_gbms`). So no input the checks accept (norms up to 1.01, shorter
+and zero rows too, any δ >= 1e-8) overflows, underflows to 0/0 or collapses onto the global
+mean. Half-precision inputs are computed in float32, and every step runs with autocast off (a
+bfloat16 autocast region would round the logits, or break the tiled products). What remains
+is the rounding of the logits, about κ·(D + 1)·u in absolute terms (u = 2⁻²⁴ in float32,
+2⁻⁵³ in float64): with logit errors ε the result matches the float64 log-sum-exp reference to
+``(e^{2ε} − 1)`` times each row's weighted spread. Once κ·u·D ≳ 1 (float32 below δ ≈ 1e-3 at
+D = 64) the weights of near neighbours are not resolved any more: use float64 points there.
+docs/numerics.md has the measured errors per dtype.
 """
 
 from __future__ import annotations
@@ -29,46 +43,54 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelgroup._checks import (
+    check_bandwidth,
+    check_choice,
     check_finite,
     check_non_negative_int,
     check_points,
-    check_positive,
     check_rank,
     check_tensor,
     check_unit_rows,
 )
+from pixelgroup.ops.attention import no_autocast
 from pixelgroup.ops.sphere import normalize_to_sphere
 from pixelgroup.ops.tiled_gbms import tiled_blur
 
 __all__ = ["gbms_step", "recurrent_mean_shift", "RecurrentMeanShift", "GBMS_IMPLS"]
 
 GBMS_IMPLS = ("auto", "tiled", "sdpa", "dense")
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def _blur_dense(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """Kernel-weighted means ``(B, N, D)`` with the N x N kernel held in memory."""
-    compute = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    # exponent <= 0 for unit rows, so exp never overflows; in half precision the
-    # similarity and the exponent are formed in float32 (exp(-200) is 0, not inf/NaN).
-    kernel = torch.exp((compute @ compute.transpose(1, 2) - 1.0) / bandwidth**2)
-    blurred = kernel @ compute / kernel.sum(dim=2, keepdim=True)
-    return blurred.to(x.dtype)
+    """Kernel-weighted means ``(B, N, D)`` with the N x N kernel held in memory; the softmax
+    subtracts each row's largest logit. Half precision is computed in float32."""
+    compute = x.float() if x.dtype in _HALF else x
+    logits = (compute / bandwidth**2) @ compute.transpose(1, 2)
+    return (torch.softmax(logits, dim=-1) @ compute).to(x.dtype)
 
 
 def _blur_sdpa(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """Kernel-weighted means ``(B, N, D)`` via fused softmax attention (no N x N matrix)."""
-    q = x.unsqueeze(1)  # (B, 1, N, D): one head, so the fused CPU/CUDA kernels apply
-    return F.scaled_dot_product_attention(q, q, q, scale=1.0 / bandwidth**2).squeeze(1)
+    """Kernel-weighted means ``(B, N, D)`` via fused softmax attention (no N x N matrix).
+
+    κ is folded into the query rather than passed as ``scale``: torch's CPU flash-attention
+    backward with ``scale=κ`` returned gradients off by up to 60 % at κ = 1e6 and NaN at
+    κ = 1e10 in float32 (torch 2.14), while with the query pre-scaled its forward and backward
+    form the same logits. Half precision is computed in float32 (κ·x would overflow float16).
+    """
+    compute = x.float() if x.dtype in _HALF else x
+    q = compute.unsqueeze(1)  # (B, 1, N, D): one head, so the fused CPU/CUDA kernels apply
+    out = F.scaled_dot_product_attention(q / bandwidth**2, q, q, scale=1.0)
+    return out.squeeze(1).to(x.dtype)
 
 
-def _validate(x: object, bandwidth: float, impl: str) -> torch.Tensor:
+def _validate(x: object, bandwidth: object, impl: object) -> tuple[torch.Tensor, float, str]:
     x = check_points(x, "x")
-    check_positive(bandwidth, "bandwidth")
-    if impl not in GBMS_IMPLS:
-        raise ValueError(f"impl must be one of {GBMS_IMPLS}, got {impl!r}")
+    checked_bandwidth = check_bandwidth(bandwidth)
+    checked_impl = check_choice(impl, "impl", GBMS_IMPLS)
     check_finite(x, "x")
     check_unit_rows(x, "x")
-    return x
+    return x, checked_bandwidth, checked_impl
 
 
 _BLURS = {"tiled": tiled_blur, "sdpa": _blur_sdpa, "dense": _blur_dense}
@@ -81,7 +103,15 @@ def _auto_impl(x: torch.Tensor) -> str:
 def _step(x: torch.Tensor, bandwidth: float, impl: str) -> torch.Tensor:
     if impl == "auto":
         impl = _auto_impl(x)
-    return normalize_to_sphere(_BLURS[impl](x, bandwidth), dim=-1)
+    with no_autocast(x.device):
+        return normalize_to_sphere(_BLURS[impl](x, bandwidth), dim=-1)
+
+
+def _unroll(x: torch.Tensor, bandwidth: float, num_iters: int, impl: str) -> list[torch.Tensor]:
+    iterates = [x]
+    for _ in range(num_iters):
+        iterates.append(_step(iterates[-1], bandwidth, impl))
+    return iterates
 
 
 def gbms_step(x: torch.Tensor, bandwidth: float, *, impl: str = "auto") -> torch.Tensor:
@@ -104,8 +134,8 @@ def gbms_step(x: torch.Tensor, bandwidth: float, *, impl: str = "auto") -> torch
         >>> gbms_step(x, bandwidth=0.2).shape
         torch.Size([1, 100, 3])
     """
-    x = _validate(x, bandwidth, impl)
-    return _step(x, bandwidth, impl)
+    x, checked_bandwidth, checked_impl = _validate(x, bandwidth, impl)
+    return _step(x, checked_bandwidth, checked_impl)
 
 
 def recurrent_mean_shift(
@@ -125,12 +155,9 @@ def recurrent_mean_shift(
 
     Cost: T times :func:`gbms_step`; autograd keeps O(T·B·N·D) activations.
     """
-    x = _validate(x, bandwidth, impl)
-    check_non_negative_int(num_iters, "num_iters")
-    iterates = [x]
-    for _ in range(num_iters):
-        iterates.append(_step(iterates[-1], bandwidth, impl))
-    return iterates
+    x, checked_bandwidth, checked_impl = _validate(x, bandwidth, impl)
+    steps = check_non_negative_int(num_iters, "num_iters")
+    return _unroll(x, checked_bandwidth, steps, checked_impl)
 
 
 class RecurrentMeanShift(nn.Module):
@@ -142,21 +169,28 @@ class RecurrentMeanShift(nn.Module):
 
     def __init__(self, bandwidth: float = 0.1, num_iters: int = 5, impl: str = "auto") -> None:
         super().__init__()
-        self.bandwidth = check_positive(bandwidth, "bandwidth")
+        self.bandwidth = check_bandwidth(bandwidth)
         self.num_iters = check_non_negative_int(num_iters, "num_iters")
-        if impl not in GBMS_IMPLS:
-            raise ValueError(f"impl must be one of {GBMS_IMPLS}, got {impl!r}")
-        self.impl = impl
+        self.impl = check_choice(impl, "impl", GBMS_IMPLS)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = check_tensor(x, "x")
         check_rank(x, (3, 4), "x", "(B, N, D) or (B, D, H, W)")
         if x.dim() == 3:
             return recurrent_mean_shift(x, self.bandwidth, self.num_iters, impl=self.impl)
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        if min(x.shape) == 0:
+            raise ValueError(
+                f"x must have B, D, H, W >= 1 for a dense map (B, D, H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
+        check_finite(x, "x")
+        check_unit_rows(x, "x", dim=1, what="vectors along dim 1 (D)")
         b, d, h, w = x.shape
         points = x.flatten(2).transpose(1, 2)
-        iterates = recurrent_mean_shift(points, self.bandwidth, self.num_iters, impl=self.impl)
-        return [it.transpose(1, 2).reshape(b, d, h, w) for it in iterates]
+        iterates = _unroll(points, self.bandwidth, self.num_iters, self.impl)
+        return [x] + [it.transpose(1, 2).reshape(b, d, h, w) for it in iterates[1:]]
 
     def extra_repr(self) -> str:
         return f"bandwidth={self.bandwidth}, num_iters={self.num_iters}, impl={self.impl!r}"

@@ -1,14 +1,16 @@
 """The GBMS kernel-weighted mean in O(N·D) memory: a tiled, symmetric autograd function.
 
-For unit rows X ``(N, D)`` and κ = 1/δ², one GBMS blur is ``Y = D⁻¹ G X`` with
-``G = exp(κ(XXᵀ − 1))`` and row sums ``d = G·1``. Because Q = K = V = X:
+For rows X ``(N, D)`` of norm <= M and κ = 1/δ², one GBMS blur is ``Y = D⁻¹ G X`` with
+``G = exp(κ(XXᵀ − M²))`` and row sums ``d = G·1`` (any per-row shift cancels in ``D⁻¹G``;
+this one is shared by all rows, so ``G`` stays symmetric). Because Q = K = V = X:
 
-* the exponent is <= 0, so no running maximum is needed (``d >= 1``: the diagonal is 1);
+* the exponent is <= 0 (``x_i·x_j <= |x_i||x_j| <= M²``), so exp never overflows, whatever
+  the norms the unit-norm check lets through (up to 1.01, bfloat16 rows up to 1.004);
 * ``G`` is symmetric, so only tile pairs ``J >= I`` are formed: one ``t x t`` tile feeds
   the rows of I (``G_IJ X_J``) and of J (``X_Iᵀ G_IJ``, accumulated transposed), halving the
   products and exponentials;
-* the forward saves only ``d`` and ``Y``; the backward recomputes each tile. With ``dY`` the
-  output gradient, ``r_i = dY_i·Y_i`` and ``P = D⁻¹G``::
+* the forward saves only ``d``, ``Y`` and the shifts; the backward recomputes each tile. With
+  ``dY`` the output gradient, ``r_i = dY_i·Y_i`` and ``P = D⁻¹G``::
 
       dA = P ∘ (dY Xᵀ − r 1ᵀ)                  (softmax backward, logits κS)
       dX = Pᵀ dY + κ (dA + dAᵀ) X
@@ -16,10 +18,39 @@ For unit rows X ``(N, D)`` and κ = 1/δ², one GBMS blur is ``Y = D⁻¹ G X`` 
   and per tile pair ``(dA + dAᵀ)_IJ = G_IJ ∘ (Z_I X_Jᵀ + X_I Z_Jᵀ − c_I − c_J)`` with
   ``Z = dY / d`` and ``c = r / d``, one matrix product after stacking ``[Z, X, −c, 1]``.
 
-Shifts and scales (κ·log2 e) are folded into the matrix products (an extra column), so each
-tile costs its products plus one ``exp2`` (forward) or one ``exp2`` and one multiply
-(backward). Peak extra memory is O(N·D) plus a few ``t x t`` tiles. Double backward is not
-supported. docs/benchmarks.md §1 has the measurements behind each of these choices.
+**Rows recomputed with their own maximum.** The shared shift κM² equals a row's largest
+logit only for the longest rows. A row whose largest logit lies far below it (a shorter row:
+normalize_to_sphere leaves norms 1 − 1e-5, float32 rounding leaves ±6e-8, bfloat16 ±4e-3, and
+zero rows are accepted too; times a large κ) has a tiny ``d_i``. Every row with
+``d_i < N·2⁻⁶²`` is therefore recomputed, forward and backward, with the exact maximum
+``m_i = max_j κ x_i·x_j`` of its logits (a first pass over column tiles), so its largest
+kernel value is 1 and ``d_i >= 1``. These rows are not symmetric partners any more: the
+symmetric pass drops their own weights (``Z_i = c_i = 0``) and one non-symmetric pass over
+their tiles adds them back. With unit rows at δ >= ~1e-3 (float32) no row is recomputed and
+the layer costs what the symmetric pass costs; otherwise the recomputed rows cost about 1.5x
+a symmetric pass over them (two products per tile instead of one half).
+
+**The floor, and the error it may cause.** Kernel tiles are computed as
+``2^(log2(e)·logit)`` (log2(e) folded into the matrix product; torch's exp2 ran 4-5x faster
+than its exp here, 7 vs 1.5 G values/s on one AVX-512 core, both within 1e-7 relative), and
+the exponent is clamped to [−115, 0] so that no kernel value is subnormal in float32
+(subnormals slow x86 arithmetic: an exp landing there took 20x longer here, and the
+products after it several times longer). Raising an entry below 2⁻¹¹⁵ to 2⁻¹¹⁵ adds at
+most ``N·2⁻¹¹⁵`` to ``d_i`` and ``N·2⁻¹¹⁵·M`` to ``Σ_j G_ij x_j``; every row that keeps the
+shared shift has ``d_i >= N·2⁻⁶²``, every recomputed row ``d_i >= 1``, so the floor changes
+each ``y_i`` by at most ``2·1.01·2⁻⁵³·|...|``: below float64's unit roundoff relative to the
+row's kernel mass, for every N. (Clamping the exponent at 0 only removes rounding: exact
+logits never exceed the shift.)
+
+**Rounding.** A logit is one matrix product of D + 1 terms of size up to κM², so its absolute
+error is about ``κ·(D + 1)·u`` (u = 2⁻²⁴ in float32; half inputs are computed in float32).
+Weights change by a factor ``e^{±2ε}`` for logit errors ε, so results match the float64
+log-sum-exp reference to ``(e^{2ε} − 1)`` times the weighted spread of each row (the bound
+tests/_reference.py states and the property tests check). docs/numerics.md has the
+measured errors per dtype.
+
+Double backward is not supported. docs/benchmarks.md §1 has the measurements behind the
+tiling choices.
 """
 
 from __future__ import annotations
@@ -29,17 +60,15 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
+from pixelgroup.ops.attention import no_autocast
+
 __all__ = ["tiled_blur", "DEFAULT_TILE"]
 
 DEFAULT_TILE = 512
-# Kernel tiles are computed as 2^(log2(e)·logit): log2(e) is folded into the matrix product,
-# and torch's exp2 ran 4-5x faster than its exp here (7 vs 1.5 G values/s on one AVX-512
-# core, both within 1e-7 relative). 2^x for x < -126 is subnormal in float32, and subnormal
-# numbers slow x86 arithmetic (an exp landing there took 20x longer here, and the products
-# after it several times longer), so the kernel is floored at 2^-115 ≈ e^-80 ≈ 1.8e-35.
-# Since d >= 1 the relative change is below float64 resolution for any N < 1e19.
 _LOG2_E = math.log2(math.e)
 _LOG2_FLOOR = -115.0
+# rows with d_i < N·2^-62 are recomputed with their own maximum (module docstring)
+_LOG2_RECOMPUTE = -62.0
 _MIN_WIDTH = 16
 
 
@@ -47,6 +76,12 @@ def _floored_exp2_(logits2: torch.Tensor) -> torch.Tensor:
     """Kernel values from base-2 logits <= 0, in place: ``2^max(logits2, -115)``, never
     subnormal."""
     return logits2.clamp_min_(_LOG2_FLOOR).exp2_()
+
+
+def _clamped_exp2_(logits2: torch.Tensor) -> torch.Tensor:
+    """Kernel values from base-2 logits whose true values are <= 0 but may round above it, in
+    place: ``2^clamp(logits2, -115, 0)``."""
+    return logits2.clamp_(_LOG2_FLOOR, 0.0).exp2_()
 
 
 def _pairs(n: int, tile: int):
@@ -63,19 +98,60 @@ def _widened(t: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(t, (0, _MIN_WIDTH - width)) if width < _MIN_WIDTH else t
 
 
-def _kernel_operands(x: torch.Tensor, kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``left, right`` ``(N, >= D + 1)`` with ``2^(left_I right_Jᵀ) = G_IJ`` (base-2 logits
-    ``κ(S − 1)·log2 e``); ``G @ right = [G X, d, 0...]``."""
-    ones = x.new_ones(len(x), 1)
-    scale = kappa * _LOG2_E
-    left = _widened(torch.cat([scale * x, -scale * ones], dim=1))
-    return left, _widened(torch.cat([x, ones], dim=1))
+def _kernel_left(x: torch.Tensor, scale: float, shift: torch.Tensor) -> torch.Tensor:
+    """``(R, >= D + 1)`` rows ``[scale·x_i, −shift_i]``: against :func:`_kernel_right` they
+    give base-2 logits ``scale·x_i·x_j − shift_i``."""
+    return _widened(torch.cat([scale * x, -shift[:, None]], dim=1))
 
 
-def _forward_one(x: torch.Tensor, kappa: float, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N, D)`` -> blurred ``(N, D)`` and row sums ``(N,)``."""
+def _kernel_right(x: torch.Tensor) -> torch.Tensor:
+    """``(N, >= D + 1)`` rows ``[x_j, 1]``; ``G @ right = [G X, d, 0...]``."""
+    return _widened(torch.cat([x, x.new_ones(len(x), 1)], dim=1))
+
+
+def _shared_shift(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(N,)`` filled with ``scale·M²·(1 + 4(D + 3)u)``, M the largest row norm: no logit
+    exceeds ``scale·M²``, and the margin exceeds the rounding error of the product that
+    forms ``scale·x_i·x_j − shift`` (at most ``γ_{D+1}`` times ``2·scale·M² + margin``, plus
+    forming ``scale·x`` and the shift), so every computed exponent is <= 0 without a clamp."""
+    unit_roundoff = torch.finfo(x.dtype).eps / 2
+    margin = 1.0 + 4 * (x.shape[1] + 3) * unit_roundoff
+    return (scale * margin * (x * x).sum(dim=1).max()).expand(len(x))
+
+
+def _exact_rows(
+    x: torch.Tensor, rows: torch.Tensor, scale: float, right: torch.Tensor, tile: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``G_R· @ right`` ``(R, width)`` for the rows in ``rows``, each shifted by its own
+    largest base-2 logit ``m_i = max_j scale·x_i·x_j`` (returned, ``(R,)``), in one
+    non-symmetric pass with a running maximum (accumulators rescaled when it grows). The
+    logits are the plain products ``(scale·x_I) x_Jᵀ``, the shift subtracted afterwards, so
+    the largest kernel value of a row is exactly 1 however large κ is."""
+    n = len(x)
+    query = scale * x[rows]
+    acc = x.new_zeros(len(rows), right.shape[1])
+    best = x.new_full((len(rows),), -math.inf)
+    for r0 in range(0, len(rows), tile):
+        part, top = acc[r0 : r0 + tile], best[r0 : r0 + tile]
+        for j0 in range(0, n, tile):
+            logits2 = query[r0 : r0 + tile] @ x[j0 : j0 + tile].T
+            grown = torch.maximum(top, logits2.amax(dim=1))
+            part.mul_((top - grown).exp2_()[:, None])
+            g = _floored_exp2_(logits2.sub_(grown[:, None]))
+            part.addmm_(g, right[j0 : j0 + tile])
+            top.copy_(grown)
+    return acc, best
+
+
+def _forward_one(
+    x: torch.Tensor, kappa: float, tile: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(N, D)`` -> blurred ``(N, D)``, row sums ``(N,)``, the base-2 shift of each row
+    ``(N,)`` and the recomputed rows (bool ``(N,)``)."""
     n, dim = x.shape
-    left, right = _kernel_operands(x, kappa)
+    scale = kappa * _LOG2_E
+    shift = _shared_shift(x, scale)
+    left, right = _kernel_left(x, scale, shift), _kernel_right(x)
     # rows: sum over J >= I of G_IJ right_J, by I; cols: sum over I < J of right_Iᵀ G_IJ, by
     # J, kept transposed because Aᵀ B ran several times faster here than (Bᵀ A)ᵀ
     rows = x.new_zeros(n, right.shape[1])
@@ -86,70 +162,139 @@ def _forward_one(x: torch.Tensor, kappa: float, tile: int) -> tuple[torch.Tensor
         if j0 != i0:
             cols[:, j0:j1].addmm_(right[i0:i1].T, g)
     acc = rows + cols.T
+    low = acc[:, dim] < n * 2.0**_LOG2_RECOMPUTE
+    if bool(low.any()):
+        idx = low.nonzero()[:, 0]
+        shift = shift.clone()
+        acc[idx], shift[idx] = _exact_rows(x, idx, scale, right, tile)
     density = acc[:, dim]
-    return acc[:, :dim] / density[:, None], density
+    return acc[:, :dim] / density[:, None], density, shift, low
 
 
 def _backward_one(
     x: torch.Tensor,
     y: torch.Tensor,
     density: torch.Tensor,
+    shift: torch.Tensor,
+    low: torch.Tensor,
     grad: torch.Tensor,
     kappa: float,
     tile: int,
 ) -> torch.Tensor:
     """Gradient ``(N, D)`` wrt ``x`` of ``<grad, Y(x)>``, recomputing kernel tiles."""
     n, dim = x.shape
+    scale = kappa * _LOG2_E
     ones = x.new_ones(n, 1)
     z = grad / density[:, None]
     c = (grad * y).sum(dim=1, keepdim=True) / density[:, None]
-    kern_left, kern_right = _kernel_operands(x, kappa)
+    recomputed = bool(low.any())
+    if recomputed:  # their weights come from the non-symmetric pass below
+        keep = ~low[:, None]
+        z_all, c_all = z, c
+        z, c = z * keep, c * keep
+    kern_left = _kernel_left(x, scale, _shared_shift(x, scale))
+    kern_right = _kernel_right(x)
     # (κ·[Z, X, −c, 1]) @ [X, Z, 1, −c]ᵀ = κ(Z_I X_Jᵀ + X_I Z_Jᵀ − c_I − c_J)
     sym_left = _widened(kappa * torch.cat([z, x, -c, ones], dim=1))
     sym_right = _widened(torch.cat([x, z, ones, -c], dim=1))
-    z, xw = _widened(z), _widened(x)
+    zw, xw = _widened(z), _widened(x)
     rows = torch.zeros_like(xw)  # by I: G_IJ Z_J + M_IJ X_J
     cols = xw.new_zeros(xw.shape[1], n)  # by J, transposed: Z_Iᵀ G_IJ + X_Iᵀ M_IJ
     for i0, i1, j0, j1 in _pairs(n, tile):
         g = _floored_exp2_(kern_left[i0:i1] @ kern_right[j0:j1].T)
         m = (sym_left[i0:i1] @ sym_right[j0:j1].T).mul_(g)  # κ (dA + dAᵀ)_IJ
-        rows[i0:i1].addmm_(g, z[j0:j1]).addmm_(m, xw[j0:j1])
+        rows[i0:i1].addmm_(g, zw[j0:j1]).addmm_(m, xw[j0:j1])
         if j0 != i0:
-            cols[:, j0:j1].addmm_(z[i0:i1].T, g).addmm_(xw[i0:i1].T, m)
+            cols[:, j0:j1].addmm_(zw[i0:i1].T, g).addmm_(xw[i0:i1].T, m)
+    if recomputed:
+        idx = low.nonzero()[:, 0]
+        own = _exact_rows_backward(
+            x, idx, shift[idx], z_all[idx], c_all[idx], kern_right, kappa, scale, tile
+        )
+        rows.index_add_(0, idx, own[0])
+        cols += own[1]
     return (rows + cols.T)[:, :dim]
+
+
+def _exact_rows_backward(
+    x: torch.Tensor,
+    idx: torch.Tensor,
+    shift: torch.Tensor,
+    z: torch.Tensor,
+    c: torch.Tensor,
+    kern_right: torch.Tensor,
+    kappa: float,
+    scale: float,
+    tile: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The terms of ``dX`` that carry the weights ``P_ij`` of the rows i in ``idx`` (with
+    their own shifts): ``κ Σ_j dA_ij x_j`` for those rows ``(R, w)``, and
+    ``Σ_i P_ij dY_i + κ Σ_i dA_ij x_i`` for every j, transposed ``(w, N)``; with
+    ``dA_ij = G_ij (Z_i·x_j − c_i)``."""
+    n = len(x)
+    xr = x[idx]
+    query = scale * xr  # the forward's products, the shift subtracted afterwards
+    # (κ·[Z, −c]) @ [X, 1]ᵀ = κ(Z_I X_Jᵀ − c_I)
+    a_left = _widened(kappa * torch.cat([z, -c], dim=1))
+    a_right = kern_right  # [X, 1, 0...]
+    zw, xw, xrw = _widened(z), _widened(x), _widened(xr)
+    own = xw.new_zeros(len(idx), xw.shape[1])
+    cols = xw.new_zeros(xw.shape[1], n)
+    for r0 in range(0, len(idx), tile):
+        r1 = r0 + tile
+        for j0 in range(0, n, tile):
+            j1 = j0 + tile
+            logits2 = (query[r0:r1] @ x[j0:j1].T).sub_(shift[r0:r1, None])
+            g = _clamped_exp2_(logits2)
+            a = (a_left[r0:r1] @ a_right[j0:j1].T).mul_(g)  # κ dA_IJ
+            own[r0:r1].addmm_(a, xw[j0:j1])
+            cols[:, j0:j1].addmm_(zw[r0:r1].T, g).addmm_(xrw[r0:r1].T, a)
+    return own, cols
 
 
 class _TiledBlur(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, kappa: float, tile: int) -> torch.Tensor:
-        outs = [_forward_one(xb, kappa, tile) for xb in x]
-        y = torch.stack([o[0] for o in outs])
-        density = torch.stack([o[1] for o in outs])
-        ctx.save_for_backward(x, y, density)
+        with no_autocast(x.device):
+            outs = [_forward_one(xb, kappa, tile) for xb in x]
+        y, density, shift, low = (torch.stack([o[k] for o in outs]) for k in range(4))
+        ctx.save_for_backward(x, y, density, shift, low)
         ctx.kappa, ctx.tile = kappa, tile
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        x, y, density = ctx.saved_tensors
-        grad = grad.contiguous()
-        dx = torch.stack(
-            [
-                _backward_one(x[b], y[b], density[b], grad[b], ctx.kappa, ctx.tile)
-                for b in range(x.shape[0])
-            ]
-        )
+        x, y, density, shift, low = ctx.saved_tensors
+        grad = grad.to(x.dtype).contiguous()
+        with no_autocast(x.device):
+            dx = torch.stack(
+                [
+                    _backward_one(
+                        x[b], y[b], density[b], shift[b], low[b], grad[b], ctx.kappa, ctx.tile
+                    )
+                    for b in range(x.shape[0])
+                ]
+            )
         return dx, None, None
 
 
 def tiled_blur(x: torch.Tensor, bandwidth: float, tile: int = DEFAULT_TILE) -> torch.Tensor:
-    """Kernel-weighted means ``D⁻¹ G X`` of ``(B, N, D)`` unit rows, without an N x N matrix.
+    """Kernel-weighted means ``D⁻¹ G X`` of ``(B, N, D)`` rows, without an N x N matrix.
 
-    Half-precision inputs are computed in float32 and cast back. Differentiable (first order).
+    Args:
+        x: ``(B, N, D)`` rows of norm <= ~1 (points on the sphere; shorter rows are handled
+            exactly too, see the module docstring).
+        bandwidth: δ > 0 (κ = 1/δ²).
+        tile: rows per tile.
+
+    Returns:
+        ``(B, N, D)`` in the dtype of ``x``. Half-precision inputs are computed in float32
+        and cast back. Differentiable (first order).
 
     Cost: about 3·N²·D flops and N²/2 exponentials forward, 7·N²·D flops and N²/2
-    exponentials backward, per image; memory O(N·D + tile²).
+    exponentials backward, per image (rows recomputed with their own maximum add about 4·R·N·D
+    flops and R·N exponentials each way); memory O(N·D + tile²).
     """
     compute = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     return _TiledBlur.apply(compute.contiguous(), 1.0 / bandwidth**2, tile).to(x.dtype)

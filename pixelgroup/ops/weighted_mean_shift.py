@@ -11,25 +11,77 @@ per merge (it is replaced by the weighted mean of its cell). With M distinct poi
 loop costs O(M²·D) instead of O(N²·D). Each loop is one fused attention call, so no N x N (or
 M x M) matrix is ever held. These functions are for inference (``torch.no_grad``); the
 differentiable layer is :func:`pixelgroup.ops.recurrent_mean_shift`.
+
+**Numerics.** The weighted kernel is softmax attention with logits ``κ x_i·x_j + log w_j``;
+the fused kernel subtracts each row's largest logit, so the moved points are right for every
+input the checks accept (any norms <= 1.01, any δ >= 1e-8). The density comes from the same
+call through one extra "sentinel" key whose logit tracks each row's own self-similarity
+(:func:`weighted_gbms_step`), and is returned as a log-density: ``d_i`` itself under- or
+overflows (``e^{−κ}`` for a zero row, ``e^{0.02κ}`` for a row of norm 1.01), its logarithm
+never does. Half-precision points are computed in float32, with autocast off.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from pixelgroup._checks import (
+    check_bandwidth,
     check_finite,
+    check_finite_number,
     check_non_negative_int,
-    check_positive,
     check_rank,
     check_tensor,
     check_unit_rows,
 )
-from pixelgroup.ops.attention import fused_attention
+from pixelgroup.ops.attention import fused_attention, no_autocast
 
 __all__ = ["weighted_gbms_step", "merge_coincident", "merged_mean_shift", "MergedMeanShift"]
+
+_HALF = (torch.float16, torch.bfloat16)
+_TILE = 512
+
+
+def _check_rows(x: object, name: str = "x") -> torch.Tensor:
+    """Floating ``(M, D)`` unit rows with M, D >= 1, finite."""
+    x = check_tensor(x, name)
+    check_rank(x, (2,), name, "(N, D)")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must have N >= 1 points of D >= 1 dims, got {tuple(x.shape)}")
+    check_finite(x, name)
+    check_unit_rows(x, name)
+    return x
+
+
+def _check_weights(weights: object, count: int) -> torch.Tensor:
+    """Finite positive floating ``(count,)`` weights."""
+    weights = check_tensor(weights, "weights")
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be a floating-point tensor, got dtype {weights.dtype}")
+    if tuple(weights.shape) != (count,):
+        raise ValueError(
+            f"weights must be ({count},) positive values like x's rows, got shape "
+            f"{tuple(weights.shape)}"
+        )
+    if not bool(((weights > 0) & torch.isfinite(weights)).all()):
+        raise ValueError("weights must be finite and > 0 (point multiplicities)")
+    return weights
+
+
+def _log_mass(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """``(R,)`` ``log Σ_j exp(query_i·key_j)`` in tiles (no R x M matrix)."""
+    out = query.new_full((len(query),), -math.inf)
+    for r0 in range(0, len(query), _TILE):
+        part = out[r0 : r0 + _TILE]
+        for j0 in range(0, len(key), _TILE):
+            block = torch.logsumexp(query[r0 : r0 + _TILE] @ key[j0 : j0 + _TILE].T, dim=1)
+            part.copy_(torch.logaddexp(part, block))
+    return out
 
 
 def weighted_gbms_step(
@@ -37,11 +89,18 @@ def weighted_gbms_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One GBMS step on weighted points, as one fused attention call (no M x M matrix).
 
-    The weighted kernel is softmax attention with logits ``κ(x_i·x_j − 1) + log w_j``
-    (:func:`pixelgroup.ops.attention.fused_attention`'s key log-weights). One extra
-    "sentinel" key (zero vector, log-weight ``log c`` with c the smallest weight, value
-    ``e_{D+1}``) makes the attention output carry the density too: its last entry is
-    ``s_i = c / (d_i + c)``.
+    The weighted kernel is softmax attention with logits ``κ x_i·x_j + log w_j``
+    (:func:`pixelgroup.ops.attention.fused_attention`, which subtracts each row's largest
+    logit). One extra "sentinel" key with logit ``σ_i = κ|x_i|² + log c`` (c the smallest
+    weight; a third query column carries ``κ|x_i|²``, lowered by a bound on the rounding of
+    the logits) and value ``e_{D+2}``, and a value
+    column of ones on the real keys, make the output carry the data share
+    ``t_i = m_i / (m_i + e^{σ_i})`` and the sentinel share ``s_i = e^{σ_i} / (m_i + e^{σ_i})``,
+    ``m_i = Σ_j e^{κ x_i·x_j + log w_j}``. A row's own term is at least the sentinel, so
+    ``t_i >= 1/2``: the mean ``out / t_i`` loses nothing, and ``log m_i = log t_i − log s_i +
+    σ_i``. Where the sentinel share is too small to resolve (``s_i`` below float32's normal
+    range times 2^24: neighbours far longer than the row at a large κ) ``log m_i`` is
+    recomputed as a tiled log-sum-exp.
 
     Args:
         x: ``(M, D)`` unit rows.
@@ -49,25 +108,47 @@ def weighted_gbms_step(
         bandwidth: δ > 0.
 
     Returns:
-        ``(x_new, density)``: ``(M, D)`` moved points re-projected onto the sphere (as in
-        :func:`pixelgroup.ops.gbms_step`) and ``(M,)`` weighted kernel densities
-        ``d_i = sum_j w_j k_ij`` at the input points.
+        ``(x_new, log_density)``: ``(M, D)`` moved points re-projected onto the sphere (as in
+        :func:`pixelgroup.ops.gbms_step`), dtype of ``x``, and ``(M,)`` log weighted kernel
+        densities ``log d_i = log Σ_j w_j exp((x_i·x_j − 1)/δ²)`` at the input points, in
+        the compute dtype (float32 for half inputs).
 
     Cost: O(M²·D) time, O(M·D) memory (:func:`pixelgroup.ops.attention.fused_attention`).
     """
+    x = _check_rows(x)
     m, dim = x.shape
-    kappa = 1.0 / bandwidth**2
-    floor = weights.min()
-    key = torch.cat([x, x.new_zeros(1, dim)])
-    log_weights = torch.cat([weights.log() - kappa, floor.log()[None]])
-    value = x.new_zeros(m + 1, dim + 1)
-    value[:m, :dim] = x
-    value[m, dim] = 1.0
-    out = fused_attention(x, key, value, scale=kappa, key_log_weights=log_weights)
-    sentinel = out[:, dim]  # c / (d + c), in (0, 1/2]
-    blurred = out[:, :dim] / (1.0 - sentinel)[:, None]  # the weighted mean
-    moved = blurred / (blurred.norm(dim=1, keepdim=True) + 1e-5)
-    return moved, floor * (1.0 - sentinel) / sentinel
+    weights = _check_weights(weights, m)
+    kappa = 1.0 / check_bandwidth(bandwidth) ** 2
+    with no_autocast(x.device):
+        xc = x.float() if x.dtype in _HALF else x
+        log_w = weights.to(xc.dtype).log()
+        log_c = log_w.min()
+        # σ_i sits below the self logit by more than the products' rounding error (at most
+        # γ_{D+2} times κ|x_i|² + |log w| for either logit), so t_i >= 1/2 holds as computed
+        rounding = 8 * (dim + 4) * torch.finfo(xc.dtype).eps / 2
+        sq_norm = (xc * xc).sum(dim=1, keepdim=True)
+        self_logit = kappa * sq_norm - rounding * (kappa * sq_norm + log_w.abs().max())
+        # logits: [κx_i, 1, κ|x_i|²] · [x_j, log w_j, 0] and · [0, log c, 1] (the sentinel)
+        query = torch.cat([kappa * xc, xc.new_ones(m, 1), self_logit], dim=1)
+        key = xc.new_zeros(m + 1, dim + 2)
+        key[:m, :dim] = xc
+        key[:m, dim] = log_w
+        key[m, dim] = log_c
+        key[m, dim + 1] = 1.0
+        value = xc.new_zeros(m + 1, dim + 2)
+        value[:m, :dim] = xc
+        value[:m, dim] = 1.0
+        value[m, dim + 1] = 1.0
+        out = fused_attention(query, key, value, scale=1.0)
+        share, sentinel = out[:, dim], out[:, dim + 1]  # t_i >= 1/2 and s_i
+        blurred = out[:, :dim] / share[:, None]  # the weighted mean
+        moved = blurred / (blurred.norm(dim=1, keepdim=True) + 1e-5)
+        log_mass = share.log() - sentinel.log() + self_logit[:, 0] + log_c
+        unresolved = sentinel < torch.finfo(torch.float32).tiny * 2.0**24
+        if bool(unresolved.any()):
+            rows = unresolved.nonzero()[:, 0]
+            log_mass[rows] = _log_mass(query[rows, : dim + 1], key[:m, : dim + 1])
+    return moved.to(x.dtype), log_mass - kappa
 
 
 def merge_coincident(
@@ -78,7 +159,8 @@ def merge_coincident(
     Args:
         x: ``(M, D)`` points.
         weights: ``(M,)`` weights.
-        merge_tol: cell side; ``0`` merges only exactly identical points (exact for GBMS).
+        merge_tol: cell side; ``0`` merges only exactly identical points (exact for GBMS),
+            and so does any side below 2⁻⁶⁰ (finer than float64 resolves unit rows).
 
     Returns:
         ``(points, merged_weights, index)``: ``(M', D)`` weighted cell means, ``(M',)`` summed
@@ -87,7 +169,8 @@ def merge_coincident(
 
     Cost: O(M·D·log M) (a sort).
     """
-    keys = x.double() if merge_tol == 0 else torch.round(x.double() / merge_tol)
+    exact = merge_tol < 2.0**-60  # x / merge_tol would only overflow, never merge more
+    keys = x.double() if exact else torch.round(x.double() / merge_tol)
     index, num = _unique_rows(keys)
     merged_weights = weights.new_zeros(num).index_add_(0, index, weights)
     sums = x.new_zeros(num, x.shape[1]).index_add_(0, index, x * weights[:, None])
@@ -121,19 +204,36 @@ class MergedMeanShift:
     """Result of :func:`merged_mean_shift`.
 
     Attributes:
-        points: ``(M, D)`` distinct final points (modes once converged).
+        points: ``(M, D)`` distinct final points (modes once converged), dtype of the input.
         weights: ``(M,)`` how many input points (their summed weights) each final point
             carries.
-        density: ``(M,)`` weighted kernel density of each point at the last step.
+        log_density: ``(M,)`` log of the weighted kernel density of each point at the last
+            step (``log d_i`` of :func:`weighted_gbms_step`, weight-averaged over merged
+            points): always finite, unlike ``d_i``.
         index: ``(N,)`` int64; ``points[index]`` are the final positions of the inputs.
         num_iters: loops actually run (<= the requested T; fewer after an early stop).
     """
 
     points: torch.Tensor
     weights: torch.Tensor
-    density: torch.Tensor
+    log_density: torch.Tensor
     index: torch.Tensor
     num_iters: int
+
+    @property
+    def density(self) -> torch.Tensor:
+        """``(M,)`` ``exp(log_density)``; may under- or overflow (0 or inf) at small δ."""
+        return self.log_density.exp()
+
+
+def _merged_log_density(
+    log_density: torch.Tensor, weights: torch.Tensor, index: torch.Tensor, merged: torch.Tensor
+) -> torch.Tensor:
+    """``log(Σ_k w_k d_k / Σ_k w_k)`` over the points k that ``index`` merges, in log space."""
+    terms = log_density + weights.log()
+    top = terms.new_full((len(merged),), -math.inf).scatter_reduce(0, index, terms, "amax")
+    total = terms.new_zeros(len(merged)).index_add_(0, index, (terms - top[index]).exp())
+    return top + total.log() - merged.log()
 
 
 @torch.no_grad()
@@ -159,7 +259,7 @@ def merged_mean_shift(
     Returns:
         A :class:`MergedMeanShift`. With ``merge_tol=0`` and ``stop_tol=0``,
         ``points[index]`` equals T loops of :func:`pixelgroup.ops.recurrent_mean_shift`
-        up to rounding.
+        up to rounding. Half-precision points are shifted in float32.
 
     Cost: sum over loops of O(M_t²·D) with M_t the distinct points at loop t (M_0 <= N).
 
@@ -169,42 +269,26 @@ def merged_mean_shift(
         >>> r.points[r.index].shape
         torch.Size([500, 3])
     """
-    x = check_tensor(x, "x")
-    check_rank(x, (2,), "x", "(N, D)")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x must have N >= 1 points of D >= 1 dims, got {tuple(x.shape)}")
-    check_finite(x, "x")
-    check_unit_rows(x, "x")
-    check_positive(bandwidth, "bandwidth")
-    check_non_negative_int(num_iters, "num_iters")
-    for value, name in ((merge_tol, "merge_tol"), (stop_tol, "stop_tol")):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-
-    if weights is None:
-        weights = x.new_ones(x.shape[0])
-    weights = check_tensor(weights, "weights")
-    if weights.shape != x.shape[:1] or not bool((weights > 0).all()):
-        raise ValueError(
-            f"weights must be ({x.shape[0]},) positive values like x's rows, got shape "
-            f"{tuple(weights.shape)}"
-        )
-    points, weights, index = merge_coincident(x, weights.to(x.dtype), merge_tol)
-    density = None
+    x = _check_rows(x)
+    bandwidth = check_bandwidth(bandwidth)
+    num_iters = check_non_negative_int(num_iters, "num_iters")
+    merge_tol = check_finite_number(merge_tol, "merge_tol", minimum=0.0)
+    stop_tol = check_finite_number(stop_tol, "stop_tol", minimum=0.0)
+    compute = torch.float32 if x.dtype in _HALF else x.dtype
+    weights = x.new_ones(x.shape[0]) if weights is None else _check_weights(weights, len(x))
+    points, weights, index = merge_coincident(x.to(compute), weights.to(compute), merge_tol)
+    log_density = None
     done = 0
     while done < num_iters:
-        moved, dens = weighted_gbms_step(points, weights, bandwidth)
+        moved, log_dens = weighted_gbms_step(points, weights, bandwidth)
         done += 1
         shift = float((moved - points).norm(dim=1).max())
         points, merged_weights, step_index = merge_coincident(moved, weights, merge_tol)
         # a merged point's density: the weight-averaged density of what it merged
-        density = dens.new_zeros(points.shape[0]).index_add_(0, step_index, dens * weights)
-        density = density / merged_weights
+        log_density = _merged_log_density(log_dens, weights, step_index, merged_weights)
         weights, index = merged_weights, step_index[index]
         if shift <= stop_tol:
             break
-    if density is None:
-        density = weighted_gbms_step(points, weights, bandwidth)[1]
-    return MergedMeanShift(points, weights, density, index, done)
+    if log_density is None:
+        log_density = weighted_gbms_step(points, weights, bandwidth)[1]
+    return MergedMeanShift(points.to(x.dtype), weights, log_density, index, done)

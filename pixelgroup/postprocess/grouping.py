@@ -24,7 +24,13 @@ The original release withheld its extraction code (METHOD.md §4); this is our d
 Default τ = 1 − δ² (an angle of about √2·δ): GBMS collapses a group to well within δ of its
 mode, while two modes that both survive are about 2δ or more apart (closer ones merge), so τ
 sits between the two. With a margin α = 0.5 embedding, ``threshold=0.5`` (cosine ≥ 0, the
-margin itself) is a looser, also valid choice.
+margin itself) is a looser, also valid choice. For δ >= √2 the default is −1 (a kernel wider
+than the sphere: one group).
+
+Numerics: the loops and the vote are softmax attention with each row's largest logit
+subtracted (:mod:`pixelgroup.ops.weighted_mean_shift`), seeds are ordered by log-density
+(finite for every accepted input, where the density itself under- or overflows at small δ),
+and everything runs in float32 (float64 for float64 input) with autocast off.
 """
 
 from __future__ import annotations
@@ -35,14 +41,17 @@ import torch
 import torch.nn.functional as F
 
 from pixelgroup._checks import (
+    check_bandwidth,
     check_finite,
+    check_finite_number,
+    check_in_range,
+    check_int,
     check_non_negative_int,
-    check_positive,
     check_rank,
     check_tensor,
     check_unit_rows,
 )
-from pixelgroup.ops.attention import fused_attention
+from pixelgroup.ops.attention import fused_attention, no_autocast
 from pixelgroup.ops.weighted_mean_shift import merge_coincident, merged_mean_shift
 
 __all__ = ["InstanceGrouping", "group_pixels"]
@@ -85,10 +94,10 @@ def _check_mask(mask: object, shape: tuple[int, int], device: torch.device) -> t
     return mask.to(device)
 
 
-def _seed_groups(points: torch.Tensor, density: torch.Tensor, threshold: float) -> torch.Tensor:
+def _seed_groups(points: torch.Tensor, log_density: torch.Tensor, threshold: float) -> torch.Tensor:
     """Group ``(M, D)`` points: density-ordered seeds take unassigned points with cos >= τ."""
     group = torch.full((points.shape[0],), -1, dtype=torch.int64, device=points.device)
-    order = torch.argsort(density, descending=True, stable=True)
+    order = torch.argsort(log_density, descending=True, stable=True)
     k = 0
     for seed in order.tolist():
         if group[seed] >= 0:
@@ -173,7 +182,8 @@ def group_pixels(
             original's stored toy model).
         num_iters: T, the most GBMS loops (the original visualises 10–20); stops earlier once
             converged.
-        threshold: cosine τ for joining a seed; default ``1 - bandwidth**2`` (see module doc).
+        threshold: cosine τ in [-1, 1] for joining a seed; default ``1 - bandwidth**2``,
+            at least -1 (see module doc).
         min_area: groups with fewer pixels are merged into the nearest kept group.
         semantic_mask: optional ``(H, W)`` bool foreground; background becomes label 0.
         merge_tol: grid cell for merging near-coincident points (0: exact merging only).
@@ -202,17 +212,20 @@ def group_pixels(
     if min(d, h, w) == 0:
         raise ValueError(f"embedding must have D, H, W >= 1, got {tuple(embedding.shape)}")
     check_finite(embedding, "embedding")
-    check_positive(bandwidth, "bandwidth")
-    check_non_negative_int(num_iters, "num_iters")
-    check_non_negative_int(min_area, "min_area")
-    if max_points is not None and check_non_negative_int(max_points, "max_points") < 1:
+    bandwidth = check_bandwidth(bandwidth)
+    num_iters = check_non_negative_int(num_iters, "num_iters")
+    min_area = check_non_negative_int(min_area, "min_area")
+    if max_points is not None and check_int(max_points, "max_points") < 1:
         raise ValueError(f"max_points must be >= 1 or None, got {max_points}")
-    tau = 1.0 - bandwidth**2 if threshold is None else threshold
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not -1.0 <= tau <= 1.0:
-        raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold!r}")
+    max_points = None if max_points is None else check_int(max_points, "max_points")
+    merge_tol = check_finite_number(merge_tol, "merge_tol", minimum=0.0)
+    if threshold is None:  # 1 − δ², and −1 (everything) once δ >= √2
+        tau = max(1.0 - bandwidth**2, -1.0)
+    else:
+        tau = check_in_range(threshold, "threshold (a cosine)", -1.0, 1.0)
 
     compute = torch.float64 if embedding.dtype == torch.float64 else torch.float32
-    with torch.no_grad():
+    with torch.no_grad(), no_autocast(embedding.device):
         x = embedding.detach().to(compute).flatten(1).T  # (N, D)
         check_unit_rows(x, "embedding (along D)")
         fg = None if semantic_mask is None else _check_mask(semantic_mask, (h, w), x.device)
@@ -233,7 +246,7 @@ def group_pixels(
                 merge_tol=merge_tol,
                 stop_tol=stop_tol,
             )
-            group = _seed_groups(shifted.points, shifted.density, float(tau))[shifted.index]
+            group = _seed_groups(shifted.points, shifted.log_density, tau)[shifted.index]
             if len(sample) < len(distinct):  # the points left out of the sample vote
                 rest = torch.ones(len(distinct), dtype=torch.bool, device=x.device)
                 rest[sample] = False
@@ -256,7 +269,8 @@ def group_pixels(
         sums = x.new_zeros(num, d).index_add_(0, labels, x)
         centers = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
         cos = (x * centers[labels]).sum(dim=1)
-        mean_cos = x.new_zeros(num).index_add_(0, labels, cos) / areas
+        # rows may be slightly longer than 1 (bfloat16 rounding): keep the score in [0, 1]
+        mean_cos = (x.new_zeros(num).index_add_(0, labels, cos) / areas).clamp(-1.0, 1.0)
         scores = (0.5 * (1.0 + mean_cos)).float()
     return InstanceGrouping(
         labels=labels.reshape(h, w),

@@ -6,18 +6,30 @@ matplotlib is imported lazily with the Agg backend; every figure is written atom
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pixelgroup._atomic import atomic_path
-from pixelgroup.viz.colors import PALETTE, labels_to_rgb
+from pixelgroup.viz.colors import PALETTE, labels_to_rgb, mosaic
 
-__all__ = ["save_figure", "panel_grid", "sphere_scatter", "loss_curves"]
+__all__ = [
+    "pyplot",
+    "save_figure",
+    "panel_grid",
+    "sphere_scatter",
+    "loss_curves",
+    "overlay_grid",
+]
 
 
-def _plt():
+@functools.cache
+def pyplot() -> Any:
+    """pyplot with the non-interactive Agg backend; the only place that selects a backend
+    (once per process, on the first figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,13 +38,13 @@ def _plt():
     return plt
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     finally:
-        _plt().close(fig)
+        pyplot().close(fig)
     return Path(path)
 
 
@@ -46,7 +58,7 @@ def panel_grid(
     """
     if not rows or any(len(r) != len(titles) for r in rows):
         raise ValueError(f"every row needs {len(titles)} panels (one per title)")
-    plt = _plt()
+    plt = pyplot()
     ncols = len(titles)
     fig, axes = plt.subplots(
         len(rows), ncols, figsize=(1.25 * ncols, 1.25 * len(rows)), squeeze=False
@@ -72,7 +84,7 @@ def sphere_scatter(
 ) -> Path:
     """3-D scatter of ``(3, H, W)`` embeddings on the unit sphere, one panel each, coloured by
     the ``(H, W)`` instance ``labels`` (same pixel subsample in every panel)."""
-    plt = _plt()
+    plt = pyplot()
     lab = np.asarray(labels).ravel()
     rng = np.random.default_rng(seed)
     keep = rng.permutation(lab.size)[: min(max_points, lab.size)]
@@ -100,7 +112,7 @@ def loss_curves(history: Sequence[dict[str, float]], path: str | Path, smooth: i
     with a running mean over ``smooth`` iterations; one line per loop index."""
     if not history:
         raise ValueError("loss_curves needs a non-empty training history")
-    plt = _plt()
+    plt = pyplot()
     keys = sorted((k for k in history[0] if k.startswith("loss_iter")), key=lambda k: int(k[9:]))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     width = max(1, min(smooth, len(history)))
@@ -113,4 +125,15 @@ def loss_curves(history: Sequence[dict[str, float]], path: str | Path, smooth: i
     ax.set_ylabel(f"pair loss (mean of {width})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def overlay_grid(overlays: Sequence[np.ndarray], path: str | Path, ncols: int = 3) -> Path:
+    """``overlays``: ``(H, W, 3)`` images (e.g. :func:`~pixelgroup.viz.colors.overlay`) tiled
+    ``ncols`` wide into one PNG titled "predicted instances"."""
+    cols = min(len(overlays), ncols)
+    fig, ax = pyplot().subplots(figsize=(2 * cols, 2 * -(-len(overlays) // cols)))
+    ax.imshow(mosaic(overlays, ncols=cols, pad=3), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title("predicted instances (overlay)", fontsize=9)
     return save_figure(fig, path)

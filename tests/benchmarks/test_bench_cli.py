@@ -1,18 +1,17 @@
 import pytest
 
+from pixelgroup.analysis import benchmark
 from pixelgroup.cli import main
 
 
 def test_quick_run_prints_and_writes_every_table(tmp_path, capsys):
     out = tmp_path / "bench.md"
-    missing = tmp_path / "no-toy.mat"
-    assert (
-        main(["bench", "--quick", "--threads", "1", "--toy", str(missing), "--out", str(out)]) == 0
-    )
+    assert main(["bench", "--quick", "--threads", "1", "--out", str(out)]) == 0
     text = out.read_text()
     assert text in capsys.readouterr().out
     needles = ["GEMM GFLOP/s", "| 1024 | 8 | tiled |", "| 1024 | 8 | dense |"]
-    needles += ["vMF K=4", "sklearn best", "skipped"]
+    needles += ["vMF K=4", "sklearn best", "(toy rows skipped: no toy fixture given, see --toy)"]
+    needles += ["(merge section skipped: no toy fixture given, see --toy)"]
     assert all(needle in text for needle in needles)
     assert [p.name for p in tmp_path.iterdir()] == ["bench.md"]  # no temp file left behind
 
@@ -23,7 +22,9 @@ def test_quick_run_prints_and_writes_every_table(tmp_path, capsys):
         (["--impls", "magic"], "--impls must be among"),
         (["--sizes", "0"], "must be >= 1"),
         (["--batch", "0"], "--batch must be >= 1"),
+        (["--toy-images", "0"], "--toy-images must be >= 1, got 0"),
         (["--device", "cuda"], "CUDA is not available"),
+        (["--sections", "merge", "--toy", "no-such.mat"], "--toy file not found: no-such.mat"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(argv, match, capsys, tmp_path):
@@ -41,3 +42,14 @@ def test_batch_is_timed_and_reported(capsys):
     argv = ["bench", "--sections", "gbms", "--sizes", "64", "--dims", "4", "--impls", "dense"]
     assert main([*argv, "--batch", "3", "--threads", "1"]) == 0
     assert "batch 3" in capsys.readouterr().out
+
+
+def test_library_returns_tables_and_reads_the_toy_fixture(shared_data):
+    rows = []
+    lines = benchmark.bench_gbms([64], [4], ["tiled"], iters=1, gemm_n=64, log=rows.append)
+    assert lines[-1].startswith("| 64 | 4 | tiled |") and rows == [lines[-1]]
+    merge = benchmark.bench_merge(shared_data / "toy-gbms" / "loops_bandwidth0.2.mat", 1)
+    assert merge[0].startswith("Merged-point inference on 1 toy images")
+    assert [line.split(" | ")[0] for line in merge[-2:]] == ["| 10", "| 20"]
+    with pytest.raises(FileNotFoundError, match="toy GBMS fixture not found"):
+        benchmark.load_toy(shared_data / "no-such.mat", 1)

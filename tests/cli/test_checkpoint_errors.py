@@ -78,7 +78,7 @@ def test_resume_rejects_weights_of_another_shape(tmp_path, capsys):
 
 @pytest.mark.parametrize(("rank", "printed"), [(0, True), (1, False)])
 def test_train_prints_checkpoint_on_rank_0_only(rank, printed, tmp_path, monkeypatch, capsys):
-    def fake_train(cfg, run_dir, resume, progress):
+    def fake_train(cfg, run_dir, resume, overwrite, progress):
         return TrainResult(run_dir / "checkpoint.pt", [], DistInfo(rank, 2, rank))
 
     monkeypatch.setattr(pixelgroup.engine, "train", fake_train)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -35,7 +36,8 @@ def test_eval_boundaries_16_bit_perfect_prediction(tmp_path, capsys):
     out = tmp_path / "scores.json"
     code = main(
         ["eval-boundaries", str(tmp_path / "pred"), str(tmp_path / "gt"), "--thresholds", "5"]
-        + ["--workers", "0", "--output", str(out), "--plot", str(tmp_path / "pr.png")]
+        + ["--workers", "1", "--output", str(out), "--plot", str(tmp_path / "pr.png")]
+        + ["--reference", "Kong & Fowlkes (paper)=0.796", "--reference", "HED=0.78"]
     )
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
@@ -69,7 +71,7 @@ def test_eval_boundaries_errors(tmp_path, capsys):
     truths = _gt_folder(tmp_path / "gt")
     pred = tmp_path / "pred"
     pred.mkdir()
-    args = ["eval-boundaries", str(pred), str(tmp_path / "gt"), "--workers", "0"]
+    args = ["eval-boundaries", str(pred), str(tmp_path / "gt"), "--workers", "1"]
     assert main(args) == 2
     assert "2 of 2 ground-truth images have no prediction" in capsys.readouterr().err
     Image.fromarray(np.zeros((31, 120), np.uint8)).save(pred / "a.png")
@@ -92,3 +94,33 @@ def test_eval_boundaries_errors(tmp_path, capsys):
     Image.fromarray(np.zeros((30, 40), np.uint8)).save(pred / "a.png")
     assert main(["eval-boundaries", str(pred), str(empty)]) == 2
     assert "ground truth is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-dist", "-1"], r"--max-dist must be a number >= 0 .*, got -1.0$"),
+        (["--max-dist", "inf"], "--max-dist must be a number >= 0"),
+        (["--workers", "0"], r"--workers must be >= 1 \(1 = no extra process"),
+        (["--thresholds", "0"], "--thresholds must be >= 1, got 0"),
+        (["--reference", "HED=0.78"], "--reference needs --plot"),
+        (["--plot", "{tmp}/pr.png", "--reference", "HED"], "--reference must be LABEL=F"),
+        (["--plot", "{tmp}/pr.png", "--reference", "HED=1.5"], "F must be a number in .0, 1.,"),
+        (["--output", "{tmp}"], "--output .* is a folder; give a file name"),
+        (["--output", "{tmp}/gt/a.mat/x.json"], "a.mat is a file, not a folder"),
+        (["--plot", "{tmp}/dir.png"], "--plot .*dir.png is a folder"),
+        (["--plot", "{tmp}/pr.jpg"], "--plot must end in .png"),
+    ],
+)
+def test_eval_boundaries_argument_errors_come_first(tmp_path, capsys, extra, message):
+    """Bad arguments and unwritable outputs fail in one line before any matching; here the
+    predictions are missing, so any later check would give another message."""
+    _gt_folder(tmp_path / "gt")
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "dir.png").mkdir()
+    argv = ["eval-boundaries", str(tmp_path / "pred"), str(tmp_path / "gt")]
+    assert main(argv + [a.format(tmp=tmp_path) for a in extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixelgroup eval-boundaries: error: ") and len(err.splitlines()) == 1
+    assert re.search(message, err.strip()), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "gt", "pred"]

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from pixelgroup.cli import main
+from pixelgroup.data.coco import masks_to_results
 from pixelgroup.data.voc import MatInstances
-from pixelgroup.metrics.instance_map import instances_from_maps, instances_to_coco
+from pixelgroup.metrics.instance_map import instances_from_maps
 
 
 @pytest.fixture
@@ -26,7 +27,8 @@ def _gt_records(voc, shift=0, wrong_class=False):
         masks, classes = instances_from_maps(sample.instance, sample.semantic)
         masks = torch.roll(masks, shift, dims=2)
         classes = classes % 20 + 1 if wrong_class else classes
-        records += instances_to_coco(image_id, masks, classes, np.linspace(1.0, 0.5, len(masks)))
+        scores = np.linspace(1.0, 0.5, len(masks))
+        records += masks_to_results(image_id, masks, scores, classes)
     return records
 
 
@@ -71,7 +73,7 @@ def test_subset_and_missing_images(voc, tmp_path, capsys):
     [
         (
             {"category_id": 21},
-            "record 0: category_id must be an int in 1..20 .VOC classes., got 21",
+            "preds.json: record 0: category_id must be an int in 1..20, got 21",
         ),
         ({"category_id": 0}, "category_id must be an int in 1..20"),
         ({"category_id": "cat"}, "got 'cat'"),
@@ -93,13 +95,24 @@ def test_missing_category_and_files(voc, tmp_path, capsys):
     records = _gt_records(voc)
     del records[1]["category_id"]
     assert main(["eval-instances", str(_write(tmp_path, records)), str(voc)]) == 2
-    assert "record 1: category_id must be an int in 1..20" in capsys.readouterr().err
+    assert "record 1: category_id must be an int in 1..20, got None" in capsys.readouterr().err
     assert main(["eval-instances", str(tmp_path / "none.json"), str(voc)]) == 2
     assert "predictions file not found" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert main(["eval-instances", str(bad), str(voc)]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_mismatched_sizes_and_output_folder(voc, tmp_path, capsys):
+    records = _gt_records(voc)
+    small = masks_to_results("2008_000215", np.ones((1, 10, 10), bool), [1.0], [1])
+    preds = _write(tmp_path, small + [r for r in records if r["image_id"] != "2008_000215"])
+    assert main(["eval-instances", str(preds), str(voc)]) == 2
+    err = capsys.readouterr().err
+    assert "image '2008_000215': prediction masks are 10x10 but the image is 375x500" in err
+    assert main(["eval-instances", str(preds), str(voc), "--output", str(tmp_path)]) == 2
+    assert "--output" in capsys.readouterr().err
 
 
 def test_help_has_examples(capsys):

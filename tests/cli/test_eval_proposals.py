@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from pixelgroup.cli import main
+from pixelgroup.data.coco import masks_to_results
 from pixelgroup.data.voc import MatInstances, instance_masks
-from pixelgroup.metrics.proposals import proposals_to_coco
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def _gt_records(voc, shift=0):
     for image_id, sample in zip(ds.image_ids, ds, strict=True):
         masks = torch.roll(instance_masks(sample.instance), shift, dims=2)
         scores = np.linspace(1.0, 0.5, len(masks))
-        records += proposals_to_coco(image_id, masks, scores)
+        records += masks_to_results(image_id, masks, scores)
     return records
 
 
@@ -37,7 +38,8 @@ def _write(tmp_path, records, name="props.json"):
 def test_perfect_proposals(voc, tmp_path, capsys):
     props = _write(tmp_path, _gt_records(voc))
     png = tmp_path / "ar.png"
-    assert main(["eval-proposals", str(props), str(voc), "--plot", str(png)]) == 0
+    reference = ["--reference", "paper AR=11:0.56,18:0.58,60:0.61", "--reference", "x=10:0.1"]
+    assert main(["eval-proposals", str(props), str(voc), "--plot", str(png), *reference]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "AR@1 0.333" in lines  # 1 of 3, 3, 2, 4 instances per image: 4 of 12
     assert "AR@10 1.000" in lines and "R50@10 1.000" in lines and "box_AR@10 1.000" in lines
@@ -71,14 +73,14 @@ def test_errors(voc, tmp_path, capsys):
         return capsys.readouterr().err
 
     assert "proposals file not found" in error(None)
-    assert "the proposal list is empty" in error([])
+    assert "p.json: the results list is empty" in error([])
     good = _gt_records(voc)
-    small = proposals_to_coco("2008_000215", np.ones((1, 10, 10), bool), [1.0])
+    small = masks_to_results("2008_000215", np.ones((1, 10, 10), bool), [1.0])
     assert "proposal masks are 10x10 but the image is 375x500" in error(small + good[3:])
-    assert "not in" in error(good + proposals_to_coco("nope", np.ones((1, 4, 4), bool), [1.0]))
-    assert "record 0 must be a dict" in error([{"image_id": "x"}])
+    assert "not in" in error(good + masks_to_results("nope", np.ones((1, 4, 4), bool), [1.0]))
+    assert "p.json: record 0 must be a dict" in error([{"image_id": "x"}])
     bad_score = dict(good[0], score="high")
-    assert "record 0: score must be a finite number" in error([bad_score])
+    assert "p.json: record 0: score must be a finite number, got 'high'" in error([bad_score])
     assert "segmentation must be a COCO RLE" in error([dict(good[0], segmentation=[1, 2])])
     (tmp_path / "broken.json").write_text("[{")
     assert main(["eval-proposals", str(tmp_path / "broken.json"), str(voc)]) == 2
@@ -91,6 +93,29 @@ def test_duplicate_gt_ids(tmp_path, capsys):
     for d in ("JPEGImages", "SegmentationObject", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / d).mkdir(parents=True)
     (voc / "ImageSets/Segmentation/val.txt").write_text("a\na\n")
-    props = _write(tmp_path, proposals_to_coco("a", np.ones((1, 4, 4), bool), [1.0]))
+    props = _write(tmp_path, masks_to_results("a", np.ones((1, 4, 4), bool), [1.0]))
     assert main(["eval-proposals", str(props), str(tmp_path)]) == 2
     assert "lists image ids more than once: ['a']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--reference", "paper=11:0.56"], "--reference needs --plot"),
+        (["--plot", "{tmp}/ar.png", "--reference", "paper"], "--reference must be LABEL=K:VALUE"),
+        (["--plot", "{tmp}/ar.png", "--reference", "p=11:1.5"], "'11:1.5' is not a point K:VALUE"),
+        (["--plot", "{tmp}/ar.png", "--reference", "p=x:0.5"], "'x:0.5' is not a point"),
+        (["--plot", "{tmp}/ar.jpg"], "--plot must end in .png"),
+        (["--plot", "{tmp}/dir.png"], "--plot .*dir.png is a folder"),
+        (["--output", "{tmp}"], "--output .* is a folder; give a file name"),
+        (["--output", "{tmp}/props.json/out.json"], "props.json is a file, not a folder"),
+    ],
+)
+def test_argument_errors_before_any_work(voc, tmp_path, capsys, extra, message):
+    props = _write(tmp_path, [])  # would fail later: every check here comes first
+    (tmp_path / "dir.png").mkdir()
+    argv = ["eval-proposals", str(props), str(voc), *[a.format(tmp=tmp_path) for a in extra]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixelgroup eval-proposals: error: ") and len(err.splitlines()) == 1
+    assert re.search(message, err), err

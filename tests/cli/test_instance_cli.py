@@ -97,18 +97,22 @@ def test_predict_unreadable_image_leaves_no_output(run_dir, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_predict_wrong_channel_count(run_dir, tmp_path, capsys):
+def test_predict_reads_grey_and_rejects_unreadable_images_before_writing(run_dir, tmp_path, capsys):
     gray = tmp_path / "gray.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(gray)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a png")
     out = tmp_path / "pred"
     ckpt = str(run_dir / "checkpoint.pt")
-    assert main(["predict", "--checkpoint", ckpt, str(gray), "-o", str(out)]) == 2
-    _one_line_error(capsys, "expected an image with 3 channels, got 1")
+    assert main(["predict", "--checkpoint", ckpt, str(gray), str(broken), "-o", str(out)]) == 2
+    _one_line_error(capsys, f"cannot read image {broken}")
     assert not out.exists()
+    assert main(["predict", "--checkpoint", ckpt, str(gray), "-o", str(out), "--quiet"]) == 0
+    assert (out / "gray_labels.png").is_file()
 
 
 def test_resume_rejects_config(tmp_path, capsys):
-    assert main(["train", "--resume", "--set", "seed=1", "-o", str(tmp_path)]) == 2
+    assert main(["train", "--resume", "--config", "toy", "-o", str(tmp_path)]) == 2
     _one_line_error(capsys, "--resume uses the config stored in the checkpoint")
 
 

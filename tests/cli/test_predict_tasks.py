@@ -11,12 +11,12 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from pixelgroup.cli import main
-from pixelgroup.config import from_dict, load_config, to_dict
+from pixelgroup.config import ExperimentConfig, from_dict, load_config, to_dict
 from pixelgroup.engine.checkpoint import build_model_seeded, save_checkpoint
-from pixelgroup.engine.predict import write_semantic_prediction
-from pixelgroup.experiment import ExperimentConfig
 from pixelgroup.metrics.instance_map import VOC_CLASSES
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
+from pixelgroup.metrics.instance_map import VOC_CLASSES
+from pixelgroup.tasks.predictions import write_semantic_prediction
 from pixelgroup.viz import overlay
 from tests._tiny import TINY_DENSE_OPTIONS
 
@@ -92,9 +92,9 @@ def test_semantic_prediction_without_instances_and_size_mismatch(tmp_path):
     none = SemanticInstances(
         torch.zeros(0, 6, 7, dtype=torch.bool), torch.zeros(0, dtype=torch.int64), torch.zeros(0)
     )
-    write_semantic_prediction(tmp_path, "s", torch.rand(3, 6, 7), none)
+    write_semantic_prediction(tmp_path, "s", torch.rand(3, 6, 7), none, VOC_CLASSES)
     assert json.loads((tmp_path / "s.json").read_text()) == []
     assert not np.asarray(Image.open(tmp_path / "s_labels.png")).any()
     with pytest.raises(ValueError, match=r"must match the image \(3, H, W\), got \(0, 6, 7\)"):
-        write_semantic_prediction(tmp_path / "bad", "s", torch.rand(3, 5, 7), none)
+        write_semantic_prediction(tmp_path / "bad", "s", torch.rand(3, 5, 7), none, VOC_CLASSES)
     assert not (tmp_path / "bad").exists()

@@ -8,9 +8,9 @@ import scipy.io
 import torch
 from PIL import Image
 
+from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.data.voc import (
     MatInstances,
-    ResizeSample,
     SBDInstances,
     VOCInstances,
     instance_masks,

@@ -7,7 +7,8 @@ import torch
 
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import MatInstances
-from pixelgroup.data.voc_augment import AugmentedDataset, VOCAugment
+from pixelgroup.data.transforms import AugmentedDataset
+from pixelgroup.data.voc_augment import VOCAugment
 
 
 def _sample(h=37, w=53, seed=0):

@@ -1,7 +1,6 @@
 """A tiny instance experiment for fast engine / CLI tests."""
 
-from pixelgroup.config import from_dict
-from pixelgroup.experiment import ExperimentConfig
+from pixelgroup.config import ExperimentConfig, from_dict
 
 TINY = {
     "data": {"options": {"length": 8, "eval_length": 2, "max_digits": 3}, "batch_size": 4},

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pixelgroup.config import from_dict, to_dict
+from pixelgroup.config import ExperimentConfig, from_dict, to_dict
 from pixelgroup.engine.checkpoint import load_checkpoint
 from pixelgroup.engine.distributed import (
     DistInfo,
@@ -22,7 +22,6 @@ from pixelgroup.engine.distributed import (
     micro_batch_size,
 )
 from pixelgroup.engine.train import train
-from pixelgroup.experiment import ExperimentConfig
 from tests.engine._tiny import tiny_config
 
 # the module (pixelgroup.engine.train is also the name of the function it exports)

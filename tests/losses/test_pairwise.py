@@ -1,7 +1,11 @@
 import math
+import os
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pixelgroup.losses import instance_pair_weights, pairwise_embedding_loss
 from pixelgroup.ops import normalize_to_sphere
@@ -124,3 +128,106 @@ def test_bad_input_names_the_problem(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         pairwise_embedding_loss(**args)
+
+
+def test_rows_must_be_unit_norm():
+    """Issue 14: embeddings x10 gave pos = −0.63 and neg = 7.06 without an error."""
+    x = 10 * random_sphere(1, 6, 3)
+    with pytest.raises(ValueError, match=r"embeddings must hold unit-norm rows.*max norm 10"):
+        pairwise_embedding_loss(x, torch.zeros(1, 6, dtype=torch.long))
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(5)
+
+
+def test_numpy_and_zero_dim_tensor_scalars_are_accepted():
+    x = random_sphere(2, 15, 4, seed=1)
+    y = torch.randint(0, 4, (2, 15), generator=torch.Generator().manual_seed(0))
+    expected = pairwise_embedding_loss(
+        x, y, 0.3, num_samples=10, pos_weight=2.0, hard_fraction=0.5, generator=_gen()
+    )
+    got = pairwise_embedding_loss(
+        x,
+        y,
+        np.float32(0.3),
+        num_samples=np.int64(10),
+        generator=_gen(),
+        pos_weight=torch.tensor(2.0),
+        hard_fraction=np.float64(0.5),
+        ignore_index=np.int64(255),
+    )
+    torch.testing.assert_close(got["loss"], expected["loss"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            dict(embeddings=torch.zeros(0, 6, 3), labels=torch.zeros(0, 6, dtype=torch.long)),
+            ValueError,
+            r"embeddings must have B >= 1.*got shape \(0, 6, 3\)",
+        ),
+        (dict(generator=0), TypeError, r"generator must be a torch.Generator or None, got int"),
+        (dict(max_samples=0, sample_ratio=0.5), ValueError, r"max_samples must be >= 1, got 0"),
+        (dict(max_samples=2.5), TypeError, r"max_samples must be an int, got float 2\.5"),
+        (dict(num_samples=2.0), TypeError, r"num_samples must be an int, got float 2\.0"),
+        (dict(margin=-1), ValueError, r"margin must lie in \[0, 1\], got -1"),
+        (dict(margin=float("nan")), ValueError, r"margin must lie in \[0, 1\], got nan"),
+        (dict(margin="0.5"), TypeError, r"margin must be a number, got str"),
+        (dict(pos_weight=float("nan")), ValueError, r"pos_weight must be finite, got nan"),
+        (dict(neg_weight=-1.0), ValueError, r"neg_weight must be >= 0, got -1\.0"),
+        (dict(ignore_index=1.5), TypeError, r"ignore_index must be an int or None, got float"),
+        (dict(hard_fraction=1.5), ValueError, r"hard_fraction must lie in \(0, 1\], got 1\.5"),
+        (dict(embeddings=10 * random_sphere(1, 6, 3)), ValueError, "unit-norm"),
+    ],
+)
+def test_more_bad_input_names_the_argument_and_value(kwargs, error, match):
+    args = dict(embeddings=random_sphere(1, 6, 3), labels=torch.zeros(1, 6, dtype=torch.long))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        pairwise_embedding_loss(**args)
+
+
+_EXAMPLES = max(1, round(20 * float(os.environ.get("PIXELGROUP_HYPOTHESIS_SCALE", "1"))))
+
+
+@settings(max_examples=_EXAMPLES, deadline=None, database=None)
+@given(
+    st.sampled_from([torch.float64, torch.float32, torch.bfloat16, torch.float16]),
+    st.integers(1, 3),
+    st.integers(1, 300),
+    st.integers(1, 64),
+    st.integers(1, 6),
+    st.sampled_from(["linear", "squared", "logistic"]),
+    st.sampled_from([None, 0.3, 1.0]),
+    st.sampled_from([None, 0.5]),
+    st.floats(0, 1),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_loss_and_gradient_are_finite_for_every_accepted_input(
+    dtype, batch, n, dim, num_labels, kind, hard_fraction, sample_ratio, margin, collapsed, seed
+):
+    """Rows normalised in the input dtype (collapsed: many identical rows, zero rows too)."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, n, dim, generator=g, dtype=torch.float64)
+    if collapsed:
+        z = z[:, :1].expand_as(z).clone()
+        z[:, ::7] = 0.0
+    z = z.to(dtype).requires_grad_()
+    labels = torch.randint(0, num_labels, (batch, n), generator=g)
+    labels[:, ::5] = 255
+    labels[:, 0] = 0  # at least one valid pixel per image
+    out = pairwise_embedding_loss(
+        normalize_to_sphere(z, dim=-1),
+        labels,
+        margin,
+        kind=kind,
+        hard_fraction=hard_fraction,
+        sample_ratio=sample_ratio,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    assert all(bool(torch.isfinite(v)) for v in out.values())
+    (grad,) = torch.autograd.grad(out["loss"], z)
+    assert bool(torch.isfinite(grad).all())

@@ -1,4 +1,4 @@
-"""The BSDS boundary benchmark: matching, counts, scores, evaluator and PR plot."""
+"""The BSDS boundary benchmark: matching, counts, scores and the evaluator."""
 
 from __future__ import annotations
 
@@ -7,18 +7,29 @@ import math
 import numpy as np
 import pytest
 import scipy.io as sio
+import torch
 from scipy.optimize import linear_sum_assignment
 
 from pixelgroup.metrics.boundary import (
     BoundaryCounts,
     BoundaryEvaluator,
+    BoundaryPrediction,
+    BoundaryTarget,
     boundary_counts,
     boundary_scores,
     boundary_thresholds,
     correspond_pixels,
-    evaluate_boundaries,
-    plot_pr_curves,
 )
+
+
+def _scores(samples, num_thresholds, **kwargs):
+    """``BoundaryScores`` of ``(name, pred (H, W), gts (A, H, W))`` samples."""
+    ev = BoundaryEvaluator(num_thresholds, **kwargs)
+    ev.process(
+        [BoundaryPrediction(p) for _, p, _ in samples],
+        [BoundaryTarget(g, n) for n, _, g in samples],
+    )
+    return ev.scores()
 
 
 def _dense_matching_size(pred, gt, max_dist):
@@ -94,11 +105,12 @@ def test_correspond_pixels_agrees_with_pyedgeeval():
 
 def test_ground_truth_as_prediction_scores_one(shared_data):
     _, gt = _sobel_sample(shared_data, "104010", crop=160)
-    s = evaluate_boundaries(
-        [("a", gt.astype(float), gt[None])], 5, apply_thinning=False, num_workers=0
-    )
+    ev = BoundaryEvaluator(5, apply_thinning=False, num_workers=1)
+    ev.process([BoundaryPrediction(gt.astype(float))], [BoundaryTarget(gt[None], "a")])
+    s = ev.scores()
     assert s.ods == pytest.approx(1.0) and s.ois == pytest.approx(1.0)
     assert s.r50 == pytest.approx(1.0)
+    assert ev.evaluate() == {"ODS": s.ods, "OIS": s.ois, "AP": s.ap, "R50": s.r50}
 
 
 def test_matches_pyedgeeval_on_samples(shared_data):
@@ -112,7 +124,7 @@ def test_matches_pyedgeeval_on_samples(shared_data):
     for name in ("104010", "130066"):
         pb, gt = _sobel_sample(shared_data, name, crop=200)
         samples.append((name, pb, gt[None]))
-    ours = evaluate_boundaries(samples, ts, num_workers=2)
+    ours = _scores(samples, 7, num_workers=2)
 
     def one(s):
         return ref.evaluate_boundaries_threshold_multiple_gts(ts, s["pred"], s["gts"])
@@ -131,8 +143,8 @@ def test_parallel_equals_serial_and_multiple_annotators():
     pred = rng.random((40, 50))
     gts = rng.random((3, 40, 50)) < 0.08
     samples = [("x", pred, gts), ("y", pred[::-1].copy(), gts[:, ::-1])]
-    a = evaluate_boundaries(samples, 6, num_workers=0)
-    b = evaluate_boundaries(samples, 6, num_workers=2)
+    a = _scores(samples, 6, num_workers=1)
+    b = _scores(samples, 6, num_workers=2)
     np.testing.assert_array_equal(a.recall, b.recall)
     np.testing.assert_array_equal(a.precision, b.precision)
     c = boundary_counts(pred, gts, 6)
@@ -189,15 +201,19 @@ def test_bad_inputs_raise_clear_errors():
         boundary_scores([_counts([0.5, 0.4], [0.2, 0.3]), _counts([0.5, 0.4, 0.3], [0.2] * 3)])
 
 
-def test_evaluator_reset_process_evaluate(tmp_path):
+def test_evaluator_reset_process_evaluate():
     rng = np.random.default_rng(0)
     gt = np.zeros((30, 40), bool)
     gt[10, 5:35] = True
     gt[5:25, 20] = True
-    ev = BoundaryEvaluator(num_thresholds=5, num_workers=0)
-    ev.process("noise", rng.random((30, 40)), gt)
-    ev.process("perfect", gt.astype(float), gt)
-    s = ev.evaluate()
+    ev = BoundaryEvaluator(num_thresholds=5, num_workers=1)
+    ev.process([BoundaryPrediction(rng.random((30, 40)))], [BoundaryTarget(gt, "noise")])
+    ev.process([BoundaryPrediction(torch.from_numpy(gt).double())], [BoundaryTarget(gt)])
+    out = ev.evaluate()
+    s = ev.scores()
+    assert out == {"ODS": s.ods, "OIS": s.ois, "AP": s.ap}  # R50: precision stays below 0.5
+    assert all(isinstance(v, float) for v in out.values()) and math.isnan(s.r50)
+    assert [r["name"] for r in s.per_image_best] == ["noise", "1"]  # default name: the index
     assert s.per_image_best[1]["f1"] == pytest.approx(1.0)
     assert s.ods <= s.ois + 1e-9 and 0.0 <= s.ap <= 1.0
     d = s.to_dict()
@@ -206,8 +222,35 @@ def test_evaluator_reset_process_evaluate(tmp_path):
     with pytest.raises(ValueError, match="no images to score"):
         ev.evaluate()
     with pytest.raises(ValueError, match="ground truth is empty"):
-        ev.process("bad", rng.random((30, 40)), np.zeros((30, 40)))
-    out = tmp_path / "pr.png"
-    plot_pr_curves({"ours": s}, out)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["pr.png"]
+        ev.process([BoundaryPrediction(rng.random((30, 40)))], [BoundaryTarget(np.zeros((30, 40)))])
+
+
+def test_evaluator_leaves_out_r50_below_half_precision():
+    gt = np.zeros((20, 20), bool)
+    gt[10, :] = True
+    ev = BoundaryEvaluator(num_thresholds=3, apply_thinning=False, num_workers=1)
+    ev.process([BoundaryPrediction(np.full((20, 20), 0.9))], [BoundaryTarget(gt)])  # P = 0.05
+    assert math.isnan(ev.scores().r50) and set(ev.evaluate()) == {"ODS", "OIS", "AP"}
+
+
+def test_evaluator_argument_errors():
+    with pytest.raises(
+        ValueError, match=r"num_workers must be an int >= 1 \(1 = in this process\)"
+    ):
+        BoundaryEvaluator(num_workers=0)
+    with pytest.raises(ValueError, match="max_dist must be a finite number >= 0"):
+        BoundaryEvaluator(max_dist=-1)
+    with pytest.raises(ValueError, match="max_dist must be a finite number >= 0"):
+        correspond_pixels(np.zeros((4, 4), bool), np.zeros((4, 4), bool), max_dist=-0.1)
+    with pytest.raises(ValueError, match="num_thresholds must be an int >= 1"):
+        BoundaryEvaluator(num_thresholds=0)
+    ev = BoundaryEvaluator(num_workers=1)
+    gt = np.ones((4, 4), bool)
+    with pytest.raises(ValueError, match="got 1 predictions and 2 targets"):
+        ev.process([BoundaryPrediction(gt)], [BoundaryTarget(gt), BoundaryTarget(gt)])
+    with pytest.raises(
+        TypeError, match="predictions\\[0\\] must be a BoundaryPrediction, got tuple"
+    ):
+        ev.process([(gt,)], [BoundaryTarget(gt)])
+    with pytest.raises(TypeError, match="predictions must be a sequence"):
+        ev.process(BoundaryPrediction(gt), [BoundaryTarget(gt)])

@@ -7,21 +7,17 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pixelgroup.metrics import InstanceEvaluator, average_precision, segmentation_covering
-from pixelgroup.metrics.instance import mask_iou
+from pixelgroup.metrics import (
+    InstanceEvaluator,
+    InstancePrediction,
+    InstanceTarget,
+    average_precision,
+    segmentation_covering,
+)
 
 
-def _rows(*masks):
-    return np.stack([np.asarray(m, dtype=np.float32).ravel() for m in masks])
-
-
-def test_mask_iou_hand_computed():
-    a = np.zeros((4, 4), bool)
-    a[:2] = True  # 8 px
-    b = np.zeros((4, 4), bool)
-    b[1:3] = True  # 8 px, 4 shared
-    iou = mask_iou(_rows(a, b), _rows(b, np.zeros((4, 4))))
-    np.testing.assert_allclose(iou, [[4 / 12, 0.0], [1.0, 0.0]])
+def _process(ev, pred, scores, gt):
+    ev.process([InstancePrediction(pred, scores)], [InstanceTarget(gt)])
 
 
 def test_ap_hand_computed():
@@ -58,7 +54,7 @@ def test_evaluator_perfect_prediction_with_permuted_ids():
     gt[:3, :3], gt[5:, 4:] = 1, 2
     pred = np.where(gt == 1, 2, np.where(gt == 2, 1, 0))
     ev = InstanceEvaluator()
-    ev.process(torch.from_numpy(pred), torch.tensor([0.5, 0.9]), torch.from_numpy(gt))
+    _process(ev, torch.from_numpy(pred), torch.tensor([0.5, 0.9]), torch.from_numpy(gt))
     out = ev.evaluate()
     assert out["AP50"] == out["AP70"] == out["MBO"] == out["covering"] == out["ARI"] == 1.0
     assert (out["images"], out["instances"], out["predictions"]) == (1, 2, 2)
@@ -71,7 +67,7 @@ def test_evaluator_merged_instances():
     gt[:, :4], gt[:, 4:] = 1, 2
     pred = np.ones((4, 8), np.int64)  # both instances as one: IoU 0.5 with each
     ev = InstanceEvaluator()
-    ev.process(pred, np.array([1.0]), gt)
+    _process(ev, pred, np.array([1.0]), gt)
     out = ev.evaluate()
     assert out["MBO"] == pytest.approx(0.5)
     assert out["AP70"] == 0.0
@@ -135,8 +131,10 @@ def test_agrees_with_pycocotools(seed, capsys):
         scores.append(rng.random(len(ids)))
         gts.append(gt)
     ev = InstanceEvaluator()
-    for p, s, g in zip(preds, scores, gts, strict=True):
-        ev.process(p, s, g)
+    ev.process(
+        [InstancePrediction(p, s) for p, s in zip(preds, scores, strict=True)],
+        [InstanceTarget(g) for g in gts],
+    )
     out = ev.evaluate()
     for t in (0.5, 0.7):
         expected = _coco_ap(preds, scores, gts, t)
@@ -144,16 +142,59 @@ def test_agrees_with_pycocotools(seed, capsys):
     capsys.readouterr()  # COCOeval prints progress
 
 
+def test_an_iou_of_exactly_the_threshold_counts():
+    """An IoU of exactly 7/10 is a true positive at 0.7, as in COCOeval."""
+    gt = np.zeros((1, 10), np.int64)
+    gt[0, :7] = 1
+    pred = np.ones((1, 10), np.int64)
+    ev = InstanceEvaluator()
+    _process(ev, pred, np.array([1.0]), gt)
+    assert ev.evaluate()["AP70"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize(
     "args, error, match",
     [
-        ((np.zeros((2, 2, 2), int), np.zeros(0), np.zeros((2, 2), int)), ValueError, r"\(H, W\)"),
-        ((np.zeros((2, 2)), np.zeros(0), np.zeros((2, 2), int)), TypeError, "integer labels"),
-        ((np.zeros((2, 2), int), np.zeros(0), np.zeros((3, 2), int)), ValueError, "!= gt shape"),
+        (
+            (np.zeros((2, 2, 2), int), np.zeros(0), np.zeros((2, 2), int)),
+            ValueError,
+            r"predictions\[0\].labels must be an \(H, W\) label map",
+        ),
+        (
+            (np.zeros((2, 2)), np.zeros(0), np.zeros((2, 2), int)),
+            TypeError,
+            "predictions.0..labels must hold integer labels",
+        ),
+        (
+            (np.zeros((2, 2), int), np.zeros(0), np.zeros((3, 2), int)),
+            ValueError,
+            r"predictions\[0\].labels shape \(2, 2\) != targets\[0\].labels shape \(3, 2\)",
+        ),
         ((np.full((2, 2), 2), np.zeros(1), np.zeros((2, 2), int)), ValueError, "0..K = 0..1"),
-        ((np.zeros((2, 2), int), [0.1], np.zeros((2, 2), int)), TypeError, "scores must be"),
+        (
+            (np.zeros((2, 2), int), ["a"], np.zeros((2, 2), int)),
+            TypeError,
+            "predictions.0..scores must be a sequence of numbers",
+        ),
+        (
+            (np.zeros((2, 2), int), [0.1], [[0]]),
+            TypeError,
+            r"targets\[0\].labels must be a numpy array or torch.Tensor",
+        ),
     ],
 )
 def test_bad_input(args, error, match):
     with pytest.raises(error, match=match):
-        InstanceEvaluator().process(*args)
+        _process(InstanceEvaluator(), *args)
+
+
+def test_records_must_pair_up():
+    gt = np.zeros((2, 2), int)
+    ev = InstanceEvaluator()
+    with pytest.raises(ValueError, match="got 2 predictions and 1 targets"):
+        ev.process([InstancePrediction(gt, [])] * 2, [InstanceTarget(gt)])
+    with pytest.raises(TypeError, match=r"targets\[0\] must be a InstanceTarget, got ndarray"):
+        ev.process([InstancePrediction(gt, [])], [gt])
+    with pytest.raises(TypeError, match="predictions must be a sequence"):
+        ev.process(InstancePrediction(gt, []), [InstanceTarget(gt)])
+    assert ev.evaluate()["images"] == 0  # nothing was added

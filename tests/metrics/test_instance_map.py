@@ -11,11 +11,19 @@ from pycocotools.cocoeval import COCOeval
 
 from pixelgroup.metrics.instance_map import (
     InstanceMAPEvaluator,
+    InstanceMAPPrediction,
+    InstanceMAPTarget,
     instances_from_maps,
-    instances_to_coco,
-    match_predictions,
     voc_average_precision,
 )
+from pixelgroup.metrics.matching import greedy_match
+
+
+def _process(ev, pred_masks, pred_classes, pred_scores, gt_masks, gt_classes, void=None):
+    ev.process(
+        [InstanceMAPPrediction(pred_masks, pred_classes, pred_scores)],
+        [InstanceMAPTarget(gt_masks, gt_classes, void)],
+    )
 
 
 def _box(h, w, y0, y1, x0, x1):
@@ -30,8 +38,13 @@ def test_hand_computed_two_images():
     gt_a, gt_b = _box(10, 10, 0, 5, 0, 10), _box(10, 10, 0, 5, 0, 10)
     pred_b = _box(10, 10, 0, 3, 0, 10)  # IoU 30 / 50 = 0.6
     ev = InstanceMAPEvaluator()
-    ev.process(np.stack([gt_a, gt_a]), [1, 1], [0.9, 0.8], gt_a[None], [1])
-    ev.process(pred_b[None], [1], [0.7], gt_b[None], [1])
+    ev.process(
+        [
+            InstanceMAPPrediction(np.stack([gt_a, gt_a]), [1, 1], [0.9, 0.8]),
+            InstanceMAPPrediction(pred_b[None], [1], [0.7]),
+        ],
+        [InstanceMAPTarget(gt_a[None], [1]), InstanceMAPTarget(gt_b[None], [1])],
+    )
     out = ev.evaluate()
     # @0.5: P = 1, 1/2, 2/3 at R = 1/2, 1/2, 1 -> AP = 0.5 * 1 + 0.5 * 2/3
     assert out["mAP@0.5"] == pytest.approx(0.5 + 1 / 3)
@@ -45,7 +58,7 @@ def test_mean_over_present_classes_and_missed_class():
     gt = np.stack([_box(8, 8, 0, 4, 0, 8), _box(8, 8, 4, 8, 0, 8)])
     ev = InstanceMAPEvaluator()
     # class 2 found, class 15 (person) never predicted; predictions of class 7 have no GT.
-    ev.process(np.stack([gt[0], gt[1]]), [2, 7], [0.5, 0.9], gt, [2, 15])
+    _process(ev, np.stack([gt[0], gt[1]]), [2, 7], [0.5, 0.9], gt, [2, 15])
     out = ev.evaluate()
     assert out["AP@0.5/bicycle"] == 1.0 and out["AP@0.5/person"] == 0.0
     assert "AP@0.5/car" not in out and out["num_classes_present"] == 2
@@ -57,7 +70,7 @@ def test_void_pixels_removed_from_predictions():
     pred = _box(8, 8, 0, 4, 0, 8)  # IoU 0.5 -> 1.0 once the right half is void
     void = _box(8, 8, 0, 8, 4, 8)
     ev = InstanceMAPEvaluator(thresholds=(0.7,))
-    ev.process(pred[None], [1], [1.0], gt[None], [1], void=void)
+    _process(ev, pred[None], [1], [1.0], gt[None], [1], void=torch.from_numpy(void))
     assert ev.evaluate()["mAP@0.7"] == 1.0
 
 
@@ -67,8 +80,15 @@ def test_voc_ap_is_area_not_11_point():
 
 
 def test_match_takes_best_gt_each_once():
+    """The VOC rule: a prediction whose best GT is taken is a false positive, even when another
+    GT above the threshold is free (COCO would take that one)."""
     ious = np.array([[0.6, 0.9], [0.1, 0.8], [0.7, 0.2]])
-    assert match_predictions(ious, 0.5).tolist() == [True, False, True]
+    assert (greedy_match(ious, 0.5, best_only=True) >= 0).tolist() == [True, False, True]
+    gt = np.stack([_box(10, 10, 0, 10, 0, 6), _box(10, 10, 0, 10, 2, 10)])  # overlapping GTs
+    pred = np.stack([gt[0], _box(10, 10, 0, 10, 0, 7)])  # the second: IoU .86 / .50
+    ev = InstanceMAPEvaluator(thresholds=(0.5,))
+    _process(ev, pred, [1, 1], [0.9, 0.8], gt, [1, 1])
+    assert ev.evaluate()["mAP@0.5"] == pytest.approx(0.5)  # COCO's rule would give 1
 
 
 def test_instances_from_maps_majority_class():
@@ -140,8 +160,10 @@ def test_agrees_with_cocoeval_at_iou_half(seed):
         images.append((gm, gc, np.stack(pm), np.asarray(pc), ps.tolist()))
 
     ev = InstanceMAPEvaluator(num_classes=num_classes, thresholds=(0.5,))
-    for gm, gc, pm, pc, ps in images:
-        ev.process(pm, pc, ps, gm, gc)
+    ev.process(
+        [InstanceMAPPrediction(pm, pc, ps) for _, _, pm, pc, ps in images],
+        [InstanceMAPTarget(gm, gc) for gm, gc, _, _, _ in images],
+    )
     assert 0.0 < ev.evaluate()["mAP@0.5"] < 1.0  # a mix of hits and misses
     coco_precision, coco_recall, rec_thrs = _coco_eval(images, num_classes)
     for c in range(1, num_classes + 1):
@@ -156,20 +178,24 @@ def test_agrees_with_cocoeval_at_iou_half(seed):
 def test_errors():
     gt = _box(4, 4, 0, 2, 0, 4)[None]
     ev = InstanceMAPEvaluator()
-    with pytest.raises(ValueError, match=r"pred_classes must lie in 1\.\.20, got 21"):
-        ev.process(gt, [21], [1.0], gt, [1])
-    with pytest.raises(ValueError, match=r"pred_classes must lie in 1\.\.20, got 0"):
-        ev.process(gt, [0], [1.0], gt, [1])
-    with pytest.raises(ValueError, match="gt_classes must lie in 0..20, got -1"):
-        ev.process(gt, [1], [1.0], gt, [-1])
+    with pytest.raises(ValueError, match=r"predictions\[0\].classes must lie in 1\.\.20, got 21"):
+        _process(ev, gt, [21], [1.0], gt, [1])
+    with pytest.raises(ValueError, match=r"predictions\[0\].classes must lie in 1\.\.20, got 0"):
+        _process(ev, gt, [0], [1.0], gt, [1])
+    with pytest.raises(ValueError, match=r"targets\[0\].classes must lie in 0..20, got -1"):
+        _process(ev, gt, [1], [1.0], gt, [-1])
     with pytest.raises(ValueError, match="one class and score per predicted mask"):
-        ev.process(gt, [1, 2], [1.0], gt, [1])
-    with pytest.raises(ValueError, match="expected 1 gt_classes"):
-        ev.process(gt, [1], [1.0], gt, [1, 2])
-    with pytest.raises(ValueError, match="pred_scores must be finite"):
-        ev.process(gt, [1], [float("nan")], gt, [1])
+        _process(ev, gt, [1, 2], [1.0], gt, [1])
+    with pytest.raises(ValueError, match=r"targets\[0\]: expected 1 classes"):
+        _process(ev, gt, [1], [1.0], gt, [1, 2])
+    with pytest.raises(ValueError, match="predictions.0..scores must be finite"):
+        _process(ev, gt, [1], [float("nan")], gt, [1])
     with pytest.raises(ValueError, match="predicted masks are 4x4 but the ground truth is 5x5"):
-        ev.process(gt, [1], [1.0], np.zeros((1, 5, 5), bool), [1])
+        _process(ev, gt, [1], [1.0], np.zeros((1, 5, 5), bool), [1])
+    with pytest.raises(ValueError, match=r"targets\[0\]: void mask is \(3, 3\)"):
+        _process(ev, gt, [1], [1.0], gt, [1], void=np.zeros((3, 3), bool))
+    with pytest.raises(TypeError, match=r"predictions\[0\] must be a InstanceMAPPrediction"):
+        ev.process([gt], [InstanceMAPTarget(gt, [1])])
     with pytest.raises(ValueError, match="no ground-truth instances with a class"):
         ev.evaluate()
     with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
@@ -180,20 +206,3 @@ def test_errors():
         InstanceMAPEvaluator(num_classes=2, class_names=["a"])
     with pytest.raises(ValueError, match="must be \\(H, W\\) maps of one shape"):
         instances_from_maps(torch.zeros(2, 2), torch.zeros(2, 3))
-
-
-def test_instances_to_coco():
-    masks = np.stack([_box(4, 6, 0, 2, 0, 6), _box(4, 6, 2, 4, 0, 3)])
-    records = instances_to_coco("img", masks, torch.tensor([15, 3]), [0.9, 0.4])
-    assert [r["category_id"] for r in records] == [15, 3]
-    assert records[0]["segmentation"]["size"] == [4, 6] and records[1]["score"] == 0.4
-    assert (
-        mask_utils.decode(
-            {"size": [4, 6], "counts": records[1]["segmentation"]["counts"].encode()}
-        ).sum()
-        == 6
-    )
-    with pytest.raises(ValueError, match=r"classes must lie in 1..20, got 21"):
-        instances_to_coco("img", masks, [21, 1], [1.0, 1.0])
-    with pytest.raises(ValueError, match="expected 2 classes"):
-        instances_to_coco("img", masks, [1], [1.0, 1.0])

@@ -1,4 +1,4 @@
-"""Proposal recall: hand-made cases, matching rules, ranking order, errors, the plot."""
+"""Proposal recall: hand-made cases, matching rules, ranking order and errors."""
 
 from __future__ import annotations
 
@@ -6,17 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from pixelgroup.metrics.matching import box_iou, mask_iou, masks_to_boxes
 from pixelgroup.metrics.proposals import (
     IOU_THRESHOLDS,
     ProposalEvaluator,
-    box_iou,
-    coco_to_proposals,
-    decode_rles,
-    mask_iou,
-    masks_to_boxes,
+    ProposalPrediction,
+    ProposalTarget,
     match_proposals,
-    plot_average_recall,
-    proposals_to_coco,
 )
 
 
@@ -30,15 +26,20 @@ def _gt():
     return np.stack([_square(40, 40, 0, 0, 10), _square(40, 40, 20, 20, 10)])
 
 
+def _process(ev, gt, props, scores, void=None):
+    ev.process([ProposalPrediction(props, scores)], [ProposalTarget(gt, void)])
+
+
 def test_perfect_proposals_give_ar_one():
     ev = ProposalEvaluator()
     gt = _gt()
-    ev.process("a", gt, gt, np.array([0.9, 0.8]))
+    _process(ev, gt, gt, np.array([0.9, 0.8]))
     out = ev.evaluate()
     assert out["AR@1"] == pytest.approx(0.5)  # one proposal covers one of two instances
     for k in (5, 10, 100):
         assert out[f"AR@{k}"] == 1.0 and out[f"box_AR@{k}"] == 1.0 and out[f"R50@{k}"] == 1.0
     assert out["num_images"] == 1 and out["num_instances"] == 2
+    assert ev.recall("mask").shape == (6, 10) and ev.recall("box")[2].tolist() == [1.0] * 10
 
 
 def test_shifted_mask_has_known_iou():
@@ -53,7 +54,7 @@ def test_recall_of_shifted_mask_counts_thresholds():
     # IoU 2/3 meets thresholds 0.50..0.65 (4 of 10): AR = 0.4, recall@0.5 = 1.
     ev = ProposalEvaluator(counts=(1,))
     gt = _square(40, 40, 0, 0, 10)[None]
-    ev.process("a", gt, _square(40, 40, 0, 2, 10)[None], [1.0])
+    _process(ev, gt, _square(40, 40, 0, 2, 10)[None], [1.0])
     out = ev.evaluate()
     assert out["AR@1"] == pytest.approx(0.4)
     assert out["R50@1"] == 1.0
@@ -61,7 +62,7 @@ def test_recall_of_shifted_mask_counts_thresholds():
     ev.reset()
     prop = np.zeros((1, 40, 40), bool)
     prop[0, :10, :6] = True  # 60 pixels inside a 100-pixel GT: IoU 0.6
-    ev.process("b", gt, prop, [1.0])
+    _process(ev, gt, prop, [1.0])
     assert ev.evaluate()["AR@1"] == pytest.approx(0.3)
 
 
@@ -70,8 +71,8 @@ def test_reverse_order_gives_lower_ar_at_one():
     good, bad = gt[0], _square(40, 40, 0, 5, 10)
     props = np.stack([good, bad])
     forward, reverse = ProposalEvaluator(), ProposalEvaluator()
-    forward.process("a", gt, props, [2.0, 1.0])
-    reverse.process("a", gt, props, [1.0, 2.0])
+    _process(forward, gt, props, [2.0, 1.0])
+    _process(reverse, gt, props, [1.0, 2.0])
     assert forward.evaluate()["AR@1"] == 1.0
     assert reverse.evaluate()["AR@1"] == pytest.approx(0.0)  # IoU 1/3 < 0.5
     assert reverse.evaluate()["AR@5"] == 1.0
@@ -87,14 +88,22 @@ def test_each_gt_and_proposal_matched_once():
     assert match_proposals(ious, (1, 2)).tolist() == [[0.0, 0.9], [0.0, 0.9]]
     ious = np.array([[0.6, 0.9], [0.7, 0.0]])
     assert match_proposals(ious, (2,)).tolist() == [[0.7, 0.9]]
+    with pytest.raises(ValueError, match=r"ious must have shape \(K, G\)"):
+        match_proposals(np.zeros(3))
 
 
 def test_recall_pools_instances_over_images():
     ev = ProposalEvaluator(counts=(10,))
     gt = _gt()
-    ev.process("a", gt, gt, [1.0, 1.0])  # 2 of 2 found
-    ev.process("b", gt[:1], _square(40, 40, 30, 30, 5)[None], [1.0])  # 0 of 1 found
+    ev.process(
+        [
+            ProposalPrediction(gt, [1.0, 1.0]),
+            ProposalPrediction(_square(40, 40, 30, 30, 5)[None], [1.0]),
+        ],
+        [ProposalTarget(gt), ProposalTarget(gt[:1])],
+    )  # 2 of 2 found, then 0 of 1
     assert ev.evaluate()["AR@10"] == pytest.approx(2 / 3)
+    assert ev.evaluate()["num_images"] == 2
 
 
 def test_void_pixels_are_ignored():
@@ -102,14 +111,14 @@ def test_void_pixels_are_ignored():
     prop = _square(40, 40, 0, 0, 12)[None]  # spills 44 pixels outside the GT
     void = _square(40, 40, 0, 0, 12) & ~gt[0]
     ev = ProposalEvaluator(counts=(1,))
-    ev.process("a", gt, prop, [1.0], void=void)
+    _process(ev, gt, prop, [1.0], void=void)
     assert ev.evaluate()["AR@1"] == 1.0
 
 
 def test_accepts_tensors():
     gt = torch.from_numpy(_gt())
     ev = ProposalEvaluator()
-    ev.process("a", gt, gt, torch.tensor([1.0, 0.5]))
+    _process(ev, gt, gt, torch.tensor([1.0, 0.5]), void=torch.zeros(40, 40, dtype=torch.bool))
     assert ev.evaluate()["AR@10"] == 1.0
 
 
@@ -121,50 +130,30 @@ def test_errors():
     ev = ProposalEvaluator()
     gt = _gt()
     with pytest.raises(ValueError, match="proposal masks are 20x20 but the image's ground truth"):
-        ev.process("a", gt, np.zeros((1, 20, 20), bool), [1.0])
-    with pytest.raises(ValueError, match="has no proposals"):
-        ev.process("a", gt, np.zeros((0, 40, 40), bool), [])
+        _process(ev, gt, np.zeros((1, 20, 20), bool), [1.0])
+    with pytest.raises(ValueError, match=r"predictions\[0\] has no proposals"):
+        _process(ev, gt, np.zeros((0, 40, 40), bool), [])
     with pytest.raises(ValueError, match="expected 2 scores"):
-        ev.process("a", gt, gt, [1.0])
-    with pytest.raises(ValueError, match=r"must have shape \(K, H, W\)"):
-        ev.process("a", gt, gt[0], [1.0])
-    with pytest.raises(TypeError, match="must be a"):
-        ev.process("a", gt, [[0]], [1.0])
+        _process(ev, gt, gt, [1.0])
+    with pytest.raises(ValueError, match=r"predictions\[0\].masks must have shape \(K, H, W\)"):
+        _process(ev, gt, gt[0], [1.0])
+    with pytest.raises(TypeError, match="must be a numpy array or torch.Tensor"):
+        _process(ev, gt, [[0]], [1.0])
+    with pytest.raises(ValueError, match=r"targets\[0\]: void mask is \(4, 4\)"):
+        _process(ev, gt, gt, [1.0, 1.0], void=np.zeros((4, 4), bool))
+    with pytest.raises(ValueError, match="predictions.0..scores must be finite"):
+        _process(ev, gt, gt, [1.0, float("nan")])
+    with pytest.raises(TypeError, match=r"targets\[0\] must be a ProposalTarget, got ndarray"):
+        ev.process([ProposalPrediction(gt, [1.0, 1.0])], [gt])
     with pytest.raises(ValueError, match="no images processed"):
         ev.evaluate()
-    ev.process("a", gt, gt, [1.0, 1.0])
-    with pytest.raises(ValueError, match="'a' was already processed"):
-        ev.process("a", gt, gt, [1.0, 1.0])
+    with pytest.raises(ValueError, match="kind must be 'mask' or 'box'"):
+        ev.recall("polygon")
     with pytest.raises(ValueError, match="counts must be positive ints"):
         ProposalEvaluator(counts=(0,))
     with pytest.raises(ValueError, match="thresholds must lie in"):
         ProposalEvaluator(thresholds=(1.5,))
     empty = ProposalEvaluator()
-    empty.process("z", np.zeros((0, 4, 4), bool), np.ones((1, 4, 4), bool), [1.0])
+    _process(empty, np.zeros((0, 4, 4), bool), np.ones((1, 4, 4), bool), [1.0])
     with pytest.raises(ValueError, match="no ground-truth instances"):
         empty.evaluate()
-
-
-def test_plot_writes_png(tmp_path):
-    out = plot_average_recall({"ours": {1: 0.2, 10: 0.5, 100: 0.6}}, tmp_path / "ar.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list(tmp_path.iterdir()) == [out]
-    with pytest.raises(ValueError, match="must end in .png"):
-        plot_average_recall({}, tmp_path / "ar.jpg")
-
-
-def test_coco_round_trip():
-    masks = _gt()
-    records = proposals_to_coco("img", masks, [0.5, 0.9])
-    assert [r["score"] for r in records] == [0.5, 0.9]
-    assert isinstance(records[0]["segmentation"]["counts"], str)
-    rles, scores = coco_to_proposals(records)["img"]
-    assert (decode_rles(rles) == masks).all() and scores.tolist() == [0.5, 0.9]
-    # uncompressed RLE (counts as a list, column-major runs) is accepted too
-    plain = {"size": [2, 2], "counts": [1, 2, 1]}
-    rles, _ = coco_to_proposals([{"image_id": 7, "segmentation": plain, "score": 1}])["7"]
-    assert decode_rles(rles)[0].tolist() == [[False, True], [True, False]]
-    with pytest.raises(ValueError, match="expected 2 scores"):
-        proposals_to_coco("img", masks, [1.0])
-    with pytest.raises(ValueError, match="must be a JSON list"):
-        coco_to_proposals({"a": 1})

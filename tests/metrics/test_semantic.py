@@ -6,6 +6,8 @@ import torch
 
 from pixelgroup.metrics.semantic import (
     SemanticEvaluator,
+    SemanticPrediction,
+    SemanticTarget,
     boundary_match_counts,
     confusion_matrix,
     label_boundaries,
@@ -35,11 +37,18 @@ def test_ignore_index_is_honoured_and_absent_classes_skipped():
     assert math.isnan(scores["iou"][2])
 
 
+def _process(ev, preds, targets):
+    """One record per image of ``(B, H, W)`` maps."""
+    ev.process([SemanticPrediction(p) for p in preds], [SemanticTarget(t) for t in targets])
+
+
 def test_evaluator_accumulates():
     ev = SemanticEvaluator(num_classes=2)
-    ev.process(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
-    ev.process(torch.tensor([[1, 1]]), torch.tensor([[0, 1]]))
-    assert ev.evaluate()["pixel_acc"] == pytest.approx(3 / 4)
+    _process(ev, torch.tensor([[[0, 1]]]), torch.tensor([[[0, 1]]]))
+    _process(ev, np.array([[[1, 1]]]), np.array([[[0, 1]]]))  # numpy works too
+    scores = ev.evaluate()
+    assert scores == {"mIoU": pytest.approx(7 / 12), "pixel_acc": 3 / 4, "mean_acc": 3 / 4}
+    assert ev.class_iou() == pytest.approx([1 / 2, 2 / 3])
     ev.reset()
     assert int(ev.confusion.sum()) == 0
 
@@ -77,7 +86,7 @@ def test_boundary_counts_within_tolerance():
     assert boundary_match_counts(shifted, gt, 0.02).tolist() == [40, 40, 40, 40]
     assert boundary_match_counts(shifted, gt, 0.01).tolist() == [0, 40, 0, 40]
     ev = SemanticEvaluator(2, boundary_max_dist=0.01)
-    ev.process(torch.from_numpy(np.stack([gt, shifted])), torch.from_numpy(np.stack([gt, gt])))
+    _process(ev, torch.from_numpy(np.stack([gt, shifted])), torch.from_numpy(np.stack([gt, gt])))
     scores = ev.evaluate()
     assert scores["boundary_P"] == scores["boundary_R"] == pytest.approx(0.5)
     assert scores["boundary_F"] == pytest.approx(0.5)
@@ -85,10 +94,10 @@ def test_boundary_counts_within_tolerance():
 
 def test_boundary_scores_of_flat_maps():
     ev = SemanticEvaluator(2, boundary_max_dist=0.01)
-    ev.process(torch.zeros(1, 8, 8, dtype=torch.long), torch.zeros(1, 8, 8, dtype=torch.long))
+    _process(ev, torch.zeros(1, 8, 8, dtype=torch.long), torch.zeros(1, 8, 8, dtype=torch.long))
     assert ev.evaluate()["boundary_F"] == 1.0
     ev.reset()
-    ev.process(torch.zeros(8, 8, dtype=torch.long), torch.eye(8, dtype=torch.long))
+    _process(ev, torch.zeros(1, 8, 8, dtype=torch.long), torch.eye(8, dtype=torch.long)[None])
     assert ev.evaluate()["boundary_F"] == 0.0
 
 
@@ -96,9 +105,17 @@ def test_evaluator_ignore_index_skips_void_pixels():
     ev = SemanticEvaluator(3, ignore_index=255, boundary_max_dist=0.05)
     target = torch.tensor([[0, 0, 255, 1], [0, 0, 255, 1]])
     pred = torch.tensor([[0, 0, 2, 1], [0, 0, 2, 1]])
-    ev.process(pred, target)
+    ev.process([SemanticPrediction(pred)], [SemanticTarget(target)])
     scores = ev.evaluate()
     assert scores["mIoU"] == 1.0 and scores["pixel_acc"] == 1.0
+    assert set(scores) == {
+        "mIoU",
+        "pixel_acc",
+        "mean_acc",
+        "boundary_P",
+        "boundary_R",
+        "boundary_F",
+    }
     assert int(ev.confusion.sum()) == 6
 
 
@@ -112,13 +129,35 @@ def test_evaluator_ignore_index_skips_void_pixels():
         ),
         (lambda: SemanticEvaluator(2, boundary_max_dist=0.0), "boundary_max_dist must be > 0"),
         (
-            lambda: SemanticEvaluator(2, boundary_max_dist=0.1).process(
-                torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long)
+            lambda: SemanticEvaluator(2).process(
+                [SemanticPrediction(torch.zeros(4, dtype=torch.long))],
+                [SemanticTarget(torch.zeros(4, dtype=torch.long))],
             ),
-            r"boundary F needs \(H, W\) or \(B, H, W\) maps",
+            r"predictions\[0\].labels must be an \(H, W\) class map, got shape \(4,\)",
+        ),
+        (
+            lambda: SemanticEvaluator(2).process(
+                [SemanticPrediction(torch.zeros(2, 2, dtype=torch.long))],
+                [SemanticTarget(torch.full((2, 2), 5))],
+            ),
+            r"target has class ids outside \[0, 2\)",
+        ),
+        (
+            lambda: SemanticEvaluator(2).process(
+                [SemanticPrediction(torch.zeros(2, 2, dtype=torch.long))], []
+            ),
+            "got 1 predictions and 0 targets",
         ),
     ],
 )
 def test_boundary_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_float_maps_are_a_type_error():
+    with pytest.raises(TypeError, match=r"targets\[0\].labels must hold integer class ids"):
+        SemanticEvaluator(2).process(
+            [SemanticPrediction(torch.zeros(2, 2, dtype=torch.long))],
+            [SemanticTarget(torch.zeros(2, 2))],
+        )

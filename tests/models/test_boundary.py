@@ -45,8 +45,10 @@ def test_backward_reaches_backbone_and_heads(net):
     net.zero_grad()
 
 
-def test_registry_and_state_dict_round_trip(tmp_path):
-    a = build_model("boundary", backbone="resnet50", stages=[3, 4], embedding_dim=2).eval()
+def test_not_in_the_embedding_registry_and_state_dict_round_trip(tmp_path):
+    with pytest.raises(KeyError, match="unknown model 'boundary'; valid models: dense, toy"):
+        build_model("boundary")
+    a = BoundaryNet("resnet50", stages=[3, 4], embedding_dim=2).eval()
     assert isinstance(a, BoundaryNet) and a.stages == (3, 4)
     torch.save(a.state_dict(), tmp_path / "w.pt")
     b = BoundaryNet("resnet50", stages=(3, 4), embedding_dim=2).eval()

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from pixelgroup.models import build_model
-from pixelgroup.models.dense import DenseEmbeddingNet, DenseOutput
+from pixelgroup.models import EmbeddingOutput, build_model
+from pixelgroup.models.dense import DenseEmbeddingNet
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def net():
 def test_forward_backward_unit_norm(net, device):
     model = net.to(device)
     out = model(torch.rand(2, 3, 64, 48, device=device))
-    assert isinstance(out, DenseOutput)
+    assert isinstance(out, EmbeddingOutput)
     assert out.embedding.shape == (2, 16, 8, 6) and out.embedding.device.type == device.type
     assert out.semantic.shape == (2, 21, 8, 6)
     norms = out.embedding.norm(dim=1)
@@ -98,3 +98,44 @@ def test_frozen_backbone_gets_no_gradient_and_stays_in_eval():
     model(torch.rand(2, 3, 32, 32)).embedding.sum().backward()
     assert all(p.grad is None for p in model.backbone.parameters())
     assert model.embed.conv.weight.grad is not None
+
+
+def test_frozen_stages_keep_their_batch_norm_statistics():
+    """Frozen stages use FrozenBatchNorm2d: a train-mode step at batch size 1 leaves their
+    statistics alone (plain requires_grad=False did not) and no gradient reaches them."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    net = DenseEmbeddingNet("resnet50", embedding_dim=4, head_channels=8, frozen_stages=2)
+    stem_bn, res2_bn = net.backbone.stem[1], net.backbone.layers[0][0].bn1
+    res3_bn = net.backbone.layers[1][0].bn1
+    assert isinstance(stem_bn, FrozenBatchNorm2d) and isinstance(res2_bn, FrozenBatchNorm2d)
+    assert isinstance(res3_bn, torch.nn.BatchNorm2d)
+    before = stem_bn.running_mean.clone(), res2_bn.running_var.clone()
+    net.train()
+    net(torch.rand(1, 3, 32, 32)).embedding.sum().backward()
+    assert torch.equal(stem_bn.running_mean, before[0])
+    assert torch.equal(res2_bn.running_var, before[1])
+    assert all(p.grad is None for p in net.backbone.layers[0].parameters())
+    assert net.backbone.layers[1][0].conv1.weight.grad is not None
+
+
+def test_frozen_stages_load_weights_saved_before_freezing(tmp_path):
+    """A state dict of the unfrozen model (with BatchNorm's num_batches_tracked) loads into
+    the frozen one, as checkpoints written before frozen_stages became a model argument do."""
+    from pixelgroup.engine.checkpoint import load_weights
+
+    plain = DenseEmbeddingNet("resnet50", embedding_dim=4, head_channels=8)
+    frozen = DenseEmbeddingNet("resnet50", embedding_dim=4, head_channels=8, frozen_stages=3)
+    load_weights(frozen, plain.state_dict(), tmp_path / "old.pt")
+    assert torch.equal(frozen.backbone.stem[1].weight, plain.backbone.stem[1].weight)
+
+
+@pytest.mark.parametrize("bad", [-1, 6, True, "2"])
+def test_frozen_stages_errors(bad):
+    with pytest.raises(ValueError, match="frozen_stages must be an int in 0..5"):
+        DenseEmbeddingNet("resnet50", embedding_dim=4, head_channels=8, frozen_stages=bad)
+
+
+def test_frozen_stages_need_a_resnet():
+    with pytest.raises(ValueError, match="frozen_stages needs a ResNet backbone"):
+        DenseEmbeddingNet("efficientnet_lite0", embedding_dim=4, head_channels=8, frozen_stages=1)

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from pixelgroup.models import build_model
-from pixelgroup.models.dense import DenseOutput
+from pixelgroup.models import EmbeddingOutput, build_model
 
 
 def _small(**kw):
@@ -45,7 +44,7 @@ def test_semantic_head_shares_the_trunk():
 def test_double_precision_and_dense_output_still_a_subclass():
     model = _small(num_classes=2).double()
     assert model(_image(1, 3, 8, 8, dtype=torch.float64)).semantic.dtype == torch.float64
-    out = DenseOutput(embedding=torch.zeros(1), raw=torch.zeros(1))
+    out = EmbeddingOutput(embedding=torch.zeros(1), raw=torch.zeros(1))
     assert out.semantic is None
 
 

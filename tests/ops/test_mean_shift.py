@@ -4,7 +4,13 @@ import scipy.io
 import torch
 
 from pixelgroup.ops import RecurrentMeanShift, gbms_step, normalize_to_sphere, recurrent_mean_shift
-from tests._reference import clustered_sphere, gbms_step_reference, random_sphere
+from tests._reference import (
+    clustered_sphere,
+    gbms_step_lse,
+    gbms_step_reference,
+    gbms_step_tolerance,
+    random_sphere,
+)
 
 IMPLS = ["auto", "tiled", "sdpa", "dense"]
 
@@ -133,3 +139,182 @@ def test_module_dense_map_layout_and_repr():
 def test_bad_input_names_the_problem(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_small_bandwidth_moves_isolated_points_by_almost_nothing():
+    """Issue 14: at δ = 1e-4 every point sees only itself; the tiled layer used to put every
+    point on the global mean (a move of 1.87)."""
+    x = normalize_to_sphere(torch.randn(1, 50, 3, generator=torch.Generator().manual_seed(0)), -1)
+    for impl in IMPLS:
+        out = gbms_step(x, 1e-4, impl=impl)
+        assert float((out - x).abs().max()) < 1e-4, impl
+        torch.testing.assert_close(out.double(), gbms_step_lse(x, 1e-4), rtol=0, atol=1e-6)
+
+
+def _accepted_rows(case: str) -> torch.Tensor:
+    """Rows that pass the unit-norm check (norm <= 1.01) but broke an implementation."""
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(1, 200, 3, generator=g, dtype=torch.float64)
+    if case == "bfloat16":
+        return normalize_to_sphere(z.bfloat16(), dim=-1)  # norms up to 1.004
+    if case == "float16":
+        return normalize_to_sphere(z.half(), dim=-1)
+    if case == "float32 exact":
+        z = z.float()
+        return z / z.norm(dim=-1, keepdim=True)
+    x = z / z.norm(dim=-1, keepdim=True)
+    if case == "norm 1.009":
+        x[0, 0] *= 1.009
+    elif case == "short rows":
+        x[0, :50] *= torch.linspace(0, 0.99, 50, dtype=torch.float64)[:, None]
+    return x
+
+
+@pytest.mark.parametrize(
+    ("case", "bandwidth"),
+    [
+        ("bfloat16", 0.005),
+        ("float16", 0.002),
+        ("float32 exact", 3e-5),
+        ("float32 exact", 1e-5),
+        ("norm 1.009", 0.01),
+        ("float64", 5e-4),
+        ("float64", 1e-5),
+        ("short rows", 0.01),
+        ("short rows", 1e-3),
+    ],
+)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_rows_the_check_accepts_give_the_reference_answer(case, bandwidth, impl):
+    """Issue 14: NaN (tiled, dense) or a wrong answer for rows that pass the unit-norm check."""
+    x = _accepted_rows(case).requires_grad_()
+    out = gbms_step(x, bandwidth, impl=impl)
+    assert bool(torch.isfinite(out).all())
+    bound, _ = gbms_step_tolerance(x.detach(), bandwidth, x.dtype)
+    err = (out.double() - gbms_step_lse(x.detach(), bandwidth)).norm(dim=-1)
+    assert bool((err <= 2 * bound).all()), float((err - 2 * bound).max())
+    (grad,) = torch.autograd.grad((out.float() * torch.linspace(-1, 1, 3)).sum(), x)
+    assert bool(torch.isfinite(grad).all())
+
+
+def test_empty_batch_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"x must have B >= 1.*got shape \(0, 5, 3\)"):
+        gbms_step(torch.zeros(0, 5, 3), 0.1)
+    with pytest.raises(ValueError, match=r"B >= 1"):
+        recurrent_mean_shift(torch.zeros(0, 5, 3), 0.1, 2)
+
+
+@pytest.mark.parametrize(
+    ("bandwidth", "num_iters"),
+    [
+        (np.float32(0.25), np.int64(2)),
+        (np.float64(0.25), np.int32(2)),
+        (torch.tensor(0.25), torch.tensor(2)),
+        (1, 2),
+    ],
+)
+def test_numpy_and_zero_dim_tensor_scalars_are_accepted(bandwidth, num_iters):
+    x = random_sphere(1, 20, 3, seed=0)
+    bw = float(bandwidth)
+    expected = recurrent_mean_shift(x, bw, 2)
+    got = recurrent_mean_shift(x, bandwidth, num_iters)
+    assert len(got) == 3
+    torch.testing.assert_close(got[-1], expected[-1])
+    torch.testing.assert_close(gbms_step(x, bandwidth), expected[1])
+    layer = RecurrentMeanShift(bandwidth, num_iters)
+    assert layer.bandwidth == bw and layer.num_iters == 2 and type(layer.num_iters) is int
+    torch.testing.assert_close(layer(x)[-1], expected[-1])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), 0.0),
+            ValueError,
+            r"bandwidth must be a finite number > 0, got 0\.0",
+        ),
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), -1),
+            ValueError,
+            r"bandwidth must be a finite number > 0, got -1",
+        ),
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), float("nan")),
+            ValueError,
+            r"bandwidth must be a finite number > 0, got nan",
+        ),
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), float("inf")),
+            ValueError,
+            r"bandwidth must be a finite number > 0, got inf",
+        ),
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), 1e-9),
+            ValueError,
+            r"bandwidth must be >= 1e-08.*got 1e-09",
+        ),
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), True),
+            TypeError,
+            r"bandwidth must be a number, got bool",
+        ),
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), "0.1"),
+            TypeError,
+            r"bandwidth must be a number, got str",
+        ),
+        (
+            lambda: gbms_step(random_sphere(1, 4, 3), torch.tensor([0.1, 0.2])),
+            TypeError,
+            r"bandwidth must be a number, got a tensor of shape \(2,\)",
+        ),
+        (
+            lambda: recurrent_mean_shift(random_sphere(1, 4, 3), 0.1, 2.0),
+            TypeError,
+            r"num_iters must be an int, got float 2\.0",
+        ),
+        (
+            lambda: recurrent_mean_shift(random_sphere(1, 4, 3), 0.1, np.float64(2)),
+            TypeError,
+            r"num_iters must be an int, got float64",
+        ),
+        (
+            lambda: recurrent_mean_shift(random_sphere(1, 4, 3), 0.1, -1),
+            ValueError,
+            r"num_iters must be >= 0, got -1",
+        ),
+        (
+            lambda: RecurrentMeanShift(0.0),
+            ValueError,
+            r"bandwidth must be a finite number > 0, got 0\.0",
+        ),
+        (
+            lambda: RecurrentMeanShift(0.1, 2.0),
+            TypeError,
+            r"num_iters must be an int, got float 2\.0",
+        ),
+        (
+            lambda: RecurrentMeanShift(0.1, 2, impl="magic"),
+            ValueError,
+            r"impl must be one of .*got 'magic'",
+        ),
+    ],
+)
+def test_bad_scalars_name_the_argument_and_the_value(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_dense_layout_errors_speak_of_the_dense_layout():
+    """Issue 14: errors for a (B, D, H, W) map cited the last dim and an internal (2, 0, 4)."""
+    layer = RecurrentMeanShift(0.1, 1)
+    with pytest.raises(ValueError, match=r"\(B, D, H, W\).*got shape \(2, 4, 0, 5\)") as info:
+        layer(torch.zeros(2, 4, 0, 5))
+    assert "(2, 0, 4)" not in str(info.value)
+    z = 3 * normalize_to_sphere(torch.randn(2, 4, 3, 5))
+    with pytest.raises(ValueError, match=r"unit-norm vectors along dim 1 \(D\)") as info:
+        layer(z)
+    assert "last dim" not in str(info.value)
+    with pytest.raises(TypeError, match="floating"):
+        layer(torch.ones(2, 4, 3, 5, dtype=torch.long))

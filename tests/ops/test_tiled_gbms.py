@@ -1,10 +1,16 @@
 import pytest
 import torch
 
-from pixelgroup.ops import gbms_step, recurrent_mean_shift
+from pixelgroup.ops import gbms_step, normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.ops.mean_shift import _blur_dense
 from pixelgroup.ops.tiled_gbms import tiled_blur
-from tests._reference import clustered_sphere, peak_cpu_bytes, random_sphere
+from tests._reference import (
+    clustered_sphere,
+    gbms_blur_lse,
+    gbms_step_lse,
+    peak_cpu_bytes,
+    random_sphere,
+)
 
 
 @pytest.mark.parametrize("tile", [4, 7, 64])  # several tile pairs with ragged edges, one tile
@@ -85,3 +91,42 @@ def test_auto_picks_tiled_on_cpu(monkeypatch, dim, grad):
     monkeypatch.setattr(ms, "_BLURS", {name: recording(name) for name in ms._BLURS})
     gbms_step(random_sphere(1, 8, dim, seed=0).requires_grad_(grad), 0.5)
     assert used == ["tiled"]
+
+
+def _uneven_rows(n: int, dim: int, seed: int) -> torch.Tensor:
+    """Unit rows with every fourth row shortened (one to zero): the checks accept them."""
+    x = random_sphere(1, n, dim, seed=seed)
+    x[0, ::4] *= torch.linspace(0.0, 0.99, len(range(0, n, 4)), dtype=torch.float64)[:, None]
+    return x
+
+
+@pytest.mark.parametrize("tile", [4, 16, 512])
+@pytest.mark.parametrize("bandwidth", [1e-3, 0.05, 0.3])
+def test_rows_of_unequal_norm_match_the_reference(tile, bandwidth):
+    """Rows far shorter than the longest: the fixed shift κ·max|x|² leaves their kernel sums
+    below the floor, so they are recomputed with their own largest logit."""
+    x = _uneven_rows(37, 4, seed=tile).requires_grad_()
+    weights = random_sphere(1, 37, 4, seed=1)
+    got = normalize_to_sphere(tiled_blur(x, bandwidth, tile), dim=-1)
+    expected = gbms_step_lse(x, bandwidth)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
+    (g_exp,) = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(g_got, g_exp, rtol=1e-7, atol=1e-7 / bandwidth**2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradcheck_with_recomputed_rows(seed):
+    x = _uneven_rows(11, 3, seed=seed).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: tiled_blur(x, 0.1, 4), (x,))
+
+
+def test_rows_longer_than_one_do_not_overflow():
+    """A row of norm 1.009 (accepted) at δ = 0.01: its logits exceed κ, which the old fixed
+    shift κ did not allow for (exp overflowed to inf, then NaN)."""
+    x = random_sphere(1, 30, 3, seed=2, dtype=torch.float32)
+    x[0, 0] *= 1.009
+    got = tiled_blur(x, 0.01)
+    assert bool(torch.isfinite(got).all())
+    y = gbms_blur_lse(x, 0.01)[0]
+    torch.testing.assert_close(got.double(), y, rtol=0, atol=1e-4)

@@ -1,14 +1,24 @@
+import numpy as np
 import pytest
 import torch
 
 import pixelgroup.ops.weighted_mean_shift as wms
-from pixelgroup.ops import recurrent_mean_shift
+from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.ops.weighted_mean_shift import (
     merge_coincident,
     merged_mean_shift,
     weighted_gbms_step,
 )
-from tests._reference import clustered_sphere, gbms_step_reference, random_sphere
+from tests._reference import (
+    UNIT_ROUNDOFF,
+    clustered_sphere,
+    gbms_blur_lse,
+    gbms_logit_error,
+    gbms_step_lse,
+    gbms_step_reference,
+    gbms_step_tolerance,
+    random_sphere,
+)
 
 
 def test_weighted_step_equals_step_on_repeated_points():
@@ -17,10 +27,10 @@ def test_weighted_step_equals_step_on_repeated_points():
     weights = torch.tensor([1, 3, 2, 1, 1, 4, 1, 1, 2, 1, 1, 5], dtype=torch.float64)
     repeated = x.repeat_interleave(weights.long(), dim=0)
     expected = gbms_step_reference(repeated[None], 0.4)[0]
-    got, density = weighted_gbms_step(x, weights, 0.4)
+    got, log_density = weighted_gbms_step(x, weights, 0.4)
     torch.testing.assert_close(got.repeat_interleave(weights.long(), dim=0), expected)
     kernel = torch.exp((x @ repeated.T - 1) / 0.4**2)
-    torch.testing.assert_close(density, kernel.sum(1))
+    torch.testing.assert_close(log_density, kernel.sum(1).log())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -32,11 +42,11 @@ def test_weighted_step_matches_dense_reference(dtype):
     kernel = torch.exp((x @ x.T - 1) / 0.15**2) * weights
     mean = kernel @ x / kernel.sum(1, keepdim=True)
     expected = mean / (mean.norm(dim=1, keepdim=True) + 1e-5)  # gbms_step's re-projection
-    moved, density = weighted_gbms_step(x, weights, 0.15)
-    assert moved.dtype == density.dtype == dtype
+    moved, log_density = weighted_gbms_step(x, weights, 0.15)
+    assert moved.dtype == log_density.dtype == dtype
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     torch.testing.assert_close(moved, expected, rtol=tol, atol=tol)
-    torch.testing.assert_close(density, kernel.sum(1), rtol=tol, atol=0)
+    torch.testing.assert_close(log_density, kernel.sum(1).log(), rtol=0, atol=tol)
 
 
 def test_exact_merging_reproduces_recurrent_mean_shift():
@@ -123,3 +133,54 @@ def test_early_stop_and_density():
 def test_bad_input_names_the_problem(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         merged_mean_shift(*args, **kwargs)
+
+
+@pytest.mark.parametrize("bandwidth", [1e-5, 1e-4, 3e-3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weighted_step_at_small_bandwidth_is_finite_and_exact(bandwidth, dtype):
+    """Issue 14: the density sentinel (weight of the smallest point, logit 0) outweighed every
+    point once κ(|x|² − 1) < log(ε): moved points became NaN or wrong (1 − s cancelled)."""
+    x = normalize_to_sphere(random_sphere(40, 3, seed=3).to(dtype), dim=-1)  # norm 1 − 1e-5
+    x[:5] *= 0.5  # shorter rows: their own logit is far below κ
+    weights = torch.arange(1, 41, dtype=dtype)
+    moved, log_density = weighted_gbms_step(x, weights, bandwidth)
+    assert bool(torch.isfinite(moved).all()) and bool(torch.isfinite(log_density).all())
+    log_w = weights.double().log()[None]
+    expected = gbms_step_lse(x[None], bandwidth, log_w)[0]
+    bound = gbms_step_tolerance(x[None], bandwidth, dtype, log_w)[0][0]
+    assert bool(((moved.double() - expected).norm(dim=1) <= 2 * bound).all())
+    ref_log_density = gbms_blur_lse(x[None], bandwidth, log_w)[2][0]
+    tol = 2 * (gbms_logit_error(x, bandwidth, dtype, log_w) + 48 * UNIT_ROUNDOFF[dtype])
+    assert float((log_density.double() - ref_log_density).abs().max()) <= tol
+
+
+def test_density_is_the_exponential_of_the_log_density():
+    x, _ = clustered_sphere(2, 40, 4, spread=0.01, seed=4)
+    out = merged_mean_shift(x[0], 0.2, 50)
+    torch.testing.assert_close(out.density, out.log_density.exp())
+
+
+def test_merged_mean_shift_accepts_numpy_scalars():
+    x = random_sphere(30, 3, seed=6)
+    expected = merged_mean_shift(x, 0.3, 4, merge_tol=1e-3, stop_tol=1e-4)
+    got = merged_mean_shift(
+        x, np.float32(0.3), np.int64(4), merge_tol=np.float64(1e-3), stop_tol=torch.tensor(1e-4)
+    )
+    assert got.num_iters == expected.num_iters
+    torch.testing.assert_close(got.points[got.index], expected.points[expected.index])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"merge_tol": float("nan")}, ValueError, r"merge_tol must be finite, got nan"),
+        ({"stop_tol": -1.0}, ValueError, r"stop_tol must be >= 0, got -1\.0"),
+        ({"weights": torch.tensor([1.0, float("nan"), 1.0, 1.0])}, ValueError, "weights"),
+        ({"weights": torch.ones(4, dtype=torch.long)}, TypeError, "weights must be a floating"),
+        ({"num_iters": 2.0}, TypeError, r"num_iters must be an int, got float 2\.0"),
+    ],
+)
+def test_more_bad_input_names_the_problem(kwargs, error, match):
+    args = {"x": random_sphere(4, 3), "bandwidth": 0.1, "num_iters": 2} | kwargs
+    with pytest.raises(error, match=match):
+        merged_mean_shift(args.pop("x"), args.pop("bandwidth"), args.pop("num_iters"), **args)

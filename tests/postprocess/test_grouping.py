@@ -1,10 +1,16 @@
+import math
+import os
+
 import numpy as np
 import pytest
 import scipy.io
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 import pixelgroup.postprocess.grouping as grouping_module
+from pixelgroup.ops import normalize_to_sphere
 from pixelgroup.postprocess import InstanceGrouping, group_pixels
 from tests._reference import clustered_sphere, random_sphere
 
@@ -176,3 +182,86 @@ def test_bad_input_names_the_problem(kwargs, error, match):
     embedding = args.pop("embedding")
     with pytest.raises(error, match=match):
         group_pixels(embedding, **args)
+
+
+@pytest.mark.parametrize("bandwidth", [1.5, 2.0, 4.0])
+def test_bandwidth_beyond_sqrt_two_is_one_group(bandwidth):
+    """Issue 14: the default threshold 1 − δ² fell below −1 for δ >= √2 and the call failed
+    with "threshold … got None"; the kernel is then wider than the sphere: one group."""
+    emb, _ = _planted(seed=3)
+    out = group_pixels(emb, bandwidth=bandwidth)
+    assert out.labels.max() == 0 and out.areas.tolist() == [emb.shape[1] * emb.shape[2]]
+
+
+def test_numpy_and_zero_dim_tensor_settings_are_accepted():
+    emb, truth = _planted(seed=2)
+    expected = group_pixels(emb, bandwidth=0.1, num_iters=8, min_area=4, max_points=64)
+    got = group_pixels(
+        emb,
+        bandwidth=np.float32(0.1),
+        num_iters=np.int64(8),
+        min_area=torch.tensor(4),
+        max_points=np.int32(64),
+        threshold=None,
+        merge_tol=np.float64(1e-3),
+    )
+    assert torch.equal(got.labels, expected.labels) and got.num_iters == expected.num_iters
+
+
+@pytest.mark.parametrize("bandwidth", [1e-5, 1e-4, 3e-3])
+def test_small_bandwidth_groups_are_a_valid_partition(bandwidth):
+    """Each point is its own mode at a tiny δ: every distinct pixel is a group (before the
+    tiny-group merge), and nothing is NaN."""
+    emb, _ = _planted(seed=1, spread=0.05)
+    out = group_pixels(emb, bandwidth=bandwidth, min_area=1, max_points=None)
+    _assert_valid_grouping(out, emb)
+
+
+def _assert_valid_grouping(out: InstanceGrouping, emb: torch.Tensor) -> None:
+    d, h, w = emb.shape
+    k = int(out.labels.max()) + 1
+    assert out.labels.shape == (h, w) and out.labels.dtype == torch.int64
+    assert int(out.labels.min()) == 0
+    assert out.areas.tolist() == torch.bincount(out.labels.flatten(), minlength=k).tolist()
+    assert bool((out.areas > 0).all()) and int(out.areas.sum()) == h * w
+    assert out.scores.shape == (k,) and bool(torch.isfinite(out.scores).all())
+    assert bool(((out.scores >= 0) & (out.scores <= 1)).all())
+    assert out.centers.shape == (k, d) and bool(torch.isfinite(out.centers).all())
+
+
+_EXAMPLES = max(1, round(12 * float(os.environ.get("PIXELGROUP_HYPOTHESIS_SCALE", "1"))))
+
+
+@settings(max_examples=_EXAMPLES, deadline=None, database=None)
+@given(
+    st.sampled_from([torch.float64, torch.float32, torch.bfloat16, torch.float16]),
+    st.integers(1, 40),
+    st.integers(1, 50),
+    st.integers(1, 64),
+    st.sampled_from([0, 1, 3]),
+    st.floats(-5, math.log10(4)),
+    st.sampled_from([None, 64]),
+    st.integers(1, 20),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_every_accepted_embedding_gives_a_valid_partition(
+    dtype, h, w, dim, clusters, log_bandwidth, max_points, min_area, masked, seed
+):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(dim, h * w, generator=g, dtype=torch.float64)
+    if clusters:
+        centers = torch.randn(dim, clusters, generator=g, dtype=torch.float64)
+        z = centers[:, torch.randint(0, clusters, (h * w,), generator=g)] + 0.05 * z
+    emb = normalize_to_sphere(z.to(dtype), dim=0).reshape(dim, h, w)
+    mask = torch.rand(h, w, generator=g) < 0.7 if masked else None
+    out = group_pixels(
+        emb,
+        bandwidth=10**log_bandwidth,
+        num_iters=5,
+        min_area=min_area,
+        max_points=max_points,
+        semantic_mask=mask,
+    )
+    _assert_valid_grouping(out, emb)
+    assert 0 <= out.num_iters <= 5

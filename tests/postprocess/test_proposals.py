@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixelgroup.metrics.proposals import ProposalEvaluator
+from pixelgroup.metrics import ProposalEvaluator, ProposalPrediction, ProposalTarget
 from pixelgroup.ops import normalize_to_sphere
 from pixelgroup.postprocess.proposals import Proposals, propose, score_masks
 
@@ -29,7 +29,7 @@ def test_recovers_planted_objects_first():
     gt = (labels[None] == torch.arange(1, 4)[:, None, None]).repeat_interleave(2, 1)
     gt = gt.repeat_interleave(2, 2)
     ev = ProposalEvaluator(counts=(3, 10))
-    ev.process("scene", gt, p.masks, p.scores)
+    ev.process([ProposalPrediction(p.masks, p.scores)], [ProposalTarget(gt)])
     out = ev.evaluate()
     assert out["AR@3"] == 1.0  # the three objects are the three best proposals, exactly
     # the background (covering the border) ranks below them

@@ -1,0 +1,103 @@
+"""``DATASETS``: the instance datasets a config names in ``data.name``.
+
+Each entry is ``builder(root, split, options) -> Dataset`` of
+:class:`~pixelgroup.data.InstanceSample`; the builder reads ``options`` (the config's
+``data.options`` mapping) into its typed dataclass from :mod:`pixelgroup.config`, so a typo is
+a :class:`~pixelgroup.errors.ConfigError` naming the key. Add a dataset by adding an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from pixelgroup.config import (
+    CocoOptions,
+    FolderOptions,
+    ToyOptions,
+    VOCOptions,
+    parse_options,
+)
+from pixelgroup.data.coco_dataset import CocoInstances
+from pixelgroup.data.folder import ImageMaskFolder
+from pixelgroup.data.toy import ToyDigits
+from pixelgroup.data.transforms import ResizeSample
+from pixelgroup.data.voc import open_instance_dataset
+from pixelgroup.errors import ConfigError
+
+__all__ = ["DATASETS", "build_dataset"]
+
+
+def _size(size: tuple[int, ...] | None) -> tuple[int, int] | None:
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ConfigError(f"data.options.size must be [H, W] with H, W >= 1, got {list(size)}")
+    return None if size is None else (size[0], size[1])
+
+
+def _toy(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
+    o = parse_options(ToyOptions, options)
+    length = o.length if split == "train" else o.eval_length
+    return ToyDigits(
+        split,
+        length,
+        seed=o.seed,
+        same_class_fraction=o.same_class_fraction,
+        max_digits=o.max_digits,
+    )
+
+
+def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
+    o = parse_options(FolderOptions, options)
+    if root is None:
+        raise ConfigError("data.root must name a folder for the 'folder' dataset")
+    return ImageMaskFolder(root, split, size=_size(o.size))
+
+
+def _coco(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
+    o = parse_options(CocoOptions, options)
+    size = _size(o.size)
+    if split not in ("train", "val", "test"):
+        raise ConfigError(
+            f"the coco dataset has the splits train, val and test (data.options.train, ...), "
+            f"not {split!r}"
+        )
+    paths = getattr(o, split)
+    if paths is None:
+        raise ConfigError(
+            f"data.options.{split} is not set: split {split!r} of the coco dataset needs "
+            f"data.options.{split}: {{images: FOLDER, annotations: FILE.json}}"
+        )
+    for key in ("images", "annotations"):
+        if getattr(paths, key) is None:
+            raise ConfigError(f"data.options.{split}.{key} is missing (the split's {key})")
+    base = Path(root).expanduser() if root is not None else Path()
+    images = base / Path(str(paths.images)).expanduser()
+    annotations = base / Path(str(paths.annotations)).expanduser()
+    return CocoInstances(images, annotations, size=size)
+
+
+def _voc(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
+    o = parse_options(VOCOptions, options)
+    if root is None:
+        raise ConfigError("data.root must name a VOC 2012 root, an SBD folder or .mat samples")
+    size = _size(o.size)
+    transform = None if size is None else ResizeSample(size)
+    return open_instance_dataset(root, split, ignore_index=o.ignore_index, transform=transform)
+
+
+DATASETS: dict[str, Callable[[str | None, str, Mapping[str, Any]], Dataset]] = {
+    "toy": _toy,
+    "folder": _folder,
+    "coco": _coco,
+    "voc": _voc,
+}
+
+
+def build_dataset(name: str, root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
+    """The registered dataset ``name``; unknown names list the valid ones."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    return DATASETS[name](root, split, options)

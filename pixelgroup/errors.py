@@ -1,0 +1,26 @@
+"""The project's error types: a problem with the user's input, reported in one line.
+
+Every error here subclasses :class:`PixelgroupError` and a builtin (``ValueError``), so
+``except ValueError`` keeps working. The command line turns a :class:`PixelgroupError` into a
+one-line message with exit status 2; any other exception is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PixelgroupError", "ConfigError", "DataError", "CheckpointError"]
+
+
+class PixelgroupError(Exception):
+    """Base of the errors that describe bad input rather than a bug."""
+
+
+class ConfigError(PixelgroupError, ValueError):
+    """A config file, option or ``--set`` override that does not fit the schema."""
+
+
+class DataError(PixelgroupError, ValueError):
+    """A dataset, image or annotation file that cannot be used (names the file)."""
+
+
+class CheckpointError(PixelgroupError, ValueError):
+    """A checkpoint that is missing, corrupt or does not fit its model."""

@@ -1,0 +1,224 @@
+"""The Task protocol, and what every task builds the same way from an experiment config.
+
+A task is where one problem's data, model, loss, evaluator and prediction files meet. The
+engine (:mod:`pixelgroup.engine`) trains, evaluates and predicts with any task through this
+protocol only, looked up by ``cfg.task`` in :data:`pixelgroup.tasks.TASKS`. Tasks are stateless:
+everything comes from the config. They share code through the functions here, never by
+inheriting from or constructing one another.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from pixelgroup._config_io import coerce_value
+from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig
+from pixelgroup.data import InstanceSample, collate_instances
+from pixelgroup.errors import ConfigError
+from pixelgroup.losses import RecurrentGroupingLoss
+from pixelgroup.models import MODELS
+from pixelgroup.ops.sphere import normalize_to_sphere
+
+__all__ = [
+    "Task",
+    "TaskEvaluator",
+    "LossFn",
+    "InstanceSampleTask",
+    "build_config_model",
+    "build_grouping_loss",
+    "build_embedding_loss",
+    "semantic_ce",
+    "grouping_arguments",
+]
+
+LossFn = Callable[[Any, Any, torch.Generator], dict[str, torch.Tensor]]
+"""``loss(model_output, batch, generator) -> {"loss": scalar to backpropagate, name: term}``."""
+
+
+class TaskEvaluator(Protocol):
+    """Model outputs of a split -> metrics: ``reset()``, ``process(output, batch)`` per batch,
+    ``evaluate() -> {name: value}``. It wraps one of :mod:`pixelgroup.metrics`' evaluators,
+    which see predictions and targets only, never the model."""
+
+    def reset(self) -> None: ...
+
+    def process(self, output: Any, batch: Any) -> None: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+
+class Task(Protocol):
+    """What the engine needs of a task.
+
+    * ``build_dataset(cfg, split)``: a map-style dataset whose items batch with ``collate``;
+    * ``collate(samples) -> batch`` and ``batch_image(batch) -> (B, C, H, W)`` model input;
+    * ``build_model(cfg) -> nn.Module`` (its output goes to the loss and the evaluator);
+    * ``build_loss(cfg) -> LossFn``;
+    * ``build_evaluator(cfg) -> TaskEvaluator``;
+    * ``write_prediction(model, cfg, image (C, H, W), out_dir, stem) -> list[Path]``: the
+      files ``pixelgroup predict`` writes for one image.
+    """
+
+    def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
+
+    def collate(self, samples: list[Any]) -> Any: ...
+
+    def batch_image(self, batch: Any) -> torch.Tensor: ...
+
+    def build_model(self, cfg: ExperimentConfig) -> nn.Module: ...
+
+    def build_loss(self, cfg: ExperimentConfig) -> LossFn: ...
+
+    def build_evaluator(self, cfg: ExperimentConfig) -> TaskEvaluator: ...
+
+    def write_prediction(
+        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    ) -> list[Path]: ...
+
+
+def _checked_kwargs(fn: Callable[..., Any], options: Mapping[str, Any], section: str) -> dict:
+    """``options`` checked against ``fn``'s signature: unknown keys and values that do not
+    fit the annotation raise :class:`ConfigError` naming ``section.key``."""
+    target = fn.__init__ if inspect.isclass(fn) else fn  # type: ignore[misc]
+    params = inspect.signature(fn).parameters
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # an annotation that cannot be resolved: check names only
+        hints = {}
+    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    out = {}
+    for key, value in options.items():
+        if key not in valid:
+            raise ConfigError(
+                f"unknown config key '{section}.{key}'; valid keys here: {', '.join(valid)}"
+            )
+        out[key] = coerce_value(value, hints[key], f"{section}.{key}") if key in hints else value
+    return out
+
+
+def build_config_model(
+    cfg: ExperimentConfig, registry: Mapping[str, Callable[..., nn.Module]] = MODELS
+) -> nn.Module:
+    """The model ``cfg.model.name`` of ``registry`` built with ``cfg.model.options``.
+
+    Options are checked against the constructor's signature first; a ``ValueError`` the
+    constructor raises about a value becomes a :class:`ConfigError` naming the model.
+    """
+    name = cfg.model.name
+    if name not in registry:
+        raise ConfigError(
+            f"unknown model {name!r} for task {cfg.task!r}; valid models: {', '.join(registry)}"
+        )
+    kwargs = _checked_kwargs(registry[name], cfg.model.options, "model.options")
+    try:
+        return registry[name](**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f"model {name!r}: {e}") from e
+
+
+def build_grouping_loss(
+    c: LossConfig, ignore_index: int | None
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Generator | None], dict[str, torch.Tensor]]:
+    """The recurrent pair loss of the ``loss`` section, after ``loss.stride`` pooling.
+
+    Returns ``fn(embedding (B, D, H, W), labels (B, H', W'), generator) -> terms``: with
+    ``stride`` s > 1 the embedding is s x s average-pooled and re-normalised first, so the GBMS
+    loops of the loss run on s² times fewer points (they are quadratic in N).
+    """
+    if c.stride < 1:
+        raise ConfigError(f"loss.stride must be >= 1, got {c.stride}")
+    try:
+        criterion = RecurrentGroupingLoss(
+            margin=c.margin,
+            bandwidth=c.bandwidth,
+            num_iters=c.num_iters,
+            iter_weights=c.iter_weights,
+            sample_ratio=c.sample_ratio,
+            max_samples=c.max_samples,
+            pos_weight=c.pos_weight,
+            neg_weight=c.neg_weight,
+            kind=c.kind,
+            ignore_index=ignore_index,
+        )
+    except (ValueError, TypeError) as e:  # the constructor checks each value it is given
+        raise ConfigError(f"loss: {e}") from e
+
+    def apply(
+        embedding: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        if c.stride > 1:
+            embedding = normalize_to_sphere(F.avg_pool2d(embedding, c.stride), dim=1)
+        return criterion(embedding, labels.to(embedding.device), generator=generator)
+
+    return apply
+
+
+def semantic_ce(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Pixel cross-entropy of ``logits (B, C, h, w)`` bilinearly resized to the label map
+    ``target (B, H, W)``, ``ignore_index`` skipped."""
+    if tuple(logits.shape[-2:]) != tuple(target.shape[-2:]):
+        logits = F.interpolate(
+            logits, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=False
+        )
+    return F.cross_entropy(logits, target.to(logits.device), ignore_index=ignore_index)
+
+
+def build_embedding_loss(c: LossConfig, ignore_index: int) -> LossFn:
+    """The VOC-style loss: the grouping loss on ``output.embedding`` against
+    ``batch.instance``, plus :func:`semantic_ce` (weight 1, key ``"semantic"``) when the model
+    has a semantic head (``output.semantic`` not ``None``)."""
+    grouping_loss = build_grouping_loss(c, ignore_index)
+
+    def loss(output: Any, batch: InstanceSample, generator: torch.Generator):
+        terms = grouping_loss(output.embedding, batch.instance, generator)
+        if output.semantic is not None:
+            terms["semantic"] = semantic_ce(output.semantic, batch.semantic, ignore_index)
+            terms["loss"] = terms["loss"] + terms["semantic"]
+        return terms
+
+    return loss
+
+
+def grouping_arguments(
+    g: GroupingConfig, label_size: tuple[int, int], embedding_size: tuple[int, int]
+) -> dict[str, Any]:
+    """``cfg.grouping`` as keyword arguments of the grouping functions, in one unit.
+
+    ``grouping.min_area`` is in pixels of the label map (``label_size``, the image); the
+    grouping runs on the embedding (``embedding_size``), so it becomes
+    ``min_area · h·w / (H·W)`` embedding pixels (at least 1). Returns ``bandwidth``,
+    ``num_iters``, ``threshold``, ``min_area`` and ``max_points``.
+    """
+    scale = (embedding_size[0] * embedding_size[1]) / (label_size[0] * label_size[1])
+    return {
+        "bandwidth": g.bandwidth,
+        "num_iters": g.num_iters,
+        "threshold": g.threshold,
+        "min_area": max(1, round(g.min_area * scale)),
+        "max_points": g.max_points,
+    }
+
+
+class InstanceSampleTask:
+    """Defaults for a task whose batches are :class:`~pixelgroup.data.InstanceSample` and
+    whose model comes from :data:`pixelgroup.models.MODELS`."""
+
+    def collate(self, samples: list[InstanceSample]) -> InstanceSample:
+        return collate_instances(samples)
+
+    def batch_image(self, batch: InstanceSample) -> torch.Tensor:
+        return batch.image
+
+    def build_model(self, cfg: ExperimentConfig) -> nn.Module:
+        return build_config_model(cfg)

@@ -1,0 +1,285 @@
+"""The ``boundary`` task: BSDS500 boundary detection with the pair loss (METHOD.md Sec. 5).
+
+* Data: ``cfg.data.name`` is ``"bsds"``; ``cfg.data.root`` a BSDS500 release (``BSR``,
+  ``BSR/BSDS500/data``, ...) or a folder of sample ``.mat`` files
+  (:func:`pixelgroup.data.bsds.open_boundary_dataset`). ``cfg.data.options``
+  (:class:`~pixelgroup.config.BoundaryOptions`):
+
+  - ``crop`` (None): ``[H, W]`` random crop for training (the full image otherwise);
+  - ``flip`` (True): random horizontal flips for training (crop and flip drawn per
+    ``(seed, epoch, index)`` by :class:`~pixelgroup.data.AugmentedDataset`, so they do not
+    depend on DataLoader workers and a resumed run repeats them exactly);
+  - ``eval_thresholds`` (99), ``nms`` (True): benchmark thresholds, and whether the mean head
+    probability is thinned by :func:`~pixelgroup.postprocess.boundary_nms.boundary_nms` before
+    it (the standard);
+  - ``eval_workers`` (None = all CPUs): benchmark processes.
+
+  A pixel is boundary when at least half of the annotators mark it, non-boundary when none
+  does, and ignored in between (RCF's rule; the single-map samples are 0/1). Batches of
+  differently sized images are zero-padded to the largest; padding is ignored. (The model's
+  ``input_scale`` option shrinks the network input, as the original's halving.)
+* Loss: HED's class-balanced binary cross-entropy on every side logit and the fused logit
+  (positives weighted by the fraction of negatives in the image and vice versa, averaged over
+  the image's labelled pixels, summed over heads) plus the pixel-pair loss on every side
+  embedding with groups boundary / non-boundary (``cfg.loss``: ``margin``, ``pos_weight``,
+  ``neg_weight``, ``kind``, ``sample_ratio``, ``max_samples``; ``num_iters`` must be 0: the
+  original boundary model has no mean-shift loops). Returns ``{"loss", "bce", "pair"}``.
+* Model: ``model.name: boundary``, :class:`~pixelgroup.models.BoundaryNet` with
+  ``model.options``.
+* Evaluation: :class:`~pixelgroup.metrics.boundary.BoundaryEvaluator` (ODS, OIS, AP, R50).
+* Predict: 16-bit boundary maps ``OUT/raw/STEM.png`` and ``OUT/nms/STEM.png`` (thinned).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from pixelgroup.config import BoundaryOptions, ExperimentConfig, parse_options
+from pixelgroup.data import AugmentedDataset, CropFlip
+from pixelgroup.data.bsds import BoundarySample, open_boundary_dataset
+from pixelgroup.data.io import write_png
+from pixelgroup.errors import ConfigError
+from pixelgroup.losses.pairwise import pairwise_embedding_loss
+from pixelgroup.metrics import BoundaryEvaluator, BoundaryPrediction, BoundaryTarget
+from pixelgroup.models import BoundaryNet
+from pixelgroup.postprocess.boundary_nms import boundary_nms
+from pixelgroup.tasks.base import LossFn, build_config_model
+
+__all__ = [
+    "BoundaryBatch",
+    "BoundaryTask",
+    "BoundaryTaskEvaluator",
+    "class_balanced_bce",
+    "collate_boundaries",
+    "predict_boundaries",
+    "write_boundary_prediction",
+]
+
+IGNORE = -1.0  # target value of padded / ambiguous pixels
+LABEL_THRESHOLD = 0.5  # fraction of annotators that makes a pixel a boundary
+
+
+def _options(cfg: ExperimentConfig) -> BoundaryOptions:
+    o = parse_options(BoundaryOptions, cfg.data.options)
+    if o.crop is not None and (len(o.crop) != 2 or min(o.crop) < 1):
+        raise ConfigError(f"data.options.crop must be [H, W] with H, W >= 1, got {list(o.crop)}")
+    if o.eval_thresholds < 1:
+        raise ConfigError(f"data.options.eval_thresholds must be >= 1, got {o.eval_thresholds}")
+    if o.eval_workers is not None and o.eval_workers < 1:
+        raise ConfigError(
+            f"data.options.eval_workers must be >= 1 (1: in this process) or null (all CPUs), "
+            f"got {o.eval_workers}"
+        )
+    return o
+
+
+@dataclass
+class BoundaryBatch:
+    """A padded batch.
+
+    Attributes:
+        image_ids: B file stems.
+        image: ``(B, 3, H, W)`` float32 in [0, 1], zero-padded bottom / right.
+        target: ``(B, H, W)`` float32: 1 boundary, 0 non-boundary, -1 ignored or padding.
+        sizes: B ``(h, w)`` unpadded sizes.
+        boundaries: B ``(A, h, w)`` bool annotator maps (for the benchmark).
+    """
+
+    image_ids: list[str]
+    image: torch.Tensor
+    target: torch.Tensor
+    sizes: list[tuple[int, int]]
+    boundaries: list[torch.Tensor]
+
+
+def _target(sample: BoundarySample) -> torch.Tensor:
+    consensus = sample.consensus
+    target = torch.full_like(consensus, IGNORE)
+    target[consensus == 0] = 0.0
+    target[consensus >= LABEL_THRESHOLD] = 1.0
+    return target
+
+
+def collate_boundaries(samples: list[BoundarySample]) -> BoundaryBatch:
+    """Pad ``(3, h, w)`` images to the batch's largest size; see :class:`BoundaryBatch`."""
+    h = max(s.image.shape[1] for s in samples)
+    w = max(s.image.shape[2] for s in samples)
+    image = torch.zeros(len(samples), 3, h, w)
+    target = torch.full((len(samples), h, w), IGNORE)
+    for i, s in enumerate(samples):
+        sh, sw = s.image.shape[1:]
+        image[i, :, :sh, :sw] = s.image
+        target[i, :sh, :sw] = _target(s)
+    return BoundaryBatch(
+        [s.image_id for s in samples],
+        image,
+        target,
+        [(int(s.image.shape[1]), int(s.image.shape[2])) for s in samples],
+        [s.boundaries for s in samples],
+    )
+
+
+def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """HED's class-balanced BCE, summed over heads, averaged over images.
+
+    Args:
+        logits: ``(B, K, H, W)`` boundary logits of K heads.
+        target: ``(B, H, W)``: 1 boundary, 0 non-boundary, anything else ignored.
+
+    Positives weigh ``|Y-| / |Y|`` and negatives ``|Y+| / |Y|`` (per image, over labelled
+    pixels); each image's weighted sum is divided by its number of labelled pixels.
+    """
+    pos = (target == 1).to(logits.dtype)
+    neg = (target == 0).to(logits.dtype)
+    n_pos, n_neg = pos.sum((1, 2), keepdim=True), neg.sum((1, 2), keepdim=True)
+    total = (n_pos + n_neg).clamp(min=1)
+    weight = (pos * n_neg + neg * n_pos) / total
+    bce = F.binary_cross_entropy_with_logits(
+        logits, pos[:, None].expand_as(logits), reduction="none"
+    )
+    per_image = (bce * weight[:, None]).sum((2, 3)) / total[:, :, 0]
+    return per_image.sum(1).mean()
+
+
+class BoundaryTask:
+    """Boundary detection on BSDS500 with side-output embeddings (see the module docstring)."""
+
+    def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
+        if cfg.data.name != "bsds":
+            raise ConfigError(
+                f"the boundary task reads data.name 'bsds' (the BSDS500 release or .mat "
+                f"samples, told apart by data.root's layout), got {cfg.data.name!r}"
+            )
+        if cfg.data.root is None:
+            raise ConfigError("data.root must name a BSDS500 folder or a folder of .mat samples")
+        o = _options(cfg)
+        dataset = open_boundary_dataset(cfg.data.root, split)
+        if split == cfg.data.train_split:
+            return AugmentedDataset(dataset, CropFlip(o.crop, o.flip), seed=cfg.seed)
+        return dataset
+
+    def collate(self, samples: list[BoundarySample]) -> BoundaryBatch:
+        return collate_boundaries(samples)
+
+    def batch_image(self, batch: BoundaryBatch) -> torch.Tensor:
+        return batch.image
+
+    def build_model(self, cfg: ExperimentConfig) -> nn.Module:
+        return build_config_model(cfg, {"boundary": BoundaryNet})
+
+    def build_loss(self, cfg: ExperimentConfig) -> LossFn:
+        c = cfg.loss
+        if c.num_iters != 0:
+            raise ConfigError(
+                f"the boundary task trains without mean-shift loops: set loss.num_iters to 0, "
+                f"got {c.num_iters}"
+            )
+        _options(cfg)
+
+        def loss(output: Any, batch: BoundaryBatch, generator: torch.Generator):
+            logits = output.logits
+            target = batch.target.to(logits.device)
+            size = target.shape[-2:]
+            bce = class_balanced_bce(_resize(logits, size), target)
+            labels = torch.where(target < 0, 255, target).long().flatten(1)
+            pair = logits.new_zeros(())
+            for embedding in output.embeddings:
+                e = F.normalize(_resize(embedding, size), dim=1, eps=1e-5).flatten(2)
+                pair = (
+                    pair
+                    + pairwise_embedding_loss(
+                        e.transpose(1, 2),
+                        labels,
+                        c.margin,
+                        sample_ratio=c.sample_ratio,
+                        max_samples=c.max_samples,
+                        pos_weight=c.pos_weight,
+                        neg_weight=c.neg_weight,
+                        kind=c.kind,
+                        ignore_index=255,
+                        generator=generator,
+                    )["loss"]
+                )
+            return {"loss": bce + pair, "bce": bce.detach(), "pair": pair.detach()}
+
+        return loss
+
+    def build_evaluator(self, cfg: ExperimentConfig) -> BoundaryTaskEvaluator:
+        return BoundaryTaskEvaluator(cfg)
+
+    def write_prediction(
+        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    ) -> list[Path]:
+        """Boundary maps of ``image (3, H, W)`` -> ``out_dir/{raw,nms}/STEM.png``."""
+        return write_boundary_prediction(out_dir, stem, *predict_boundaries(model, image))
+
+
+def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    if x.shape[-2:] == size:
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class BoundaryTaskEvaluator:
+    """Mean head probability -> (NMS) -> :class:`BoundaryEvaluator`; ``evaluate`` gives
+    ``{"ODS", "OIS", "AP", "R50"}`` (R50 left out when precision never reaches 0.5)."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        o = _options(cfg)
+        self.nms = o.nms
+        self.metrics = BoundaryEvaluator(
+            num_thresholds=o.eval_thresholds, num_workers=o.eval_workers
+        )
+
+    def reset(self) -> None:
+        self.metrics.reset()
+
+    def process(self, output: Any, batch: BoundaryBatch) -> None:
+        prob = _resize(output.boundary, batch.image.shape[-2:])[:, 0]
+        predictions, targets = [], []
+        for k, (name, (h, w)) in enumerate(zip(batch.image_ids, batch.sizes, strict=True)):
+            pred = prob[k, :h, :w].detach().double().cpu().numpy()
+            if self.nms:
+                pred = boundary_nms(pred)
+            predictions.append(BoundaryPrediction(np.clip(pred, 0.0, 1.0)))
+            targets.append(BoundaryTarget(batch.boundaries[k].numpy(), image_id=name))
+        self.metrics.process(predictions, targets)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.metrics.evaluate()
+
+
+@torch.no_grad()
+def predict_boundaries(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary maps of one ``(3, H, W)`` image in [0, 1] with a :class:`BoundaryNet`.
+
+    Returns:
+        ``(prob, thinned)``: ``(H, W)`` float64 in [0, 1], the mean head probability and its
+        :func:`~pixelgroup.postprocess.boundary_nms.boundary_nms`.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    prob = model(image[None].to(device)).boundary[0, 0].double().cpu().numpy()
+    return prob, np.clip(boundary_nms(prob), 0.0, 1.0)
+
+
+def write_boundary_prediction(
+    out_dir: str | Path, stem: str, prob: np.ndarray, thinned: np.ndarray
+) -> list[Path]:
+    """Write ``(H, W)`` maps in [0, 1] as 16-bit PNGs ``out_dir/raw/<stem>.png`` and
+    ``out_dir/nms/<stem>.png`` (atomically) and return their paths; each folder is a PRED_DIR
+    for ``pixelgroup eval-boundaries``."""
+    paths = []
+    for name, m in (("raw", prob), ("nms", thinned)):
+        path = Path(out_dir) / name / f"{stem}.png"
+        write_png(np.round(np.clip(m, 0, 1) * 65535).astype(np.uint16), path)
+        paths.append(path)
+    return paths

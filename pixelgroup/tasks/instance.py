@@ -1,0 +1,219 @@
+"""The ``instance`` task: class-agnostic instance segmentation (the toy tutorial, your data).
+
+* Data: any entry of :data:`pixelgroup.data.DATASETS` (``cfg.data.name``: ``toy``, ``folder``,
+  ``coco``, ``voc``) with its typed ``data.options``. Pixels labelled
+  :data:`~pixelgroup.data.IGNORE_LABEL` (COCO's ``iscrowd`` regions) take no part in the loss
+  and count as crowd in the metrics.
+* Model: any entry of :data:`pixelgroup.models.MODELS`, e.g. the toy network (embedding at the
+  image's resolution) or the pretrained ``dense`` one (stride 4 or 8).
+* Loss: :class:`~pixelgroup.losses.RecurrentGroupingLoss` on the embedding (``cfg.loss``), plus
+  pixel cross-entropy (key ``"semantic"``) when the model has a semantic head
+  (``model.options.num_classes``): with 2 classes foreground vs background, with more the
+  dataset's class ids (``batch.semantic``: COCO's contiguous category index).
+* Evaluation: each embedding grouped by :func:`instances_from_embedding` (``cfg.grouping``) into
+  a label map at the ground truth's resolution, then
+  :class:`~pixelgroup.metrics.InstanceEvaluator` (AP@0.5 / AP@0.7, mean best overlap, covering,
+  adjusted Rand index) and :class:`~pixelgroup.metrics.CocoEvaluator` (``coco_AP``,
+  ``coco_AP50``, ``coco_AP75``, ``coco_AR100``, ...: COCOeval's mask numbers, crowd regions
+  ignored; always reported, as they cost a few percent of the grouping).
+* Background: ``grouping.background: largest`` (the largest group) or ``semantic`` (the
+  semantic head's background class; needs ``model.options.num_classes``).
+* Predict: ``STEM_labels.png``, ``STEM_overlay.png`` and ``STEM.json`` per image at the
+  image's size (:func:`~pixelgroup.tasks.predictions.write_instance_prediction`), and all
+  records in one ``results.json`` (:func:`~pixelgroup.tasks.predictions.write_results_json`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from pixelgroup.config import ExperimentConfig
+from pixelgroup.data import IGNORE_LABEL, InstanceSample, build_dataset
+from pixelgroup.errors import ConfigError, DataError
+from pixelgroup.metrics import CocoEvaluator, InstanceEvaluator, InstancePrediction, InstanceTarget
+from pixelgroup.models import EmbeddingOutput
+from pixelgroup.postprocess import extract_instances
+from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss, semantic_ce
+from pixelgroup.tasks.predictions import RESULTS_NAME, write_instance_prediction, write_results_json
+
+__all__ = [
+    "InstanceTask",
+    "InstanceTaskEvaluator",
+    "instances_from_embedding",
+    "BACKGROUND_MODES",
+]
+
+BACKGROUND_MODES = ("largest", "semantic")
+"""Values of ``grouping.background``."""
+
+
+def _check_background(cfg: ExperimentConfig) -> str:
+    mode = cfg.grouping.background
+    if mode not in BACKGROUND_MODES:
+        raise ConfigError(
+            f"grouping.background must be one of {', '.join(BACKGROUND_MODES)}, got {mode!r}"
+        )
+    if mode == "semantic" and cfg.model.options.get("num_classes") is None:
+        raise ConfigError(
+            "grouping.background: semantic needs a model with a semantic head "
+            "(model.options.num_classes: 2, trained by the instance task); set it or use "
+            "grouping.background: largest"
+        )
+    return mode
+
+
+def _foreground(logits: torch.Tensor | None) -> torch.Tensor:
+    """``(h, w)`` foreground probability 1 - p(class 0) from ``(C, h, w)`` logits."""
+    if logits is None:
+        raise ConfigError(
+            "grouping.background: semantic needs a model with a semantic head "
+            "(model.options.num_classes: 2); this model returns no semantic logits"
+        )
+    return 1.0 - torch.softmax(logits.float(), dim=0)[0]
+
+
+def instances_from_embedding(
+    embedding: torch.Tensor,
+    cfg: ExperimentConfig,
+    *,
+    num_iters: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~pixelgroup.postprocess.extract_instances` of one ``(D, h, w)`` embedding with
+    ``cfg.grouping`` -> ``labels (H, W)`` (0 background) at ``image_size`` (default ``(h, w)``)
+    and ``scores (K,)``. ``logits (C, h, w)`` of the semantic head decide the background when
+    ``grouping.background`` is ``semantic``. ``num_iters`` overrides ``grouping.num_iters``
+    (0: group the embedding as it is)."""
+    g = cfg.grouping
+    semantic = _check_background(cfg) == "semantic"
+    return extract_instances(
+        embedding,
+        bandwidth=g.bandwidth,
+        num_iters=g.num_iters if num_iters is None else num_iters,
+        threshold=g.threshold,
+        min_area=g.min_area,
+        stride=g.stride,
+        max_points=g.max_points,
+        image_size=image_size,
+        foreground=_foreground(logits) if semantic else None,
+    )
+
+
+def semantic_target(semantic: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The cross-entropy target of a ``num_classes`` head from a ``(B, H, W)`` semantic map
+    (0 background, 1.. classes, :data:`~pixelgroup.data.IGNORE_LABEL` ignored): foreground
+    (> 0) vs background for 2 classes, the class ids themselves for more."""
+    if num_classes == 2:
+        return torch.where(semantic == IGNORE_LABEL, IGNORE_LABEL, (semantic > 0).long())
+    if num_classes < 2:
+        raise ConfigError(
+            f"model.options.num_classes must be 2 (foreground / background) or the number of "
+            f"classes + 1 for the instance task, got {num_classes}"
+        )
+    top = int(semantic.max())
+    if top >= num_classes:
+        raise DataError(
+            f"the data has class id {top} but the semantic head has model.options.num_classes "
+            f"= {num_classes} (class ids 0..{num_classes - 1}); use 2 (foreground) or the "
+            f"number of classes + 1"
+        )
+    return semantic
+
+
+class InstanceTask(InstanceSampleTask):
+    """Class-agnostic instance segmentation with the recurrent grouping loss."""
+
+    reserved_stems = (Path(RESULTS_NAME).stem,)
+    """Image file stems ``pixelgroup predict`` refuses: their JSON would be ``results.json``."""
+    predicts_at_image_size = True
+    """``write_prediction`` writes labels at the image's size whatever the model's output size
+    (``pixelgroup predict --max-size`` may downscale the model's input)."""
+
+    def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
+        return build_dataset(cfg.data.name, cfg.data.root, split, cfg.data.options)
+
+    def build_loss(self, cfg: ExperimentConfig) -> LossFn:
+        _check_background(cfg)
+        grouping_loss = build_grouping_loss(cfg.loss, ignore_index=IGNORE_LABEL)
+
+        def loss(
+            output: EmbeddingOutput, batch: InstanceSample, generator: torch.Generator
+        ) -> dict[str, torch.Tensor]:
+            terms = grouping_loss(output.embedding, batch.instance, generator)
+            if output.semantic is not None:
+                target = semantic_target(batch.semantic, int(output.semantic.shape[1]))
+                terms["semantic"] = semantic_ce(output.semantic, target, IGNORE_LABEL)
+                terms["loss"] = terms["loss"] + terms["semantic"]
+            return terms
+
+        return loss
+
+    def build_evaluator(self, cfg: ExperimentConfig) -> InstanceTaskEvaluator:
+        return InstanceTaskEvaluator(cfg)
+
+    @torch.no_grad()
+    def write_prediction(
+        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    ) -> list[Path]:
+        """Instances of ``image (C, H, W)`` in [0, 1] -> label PNG, overlay PNG, COCO JSON, all
+        at the image's size whatever the model's stride."""
+        device = next(model.parameters()).device
+        model.eval()
+        output = model(image[None].to(device))
+        logits = None if output.semantic is None else output.semantic[0]
+        size = (int(image.shape[1]), int(image.shape[2]))
+        labels, scores = instances_from_embedding(
+            output.embedding[0], cfg, image_size=size, logits=logits
+        )
+        return write_instance_prediction(out_dir, stem, image, labels.cpu(), scores.cpu())
+
+    def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
+        """After every image: the records of all ``STEM.json`` in one ``results.json``."""
+        return [write_results_json(out_dir, stems)]
+
+
+class InstanceTaskEvaluator:
+    """Groups each embedding of a batch at its ground truth's resolution and feeds an
+    :class:`InstanceEvaluator` and a :class:`CocoEvaluator` (keys prefixed ``coco_``).
+
+    Ignored (crowd) pixels are set to background in both label maps for the
+    :class:`InstanceEvaluator`; the :class:`CocoEvaluator` treats them as COCO's crowd."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        _check_background(cfg)
+        self.cfg = cfg
+        self.metrics = InstanceEvaluator()
+        self.coco = CocoEvaluator(ignore_label=IGNORE_LABEL)
+
+    def reset(self) -> None:
+        self.metrics.reset()
+        self.coco.reset()
+
+    def process(self, output: EmbeddingOutput, batch: InstanceSample) -> None:
+        predictions, targets, coco_predictions, coco_targets = [], [], [], []
+        semantic = output.semantic if output.semantic is not None else [None] * len(batch.instance)
+        for embedding, logits, gt in zip(output.embedding, semantic, batch.instance, strict=True):
+            size = (int(gt.shape[0]), int(gt.shape[1]))
+            labels, scores = instances_from_embedding(
+                embedding, self.cfg, image_size=size, logits=logits
+            )
+            labels, scores, gt = labels.cpu(), scores.cpu(), gt.cpu()
+            coco_predictions.append(InstancePrediction(labels, scores))
+            coco_targets.append(InstanceTarget(gt))
+            ignore = gt == IGNORE_LABEL
+            if bool(ignore.any()):
+                labels, gt = labels.masked_fill(ignore, 0), gt.masked_fill(ignore, 0)
+            predictions.append(InstancePrediction(labels, scores))
+            targets.append(InstanceTarget(gt))
+        self.metrics.process(predictions, targets)
+        self.coco.process(coco_predictions, coco_targets)
+
+    def evaluate(self) -> dict[str, float]:
+        coco = {f"coco_{k}": v for k, v in self.coco.evaluate().items()}
+        return {**self.metrics.evaluate(), **coco}

@@ -1,0 +1,126 @@
+"""The ``proposals`` task: VOC-style instance data, the dense model, AR@k of mask proposals.
+
+* Data: ``cfg.data.name`` ``"voc"`` (:data:`pixelgroup.data.DATASETS`): ``cfg.data.root`` a VOC
+  2012 root, an SBD ``dataset`` folder or a folder of sample ``.mat`` files; options
+  :class:`~pixelgroup.config.VOCOptions` (``size: [H, W]`` resizes every sample, needed for
+  batches > 1; ``ignore_index`` 255).
+* Loss: :class:`~pixelgroup.losses.RecurrentGroupingLoss` on the embedding with VOC's void
+  pixels ignored, plus, when the model has a semantic head, pixel cross-entropy on it (weight 1,
+  void ignored).
+* Evaluation: :func:`pixelgroup.postprocess.propose` on each embedding at bandwidths
+  ``(δ, 2δ, 3δ)`` with δ = ``cfg.grouping.bandwidth`` (and its ``num_iters``, ``threshold``,
+  ``min_area`` in label-map pixels, ``max_points``), masks upsampled to the label map's size,
+  then :class:`~pixelgroup.metrics.ProposalEvaluator` (AR@k, recall@0.5@k). AR is measured at
+  the resolution of the samples as loaded (after ``size``, if given).
+* Predict: ``STEM.json`` per image, the ranked proposals as COCO results (RLE masks, scores),
+  which ``pixelgroup eval-proposals`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from pixelgroup._atomic import atomic_path
+from pixelgroup.config import ExperimentConfig, VOCOptions, parse_options
+from pixelgroup.data import InstanceSample, build_dataset
+from pixelgroup.data.coco import masks_to_results
+from pixelgroup.data.voc import instance_masks
+from pixelgroup.errors import ConfigError
+from pixelgroup.metrics import ProposalEvaluator, ProposalPrediction, ProposalTarget
+from pixelgroup.postprocess.proposals import Proposals, propose
+from pixelgroup.tasks.base import (
+    InstanceSampleTask,
+    LossFn,
+    build_embedding_loss,
+    grouping_arguments,
+)
+
+__all__ = ["ProposalTask", "ProposalTaskEvaluator", "proposals_from_embedding"]
+
+
+def proposals_from_embedding(
+    embedding: torch.Tensor, image_size: tuple[int, int], cfg: ExperimentConfig
+) -> Proposals:
+    """Proposals ``(K, *image_size)`` from one ``(D, H', W')`` embedding with ``cfg.grouping``."""
+    g = grouping_arguments(cfg.grouping, image_size, (embedding.shape[1], embedding.shape[2]))
+    return propose(
+        embedding,
+        image_size=image_size,
+        bandwidths=(g["bandwidth"], 2 * g["bandwidth"], 3 * g["bandwidth"]),
+        num_iters=(g["num_iters"],),
+        threshold=g["threshold"],
+        min_area=g["min_area"],
+        max_points=g["max_points"],
+    )
+
+
+def _options(cfg: ExperimentConfig) -> VOCOptions:
+    if cfg.data.name != "voc":
+        raise ConfigError(
+            f"the {cfg.task} task reads data.name 'voc' (VOC 2012, SBD or .mat samples, told "
+            f"apart by data.root's layout), got {cfg.data.name!r}"
+        )
+    return parse_options(VOCOptions, cfg.data.options)
+
+
+class ProposalTask(InstanceSampleTask):
+    """Class-agnostic instance embedding on VOC/SBD, evaluated as ranked mask proposals."""
+
+    def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
+        _options(cfg)
+        return build_dataset(cfg.data.name, cfg.data.root, split, cfg.data.options)
+
+    def build_loss(self, cfg: ExperimentConfig) -> LossFn:
+        return build_embedding_loss(cfg.loss, _options(cfg).ignore_index)
+
+    def build_evaluator(self, cfg: ExperimentConfig) -> ProposalTaskEvaluator:
+        return ProposalTaskEvaluator(cfg)
+
+    @torch.no_grad()
+    def write_prediction(
+        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    ) -> list[Path]:
+        """Ranked proposals of ``image (3, H, W)`` -> ``out_dir/STEM.json`` (COCO results)."""
+        device = next(model.parameters()).device
+        model.eval()
+        embedding = model(image[None].to(device)).embedding[0]
+        props = proposals_from_embedding(embedding, (image.shape[1], image.shape[2]), cfg)
+        records = masks_to_results(stem, props.masks.cpu().numpy(), props.scores.cpu().numpy())
+        path = Path(out_dir) / f"{stem}.json"
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(records, indent=1) + "\n")
+        return [path]
+
+
+class ProposalTaskEvaluator:
+    """Proposals from each embedding of a batch, scored against its instance masks."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg = cfg
+        self.ignore_index = _options(cfg).ignore_index
+        self.metrics = ProposalEvaluator()
+
+    def reset(self) -> None:
+        self.metrics.reset()
+
+    def process(self, output: Any, batch: InstanceSample) -> None:
+        predictions, targets = [], []
+        for embedding, instance in zip(output.embedding, batch.instance, strict=True):
+            props = proposals_from_embedding(embedding, tuple(instance.shape), self.cfg)
+            predictions.append(ProposalPrediction(props.masks.cpu(), props.scores.cpu()))
+            targets.append(
+                ProposalTarget(
+                    instance_masks(instance, self.ignore_index),
+                    void=(instance == self.ignore_index).cpu(),
+                )
+            )
+        self.metrics.process(predictions, targets)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.metrics.evaluate()

@@ -1,0 +1,114 @@
+"""``pixelgroup export``: both formats from a tiny checkpoint, defaults, and one-line errors."""
+
+import pytest
+import torch
+
+from pixelgroup.cli import main
+from pixelgroup.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
+from pixelgroup.engine.export import read_metadata
+from pixelgroup.models import BoundaryNet
+from pixelgroup.ops import recurrent_mean_shift
+from tests.engine.test_export import GROUPING, tiny_checkpoint
+
+ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("export_cli"))
+
+
+def _one_line_error(capsys, fragment):
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "pixelgroup export --checkpoint" in out
+
+
+def test_onnx_with_the_checkpoints_grouping_settings(checkpoint, tmp_path, capsys):
+    out = tmp_path / "sub" / "tiny.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "-o", str(out)]
+    assert main(args) == 0
+    assert f"onnx: {out}" in capsys.readouterr().out
+    meta = read_metadata(out)
+    assert (meta["num_iters"], meta["bandwidth"], meta["stride"]) == (
+        GROUPING["num_iters"],
+        GROUPING["bandwidth"],
+        GROUPING["stride"],
+    )
+    assert main(args) == 2  # the file exists now
+    _one_line_error(capsys, "exists; pass --overwrite")
+    before = out.stat().st_mtime_ns
+    assert main([*args, "--overwrite", "--num-iters", "1"]) == 0
+    assert out.stat().st_mtime_ns >= before and read_metadata(out)["num_iters"] == 1
+    assert [p.name for p in out.parent.iterdir()] == ["tiny.onnx"]  # no temp files left
+
+
+def test_torchscript_with_explicit_settings(checkpoint, tmp_path):
+    out = tmp_path / "tiny.pt"
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "-o", str(out)]
+    assert main([*args, "--num-iters", "2", "--bandwidth", "0.3"]) == 0
+    images = torch.rand(2, 3, 20, 28, generator=torch.Generator().manual_seed(0))
+    shifted, embedding = torch.jit.load(str(out))(images)
+    model, _, _ = load_model(checkpoint)
+    with torch.no_grad():
+        expected = model(images).embedding
+    points = expected.flatten(2).transpose(1, 2)
+    last = recurrent_mean_shift(points, 0.3, 2)[-1].transpose(1, 2).reshape(expected.shape)
+    assert (embedding - expected).abs().max() <= 1e-4 and (shifted - last).abs().max() <= 1e-4
+    assert read_metadata(out)["bandwidth"] == 0.3
+
+
+@pytest.fixture(scope="module")
+def boundary_checkpoint(checkpoint, tmp_path_factory):
+    """A checkpoint of the boundary task, whose BoundaryNet is not an embedding model."""
+    state = load_checkpoint(checkpoint)
+    state["config"]["task"] = "boundary"
+    state["config"]["model"] = {"name": "boundary", "options": {"backbone": "efficientnet_lite0"}}
+    state["model"] = BoundaryNet("efficientnet_lite0").state_dict()
+    path = tmp_path_factory.mktemp("boundary") / "checkpoint.pt"
+    save_checkpoint(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--format", "tflite"], "--format must be one of onnx, torchscript, got 'tflite'"),
+        (["--num-iters", "-1"], "--num-iters must be >= 0, got -1"),
+        (["--bandwidth", "0"], "--bandwidth must be a finite number > 0, got 0.0"),
+        (["--bandwidth", "-0.5"], "--bandwidth must be a finite number > 0, got -0.5"),
+        (["--stride", "0"], "--stride must be >= 1, got 0"),
+    ],
+)
+def test_bad_arguments(checkpoint, tmp_path, capsys, extra, fragment):
+    out = tmp_path / "x.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "-o", str(out)]
+    assert main(args + extra) == 2
+    _one_line_error(capsys, fragment)
+    assert not out.exists()
+
+
+def test_bad_paths(checkpoint, boundary_checkpoint, tmp_path, capsys):
+    def export(ckpt, out):
+        return main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "-o", str(out)])
+
+    assert export(tmp_path / "missing.pt", tmp_path / "x.onnx") == 2
+    _one_line_error(capsys, f"checkpoint not found: {tmp_path / 'missing.pt'}")
+    (tmp_path / "file.txt").write_text("")
+    assert export(checkpoint, tmp_path / "file.txt" / "x.onnx") == 2
+    _one_line_error(capsys, "is not a writable folder")
+    assert export(checkpoint, tmp_path) == 2
+    _one_line_error(capsys, "is a folder; give the file to write")
+    assert export(boundary_checkpoint, tmp_path / "b.onnx") == 2
+    err = _one_line_error(capsys, "(task 'boundary'): BoundaryNet returns BoundaryOutput")
+    assert "only embedding models" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

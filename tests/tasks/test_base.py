@@ -1,0 +1,82 @@
+"""What every task shares: config-built models, the grouping loss, grouping arguments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pixelgroup.tasks.proposals as proposals_module
+from pixelgroup.cli import main
+from pixelgroup.config import GroupingConfig
+from pixelgroup.errors import ConfigError
+from pixelgroup.tasks import TASKS
+from pixelgroup.tasks.base import build_config_model, grouping_arguments
+from pixelgroup.tasks.instance import InstanceTask
+from tests.engine._tiny import tiny_config
+
+
+def test_min_area_is_converted_from_label_pixels_to_embedding_pixels():
+    g = GroupingConfig(min_area=64, bandwidth=0.2, num_iters=3, max_points=None)
+    args = grouping_arguments(g, label_size=(64, 64), embedding_size=(16, 16))
+    assert args == {
+        "bandwidth": 0.2,
+        "num_iters": 3,
+        "threshold": None,
+        "min_area": 4,
+        "max_points": None,
+    }
+    assert grouping_arguments(g, (64, 64), (64, 64))["min_area"] == 64
+    assert grouping_arguments(GroupingConfig(min_area=3), (64, 64), (8, 8))["min_area"] == 1
+
+
+def test_proposals_task_groups_with_min_area_in_embedding_pixels(monkeypatch):
+    """grouping.min_area counts image pixels; the proposals task used to pass it unchanged to
+    a grouping that counts stride-4 embedding pixels (16x too large)."""
+    seen = {}
+
+    def spy(embedding, **kwargs):
+        seen.update(kwargs)
+        raise StopIteration
+
+    monkeypatch.setattr(proposals_module, "propose", spy)
+    cfg = tiny_config(task="proposals", grouping={"min_area": 160, "stride": 1})
+    with pytest.raises(StopIteration):
+        proposals_module.proposals_from_embedding(torch.zeros(3, 8, 8), (32, 32), cfg)
+    assert seen["min_area"] == 10 and seen["image_size"] == (32, 32)
+
+
+def test_model_options_are_checked_against_the_constructor():
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.options.widht'; valid"):
+        build_config_model(tiny_config(model={"options": {"widht": 4}}))
+    with pytest.raises(ConfigError, match=r"model.options.width: expected int, got 'four'"):
+        build_config_model(tiny_config(model={"options": {"width": "four"}}))
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet' for task 'instance'"):
+        build_config_model(tiny_config(model={"name": "resnet"}))
+
+
+def test_data_options_are_typed():
+    task = InstanceTask()
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.options.lenght'"):
+        task.build_dataset(tiny_config(data={"options": {"lenght": 3}}), "train")
+    with pytest.raises(ConfigError, match=r"data.options.length: expected int, got 2.5"):
+        task.build_dataset(tiny_config(data={"options": {"length": 2.5}}), "train")
+
+
+def test_a_bug_keeps_its_traceback_through_the_cli(monkeypatch, tmp_path):
+    """A TypeError that mentions an 'argument' is a bug, not a config error: the CLI used to
+    print it as one line; now only the project's errors are."""
+
+    class Buggy(InstanceTask):
+        def build_dataset(self, cfg, split):
+            raise TypeError("f() got an unexpected keyword argument 'x'")
+
+    monkeypatch.setitem(TASKS, "instance", Buggy())
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        main(["train", "-o", str(tmp_path / "run"), "--quiet"])
+
+
+def test_a_config_error_is_one_line_with_exit_2(tmp_path, capsys):
+    code = main(["train", "-o", str(tmp_path / "r"), "--set", "model.options.widht=4", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith("pixelgroup train: error: unknown config key 'model.options.widht'")

@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from pixelgroup.tasks.instance import instances_from_embedding
+from pixelgroup.tasks.predictions import write_instance_prediction
+from tests.engine._tiny import tiny_config
+
+
+def _planted(h=16, w=16):
+    """Background (largest) plus two blobs with orthogonal unit directions."""
+    emb = torch.zeros(3, h, w)
+    emb[0] = 1.0
+    emb[:, 2:6, 2:8] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]
+    emb[:, 9:14, 8:14] = torch.tensor([0.0, 0.0, 1.0])[:, None, None]
+    gt = np.zeros((h, w), np.int64)
+    gt[2:6, 2:8], gt[9:14, 8:14] = 1, 2
+    return emb, gt
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_extract_instances_recovers_planted_groups(stride):
+    emb, gt = _planted()
+    cfg = tiny_config(grouping={"stride": stride, "min_area": 4, "num_iters": 3})
+    labels, scores = instances_from_embedding(emb, cfg)
+    assert labels.shape == (16, 16) and labels.dtype == torch.int64
+    assert (labels == 0).sum() == (gt == 0).sum()  # background is the largest group
+    gt_flat = torch.from_numpy(gt).flatten()
+    pairs = {(int(a), int(b)) for a, b in zip(labels.flatten(), gt_flat, strict=True)}
+    assert len(pairs) == 3 and len(scores) == 2
+
+
+def test_bad_grouping_stride():
+    emb, _ = _planted()
+    with pytest.raises(ValueError, match="stride must be an int >= 1, got 0"):
+        instances_from_embedding(emb, tiny_config(grouping={"stride": 0}))
+
+
+def test_prediction_json_decodes_to_the_masks(tmp_path):
+    labels = np.zeros((6, 7), np.int64)
+    labels[1:3, 1:4], labels[4:, 5:] = 1, 3
+    paths = write_instance_prediction(
+        tmp_path,
+        "img",
+        torch.rand(3, 6, 7),
+        torch.from_numpy(labels),
+        torch.tensor([0.9, 0.5, 0.7]),
+    )
+    assert [p.name for p in paths] == ["img_labels.png", "img_overlay.png", "img.json"]
+    results = json.loads(paths[2].read_text())
+    assert [r["score"] for r in results] == pytest.approx([0.9, 0.7])  # label 2 is absent
+    for r, k in zip(results, (1, 3), strict=True):
+        assert r["image_id"] == "img" and r["category_id"] == 1
+        rle = {"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), labels == k)
+        assert r["area"] == int((labels == k).sum())
+    assert results[0]["bbox"] == [1.0, 1.0, 3.0, 2.0]
