@@ -121,7 +121,7 @@ def check_positive(value: object, name: str) -> float:
     number = check_real(value, name)
     if not (number > 0 and math.isfinite(number)):
         raise ValueError(f"{name} must be a finite number > 0, got {number!r}")
-    return number
+    return float(number)
 
 
 def check_bandwidth(value: object, name: str = "bandwidth") -> float:

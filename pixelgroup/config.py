@@ -64,10 +64,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A key of :data:`pixelgroup.models.MODELS` and its keyword arguments."""
+    """A key of :data:`pixelgroup.models.MODELS` and its keyword arguments.
+
+    ``test_bn`` is how BatchNorm normalises in ``pixelgroup eval`` / ``predict``:
+    ``"running"`` (the running statistics gathered in training, PyTorch's eval mode) or
+    ``"batch"`` (each image by its own statistics, as training at batch 1 and the original's
+    evaluation; see :func:`pixelgroup.models.apply_test_bn`).
+    """
 
     name: str = "toy"
     options: dict[str, Any] = field(default_factory=dict)
+    test_bn: str = "running"
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,10 @@ class LossConfig:
     T GBMS loops of training run on (H/stride)·(W/stride) points: GBMS is quadratic in N.
     ``aux_weight`` and ``aux_labels`` are read by the ``semantic`` task only: its loss is
     cross-entropy + ``aux_weight`` x this grouping loss on the ``aux_labels`` map
-    (``"semantic"`` classes or ``"instance"`` ids).
+    (``"semantic"`` classes or ``"instance"`` ids). ``bce_weight`` and ``pair_weight`` are read
+    by the ``boundary`` task only: its loss is ``bce_weight`` x the heads' class-balanced BCE +
+    ``pair_weight`` x the side embeddings' pair loss (a term of weight 0 is not computed; the
+    original's two stages are ``bce_weight: 0`` then ``pair_weight: 0``).
     """
 
     margin: float = 0.5
@@ -93,6 +103,8 @@ class LossConfig:
     stride: int = 1
     aux_weight: float = 1.0
     aux_labels: str = "semantic"
+    bce_weight: float = 1.0
+    pair_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,9 @@ class TrainConfig:
     add up; ``amp`` is ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA; bf16 also on CPU)
     autocast. See :mod:`pixelgroup.engine.distributed`. ``checkpoint_every`` n also writes the
     checkpoint every n steps inside an epoch (long VOC epochs), and resuming continues there.
+    ``init_from`` names a checkpoint whose weights initialise the model (loaded strictly: the
+    same model and options) before training starts; its optimiser, schedule and epoch are not
+    used, so it starts the next stage of a schedule (a resumed run keeps its own weights).
     """
 
     epochs: int = 10
@@ -122,14 +137,16 @@ class TrainConfig:
     grad_accum: int = 1
     amp: str = "none"
     checkpoint_every: int | None = None
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)
 class GroupingConfig:
     """:func:`pixelgroup.postprocess.group_pixels` settings used by eval and predict.
 
-    ``stride`` > 1 groups an average-pooled embedding and assigns each full-resolution pixel
-    to the nearest group centre (see :func:`pixelgroup.postprocess.extract_instances`).
+    ``stride`` > 1 groups an average-pooled embedding and assigns each pixel of the label map
+    (the image's size, also for a dense model's stride-4/8 embedding) to the nearest group
+    centre (see :func:`pixelgroup.postprocess.extract_instances`).
     ``min_area`` is in pixels of the label map (the image), whatever the embedding's stride:
     :func:`pixelgroup.tasks.base.grouping_arguments` converts it for every task.
     ``max_points`` bounds how many pixels the mean shift moves (the rest vote; ``None``: all).

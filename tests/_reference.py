@@ -202,7 +202,7 @@ def gbms_grad_tolerance(
     """
     eps = gbms_logit_error(x, bandwidth, dtype)
     _, blur_tol = gbms_step_tolerance(x, bandwidth, dtype)
-    xd = x.double()
+    xd = x.detach().double()
     y, p, _ = gbms_blur_lse(xd, bandwidth)
     y_norm = y.norm(dim=-1)
     amplify = 4 * blur_tol / (y_norm + 1e-5)
@@ -234,3 +234,70 @@ def gbms_grad_tolerance(
     cancel = kappa * (d + 8) * u * big_m**2 * (dy_norm + values_path)
     bound = rel * magnitudes(dy_norm) + magnitudes(dy_err) + cancel
     return 4 * (float(bound.max()) + moved)
+
+
+def correspond_pixels_reference(pred, gt, max_dist=0.0075, outlier_cost=100.0):
+    """The BSDS correspondence as first written (one LAPJVsp call on the whole image, square
+    graph of pixels and their outlier twins): ``(matched_pred, matched_gt, cost)``, ``cost`` the
+    summed rint(distance x 100) of the matched pairs."""
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    height, width = pred.shape
+    radius = max_dist * math.hypot(height, width)
+    r = int(math.ceil(radius))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    keep = dy**2 + dx**2 <= radius**2
+    dy, dx = dy[keep], dx[keep]
+    cost = np.rint(np.hypot(dy, dx) * 100)
+    matched_pred = np.zeros(pred.shape, dtype=bool)
+    matched_gt = np.zeros(pred.shape, dtype=bool)
+    y1, x1 = np.nonzero(pred)
+    y2, x2 = np.nonzero(gt)
+    if len(y1) == 0 or len(y2) == 0:
+        return matched_pred, matched_gt, 0.0
+    gt_id = np.full(pred.shape, -1, dtype=np.int64)
+    gt_id[y2, x2] = np.arange(len(y2))
+    ys, xs = y1[:, None] + dy, x1[:, None] + dx
+    inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+    partner = np.where(inside, gt_id[ys.clip(0, height - 1), xs.clip(0, width - 1)], -1)
+    pi, oi = np.nonzero(partner >= 0)
+    if len(pi) == 0:
+        return matched_pred, matched_gt, 0.0
+    nodes1, ei = np.unique(pi, return_inverse=True)
+    nodes2, ej = np.unique(partner[pi, oi], return_inverse=True)
+    n1, n2 = len(nodes1), len(nodes2)
+    outlier = math.ceil(outlier_cost * radius * 100)
+    e = len(ei)
+    rows = np.concatenate([ei, np.arange(n1), n1 + np.arange(n2), n1 + ej])
+    cols = np.concatenate([ej, n2 + np.arange(n1), np.arange(n2), n2 + ei])
+    weights = np.concatenate([cost[oi], np.full(n1 + n2 + e, outlier, dtype=np.float64)]) + 1.0
+    graph = sp.csr_matrix((weights, (rows, cols)), shape=(n1 + n2, n1 + n2))
+    row_ind, col_ind = min_weight_full_bipartite_matching(graph)
+    real = (row_ind < n1) & (col_ind < n2)
+    a, b = nodes1[row_ind[real]], nodes2[col_ind[real]]
+    matched_pred[y1[a], x1[a]] = True
+    matched_gt[y2[b], x2[b]] = True
+    total = float(np.rint(np.hypot(y1[a] - y2[b], x1[a] - x2[b]) * 100).sum())
+    return matched_pred, matched_gt, total
+
+
+def boundary_counts_reference(pred, gts, thresholds, max_dist=0.0075):
+    """``(count_r, sum_r, count_p, sum_p)`` of the BSDS sweep with skimage's thin and
+    :func:`correspond_pixels_reference`, threshold by threshold, annotator by annotator."""
+    import numpy as np
+    from skimage.morphology import thin
+
+    ts = np.asarray(thresholds)
+    count_r, sum_r = np.zeros(len(ts)), np.full(len(ts), float(np.sum(gts)))
+    count_p, sum_p = np.zeros(len(ts)), np.zeros(len(ts))
+    for k, t in enumerate(ts):
+        binary = thin(pred >= t)
+        matched_any = np.zeros(pred.shape, dtype=bool)
+        for gt in gts:
+            matched_pred, matched_gt, _ = correspond_pixels_reference(binary, gt, max_dist)
+            matched_any |= matched_pred
+            count_r[k] += matched_gt.sum()
+        count_p[k], sum_p[k] = matched_any.sum(), binary.sum()
+    return count_r, sum_r, count_p, sum_p

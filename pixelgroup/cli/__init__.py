@@ -36,6 +36,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "eval_proposals",
     "eval_instances",
     "export",
+    "rehearse",
 )
 
 

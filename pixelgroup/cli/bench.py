@@ -1,4 +1,5 @@
-"""``pixelgroup bench``: GBMS speed and memory, grouping vs scikit-learn, merged inference.
+"""``pixelgroup bench``: GBMS speed and memory, grouping vs scikit-learn, merged inference, the
+BSDS boundary benchmark against pyEdgeEval.
 
 The measurements live in :mod:`pixelgroup.analysis.benchmark`; this module parses arguments,
 prints the tables and writes them to ``--out``.
@@ -24,14 +25,18 @@ EPILOG = """examples:
   pixelgroup bench --sizes 4096 16384 --dims 32 --iters 5 --impls tiled sdpa
   pixelgroup bench --sections gbms --sizes 65536 --dims 32 --impls tiled
   pixelgroup bench --device cuda --sections gbms --sizes 262144 --dims 32 --batch 8 --impls sdpa
+  pixelgroup bench --sections boundary --bsds ../shared/data/bsds
 
 Sections: `gbms` (forward / forward+backward of T loops, GFLOP/s against this machine's
 fp32 GEMM measured in the same run), `grouping` (group_pixels vs sklearn MeanShift on
 von Mises-Fisher mixtures and on the toy embeddings), `merge` (merged-point inference vs
-plain GBMS on the toy embeddings at T = 10 and 20). The toy rows read --toy (the original's
-loops_bandwidth0.2.mat) and are skipped with a note when it is not given."""
+plain GBMS on the toy embeddings at T = 10 and 20), `boundary` (eval-boundaries' evaluator vs
+pyEdgeEval, one process each, 99 thresholds, Sobel maps of the --bsds images with one and with
+five annotators; --quick: 3 thresholds on 96x96 crops). The toy rows read --toy (the original's
+loops_bandwidth0.2.mat) and are skipped with a note when it is not given; the boundary section
+needs --bsds (a folder of BSDS <id>.mat files) and skips pyEdgeEval when it is not installed."""
 
-SECTIONS = ("gbms", "grouping", "merge")
+SECTIONS = ("gbms", "grouping", "merge", "boundary")
 IMPLS = ("auto", "tiled", "sdpa", "dense")
 
 
@@ -58,6 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--toy", type=Path, default=None, help="toy GBMS fixture .mat (toy rows skipped without)"
     )
     p.add_argument("--toy-images", type=int, default=30, help="toy images to use (max 30)")
+    p.add_argument(
+        "--bsds",
+        type=Path,
+        default=None,
+        help="folder of BSDS <id>.mat files for the boundary section (skipped without)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the tables here (.md)")
     p.set_defaults(run=run)
@@ -84,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     needs_toy = {"grouping", "merge"} & set(args.sections)
     if args.toy is not None and needs_toy and not args.toy.is_file():
         raise UserError(f"--toy file not found: {args.toy}")
+    if args.bsds is not None and "boundary" in args.sections:
+        if not args.bsds.is_dir():
+            raise UserError(f"--bsds is not a folder: {args.bsds}")
+        if not any(args.bsds.glob("*.mat")):
+            raise UserError(f"--bsds holds no <id>.mat ground-truth files: {args.bsds}")
     set_threads(args.threads)
     sections = {
         "gbms": lambda: benchmark.bench_gbms(
@@ -108,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
         ),
         "merge": lambda: benchmark.bench_merge(args.toy, args.toy_images),
+        "boundary": lambda: benchmark.bench_boundary(
+            args.bsds,
+            3 if args.quick else 99,
+            crop=96 if args.quick else None,
+            log=_log,
+            progress=True,
+        ),
     }
     out = [
         f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "

@@ -7,9 +7,10 @@ Training (each step with its probability; ``p`` = 0.7 is the original's ``rand >
 3. gamma, prob. ``p``: Z ~ U(−0.03, 0.03), γ = ln(0.5 + Z/√2) / ln(0.5 − Z/√2), img ← img^γ;
 4. per-channel gain, prob. ``p``: U(0.8, 1.2) per channel, then clip to [0, 1];
 5. rotation, prob. ``p`` and only if the short side > ``min_short_side`` (200): an integer
-   angle in [−15°, 15°], bilinear for the image (torchvision has no bicubic rotation of
-   tensors), nearest for the labels, then ceil(W·|sin θ|) rows and ceil(H·|sin θ|) columns are
-   cut from each side to drop the filled corners;
+   angle in [−15°, 15°] (:func:`rotate_crop`): the canvas grows to hold the whole rotated
+   image (MATLAB's ``imrotate``), bilinear for the image (torchvision has no bicubic rotation
+   of tensors), nearest for the labels, then ceil(W·|sin θ|) rows and ceil(H·|sin θ|) columns
+   are cut from each side to drop the filled corners (a 375 x 500 image at 15° ends 233 x 386);
 6. scale, prob. ``p`` and only if the short side > ``min_short_side``: a factor in
    {0.70, 0.71, ..., 1.50};
 7. always: if the long side exceeds ``max_size`` (800) shrink it to that, then round both sides
@@ -32,7 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import IGNORE_INDEX
 
-__all__ = ["VOCAugment"]
+__all__ = ["VOCAugment", "rotate_crop"]
 
 
 def _uniform(g: torch.Generator, low: float, high: float, size: int = 1) -> torch.Tensor:
@@ -168,18 +169,7 @@ class VOCAugment:
     def _rotate(
         self, image: torch.Tensor, labels: torch.Tensor, angle: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if angle == 0:
-            return image, labels
-        h, w = image.shape[1:]
-        image = TF.rotate(image, float(angle), interpolation=InterpolationMode.BILINEAR)
-        labels = TF.rotate(
-            labels, float(angle), interpolation=InterpolationMode.NEAREST, fill=self.ignore_index
-        )
-        s = abs(math.sin(math.radians(angle)))
-        dy, dx = math.ceil(w * s), math.ceil(h * s)
-        if h - 2 * dy >= self.multiple and w - 2 * dx >= self.multiple:
-            image, labels = image[:, dy : h - dy, dx : w - dx], labels[:, dy : h - dy, dx : w - dx]
-        return image, labels
+        return rotate_crop(image, labels, angle, fill=self.ignore_index, multiple=self.multiple)
 
     def _resize(
         self, image: torch.Tensor, labels: torch.Tensor, h: int, w: int
@@ -199,3 +189,48 @@ class VOCAugment:
         nh = max(m, round(h * shrink / m) * m)
         nw = max(m, round(w * shrink / m) * m)
         return self._resize(image, labels, nh, nw)
+
+
+def rotate_crop(
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    angle: float,
+    *,
+    fill: int = IGNORE_INDEX,
+    multiple: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original's rotation step (``getImgBatch_augVOC2012.m``): rotate by ``angle``
+    degrees (counter-clockwise) on a canvas grown to hold the whole rotated image, as MATLAB's
+    ``imrotate`` does, then cut ``ceil(W·|sin θ|)`` rows and ``ceil(H·|sin θ|)`` columns from
+    each side, which drops the filled corners.
+
+    Args:
+        image: ``(C, H, W)`` float image (bilinear; the original is bicubic, which torchvision
+            does not offer for tensors).
+        labels: ``(L, H, W)`` integer label maps (nearest; ``fill`` where the canvas grew).
+        angle: θ in degrees; 0 returns the inputs.
+        fill: label value of the pixels outside the rotated image.
+        multiple: the cut is skipped when it would leave a side shorter than this.
+
+    Returns:
+        ``(image, labels)`` of size about ``(H·cos θ − W·|sin θ|, W·cos θ − H·|sin θ|)``.
+
+    Example:
+        >>> img, lab = rotate_crop(torch.rand(3, 375, 500), torch.zeros(1, 375, 500), 15)
+        >>> tuple(img.shape[1:])
+        (233, 386)
+    """
+    if angle == 0:
+        return image, labels
+    h, w = image.shape[1:]
+    image = TF.rotate(image, float(angle), interpolation=InterpolationMode.BILINEAR, expand=True)
+    labels = TF.rotate(
+        labels, float(angle), interpolation=InterpolationMode.NEAREST, expand=True, fill=fill
+    )
+    s = abs(math.sin(math.radians(angle)))
+    dy, dx = math.ceil(w * s), math.ceil(h * s)
+    ch, cw = image.shape[1:]
+    if ch - 2 * dy >= multiple and cw - 2 * dx >= multiple:
+        image = image[:, dy : ch - dy, dx : cw - dx]
+        labels = labels[:, dy : ch - dy, dx : cw - dx]
+    return image, labels

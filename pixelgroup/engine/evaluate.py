@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
+from pixelgroup.models import apply_test_bn
 from pixelgroup.tasks import get_task
 
 __all__ = ["evaluate"]
@@ -21,8 +22,12 @@ def evaluate(
     *,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Metrics of ``model`` (in eval mode) on ``split`` (default ``cfg.data.eval_split``)."""
+    """Metrics of ``model`` (in eval mode) on ``split`` (default ``cfg.data.eval_split``).
+
+    BatchNorm normalises as ``cfg.model.test_bn`` says (:func:`pixelgroup.models.apply_test_bn`).
+    """
     task = get_task(cfg.task)
+    model = apply_test_bn(model, cfg.model.test_bn)
     split = split or cfg.data.eval_split
     loader = DataLoader(
         task.build_dataset(cfg, split),

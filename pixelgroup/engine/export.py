@@ -38,6 +38,7 @@ from torch import nn
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup._checks import check_non_negative_int, check_positive
+from pixelgroup.models.batchnorm import apply_test_bn
 from pixelgroup.models.heads import EmbeddingOutput
 
 __all__ = [
@@ -176,6 +177,8 @@ def _quiet_tracing() -> Iterator[None]:
     with warnings.catch_warnings():
         for category in (torch.jit.TracerWarning, DeprecationWarning, FutureWarning):
             warnings.simplefilter("ignore", category)
+        # test_bn="batch": per-image statistics are instance_norm with input statistics, meant
+        warnings.filterwarnings("ignore", message=".*operator 'instance_norm' is set to train")
         yield
 
 
@@ -194,11 +197,17 @@ def _example_images(model: nn.Module, example: torch.Tensor | None) -> torch.Ten
 
 
 def _graph(
-    model: nn.Module, num_iters: int, bandwidth: float, stride: int, example: torch.Tensor
+    model: nn.Module,
+    num_iters: int,
+    bandwidth: float,
+    stride: int,
+    example: torch.Tensor,
+    test_bn: str = "running",
 ) -> GroupingGraph:
-    """A checked GroupingGraph of a CPU float32 copy of ``model``, run once on ``example``."""
+    """A checked GroupingGraph of a CPU float32 copy of ``model`` (BatchNorm as ``test_bn``),
+    run once on ``example``."""
     model = copy.deepcopy(model).to("cpu", torch.float32)  # leave the caller's model alone
-    graph = GroupingGraph(model, num_iters, bandwidth, stride).eval()
+    graph = GroupingGraph(apply_test_bn(model, test_bn), num_iters, bandwidth, stride).eval()
     with torch.no_grad():
         graph(example)  # fails early (one message) for a model that is not an embedding model
     return graph
@@ -213,6 +222,7 @@ def export_onnx(
     stride: int = 1,
     example: torch.Tensor | None = None,
     opset_version: int = ONNX_OPSET,
+    test_bn: str = "running",
 ) -> Path:
     """Write the :class:`GroupingGraph` of ``model`` as an ONNX file (all-or-nothing).
 
@@ -226,6 +236,9 @@ def export_onnx(
             the graph accepts any B, H, W afterwards (input ``images``, dynamic axes
             ``batch``, ``height``, ``width``).
         opset_version: ONNX opset (>= 17).
+        test_bn: the checkpoint's ``model.test_bn``: ``"running"`` BatchNorm statistics, or
+            ``"batch"`` (each image normalised by its own statistics, as ``pixelgroup eval``
+            and ``predict`` do for it; the graph then holds instance normalisations).
 
     Returns:
         ``path``. The graph's outputs are named as in :attr:`GroupingGraph.output_names`;
@@ -236,7 +249,7 @@ def export_onnx(
     if opset_version < 17:
         raise ValueError(f"opset_version must be >= 17, got {opset_version}")
     example = _example_images(model, example)
-    graph = _graph(model, num_iters, bandwidth, stride, example)
+    graph = _graph(model, num_iters, bandwidth, stride, example, test_bn)
     try:
         import onnx
     except ImportError as e:
@@ -277,6 +290,7 @@ def export_torchscript(
     bandwidth: float,
     stride: int = 1,
     example: torch.Tensor | None = None,
+    test_bn: str = "running",
 ) -> Path:
     """Write the :class:`GroupingGraph` of ``model`` as a traced TorchScript file.
 
@@ -289,13 +303,14 @@ def export_torchscript(
         stride: s >= 1, the pooling before the loops.
         example: images ``(B, C, H, W)`` to trace with (default: two random 64 x 64 images);
             the traced module accepts any B, H, W afterwards.
+        test_bn: as :func:`export_onnx`.
 
     Returns:
         ``path``. :meth:`GroupingGraph.metadata` is stored as the extra file
         ``pixelgroup.json`` (read it with ``torch.jit.load(path, _extra_files=...)``).
     """
     example = _example_images(model, example)
-    graph = _graph(model, num_iters, bandwidth, stride, example)
+    graph = _graph(model, num_iters, bandwidth, stride, example, test_bn)
     extra = {"pixelgroup.json": json.dumps(graph.metadata())}
     path = Path(path)
     with _quiet_tracing(), torch.no_grad(), atomic_path(path) as tmp:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.data.io import read_image
 from pixelgroup.errors import DataError
+from pixelgroup.models import apply_test_bn
 from pixelgroup.tasks import get_task
 
 __all__ = ["predict_files", "Predictions", "DEFAULT_MAX_SIZE", "model_input_size"]
@@ -105,6 +106,7 @@ def predict_files(
             f"two images share the file name stem {twice!r}; their outputs would collide"
         )
     task = get_task(cfg.task)
+    model = apply_test_bn(model, cfg.model.test_bn)  # BatchNorm statistics: model.test_bn
     for path, stem in zip(paths, stems, strict=True):
         if stem in getattr(task, "reserved_stems", ()):
             raise DataError(

@@ -145,8 +145,9 @@ def _check(cfg: ExperimentConfig) -> None:
 
 
 def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
-    """Dataset, model (with checkpoint ``weights`` if given, loaded before the DDP wrap), loss,
-    optimiser, schedule and RNG of ``cfg`` on this process's device."""
+    """Dataset, model (with checkpoint ``weights`` if given, else those of the checkpoint
+    ``train.init_from`` if set; loaded before the DDP wrap), loss, optimiser, schedule and RNG
+    of ``cfg`` on this process's device."""
     _check(cfg)
     task = get_task(cfg.task)
     info, device = init_distributed(cfg.device)
@@ -162,6 +163,9 @@ def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
     model = build_model_seeded(cfg).to(device)
     if weights is not None:
         load_weights(model, weights, run_dir / CHECKPOINT_NAME)
+    elif cfg.train.init_from is not None:  # the next stage of a schedule starts from these
+        init = Path(cfg.train.init_from).expanduser()
+        load_weights(model, load_checkpoint(init)["model"], init)
     model = wrap_model(model, info, device)
     optimizer = _optimizer(cfg, model.parameters())
     total = cfg.train.epochs * per_epoch

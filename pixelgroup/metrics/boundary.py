@@ -16,11 +16,14 @@ recall value has area 0, as in pyEdgeEval) and R50 is the recall at 50 % precisi
 
 The correspondence is the original's min-cost assignment, solved exactly: a matched pair costs
 its pixel distance (x100, rounded as in the C++ matcher) and every unmatched pixel an outlier cost
-far above any distance, so the answer is a maximum matching of least total distance. Candidate
-pairs come from a vectorised scan of the disc of offsets and the sparse assignment is solved by
-:func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching` (LAPJVsp). The original solves a
-sparsified version with random outlier edges, so counts agree to within a pixel or so; which of
-several equally cheap pixels gets matched may differ. Thinning is :func:`skimage.morphology.thin`
+far above any distance, so the answer is a maximum matching of least total distance. Each
+annotator's candidate pairs (a vectorised scan of the disc of offsets) are tabulated once per
+image; the candidate graph of each threshold is split into connected components, single-pixel
+stars are matched in closed form and the rest solved by
+:func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching` (LAPJVsp), component by component
+(:mod:`pixelgroup.metrics._bsds_match`). The original solves a sparsified version with random
+outlier edges, so counts agree to within a pixel or so; which of several equally cheap pixels
+gets matched may differ. Thinning gives :func:`skimage.morphology.thin`'s result pixel for pixel
 (MATLAB's ``bwmorph(..., 'thin', inf)`` differs on a few pixels per map).
 """
 
@@ -34,11 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-from skimage.morphology import thin
 
+from pixelgroup.metrics._bsds_match import GroundTruthMatcher, thin
 from pixelgroup.metrics._inputs import as_numpy, check_records
 
 __all__ = [
@@ -52,8 +53,6 @@ __all__ = [
     "boundary_counts",
     "boundary_scores",
 ]
-
-_COST_SCALE = 100  # the C++ matcher works on integer costs: distance x 100, rounded
 
 
 def boundary_thresholds(num: int = 99) -> np.ndarray:
@@ -73,18 +72,15 @@ def _check_max_dist(max_dist: float) -> None:
         )
 
 
-def _disc_offsets(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r = int(math.ceil(radius))
-    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    keep = dy**2 + dx**2 <= radius**2
-    dy, dx = dy[keep], dx[keep]
-    return dy, dx, np.rint(np.hypot(dy, dx) * _COST_SCALE)
-
-
 def correspond_pixels(
     pred: np.ndarray, gt: np.ndarray, max_dist: float = 0.0075, outlier_cost: float = 100.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Match two binary boundary maps one-to-one within ``max_dist`` x the image diagonal.
+
+    The least-cost assignment of the BSDS matcher, solved exactly: a pair costs its distance
+    x 100 (rounded), an unmatched pixel ``outlier_cost`` radii (x 100, rounded up), so the answer
+    is a maximum matching of least total distance. Each connected component of the candidate
+    graph is solved on its own (see :mod:`pixelgroup.metrics._bsds_match`).
 
     Args:
         pred, gt: ``(H, W)`` boolean maps (non-zero = boundary pixel).
@@ -94,49 +90,24 @@ def correspond_pixels(
 
     Returns:
         ``(matched_pred, matched_gt)``: ``(H, W)`` boolean maps of the matched pixels; both have
-        the same number of pixels, the size of a maximum matching.
+        the same number of pixels, the size of the matching.
+
+    Example::
+
+        mp, mg = correspond_pixels(pred_map, gt_map)  # mp.sum() == mg.sum()
+
+    Cost: near-linear in the candidate pairs plus LAPJVsp on each component with both sides
+    above one pixel; milliseconds to a few tenths of a second on a 481x321 map.
     """
     if pred.shape != gt.shape:
         raise ValueError(f"pred and gt must have the same shape, got {pred.shape} and {gt.shape}")
     _check_max_dist(max_dist)
-    height, width = pred.shape
-    radius = max_dist * math.hypot(height, width)
-    dy, dx, cost = _disc_offsets(radius)
+    radius = max_dist * math.hypot(*pred.shape)
     matched_pred = np.zeros(pred.shape, dtype=bool)
     matched_gt = np.zeros(pred.shape, dtype=bool)
-    y1, x1 = np.nonzero(pred)
-    y2, x2 = np.nonzero(gt)
-    if len(y1) == 0 or len(y2) == 0:
-        return matched_pred, matched_gt
-    gt_id = np.full(pred.shape, -1, dtype=np.int64)
-    gt_id[y2, x2] = np.arange(len(y2))
-    # (n_pred, n_offsets) candidate partners; -1 outside the image or off the GT boundary
-    ys, xs = y1[:, None] + dy, x1[:, None] + dx
-    inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
-    partner = np.where(inside, gt_id[ys.clip(0, height - 1), xs.clip(0, width - 1)], -1)
-    pi, oi = np.nonzero(partner >= 0)
-    if len(pi) == 0:
-        return matched_pred, matched_gt
-    # only pixels with a candidate take part ("matchable" nodes of the original)
-    nodes1, ei = np.unique(pi, return_inverse=True)
-    nodes2, ej = np.unique(partner[pi, oi], return_inverse=True)
-    n1, n2 = len(nodes1), len(nodes2)
-    outlier = math.ceil(outlier_cost * radius * _COST_SCALE)
-    # Rows: pred nodes, then one outlier per GT node; cols: GT nodes, then one outlier per pred
-    # node. A pred node may stay unmatched via its own outlier, likewise a GT node; the outlier
-    # twins of a matched pair (i, j) pair up through the mirror edge. Every perfect matching
-    # then costs outlier * (n1 + n2 - k) + (distances of its k real pairs). The +1 keeps
-    # zero-distance pairs from being dropped as sparse zeros; it adds the same n1 + n2 to all.
-    e = len(ei)
-    rows = np.concatenate([ei, np.arange(n1), n1 + np.arange(n2), n1 + ej])
-    cols = np.concatenate([ej, n2 + np.arange(n1), np.arange(n2), n2 + ei])
-    weights = np.concatenate([cost[oi], np.full(n1 + n2 + e, outlier, dtype=np.float64)]) + 1.0
-    graph = sp.csr_matrix((weights, (rows, cols)), shape=(n1 + n2, n1 + n2))
-    row_ind, col_ind = min_weight_full_bipartite_matching(graph)
-    real = (row_ind < n1) & (col_ind < n2)
-    a, b = nodes1[row_ind[real]], nodes2[col_ind[real]]
-    matched_pred[y1[a], x1[a]] = True
-    matched_gt[y2[b], x2[b]] = True
+    a, b = GroundTruthMatcher(gt != 0, radius, outlier_cost).match(pred != 0)
+    matched_pred.flat[a] = True
+    matched_gt.flat[b] = True
     return matched_pred, matched_gt
 
 
@@ -188,7 +159,9 @@ def boundary_counts(
         max_dist: matching radius as a fraction of the image diagonal.
         apply_thinning: thin each thresholded map to one pixel width first (the standard).
 
-    Cost: T x A sparse assignments on the boundary pixels; ~0.1-0.6 s each at 481x321.
+    Cost: T thinnings and T x A assignments; each annotator's candidate table is built once
+    and reused at every threshold. About 1-2 CPU-seconds per annotator at 481x321 and T = 99
+    on a raw (non-NMS) map, much less on an NMS map.
     """
     pred = np.asarray(pred, dtype=np.float64)
     maps = np.asarray(gts)
@@ -199,15 +172,19 @@ def boundary_counts(
     ts = boundary_thresholds(thresholds) if isinstance(thresholds, int) else np.asarray(thresholds)
     count_r, count_p, sum_p = np.zeros(len(ts)), np.zeros(len(ts)), np.zeros(len(ts))
     sum_r = np.full(len(ts), float(maps.sum()))
+    radius = max_dist * math.hypot(*pred.shape)
+    matchers = [GroundTruthMatcher(gt, radius) for gt in maps]
+    matched_any = np.zeros(pred.size, dtype=bool)
     for k, t in enumerate(ts):
         binary = pred >= t
         if apply_thinning:
             binary = thin(binary)
-        matched_any = np.zeros(pred.shape, dtype=bool)
-        for gt in maps:
-            matched_pred, matched_gt = correspond_pixels(binary, gt, max_dist)
-            matched_any |= matched_pred
-            count_r[k] += matched_gt.sum()
+        binary = binary.ravel()
+        matched_any[:] = False
+        for matcher in matchers:
+            matched_pred, matched_gt = matcher.match(binary)
+            matched_any[matched_pred] = True
+            count_r[k] += len(matched_gt)
         count_p[k] = matched_any.sum()
         sum_p[k] = binary.sum()
     return BoundaryCounts(ts, count_r, sum_r, count_p, sum_p)
@@ -416,7 +393,8 @@ class BoundaryEvaluator:
         ev.evaluate()  # {"ODS": ..., "OIS": ..., "AP": ..., "R50": ...}
         ev.scores().recall  # (T,) dataset PR curve, for plotting
 
-    Cost: T x A sparse assignments per image, ~0.1-0.6 s each at 481x321.
+    Cost: T thinnings and T x A assignments per image; about 1-2 CPU-seconds per annotator at
+    481x321, T = 99, on a raw map (docs/boundaries.md has measured times).
     """
 
     def __init__(

@@ -5,7 +5,8 @@ arguments (the ``model`` section of an experiment config). Every model in ``MODE
 :class:`EmbeddingOutput` whose ``embedding`` is unit-norm ``(B, D, H, W)``. Register a new model
 by adding an entry to ``MODELS``. The boundary detector :class:`BoundaryNet` returns a
 :class:`BoundaryOutput` instead (several side embeddings and logits), so it is not in the
-registry; the boundary task builds it.
+registry; the boundary task builds it. :func:`apply_test_bn` gives the model to evaluate for
+the config's ``model.test_bn`` (running or per-image BatchNorm statistics).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from pixelgroup.models.batchnorm import BatchStatistics, apply_test_bn, batch_statistics
 from pixelgroup.models.boundary import BoundaryNet, BoundaryOutput
 from pixelgroup.models.dense import DenseEmbeddingNet
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
@@ -29,6 +31,9 @@ __all__ = [
     "DenseEmbeddingNet",
     "BoundaryNet",
     "BoundaryOutput",
+    "apply_test_bn",
+    "batch_statistics",
+    "BatchStatistics",
 ]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

@@ -23,7 +23,7 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pixelgroup._checks import check_rank, check_tensor
-from pixelgroup.models.backbones import BACKBONES, build_backbone
+from pixelgroup.models.backbones import BACKBONES, ResNetBackbone, build_backbone
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
 
 __all__ = ["DenseEmbeddingNet", "freeze_stages"]
@@ -151,7 +151,7 @@ def freeze_stages(backbone: nn.Module, num_stages: int) -> None:
     """
     if isinstance(num_stages, bool) or not isinstance(num_stages, int) or not 0 <= num_stages <= 5:
         raise ValueError(f"frozen_stages must be an int in 0..5, got {num_stages!r}")
-    if not hasattr(backbone, "layers") or not hasattr(backbone, "stem"):
+    if not isinstance(backbone, ResNetBackbone):
         raise ValueError(
             f"frozen_stages needs a ResNet backbone (stem + res2..res5), got "
             f"{type(backbone).__name__}"

@@ -31,7 +31,7 @@ mean. Half-precision inputs are computed in float32, and every step runs with au
 bfloat16 autocast region would round the logits, or break the tiled products). What remains
 is the rounding of the logits, about κ·(D + 1)·u in absolute terms (u = 2⁻²⁴ in float32,
 2⁻⁵³ in float64): with logit errors ε the result matches the float64 log-sum-exp reference to
-``(e^{2ε} − 1)`` times each row's weighted spread. Once κ·u·D ≳ 1 (float32 below δ ≈ 1e-3 at
+``(e^{2ε} − 1)`` times each row's weighted spread. Once κ·u·D ≳ 1 (float32 below δ ≈ 2e-3 at
 D = 64) the weights of near neighbours are not resolved any more: use float64 points there.
 docs/numerics.md has the measured errors per dtype.
 """
@@ -101,10 +101,14 @@ def _auto_impl(x: torch.Tensor) -> str:
 
 
 def _step(x: torch.Tensor, bandwidth: float, impl: str) -> torch.Tensor:
+    """One step; half precision is blurred and re-projected in float32 and rounded once at
+    the end (re-projecting in float16 underflowed ``|y|·(|y| + 1e-5)²`` in the backward for
+    short blurred rows, an inf gradient where the true one is ~1e3)."""
     if impl == "auto":
         impl = _auto_impl(x)
+    compute = x.float() if x.dtype in _HALF else x
     with no_autocast(x.device):
-        return normalize_to_sphere(_BLURS[impl](x, bandwidth), dim=-1)
+        return normalize_to_sphere(_BLURS[impl](compute, bandwidth), dim=-1).to(x.dtype)
 
 
 def _unroll(x: torch.Tensor, bandwidth: float, num_iters: int, impl: str) -> list[torch.Tensor]:
@@ -118,14 +122,17 @@ def gbms_step(x: torch.Tensor, bandwidth: float, *, impl: str = "auto") -> torch
     """One Gaussian-blurring mean-shift step on the sphere (differentiable).
 
     Args:
-        x: ``(B, N, D)`` points with unit-norm rows (e.g. from :func:`normalize_to_sphere`).
-        bandwidth: kernel bandwidth δ > 0 (vMF concentration κ = 1/δ²). The original uses
-            0.1 (toy training, demo 3) and 0.2 (its stored toy model, demo-4 visualisation).
+        x: ``(B, N, D)`` points with unit-norm rows (e.g. from :func:`normalize_to_sphere`;
+            B, N, D >= 1, finite, norms <= 1.01 — shorter rows, zero included, are fine).
+        bandwidth: kernel bandwidth δ >= 1e-8 (vMF concentration κ = 1/δ²; a Python
+            number, NumPy scalar or 0-d tensor). The original uses 0.1 (toy training,
+            demo 3) and 0.2 (its stored toy model, demo-4 visualisation).
         impl: ``"auto"``, ``"tiled"``, ``"sdpa"`` (all O(N·D) memory) or ``"dense"``
             (explicit N x N kernel, O(N²) memory); see the module docstring.
 
     Returns:
-        ``(B, N, D)`` unit rows, same dtype and device as ``x``.
+        ``(B, N, D)`` unit rows, same dtype and device as ``x`` (half precision is computed in
+        float32 and rounded once).
 
     Cost: O(B·N²·D) time per step (4·N²·D flops).
 
@@ -145,8 +152,8 @@ def recurrent_mean_shift(
 
     Args:
         x: ``(B, N, D)`` unit rows.
-        bandwidth: δ > 0.
-        num_iters: T >= 0.
+        bandwidth: δ >= 1e-8.
+        num_iters: T >= 0 (an int, NumPy integer or 0-d integer tensor).
         impl: see :func:`gbms_step`.
 
     Returns:

@@ -5,7 +5,8 @@ For rows X ``(N, D)`` of norm <= M and κ = 1/δ², one GBMS blur is ``Y = D⁻�
 this one is shared by all rows, so ``G`` stays symmetric). Because Q = K = V = X:
 
 * the exponent is <= 0 (``x_i·x_j <= |x_i||x_j| <= M²``), so exp never overflows, whatever
-  the norms the unit-norm check lets through (up to 1.01, bfloat16 rows up to 1.004);
+  the norms the unit-norm check lets through (up to 1.01; bfloat16 rows reach 1.004), and
+  the longest rows keep ``d_i >= 1``;
 * ``G`` is symmetric, so only tile pairs ``J >= I`` are formed: one ``t x t`` tile feeds
   the rows of I (``G_IJ X_J``) and of J (``X_Iᵀ G_IJ``, accumulated transposed), halving the
   products and exponentials;
@@ -20,27 +21,33 @@ this one is shared by all rows, so ``G`` stays symmetric). Because Q = K = V = X
 
 **Rows recomputed with their own maximum.** The shared shift κM² equals a row's largest
 logit only for the longest rows. A row whose largest logit lies far below it (a shorter row:
-normalize_to_sphere leaves norms 1 − 1e-5, float32 rounding leaves ±6e-8, bfloat16 ±4e-3, and
-zero rows are accepted too; times a large κ) has a tiny ``d_i``. Every row with
-``d_i < N·2⁻⁶²`` is therefore recomputed, forward and backward, with the exact maximum
-``m_i = max_j κ x_i·x_j`` of its logits (a first pass over column tiles), so its largest
-kernel value is 1 and ``d_i >= 1``. These rows are not symmetric partners any more: the
-symmetric pass drops their own weights (``Z_i = c_i = 0``) and one non-symmetric pass over
-their tiles adds them back. With unit rows at δ >= ~1e-3 (float32) no row is recomputed and
-the layer costs what the symmetric pass costs; otherwise the recomputed rows cost about 1.5x
-a symmetric pass over them (two products per tile instead of one half).
+normalize_to_sphere leaves norms 1 − 1e-5, float32 rounding ±6e-8, bfloat16 ±4e-3, and zero
+rows are accepted too; times a large κ) has a tiny ``d_i``: the old fixed shift κ put every
+kernel value of such rows on the floor and so every point on the global mean. Every row with
+``d_i < N·2⁻⁶²`` is recomputed, forward and backward, with its exact maximum
+``m_i = max_j κ x_i·x_j``: one non-symmetric pass over its tiles with a running maximum (the
+flash-attention recurrence), the shift subtracted from the plain products, so the row's
+largest kernel value is exactly 1 and ``d_i >= 1``. The symmetric pass drops these rows' own
+weights (``Z_i = c_i = 0`` in the backward) and the non-symmetric pass adds them back. With
+rows from normalize_to_sphere at δ >= ~5e-4 (float32) no row is recomputed and the layer
+costs what the symmetric pass costs; with every row recomputed (float32, δ = 1e-4,
+N = 16,384, D = 32) forward and backward each took 2.4x that (CPU time, one thread): the
+recomputed tiles are not shared, and the symmetric pass has already been paid.
 
-**The floor, and the error it may cause.** Kernel tiles are computed as
-``2^(log2(e)·logit)`` (log2(e) folded into the matrix product; torch's exp2 ran 4-5x faster
-than its exp here, 7 vs 1.5 G values/s on one AVX-512 core, both within 1e-7 relative), and
-the exponent is clamped to [−115, 0] so that no kernel value is subnormal in float32
-(subnormals slow x86 arithmetic: an exp landing there took 20x longer here, and the
-products after it several times longer). Raising an entry below 2⁻¹¹⁵ to 2⁻¹¹⁵ adds at
-most ``N·2⁻¹¹⁵`` to ``d_i`` and ``N·2⁻¹¹⁵·M`` to ``Σ_j G_ij x_j``; every row that keeps the
-shared shift has ``d_i >= N·2⁻⁶²``, every recomputed row ``d_i >= 1``, so the floor changes
-each ``y_i`` by at most ``2·1.01·2⁻⁵³·|...|``: below float64's unit roundoff relative to the
-row's kernel mass, for every N. (Clamping the exponent at 0 only removes rounding: exact
-logits never exceed the shift.)
+**No overflow, and the floor's error.** Kernel tiles are computed as ``2^(log2(e)·logit)``
+(log2(e) folded into the matrix product; torch's exp2 ran 4-5x faster than its exp here, 7 vs
+1.5 G values/s on one AVX-512 core, both within 1e-7 relative). The shared shift carries a
+margin of ``4(D + 3)·u·κM²·log2(e)`` (u the unit roundoff) above κM², more than the rounding
+error of the product that forms ``scale·x_i·x_j − shift``, so every computed exponent is <= 0
+and nothing overflows for any accepted norm (up to 1.01) without a second clamp; the margin
+scales every kernel value of the pass alike, which ``D⁻¹G`` cancels (0.2 % at δ = 0.1, D = 64,
+float32). The exponent is floored at −115 so that no kernel value is subnormal in float32
+(subnormals slow x86 arithmetic: an exp landing there took 20x longer here, and the products
+after it several times longer). Raising an entry below 2⁻¹¹⁵ to 2⁻¹¹⁵ adds at most
+``N·2⁻¹¹⁵`` to ``d_i`` and ``N·2⁻¹¹⁵·M`` to ``Σ_j G_ij x_j``; every row that keeps the
+shared shift has ``d_i >= N·2⁻⁶²`` and every recomputed row ``d_i >= 1``, so the floor moves
+each ``y_i`` by at most ``2⁻⁵³·(M + |y_i|)·(1 + 2⁻⁵³) <= 2.03·2⁻⁵³``, for every N: below
+float64's resolution of the result, far below float32's.
 
 **Rounding.** A logit is one matrix product of D + 1 terms of size up to κM², so its absolute
 error is about ``κ·(D + 1)·u`` (u = 2⁻²⁴ in float32; half inputs are computed in float32).

@@ -174,8 +174,7 @@ def extract_instances(
             labels = torch.full(size, -1, dtype=torch.int64, device=labels.device)
     # background (and "not foreground", -1) -> 0; the instance groups present -> 1..K
     remap = torch.zeros(num + 1, dtype=torch.int64, device=labels.device)
-    present = torch.zeros(num + 1, dtype=torch.bool, device=labels.device)
-    present[torch.unique(labels) + 1] = True
+    present = torch.bincount(labels.flatten() + 1, minlength=num + 1) > 0
     present[0] = False
     if background is not None:
         present[background + 1] = False

@@ -23,7 +23,13 @@
   the image's labelled pixels, summed over heads) plus the pixel-pair loss on every side
   embedding with groups boundary / non-boundary (``cfg.loss``: ``margin``, ``pos_weight``,
   ``neg_weight``, ``kind``, ``sample_ratio``, ``max_samples``; ``num_iters`` must be 0: the
-  original boundary model has no mean-shift loops). Returns ``{"loss", "bce", "pair"}``.
+  original boundary model has no mean-shift loops). The total is ``loss.bce_weight`` x BCE +
+  ``loss.pair_weight`` x pair loss (both 1 by default); the pair loss is not computed at
+  weight 0, the BCE always is (reported; at weight 0 its zero gradients keep every parameter
+  in the backward, as DistributedDataParallel needs). The original's two stages (METHOD.md §5: the pair loss first, then the
+  classifiers fine-tuned) are ``bce_weight: 0``, then ``pair_weight: 0`` with
+  ``train.init_from`` the first stage's checkpoint (``configs/bsds.yaml``, docs/boundaries.md).
+  Returns ``{"loss", "bce", "pair"}`` (``"pair"`` only at a non-zero weight).
 * Model: ``model.name: boundary``, :class:`~pixelgroup.models.BoundaryNet` with
   ``model.options``.
 * Evaluation: :class:`~pixelgroup.metrics.boundary.BoundaryEvaluator` (ODS, OIS, AP, R50).
@@ -42,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.config import BoundaryOptions, ExperimentConfig, parse_options
+from pixelgroup.config import BoundaryOptions, ExperimentConfig, LossConfig, parse_options
 from pixelgroup.data import AugmentedDataset, CropFlip
 from pixelgroup.data.bsds import BoundarySample, open_boundary_dataset
 from pixelgroup.data.io import write_png
@@ -182,33 +188,28 @@ class BoundaryTask:
                 f"the boundary task trains without mean-shift loops: set loss.num_iters to 0, "
                 f"got {c.num_iters}"
             )
+        for name in ("bce_weight", "pair_weight"):
+            if not getattr(c, name) >= 0:
+                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(c, name)}")
+        if c.bce_weight == 0 and c.pair_weight == 0:
+            raise ConfigError("loss.bce_weight and loss.pair_weight are both 0: nothing to train")
         _options(cfg)
 
         def loss(output: Any, batch: BoundaryBatch, generator: torch.Generator):
             logits = output.logits
             target = batch.target.to(logits.device)
             size = target.shape[-2:]
+            # the BCE is cheap and always computed: at weight 0 (stage 1) it is reported and
+            # gives the classifiers zero gradients, so every parameter takes part in the
+            # backward (DistributedDataParallel's rule); the pair loss is skipped at weight 0
             bce = class_balanced_bce(_resize(logits, size), target)
-            labels = torch.where(target < 0, 255, target).long().flatten(1)
-            pair = logits.new_zeros(())
-            for embedding in output.embeddings:
-                e = F.normalize(_resize(embedding, size), dim=1, eps=1e-5).flatten(2)
-                pair = (
-                    pair
-                    + pairwise_embedding_loss(
-                        e.transpose(1, 2),
-                        labels,
-                        c.margin,
-                        sample_ratio=c.sample_ratio,
-                        max_samples=c.max_samples,
-                        pos_weight=c.pos_weight,
-                        neg_weight=c.neg_weight,
-                        kind=c.kind,
-                        ignore_index=255,
-                        generator=generator,
-                    )["loss"]
-                )
-            return {"loss": bce + pair, "bce": bce.detach(), "pair": pair.detach()}
+            total = c.bce_weight * bce
+            terms = {"bce": bce.detach()}
+            if c.pair_weight > 0:
+                pair = _pair_loss(output.embeddings, target, c, generator)
+                total = total + c.pair_weight * pair
+                terms["pair"] = pair.detach()
+            return {"loss": total, **terms}
 
         return loss
 
@@ -220,6 +221,36 @@ class BoundaryTask:
     ) -> list[Path]:
         """Boundary maps of ``image (3, H, W)`` -> ``out_dir/{raw,nms}/STEM.png``."""
         return write_boundary_prediction(out_dir, stem, *predict_boundaries(model, image))
+
+
+def _pair_loss(
+    embeddings: list[torch.Tensor],
+    target: torch.Tensor,
+    c: LossConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The pair loss summed over the side embeddings, groups boundary / non-boundary."""
+    size = target.shape[-2:]
+    labels = torch.where(target < 0, 255, target).long().flatten(1)
+    pair = target.new_zeros(())
+    for embedding in embeddings:
+        e = F.normalize(_resize(embedding, size), dim=1, eps=1e-5).flatten(2)
+        pair = (
+            pair
+            + pairwise_embedding_loss(
+                e.transpose(1, 2),
+                labels,
+                c.margin,
+                sample_ratio=c.sample_ratio,
+                max_samples=c.max_samples,
+                pos_weight=c.pos_weight,
+                neg_weight=c.neg_weight,
+                kind=c.kind,
+                ignore_index=255,
+                generator=generator,
+            )["loss"]
+        )
+    return pair
 
 
 def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:

@@ -7,6 +7,7 @@ matplotlib is imported lazily with the Agg backend; every figure is written atom
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     try:
         with atomic_path(path) as tmp:

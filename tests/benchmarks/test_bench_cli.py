@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from pixelgroup.analysis import benchmark
@@ -12,6 +13,7 @@ def test_quick_run_prints_and_writes_every_table(tmp_path, capsys):
     needles = ["GEMM GFLOP/s", "| 1024 | 8 | tiled |", "| 1024 | 8 | dense |"]
     needles += ["vMF K=4", "sklearn best", "(toy rows skipped: no toy fixture given, see --toy)"]
     needles += ["(merge section skipped: no toy fixture given, see --toy)"]
+    needles += ["(boundary section skipped: no BSDS folder given, see --bsds)"]
     assert all(needle in text for needle in needles)
     assert [p.name for p in tmp_path.iterdir()] == ["bench.md"]  # no temp file left behind
 
@@ -25,6 +27,7 @@ def test_quick_run_prints_and_writes_every_table(tmp_path, capsys):
         (["--toy-images", "0"], "--toy-images must be >= 1, got 0"),
         (["--device", "cuda"], "CUDA is not available"),
         (["--sections", "merge", "--toy", "no-such.mat"], "--toy file not found: no-such.mat"),
+        (["--sections", "boundary", "--bsds", "no-such-dir"], "--bsds is not a folder"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(argv, match, capsys, tmp_path):
@@ -53,3 +56,35 @@ def test_library_returns_tables_and_reads_the_toy_fixture(shared_data):
     assert [line.split(" | ")[0] for line in merge[-2:]] == ["| 10", "| 20"]
     with pytest.raises(FileNotFoundError, match="toy GBMS fixture not found"):
         benchmark.load_toy(shared_data / "no-such.mat", 1)
+
+
+def test_boundary_section_compares_with_pyedgeeval(shared_data, tmp_path, capsys):
+    """--quick: 3 thresholds on 96x96 crops of the samples, one and five annotators."""
+    out = tmp_path / "bench.md"
+    argv = ["bench", "--sections", "boundary", "--quick", "--bsds", str(shared_data / "bsds")]
+    assert main([*argv, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "T = 3 thresholds" in text and "cropped to 96x96" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 1 annotator |")]
+    rows += [line for line in text.splitlines() if line.startswith("| 5 annotators |")]
+    assert len(rows) == 2
+    try:
+        import pyEdgeEval  # noqa: F401
+    except ImportError:
+        assert "(pyEdgeEval not installed" in text
+    else:
+        assert all(float(row.split(" | ")[-1].rstrip(" |")) <= 2e-3 for row in rows)  # Δ
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["bench", "--sections", "boundary", "--bsds", str(empty)]) == 2
+    assert "holds no <id>.mat" in capsys.readouterr().err
+
+
+def test_five_annotators_stand_in():
+    gt = np.zeros((1, 40, 48), bool)
+    gt[0, 10:13, 5:40] = True  # a 3 px thick line
+    five = benchmark.five_annotators(gt, seed=0)
+    assert five.shape == (5, 40, 48) and five[0].sum() < gt.sum()
+    assert five[1][11:14].any() and not five[1][:11].any()  # shifted down by one pixel
+    real = np.stack([gt[0]] * 6)
+    np.testing.assert_array_equal(benchmark.five_annotators(real), real[:5])

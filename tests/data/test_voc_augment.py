@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from pixelgroup.data.sample import InstanceSample
-from pixelgroup.data.voc import MatInstances
 from pixelgroup.data.transforms import AugmentedDataset
-from pixelgroup.data.voc_augment import VOCAugment
+from pixelgroup.data.voc import MatInstances
+from pixelgroup.data.voc_augment import VOCAugment, rotate_crop
 
 
 def _sample(h=37, w=53, seed=0):
@@ -93,3 +95,47 @@ def test_errors():
         VOCAugment(scale=(1.5, 0.7))
     with pytest.raises(ValueError, match="max_size >= multiple"):
         VOCAugment(max_size=4)
+
+
+def _original_rotated_size(h: int, w: int, angle: int) -> tuple[int, int]:
+    """getImgBatch_augVOC2012.m: imrotate's canvas holds the whole rotated image (its bounding
+    box), then ceil(W|sin|) rows and ceil(H|sin|) columns are cut from each side."""
+    s, c = abs(math.sin(math.radians(angle))), math.cos(math.radians(angle))
+    canvas_h, canvas_w = h * c + w * s, w * c + h * s
+    return (
+        round(canvas_h - 2 * math.ceil(w * s)),
+        round(canvas_w - 2 * math.ceil(h * s)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "angle"),
+    [
+        (375, 500, 15),
+        (375, 500, -15),
+        (500, 375, 15),
+        (333, 500, 7),
+        (281, 500, -3),
+        (500, 500, 10),
+        (240, 320, 1),
+    ],
+)
+def test_rotation_keeps_the_original_size(h, w, angle):
+    """A 375 x 500 image at 15 degrees ends about 233 x 385 as in the original, not 115 x 304
+    (the rotation on a canvas of the input's size, then the same cuts)."""
+    image = torch.rand(3, h, w)
+    labels = torch.ones(2, h, w, dtype=torch.long)
+    out, out_labels = VOCAugment()._rotate(image, labels, angle)
+    eh, ew = _original_rotated_size(h, w, angle)
+    assert abs(out.shape[1] - eh) <= 2 and abs(out.shape[2] - ew) <= 2, (out.shape, eh, ew)
+    assert out_labels.shape[1:] == out.shape[1:]
+    # the cuts drop the filled corners: (almost) no fill label is left
+    assert (out_labels == 255).float().mean() < 0.01
+
+
+def test_rotate_crop_zero_angle_and_fill():
+    image, labels = torch.rand(3, 40, 60), torch.zeros(1, 40, 60, dtype=torch.long)
+    same = rotate_crop(image, labels, 0)
+    assert same[0] is image and same[1] is labels
+    _, rotated = rotate_crop(image, labels, 15, fill=7, multiple=10**6)  # cut skipped
+    assert rotated.shape[1] > 40 and (rotated == 7).any()

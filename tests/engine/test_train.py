@@ -14,7 +14,7 @@ from pixelgroup.engine import (
     train,
 )
 from pixelgroup.engine.checkpoint import build_model_seeded, save_checkpoint
-from pixelgroup.errors import ConfigError
+from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import get_task
 from pixelgroup.tasks.instance import InstanceTask
 from tests.engine._tiny import tiny_config
@@ -138,3 +138,38 @@ def test_checkpoint_errors(tmp_path):
 def test_bad_config_values(tmp_path, sections, error, match):
     with pytest.raises(error, match=match):
         train(tiny_config(**sections), tmp_path, progress=False)
+
+
+def test_init_from_starts_the_next_stage_from_a_checkpoints_weights(tmp_path):
+    """train.init_from: stage 2 (here with a GBMS loop in the loss) starts from stage 1's
+    weights, loaded strictly, with a fresh optimiser, schedule and epoch count."""
+    stage1 = tiny_config(train={"epochs": 1, "iters_per_epoch": 1}, loss={"num_iters": 0})
+    first = load_checkpoint(train(stage1, tmp_path / "s1", progress=False).checkpoint)
+    init = f"train.init_from={tmp_path / 's1' / 'checkpoint.pt'}"
+    # lr 0: the parameters stay exactly where stage 1 left them
+    stage2 = override_config(stage1, [init, "loss.num_iters=1", "optim.lr=0"])
+    state = load_checkpoint(train(stage2, tmp_path / "s2", progress=False).checkpoint)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert "loss_iter1" in state["history"][0]
+    params = dict(build_model_seeded(stage1).named_parameters())
+    for key in params:
+        assert torch.equal(state["model"][key], first["model"][key]), key
+    fresh = build_model_seeded(stage1).state_dict()
+    assert any(not torch.equal(fresh[k], first["model"][k]) for k in params)
+
+    # a resumed second stage keeps its own weights: init_from is not read again
+    (tmp_path / "s1" / "checkpoint.pt").unlink()
+    train(override_config(stage2, ["train.epochs=2"]), tmp_path / "s2", resume=True, progress=False)
+
+
+def test_init_from_errors(tmp_path):
+    missing = tiny_config(train={"init_from": str(tmp_path / "none.pt")})
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        train(missing, tmp_path / "a", progress=False)
+    train(tiny_config(train={"epochs": 1, "iters_per_epoch": 1}), tmp_path / "s1", progress=False)
+    wider = tiny_config(
+        model={"options": {"width": 8, "num_blocks": 1}},
+        train={"init_from": str(tmp_path / "s1" / "checkpoint.pt")},
+    )
+    with pytest.raises(CheckpointError, match=r"does not fit the model .* has shape"):
+        train(wider, tmp_path / "b", progress=False)

@@ -9,7 +9,9 @@ import pytest
 import scipy.io as sio
 import torch
 from scipy.optimize import linear_sum_assignment
+from skimage.morphology import thin as skimage_thin
 
+from pixelgroup.metrics._bsds_match import GroundTruthMatcher, thin
 from pixelgroup.metrics.boundary import (
     BoundaryCounts,
     BoundaryEvaluator,
@@ -20,6 +22,7 @@ from pixelgroup.metrics.boundary import (
     boundary_thresholds,
     correspond_pixels,
 )
+from tests._reference import boundary_counts_reference, correspond_pixels_reference
 
 
 def _scores(samples, num_thresholds, **kwargs):
@@ -254,3 +257,176 @@ def test_evaluator_argument_errors():
         ev.process([(gt,)], [BoundaryTarget(gt)])
     with pytest.raises(TypeError, match="predictions must be a sequence"):
         ev.process(BoundaryPrediction(gt), [BoundaryTarget(gt)])
+
+
+# --- the fast matcher against the first implementation (tests/_reference.py) ---------------
+
+
+def _pairs_cost(pred_pixels, gt_pixels, width):
+    y1, x1 = np.divmod(pred_pixels, width)
+    y2, x2 = np.divmod(gt_pixels, width)
+    return float(np.rint(np.hypot(y1 - y2, x1 - x2) * 100).sum())
+
+
+def _random_case(rng):
+    height, width = (int(v) for v in rng.integers(4, 48, 2))
+    pred = rng.random((height, width)) < rng.uniform(0.02, 0.5)
+    gt = rng.random((height, width)) < rng.uniform(0.02, 0.5)
+    return pred, gt, float(rng.uniform(0.005, 0.12))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matching_is_as_cheap_and_as_large_as_the_reference(seed):
+    """Same number of pairs and same total rounded distance as one LAPJVsp on the whole image."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        pred, gt, max_dist = _random_case(rng)
+        ref_pred, ref_gt, ref_cost = correspond_pixels_reference(pred, gt, max_dist)
+        radius = max_dist * math.hypot(*pred.shape)
+        a, b = GroundTruthMatcher(gt, radius).match(pred)
+        assert len(a) == int(ref_pred.sum()) == int(ref_gt.sum())
+        assert _pairs_cost(a, b, pred.shape[1]) == ref_cost
+        assert len(np.unique(a)) == len(a) and len(np.unique(b)) == len(b)  # one-to-one
+        assert pred.flat[a].all() and gt.flat[b].all()
+        y1, x1 = np.divmod(a, pred.shape[1])
+        y2, x2 = np.divmod(b, pred.shape[1])
+        assert (np.hypot(y1 - y2, x1 - x2) <= radius + 1e-9).all()
+        mp, mg = correspond_pixels(pred, gt, max_dist)
+        assert mp.sum() == len(a) and mg.sum() == len(a)
+
+
+def test_matching_equals_the_reference_on_a_bsds_crop(shared_data):
+    """Big components (the union ground truth is 2-3 px thick) at several thresholds."""
+    pb, gt = _sobel_sample(shared_data, "130066", crop=160)
+    for t in (0.02, 0.1, 0.3):
+        binary = thin(pb >= t)
+        ref_pred, _, ref_cost = correspond_pixels_reference(binary, gt, 0.0075)
+        a, b = GroundTruthMatcher(gt, 0.0075 * math.hypot(160, 160)).match(binary)
+        assert len(a) == ref_pred.sum() and _pairs_cost(a, b, 160) == ref_cost
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_counts_match_the_reference_with_several_annotators(seed):
+    """count_r, sum_r and sum_p are exact; count_p (pixels matched to any annotator) depends on
+    which of several equally cheap matchings each annotator gets, so it is only bounded."""
+    rng = np.random.default_rng(seed)
+    pred = rng.random((36, 44))
+    gts = rng.random((int(rng.integers(2, 6)), 36, 44)) < 0.08
+    ts = boundary_thresholds(5)
+    ours = boundary_counts(pred, gts, ts, max_dist=0.05)
+    count_r, sum_r, count_p, sum_p = boundary_counts_reference(pred, gts, ts, 0.05)
+    np.testing.assert_array_equal(ours.count_r, count_r)
+    np.testing.assert_array_equal(ours.sum_r, sum_r)
+    np.testing.assert_array_equal(ours.sum_p, sum_p)
+    assert (ours.count_p <= ours.sum_p).all() and (ours.count_p <= ours.count_r).all()
+    np.testing.assert_allclose(ours.count_p, count_p, rtol=0.1)
+
+
+def test_stacked_sample_annotators_match_pyedgeeval(shared_data):
+    """Five annotators (the sample's skeleton and four shifted, thinned-out copies)."""
+    pytest.importorskip("pyEdgeEval", reason="pyEdgeEval (extra bsds-reference)")
+    from pixelgroup.analysis.benchmark import _pyedgeeval_scores, five_annotators
+
+    samples = []
+    for name in ("104010", "130066"):
+        pb, gt = _sobel_sample(shared_data, name, crop=160)
+        samples.append((name, pb, five_annotators(gt[None], seed=1)))
+    assert samples[0][2].shape == (5, 160, 160)
+    ours = _scores(samples, 7, num_workers=1)
+    theirs = _pyedgeeval_scores(samples, 7)
+    assert ours.ods == pytest.approx(theirs["ODS"], abs=2e-3)
+    assert ours.ois == pytest.approx(theirs["OIS"], abs=2e-3)
+    assert ours.ap == pytest.approx(theirs["AP"], abs=2e-3)
+
+
+# --- the decomposition on constructed cases ---------------------------------------------------
+
+
+def _matcher(gt, radius=4.5):
+    return GroundTruthMatcher(gt, radius)
+
+
+def test_star_components_take_their_cheapest_pair():
+    gt = np.zeros((40, 40), bool)
+    pred = np.zeros((40, 40), bool)
+    pred[10, 10] = True  # one prediction pixel, three ground-truth pixels: 3, 1 and 2 px away
+    gt[10, 13] = gt[11, 10] = gt[8, 10] = True
+    gt[30, 30] = True  # one ground-truth pixel, two prediction pixels: 2 and 1 px away
+    pred[30, 32] = pred[31, 30] = True
+    a, b = _matcher(gt).match(pred)
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    assert pairs == {(10 * 40 + 10, 11 * 40 + 10), (31 * 40 + 30, 30 * 40 + 30)}
+
+
+def test_a_general_component_gets_a_maximum_matching_not_the_nearest_pairs():
+    """Nearest pairs would match A to G1 and leave B out; two pairs beat one pair + 2 outliers."""
+    gt = np.zeros((20, 20), bool)
+    pred = np.zeros((20, 20), bool)
+    pred[5, 5] = True  # A: on G1, 3 px from G2
+    gt[5, 5] = True  # G1
+    gt[5, 8] = True  # G2
+    pred[5, 2] = True  # B: 3 px from G1 only
+    a, b = _matcher(gt, 3.5).match(pred)
+    assert sorted(zip(a.tolist(), b.tolist(), strict=True)) == [(102, 105), (105, 108)]
+
+
+def test_components_are_solved_apart_and_together_alike():
+    """Many small 2x2 components (packed several to a LAPJVsp call) and one long chain: the
+    matching of the whole map is the union of the matchings of each part alone."""
+    rng = np.random.default_rng(5)
+    gt = np.zeros((120, 120), bool)
+    pred = np.zeros((120, 120), bool)
+    parts = []
+    for y in range(4, 60, 12):
+        for x in range(4, 116, 12):
+            part = (slice(y - 3, y + 4), slice(x - 3, x + 4))
+            gt[y, x] = gt[y, x + 2] = True
+            pred[y + 1, x] = pred[y + 1, x + 1] = True
+            parts.append(part)
+    gt[80, 5:115] = True
+    pred[82, 5:115] = rng.random(110) < 0.7
+    pred[79, 5:115] |= rng.random(110) < 0.5
+    parts.append((slice(70, 90), slice(0, 120)))
+    whole = _matcher(gt, 3.0)
+    a, b = whole.match(pred)
+    expected_pairs, expected_cost = 0, 0.0
+    for part in parts:
+        g, p = np.zeros_like(gt), np.zeros_like(pred)
+        g[part], p[part] = gt[part], pred[part]
+        pa, pg = _matcher(g, 3.0).match(p)
+        expected_pairs += len(pa)
+        expected_cost += _pairs_cost(pa, pg, 120)
+    assert len(a) == expected_pairs and _pairs_cost(a, b, 120) == expected_cost
+    _, _, ref_cost = correspond_pixels_reference(pred, gt, 3.0 / math.hypot(120, 120))
+    assert _pairs_cost(a, b, 120) == ref_cost
+
+
+def test_empty_inputs_match_nothing():
+    gt = np.zeros((8, 8), bool)
+    pred = np.ones((8, 8), bool)
+    for p, g in ((pred, gt), (gt, pred), (gt, gt)):
+        a, b = _matcher(g, 2.0).match(p)
+        assert len(a) == len(b) == 0
+    far = np.zeros((8, 8), bool)
+    far[0, 0] = True
+    a, _ = _matcher(far, 2.0).match(np.eye(8, k=5, dtype=bool))
+    assert len(a) == 0
+
+
+# --- thinning ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_thin_equals_skimage_on_random_maps(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        shape = tuple(int(v) for v in rng.integers(1, 40, 2))
+        mask = rng.random(shape) < rng.uniform(0.05, 0.95)
+        np.testing.assert_array_equal(thin(mask), skimage_thin(mask))
+
+
+def test_thin_equals_skimage_on_thresholded_samples(shared_data):
+    pb, _ = _sobel_sample(shared_data, "130066", crop=200)
+    for t in (0.01, 0.05, 0.2, 0.6):
+        np.testing.assert_array_equal(thin(pb >= t), skimage_thin(pb >= t))
+    assert not thin(np.zeros((5, 5), bool)).any()

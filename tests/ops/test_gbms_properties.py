@@ -120,7 +120,7 @@ def _assert_within(got: torch.Tensor, x: torch.Tensor, bandwidth: float, what: s
     )
 
 
-@_settings(30)
+@_settings(20)
 @given(point_sets(), st.sampled_from([16, 100, 512]))
 def test_one_step_is_finite_and_within_the_bound(points, tile):
     x, bandwidth = points
@@ -139,13 +139,17 @@ def test_one_step_is_finite_and_within_the_bound(points, tile):
 def test_gradients_are_finite_and_within_the_bound(points, seed):
     x, bandwidth = points
     out_grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-    ref_x = x.double().requires_grad_()
+    ref_x = x.double().clone().requires_grad_()
     (expected,) = torch.autograd.grad((gbms_step_lse(ref_x, bandwidth) * out_grad).sum(), ref_x)
     precise = x.dtype in (torch.float64, torch.float32)
     tol = gbms_grad_tolerance(x, bandwidth, x.dtype, out_grad) if precise else None
     for impl in IMPLS:
-        grad = _gradient(lambda xi: (gbms_step(xi, bandwidth, impl=impl) * out_grad).sum(), x)
-        _assert_finite_gradient(grad, x, impl)
+
+        def loss(xi, impl=impl):
+            out = gbms_step(xi, bandwidth, impl=impl)
+            return (out * out_grad).sum(), [out]
+
+        grad = _finite_gradient(loss, x, bandwidth, impl)
         if tol is not None:
             err = float((grad.double() - expected).abs().max())
             assert err <= tol, (
@@ -166,31 +170,36 @@ def test_recurrent_iterates_stay_finite_on_the_sphere(points, num_iters):
 
         def loss(xi, impl=impl):
             iterates = recurrent_mean_shift(xi, bandwidth, num_iters, impl=impl)
-            return sum((it * w).sum() for it, w in zip(iterates, weights, strict=True))
+            value = sum((it * w).sum() for it, w in zip(iterates, weights, strict=True))
+            return value, iterates[1:]
 
-        _assert_finite_gradient(_gradient(loss, x), x, f"{impl} through {num_iters} loops", loss)
+        _finite_gradient(loss, x, bandwidth, f"{impl} through {num_iters} loops")
 
 
-def _gradient(loss, x: torch.Tensor) -> torch.Tensor:
-    """``∂loss/∂x`` at ``x`` (the loss's weights cast to x's dtype by ``*``)."""
+def _finite_gradient(loss, x: torch.Tensor, bandwidth: float, what: str) -> torch.Tensor:
+    """``∂loss/∂x`` for ``loss(x) -> (value, iterates)``, asserted finite. In half precision
+    a gradient may overflow (inf, or NaN once an inf meets a zero) where the true one, or
+    the one reaching an iterate, is beyond the dtype's range (κ-sized entries: a zero row at
+    δ = 1e-4 has gradients of ~1e8; re-projecting a zero vector, 1e5). That is judged on the
+    same loss at the float32 input, whose gradients must be finite."""
     xi = x.clone().requires_grad_()
-    return torch.autograd.grad(loss(xi), xi)[0]
-
-
-def _assert_finite_gradient(grad: torch.Tensor, x: torch.Tensor, what: str, loss=None) -> None:
-    """Finite; in half precision finite unless the true gradient is beyond the dtype's range
-    (κ-sized entries: a zero row at δ = 1e-4 has gradients ~1e8), judged by the same
-    computation on the float32 input, which must be finite itself."""
-    assert not bool(torch.isnan(grad).any()), f"{what}: NaN gradient"
-    if x.dtype in (torch.float16, torch.bfloat16) and not bool(torch.isfinite(grad).all()):
-        assert loss is not None or True
-        wide = _gradient(loss, x.float()) if loss is not None else None
-        if wide is not None:
-            assert bool(torch.isfinite(wide).all()), f"{what}: non-finite float32 gradient"
-            if float(wide.abs().max()) > torch.finfo(x.dtype).max / 8:
-                return
-        raise AssertionError(f"{what}: non-finite gradient ({_describe(x, 0.0)})")
-    assert bool(torch.isfinite(grad).all()), f"{what}: non-finite gradient"
+    grad = torch.autograd.grad(loss(xi)[0], xi)[0]
+    if bool(torch.isfinite(grad).all()):
+        return grad
+    where = _describe(x, bandwidth)
+    assert x.dtype in (torch.float16, torch.bfloat16), f"{what}: non-finite gradient ({where})"
+    wide = x.float().requires_grad_()
+    value, iterates = loss(wide)
+    for it in iterates:
+        it.retain_grad()
+    value.backward()
+    grads = [wide.grad] + [it.grad for it in iterates if it.grad is not None]
+    assert all(bool(torch.isfinite(g).all()) for g in grads), f"{what}: float32 not finite"
+    largest = max(float(g.abs().max()) for g in grads)
+    assert largest > torch.finfo(x.dtype).max / 8, (
+        f"{what}: non-finite gradient where float32 has at most {largest:.3g} ({where})"
+    )
+    return grad
 
 
 @_settings(20)
@@ -216,10 +225,12 @@ def test_weighted_step_is_finite_and_within_the_bound(points, kind, seed):
         f"moved: error {float(err.max()):.3g} ({kind}, {_describe(x[None], bandwidth)})"
     )
     assert bool(torch.isfinite(log_density).all()), "log-density: non-finite"
-    # log d_i = logsumexp_j(κ x_i·x_j + log w_j) − κ: the logit error plus N summands' rounding
+    # log d_i = logsumexp_j(κ x_i·x_j + log w_j) − κ: the logit error, N summands' rounding
+    # and the rounding of the subtraction of κ, all in the compute dtype
     _, _, ref_log_density = gbms_blur_lse(x[None], bandwidth, log_w)
     u_c = UNIT_ROUNDOFF[compute_dtype(x.dtype)]
     tol = 2 * (gbms_logit_error(x, bandwidth, x.dtype, log_w) + (len(x) + 8) * u_c)
+    tol += 2 * u_c * (1 / bandwidth**2 + float(ref_log_density.abs().max()))
     dens_err = float((log_density.double() - ref_log_density[0]).abs().max())
     assert dens_err <= tol, (
         f"log-density: error {dens_err:.3g} > {tol:.3g} ({kind}, {_describe(x[None], bandwidth)})"
@@ -239,9 +250,10 @@ def test_exact_merging_is_finite_and_matches_one_step(points):
 
 @pytest.mark.parametrize("bandwidth", [1e-4, 0.03])
 def test_larger_point_sets_agree_with_the_reference(bandwidth):
-    """N = 4100 (nine tile rows, a ragged last tile), clustered and shortened rows."""
+    """N = 2600 (six tile rows, a ragged last tile), clustered and shortened rows: at δ = 0.03
+    the shortened rows are recomputed and the rest not, at 1e-4 every row is."""
     x = make_points(
-        1, 4100, 3, torch.float32, clusters=3, spread=0.1, exact=False, shorten=0.2, seed=1
+        1, 2600, 3, torch.float32, clusters=3, spread=0.1, exact=False, shorten=0.2, seed=1
     )
     expected = gbms_step_lse(x, bandwidth)
     bound, _ = gbms_step_tolerance(x, bandwidth, x.dtype)

@@ -318,3 +318,19 @@ def test_dense_layout_errors_speak_of_the_dense_layout():
     assert "last dim" not in str(info.value)
     with pytest.raises(TypeError, match="floating"):
         layer(torch.ones(2, 4, 3, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_autocast_does_not_lower_the_kernel_precision(impl):
+    """A bfloat16 autocast region used to break the tiled products (dtype mismatch) and round
+    the sdpa / dense logits to bfloat16 (errors of 5e-3); the step now runs with autocast off."""
+    x, _ = clustered_sphere(5, 40, 8, spread=0.1, seed=3)
+    x = x.float().requires_grad_()
+    expected = gbms_step(x, 0.1, impl=impl)
+    (g_expected,) = torch.autograd.grad(expected.sum(), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = gbms_step(x, 0.1, impl=impl)
+    (g_got,) = torch.autograd.grad(got.sum(), x)  # backward outside autocast, as recommended
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(g_got, g_expected)

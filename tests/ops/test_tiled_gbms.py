@@ -115,7 +115,7 @@ def test_rows_of_unequal_norm_match_the_reference(tile, bandwidth):
     torch.testing.assert_close(g_got, g_exp, rtol=1e-7, atol=1e-7 / bandwidth**2)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_gradcheck_with_recomputed_rows(seed):
     x = _uneven_rows(11, 3, seed=seed).requires_grad_()
     assert torch.autograd.gradcheck(lambda x: tiled_blur(x, 0.1, 4), (x,))

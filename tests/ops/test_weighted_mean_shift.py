@@ -150,7 +150,9 @@ def test_weighted_step_at_small_bandwidth_is_finite_and_exact(bandwidth, dtype):
     bound = gbms_step_tolerance(x[None], bandwidth, dtype, log_w)[0][0]
     assert bool(((moved.double() - expected).norm(dim=1) <= 2 * bound).all())
     ref_log_density = gbms_blur_lse(x[None], bandwidth, log_w)[2][0]
-    tol = 2 * (gbms_logit_error(x, bandwidth, dtype, log_w) + 48 * UNIT_ROUNDOFF[dtype])
+    u_c = UNIT_ROUNDOFF[dtype]
+    tol = 2 * (gbms_logit_error(x, bandwidth, dtype, log_w) + 48 * u_c)
+    tol += 2 * u_c * (1 / bandwidth**2 + float(ref_log_density.abs().max()))
     assert float((log_density.double() - ref_log_density).abs().max()) <= tol
 
 

@@ -118,13 +118,57 @@ def test_evaluator_scores_the_ground_truth(shared_data):
 def test_tiny_training_run(shared_data, tmp_path):
     from pixelgroup.engine.train import train
 
-    cfg = _cfg(shared_data)
+    cfg = _cfg(shared_data, **{"loss.bce_weight": 1, "loss.pair_weight": 1})
     result = train(cfg, tmp_path, progress=False)
     assert len(result.history) == 2
     first = result.history[0]
     assert set(first) == {"loss", "bce", "pair"}
     assert first["loss"] == pytest.approx(first["bce"] + first["pair"], rel=1e-5)
     assert result.checkpoint.is_file()
+
+
+def _fake_output(seed=0, size=(2, 16, 20), sides=2):
+    g = torch.Generator().manual_seed(seed)
+    embeddings = [
+        torch.randn(size[0], 3, *size[1:], generator=g, requires_grad=True) for _ in range(sides)
+    ]
+    logits = torch.randn(size[0], sides, *size[1:], generator=g, requires_grad=True)
+    fused = torch.randn(size[0], 1, *size[1:], generator=g, requires_grad=True)
+    target = (torch.rand(*size, generator=g) < 0.2).float()
+    target[:, :2] = -1.0  # ignored
+    return BoundaryOutput(embeddings, logits, fused), target
+
+
+@pytest.mark.parametrize(
+    ("bce_weight", "pair_weight", "keys"),
+    [
+        (1.0, 1.0, {"loss", "bce", "pair"}),
+        (0.0, 1.0, {"loss", "bce", "pair"}),
+        (1.0, 0.0, {"loss", "bce"}),
+        (2.0, 0.5, {"loss", "bce", "pair"}),
+    ],
+)
+def test_loss_weights_give_the_two_stages(shared_data, bce_weight, pair_weight, keys):
+    """Stage 1 (bce_weight 0): only the side embeddings learn, from the pair loss (the BCE is
+    reported, its gradients are zero); stage 2 (pair_weight 0): no pair loss is computed."""
+    cfg = _cfg(shared_data, **{"loss.bce_weight": bce_weight, "loss.pair_weight": pair_weight})
+    output, target = _fake_output()
+    batch = type("Batch", (), {"target": target})()
+    terms = BoundaryTask().build_loss(cfg)(output, batch, torch.Generator().manual_seed(0))
+    assert set(terms) == keys
+    expected = bce_weight * terms["bce"] + pair_weight * terms.get("pair", 0.0)
+    assert float(terms["loss"].detach()) == pytest.approx(float(expected), rel=1e-6)
+    terms["loss"].backward()
+    assert bool(output.side_logits.grad.abs().max() > 0) == (bce_weight > 0)
+    assert (output.embeddings[0].grad is not None) == (pair_weight > 0)
+
+
+def test_loss_weight_errors(shared_data):
+    task = BoundaryTask()
+    with pytest.raises(ValueError, match="loss.bce_weight must be >= 0, got -1.0"):
+        task.build_loss(_cfg(shared_data, **{"loss.bce_weight": -1}))
+    with pytest.raises(ValueError, match="both 0: nothing to train"):
+        task.build_loss(_cfg(shared_data, **{"loss.bce_weight": 0, "loss.pair_weight": 0}))
 
 
 def test_crops_do_not_depend_on_workers_or_on_what_was_drawn_before(shared_data):

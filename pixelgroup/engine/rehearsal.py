@@ -1,0 +1,508 @@
+"""Dress rehearsal of a paper recipe on synthetic data of the real dataset's layout and size.
+
+Before renting a GPU a user asks: will this recipe run, how fast, in how much memory?
+:func:`rehearse` answers on data written by :mod:`pixelgroup.data.synthetic` in the exact
+on-disk layout of BSDS500, VOC 2012 or SBD. It runs the recipe **unchanged except for**
+``data.root``, ``device`` and the number of iterations (``train.epochs`` 1 and
+``train.iters_per_epoch``; with ``size="tiny"`` also the small data sizes of
+:data:`TINY_DATA_OVERRIDES`, never a model or loss setting), every stage of its schedule
+(:data:`RECIPES`; a later stage starts from the previous one's checkpoint through
+``train.init_from``):
+
+1. train each stage ``iters`` iterations, then resume the last one for ``iters`` more
+   (``train.epochs`` 1 -> 2, the resume path a crashed or extended run takes);
+2. load the final checkpoint, evaluate it on the recipe's eval split (the task's metrics);
+3. predict every image of that split (the task's prediction files);
+4. run the dataset-level evaluator on those files (``pixelgroup eval-boundaries``,
+   ``eval-proposals`` or ``eval-instances``) through the ``run_command`` it is given (the CLI
+   passes :func:`pixelgroup.cli.main`; ``None`` skips this step);
+5. check that every file written (checkpoints, metrics, predictions, evaluator output) exists
+   and parses.
+
+It reports per recipe: seconds per training iteration (the median time between two optimiser
+steps), seconds per evaluated and per predicted image, the peak memory of training and of
+evaluation (CPU: the process's peak resident set size, ``VmHWM`` of ``/proc/self/status``
+reset through ``/proc/self/clear_refs`` before each phase, so DataLoader workers are not
+counted; CUDA: ``torch.cuda.max_memory_allocated``), and the output check. Timing includes
+the synthetic images' loading and augmentation, as a real run's does.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.optim.optimizer as optim_hooks
+from PIL import Image
+
+from pixelgroup._atomic import write_json
+from pixelgroup.config import ExperimentConfig, load_config, override_config, resolve_config
+from pixelgroup.data.synthetic import LAYOUTS, write_layouts
+from pixelgroup.engine.checkpoint import load_model
+from pixelgroup.engine.evaluate import evaluate
+from pixelgroup.engine.predict import predict_files
+from pixelgroup.engine.train import CHECKPOINT_NAME, train
+from pixelgroup.errors import ConfigError
+
+__all__ = [
+    "Recipe",
+    "RECIPES",
+    "PAPER_RECIPES",
+    "TINY_DATA_OVERRIDES",
+    "RecipeReport",
+    "rehearse",
+    "rehearse_recipe",
+    "recipe_for",
+    "format_reports",
+    "peak_rss_mib",
+]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a config is rehearsed.
+
+    Attributes:
+        dataset: which synthetic release its ``data.root`` points at: ``"bsds"``, ``"voc"``
+            (a VOC 2012 root) or ``"sbd"`` (an SBD ``dataset`` folder).
+        later_stages: ``--set`` overrides of each stage after the first (the config itself);
+            each also gets ``train.init_from`` = the previous stage's checkpoint.
+        evaluator: the dataset-level evaluator subcommand run on the predictions, or None.
+    """
+
+    dataset: str
+    later_stages: tuple[tuple[str, ...], ...] = ()
+    evaluator: str | None = None
+
+
+RECIPES: dict[str, Recipe] = {
+    "bsds": Recipe(
+        "bsds",
+        (("loss.bce_weight=1", "loss.pair_weight=0", "optim.lr=0.0001", "train.epochs=10"),),
+        "eval-boundaries",
+    ),
+    "voc_proposals": Recipe(
+        "voc",
+        (("loss.num_iters=3", "optim.lr=0.0001", "train.epochs=10"),),
+        "eval-proposals",
+    ),
+    "voc_instance": Recipe(
+        "sbd",
+        (("loss.num_iters=3", "loss.stride=2", "optim.lr=0.0001", "train.epochs=10"),),
+        "eval-instances",
+    ),
+    "voc_semantic": Recipe("voc"),
+}
+"""The paper recipes (shipped configs) and their schedules: the stage-2 overrides here are
+the ones the configs' headers and docs/boundaries.md, docs/proposals.md, docs/instance.md
+give (a test keeps them equal)."""
+
+PAPER_RECIPES = tuple(RECIPES)
+
+TINY_DATA_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "voc_semantic": ("data.options.size=[32, 32]",),
+}
+"""Data sizes changed by ``size="tiny"`` (the recipe resizes to 320 x 320, larger than the
+tiny images); nothing else changes."""
+
+_EVALUATOR_OF_TASK = {
+    "boundary": "eval-boundaries",
+    "proposals": "eval-proposals",
+    "voc_instance": "eval-instances",
+}
+
+
+def recipe_for(name: str, cfg: ExperimentConfig) -> Recipe:
+    """The :class:`Recipe` of a shipped config ``name``, else one inferred from the task
+    (one stage; BSDS for ``boundary``, SBD for ``voc_instance``, VOC 2012 otherwise)."""
+    if name in RECIPES:
+        return RECIPES[name]
+    if cfg.task == "boundary":
+        return Recipe("bsds", evaluator="eval-boundaries")
+    if cfg.data.name != "voc" and cfg.task != "boundary":
+        raise ConfigError(
+            f"rehearse writes BSDS500, VOC 2012 and SBD layouts; config {name!r} reads "
+            f"data.name {cfg.data.name!r} (task {cfg.task!r})"
+        )
+    return Recipe(
+        "sbd" if cfg.task == "voc_instance" else "voc", (), _EVALUATOR_OF_TASK.get(cfg.task)
+    )
+
+
+@dataclass
+class RecipeReport:
+    """What :func:`rehearse_recipe` measured (see the module docstring); times in seconds,
+    memory in MiB (``None`` where not measured)."""
+
+    recipe: str
+    config: str
+    device: str
+    stages: int
+    iterations: list[int] = field(default_factory=list)
+    sec_per_iter: list[float | None] = field(default_factory=list)
+    train_seconds: list[float] = field(default_factory=list)
+    eval_images: int = 0
+    sec_per_eval_image: float | None = None
+    sec_per_predict_image: float | None = None
+    evaluator_seconds: float | None = None
+    train_peak_rss_mib: float | None = None
+    eval_peak_rss_mib: float | None = None
+    train_peak_cuda_mib: float | None = None
+    eval_peak_cuda_mib: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    evaluator_metrics: dict[str, Any] = field(default_factory=dict)
+    files_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every step ran and every output file exists and parses."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(vars(self))
+        out["ok"] = self.ok
+        return out
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident set size (``VmHWM``) in MiB, or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+@contextmanager
+def _peak_memory(device: str, into: dict[str, float | None]) -> Iterator[None]:
+    """Peak CPU RSS (and CUDA allocation) of the block into ``into["rss"]``, ``into["cuda"]``."""
+    resettable = _reset_peak_rss()
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        yield
+    finally:
+        into["rss"] = peak_rss_mib() if resettable else None
+        if cuda:
+            torch.cuda.synchronize()
+            into["cuda"] = torch.cuda.max_memory_allocated() / 2**20
+
+
+@contextmanager
+def _step_times() -> Iterator[list[float]]:
+    """The time of every optimiser step taken inside the block (a global step hook)."""
+    times: list[float] = []
+    handle = optim_hooks.register_optimizer_step_post_hook(
+        lambda *_: times.append(time.perf_counter())
+    )
+    try:
+        yield times
+    finally:
+        handle.remove()
+
+
+def _sec_per_iter(times: list[float]) -> float | None:
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    return statistics.median(gaps) if gaps else None
+
+
+def _check_file(path: Path) -> str | None:
+    """None when ``path`` exists and parses as its suffix says (JSON, PNG; a checkpoint is
+    parsed by the step that reads it next), else the problem."""
+    if not path.is_file():
+        return f"{path}: missing"
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".png":
+            with Image.open(path) as im:
+                im.load()
+    except Exception as e:  # any parse failure is a finding of the rehearsal
+        return f"{path}: does not parse ({type(e).__name__}: {e})"
+    return None
+
+
+def _eval_images(recipe: Recipe, roots: dict[str, Path], cfg: ExperimentConfig) -> list[Path]:
+    """The image files of the recipe's eval split in the synthetic release."""
+    split = cfg.data.eval_split
+    if recipe.dataset == "bsds":
+        return sorted((roots["bsds"] / "BSDS500" / "data" / "images" / split).glob("*.jpg"))
+    if recipe.dataset == "sbd":
+        ids = (roots["sbd"] / f"{split}.txt").read_text().split()
+        return [roots["sbd"] / "img" / f"{i}.jpg" for i in ids]
+    voc = roots["voc"] / "VOCdevkit" / "VOC2012"
+    ids = (voc / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
+    return [voc / "JPEGImages" / f"{i}.jpg" for i in ids]
+
+
+def _evaluator_argv(
+    recipe: Recipe, roots: dict[str, Path], cfg: ExperimentConfig, pred: Path, out: Path
+) -> list[str]:
+    split = cfg.data.eval_split
+    if recipe.evaluator == "eval-boundaries":
+        gt = roots["bsds"] / "BSDS500" / "data" / "groundTruth" / split
+        thresholds = cfg.data.options.get("eval_thresholds", 99)
+        return ["eval-boundaries", str(pred / "nms"), str(gt), "--thresholds", str(thresholds),
+                "--output", str(out)]  # fmt: skip
+    # eval-proposals and eval-instances read one JSON list: the per-image files joined
+    results = pred.parent / "results.json"
+    records = []
+    for path in sorted(pred.glob("*.json")):
+        records += json.loads(path.read_text())
+    write_json(records, results)
+    root = roots[recipe.dataset]
+    return [recipe.evaluator or "", str(results), str(root), "--split", split, "--output", str(out)]
+
+
+def _overrides(cfg_name: str, size: str, root: Path, device: str, iters: int) -> list[str]:
+    tiny = list(TINY_DATA_OVERRIDES.get(cfg_name, ())) if size == "tiny" else []
+    return [*tiny, f"data.root={root}", f"device={device}", "train.epochs=1",
+            f"train.iters_per_epoch={iters}"]  # fmt: skip
+
+
+def rehearse_recipe(
+    config: str | Path,
+    roots: dict[str, Path],
+    out_dir: str | Path,
+    *,
+    size: str = "tiny",
+    iters: int = 2,
+    device: str = "cpu",
+    run_command: Callable[[list[str]], int] | None = None,
+    keep_checkpoints: bool = True,
+    progress: bool = False,
+) -> RecipeReport:
+    """Rehearse one recipe (a shipped config name or a YAML path) on the synthetic releases
+    ``roots`` (from :func:`~pixelgroup.data.synthetic.write_layouts`); files go to
+    ``out_dir``. See the module docstring; returns its :class:`RecipeReport`.
+    ``keep_checkpoints=False`` deletes the checkpoints once checked (they are large)."""
+    if iters < 1:
+        raise ConfigError(f"the rehearsal needs iters >= 1, got {iters}")
+    path = resolve_config(config)
+    name = path.stem
+    base = load_config(ExperimentConfig, path)
+    recipe = recipe_for(name, base)
+    out = Path(out_dir)
+    overrides = _overrides(name, size, roots[recipe.dataset], device, iters)
+    report = RecipeReport(name, str(path), device, 1 + len(recipe.later_stages))
+    stages: list[tuple[str, ...]] = [(), *recipe.later_stages]
+    memory: dict[str, float | None] = {}
+    checkpoint = None
+    with _peak_memory(device, memory):
+        for k, stage in enumerate(stages):
+            run_dir = out / f"stage{k + 1}"
+            extra = list(stage)
+            if checkpoint is not None:
+                extra.append(f"train.init_from={checkpoint}")
+            cfg = override_config(base, [*extra, *overrides])
+            report.commands.append(_command(path, [*extra, *overrides], run_dir, resume=False))
+            passes = [(cfg, False)]
+            if k == len(stages) - 1:  # the resume path of the last stage
+                passes.append((override_config(cfg, ["train.epochs=2"]), True))
+            times: list[float] = []
+            start = time.perf_counter()
+            for run_cfg, resume in passes:
+                if resume:
+                    report.commands.append(_command(None, ["train.epochs=2"], run_dir, resume=True))
+                with _step_times() as step_times:
+                    train(run_cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+                times.append(_sec_per_iter(step_times) or 0.0)
+            report.train_seconds.append(time.perf_counter() - start)
+            report.iterations.append(iters * len(passes))
+            measured = [t for t in times if t > 0]
+            report.sec_per_iter.append(
+                statistics.median(measured) if measured else report.train_seconds[-1] / iters
+            )
+            previous = checkpoint
+            checkpoint = run_dir / CHECKPOINT_NAME
+            problem = _check_file(checkpoint)
+            report.files_checked += 1
+            if problem:
+                report.problems.append(problem)
+            if previous is not None and not keep_checkpoints:
+                _remove_checkpoints(previous)
+    report.train_peak_rss_mib, report.train_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
+    assert checkpoint is not None
+
+    memory = {}
+    with _peak_memory(device, memory):
+        model, cfg, _ = load_model(checkpoint, device=torch.device(device))
+        images = _eval_images(recipe, roots, cfg)
+        start = time.perf_counter()
+        report.metrics = evaluate(model, cfg, progress=progress)
+        report.eval_images = len(images)
+        report.sec_per_eval_image = (time.perf_counter() - start) / max(1, len(images))
+        pred = out / "pred"
+        start = time.perf_counter()
+        written = predict_files(model, cfg, images, pred, progress=progress).paths
+        report.sec_per_predict_image = (time.perf_counter() - start) / max(1, len(images))
+        del model
+    report.eval_peak_rss_mib, report.eval_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
+    write_json(report.metrics, out / "metrics.json")
+    written.append(out / "metrics.json")
+
+    if recipe.evaluator is not None and run_command is not None:
+        result = out / f"{recipe.evaluator}.json"
+        argv = _evaluator_argv(recipe, roots, cfg, pred, result)
+        report.commands.append("pixelgroup " + " ".join(argv))
+        start = time.perf_counter()
+        status = run_command(argv)
+        report.evaluator_seconds = time.perf_counter() - start
+        if status != 0:
+            report.problems.append(f"pixelgroup {argv[0]} exited with status {status}")
+        written.append(result)
+        if result.is_file():
+            try:
+                scores = json.loads(result.read_text())
+                report.evaluator_metrics = {
+                    k: v for k, v in scores.items() if isinstance(v, (int, float))
+                }
+            except ValueError:
+                pass
+    for path in written:
+        problem = _check_file(path)
+        report.files_checked += 1
+        if problem:
+            report.problems.append(problem)
+    if not keep_checkpoints:
+        _remove_checkpoints(checkpoint)
+    return report
+
+
+def _remove_checkpoints(checkpoint: Path) -> None:
+    for p in checkpoint.parent.glob("checkpoint*.pt"):
+        p.unlink(missing_ok=True)
+
+
+def _command(config: Path | None, overrides: list[str], run_dir: Path, resume: bool) -> str:
+    parts = ["pixelgroup train"]
+    if config is not None:
+        parts.append(f"--config {config}")
+    parts += [f"--set '{o}'" for o in overrides]
+    parts.append(f"-o {run_dir}")
+    if resume:
+        parts.append("--resume")
+    return " ".join(parts)
+
+
+def rehearse(
+    configs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    size: str = "tiny",
+    iters: int = 2,
+    device: str = "cpu",
+    run_command: Callable[[list[str]], int] | None = None,
+    keep_checkpoints: bool = True,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write the synthetic releases at ``size`` into ``out_dir/data``, rehearse each config
+    into ``out_dir/<name>``, and write ``out_dir/summary.json``; returns that summary
+    (``{"size", "device", "iters", "machine", "recipes": {name: RecipeReport.as_dict()}}``).
+    ``log`` (e.g. ``print``) is told when each recipe starts."""
+    if size not in LAYOUTS:
+        raise ConfigError(f"size must be one of {', '.join(LAYOUTS)}, got {size!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but torch.cuda.is_available() is False")
+    out = Path(out_dir)
+    roots = write_layouts(out / "data", size)
+    summary: dict[str, Any] = {
+        "size": size,
+        "device": device,
+        "iters": iters,
+        "machine": machine_description(device),
+        "recipes": {},
+    }
+    for config in configs:
+        name = resolve_config(config).stem
+        if log is not None:
+            log(f"rehearsing {name} ({size}, {iters} iterations a stage, {device})")
+        report = rehearse_recipe(
+            config,
+            roots,
+            out / name,
+            size=size,
+            iters=iters,
+            device=device,
+            run_command=run_command,
+            keep_checkpoints=keep_checkpoints,
+            progress=progress,
+        )
+        summary["recipes"][name] = report.as_dict()
+        write_json(summary, out / "summary.json")
+    write_json(summary, out / "summary.json")
+    return summary
+
+
+def machine_description(device: str) -> dict[str, Any]:
+    """CPU model, AVX-512, threads, torch version and (for CUDA) the GPU name."""
+    cpu = platform.processor() or platform.machine()
+    flags = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        for line in info.splitlines():
+            if line.startswith("model name") and cpu in ("", platform.machine()):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line
+    except OSError:
+        pass
+    out: dict[str, Any] = {
+        "cpu": cpu,
+        "avx512f": " avx512f" in flags,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_reports(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table (one row per recipe)."""
+    cuda = summary["device"].startswith("cuda")
+    mem = "CUDA peak MiB train / eval" if cuda else "peak RSS MiB train / eval"
+    lines = [
+        f"| recipe | stages | s / iteration (per stage) | s / eval image | s / predicted image "
+        f"| {mem} | outputs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in summary["recipes"].items():
+        if cuda:
+            peaks = f"{_fmt(r['train_peak_cuda_mib'], 0)} / {_fmt(r['eval_peak_cuda_mib'], 0)}"
+        else:
+            peaks = f"{_fmt(r['train_peak_rss_mib'], 0)} / {_fmt(r['eval_peak_rss_mib'], 0)}"
+        per_iter = " / ".join(_fmt(s) for s in r["sec_per_iter"])
+        status = f"{r['files_checked']} ok" if r["ok"] else "; ".join(r["problems"])
+        lines.append(
+            f"| {name} | {r['stages']} | {per_iter} | {_fmt(r['sec_per_eval_image'])} | "
+            f"{_fmt(r['sec_per_predict_image'])} | {peaks} | {status} |"
+        )
+    return "\n".join(lines)

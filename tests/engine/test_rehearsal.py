@@ -1,0 +1,132 @@
+"""`pixelgroup rehearse`: synthetic releases in the real layouts, and every paper recipe run
+unchanged (but for data.root, device and iterations) through train, resume, eval, predict and
+the dataset-level evaluator at the tiny size."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+from torchvision.datasets import SBDataset
+
+from pixelgroup.cli import main
+from pixelgroup.config import CONFIG_DIR
+from pixelgroup.data.bsds import BSDS500
+from pixelgroup.data.synthetic import LAYOUTS, write_layouts
+from pixelgroup.data.voc import SBDInstances, VOCInstances
+from pixelgroup.engine.rehearsal import PAPER_RECIPES, RECIPES, rehearse_recipe
+from pixelgroup.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def tiny_roots(tmp_path_factory):
+    return write_layouts(tmp_path_factory.mktemp("layouts"), "tiny")
+
+
+def test_bsds500_layout(tiny_roots):
+    data = tiny_roots["bsds"] / "BSDS500" / "data"
+    for split, count in LAYOUTS["tiny"].bsds_counts.items():
+        assert len(list((data / "images" / split).glob("*.jpg"))) == count
+        assert len(list((data / "groundTruth" / split).glob("*.mat"))) == count
+    mat = sorted((data / "groundTruth" / "test").glob("*.mat"))[0]
+    raw = scipy.io.loadmat(mat)["groundTruth"]  # a 1 x 5 MATLAB cell of structs
+    assert raw.shape == (1, 5) and set(raw[0, 0].dtype.names) == {"Segmentation", "Boundaries"}
+    seg = raw[0, 0]["Segmentation"][0, 0]
+    assert seg.dtype == np.uint16 and seg.min() >= 1
+    sample = BSDS500(tiny_roots["bsds"], "test")[0]
+    assert sample.boundaries.shape[0] == 5 and sample.boundaries.any()
+    sizes = {tuple(BSDS500(tiny_roots["bsds"], "trainval")[i].image.shape[1:]) for i in range(2)}
+    assert sizes == set(LAYOUTS["tiny"].bsds_sizes)
+    assert set(LAYOUTS["full"].bsds_sizes) == {(321, 481), (481, 321)}
+
+
+def test_voc2012_layout(tiny_roots):
+    voc = tiny_roots["voc"] / "VOCdevkit" / "VOC2012"
+    train = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    val = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    trainval = (voc / "ImageSets" / "Segmentation" / "trainval.txt").read_text().split()
+    assert trainval == train + val and not set(train) & set(val)
+    with Image.open(voc / "SegmentationObject" / f"{val[0]}.png") as im:
+        assert im.mode == "P" and im.getpalette()[3:6] == [128, 0, 0]  # VOC's colour map
+        objects = np.asarray(im)
+    with Image.open(voc / "SegmentationClass" / f"{val[0]}.png") as im:
+        classes = np.asarray(im)
+    assert 255 in objects and ((objects == 255) == (classes == 255)).all()  # void borders
+    assert set(np.unique(classes)) <= set(range(21)) | {255}
+    sample = VOCInstances(tiny_roots["voc"], "val")[0]
+    assert tuple(sample.image.shape[1:]) in LAYOUTS["tiny"].voc_sizes
+    assert (sample.instance > 0).any()
+
+
+def test_sbd_layout(tiny_roots):
+    root = tiny_roots["sbd"]
+    assert {p.name for p in root.iterdir()} == {"img", "cls", "inst", "train.txt", "val.txt"}
+    image, target = SBDataset(str(root), "train", mode="segmentation")[0]  # torchvision reads it
+    assert image.size[::-1] == np.asarray(target).shape
+    boundaries = SBDataset(str(root), "train", mode="boundaries")[0][1]
+    assert boundaries.shape[0] == 20
+    inst = scipy.io.loadmat(root / "inst" / f"{(root / 'val.txt').read_text().split()[0]}.mat")
+    assert set(inst["GTinst"].dtype.names) == {"Segmentation", "Boundaries", "Categories"}
+    sample = SBDInstances(root, "val")[0]
+    assert ((sample.instance > 0) == (sample.semantic > 0)).all() and 255 not in sample.instance
+
+
+def test_stage_overrides_are_the_ones_the_configs_document():
+    """The later stages the rehearsal runs are written in each config's header."""
+    for name, recipe in RECIPES.items():
+        text = (CONFIG_DIR / f"{name}.yaml").read_text()
+        for stage in recipe.later_stages:
+            for override in stage:
+                assert f"--set {override}" in text, (name, override)
+            assert f"--set train.init_from=runs/{name}_stage1/checkpoint.pt" in text, name
+    assert set(PAPER_RECIPES) == {"bsds", "voc_proposals", "voc_instance", "voc_semantic"}
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: more threads only wait for each other
+    yield
+    torch.set_num_threads(threads)
+
+
+# the VOC recipes build a ResNet-101 and write its checkpoints (550 MB with the optimiser
+# state) four times: about 2 minutes each on this 2-core machine, most of it checkpoint I/O
+@pytest.mark.parametrize(
+    "recipe",
+    [r if r == "bsds" else pytest.param(r, marks=pytest.mark.slow) for r in PAPER_RECIPES],
+)
+def test_tiny_rehearsal_of_each_paper_recipe(recipe, tmp_path, one_thread, capsys):
+    argv = ["rehearse", "--config", recipe, "-o", str(tmp_path), "--device", "cpu"]
+    assert main([*argv, "--quiet", "--no-keep-checkpoints"]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(rf"^\| {recipe} \| \d \| [\d.]+", shown, re.M), shown
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["size"] == "tiny" and summary["device"] == "cpu"
+    r = summary["recipes"][recipe]
+    assert r["ok"], r["problems"]
+    stages = 1 + len(RECIPES[recipe].later_stages)
+    assert r["stages"] == stages and len(r["sec_per_iter"]) == stages
+    assert r["iterations"] == [2] * (stages - 1) + [4]  # the last stage resumed for 2 more
+    assert all(s > 0 for s in r["sec_per_iter"]) and r["sec_per_eval_image"] > 0
+    assert r["train_peak_rss_mib"] > 100 and r["eval_peak_rss_mib"] > 100
+    assert r["eval_images"] == 2 and r["metrics"] and r["files_checked"] >= 4
+    if RECIPES[recipe].evaluator is not None:
+        assert r["evaluator_metrics"], "the dataset-level evaluator wrote no scores"
+        assert any(c.startswith(f"pixelgroup {RECIPES[recipe].evaluator}") for c in r["commands"])
+    assert not list(tmp_path.rglob("checkpoint*.pt"))  # --no-keep-checkpoints
+
+
+def test_rehearse_errors(tmp_path, tiny_roots, capsys):
+    assert main(["rehearse", "--config", "toy", "-o", str(tmp_path), "--size", "tiny"]) == 2
+    assert "rehearse writes BSDS500, VOC 2012 and SBD layouts" in capsys.readouterr().err
+    assert main(["rehearse", "--size", "huge", "-o", str(tmp_path)]) == 2
+    assert "--size must be tiny or full" in capsys.readouterr().err
+    assert main(["rehearse", "--iters", "0", "-o", str(tmp_path)]) == 2
+    with pytest.raises(ConfigError, match="iters >= 1"):
+        rehearse_recipe("bsds", tiny_roots, tmp_path, iters=0)
