@@ -18,6 +18,7 @@ from pixelgroup.data.bsds import BSDSMatFolder
 from pixelgroup.data.io import write_png
 from pixelgroup.postprocess.boundary_nms import boundary_nms
 
+
 def main(data: Path, out: Path) -> None:
     for folder in ("raw", "nms"):
         (out / folder).mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,16 @@ _PUBLIC = {
     "extract_instances": "pixelgroup.postprocess",
 }
 
-__all__ = list(_PUBLIC)
+__all__ = [
+    "normalize_to_sphere",
+    "gbms_step",
+    "recurrent_mean_shift",
+    "RecurrentMeanShift",
+    "pairwise_embedding_loss",
+    "RecurrentGroupingLoss",
+    "group_pixels",
+    "extract_instances",
+]
 
 if TYPE_CHECKING:  # for type checkers and the API reference; at run time see __getattr__
     from pixelgroup.losses import RecurrentGroupingLoss, pairwise_embedding_loss

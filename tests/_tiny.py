@@ -1,4 +1,8 @@
-"""The smallest dense embedding network the engine and CLI tests build (VOC-style tasks)."""
+"""Tiny models and experiments for fast tests: ``TINY`` (an instance experiment on the toy
+digits), :func:`tiny_config`, and ``TINY_DENSE_OPTIONS`` (the smallest dense embedding network,
+for the VOC-style tasks)."""
+
+from pixelgroup.config import ExperimentConfig, from_dict
 
 TINY_DENSE_OPTIONS = {
     "backbone": "efficientnet_lite0",
@@ -6,3 +10,21 @@ TINY_DENSE_OPTIONS = {
     "head_channels": 16,
     "embedding_stride": 4,
 }
+
+
+TINY = {
+    "data": {"options": {"length": 8, "eval_length": 2, "max_digits": 3}, "batch_size": 4},
+    "model": {"options": {"width": 4, "num_blocks": 1}},
+    "loss": {"num_iters": 1, "stride": 4},
+    "train": {"epochs": 2, "iters_per_epoch": 2},
+    "grouping": {"num_iters": 2, "stride": 4, "min_area": 4},
+}
+
+
+def tiny_config(**sections) -> ExperimentConfig:
+    values = {k: dict(v) for k, v in TINY.items()}
+    for key, value in sections.items():
+        values.setdefault(key, {}).update(value) if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            values[key] = value
+    return from_dict(ExperimentConfig, values)

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from pixelgroup.viz.figures import pyplot, save_figure
 from pixelgroup.analysis.capacity import CapacityRow, exact_max_groups
 from pixelgroup.analysis.gradient import GradientStudyResult, euclidean_gbms, regressor
+from pixelgroup.viz.figures import pyplot, save_figure
 
 __all__ = ["plot_gradient_summary", "plot_trajectories", "plot_capacity"]
 

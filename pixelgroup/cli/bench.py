@@ -12,12 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from pixelgroup._atomic import write_text
-from pixelgroup.analysis import benchmark
 from pixelgroup.cli import UserError, set_threads
+
+# torch and the harness are imported when the command runs: --help stays fast
 
 EPILOG = """examples:
   pixelgroup bench --quick
@@ -75,10 +72,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _log(line: str) -> None:
+    from tqdm import tqdm
+
     tqdm.write(line, file=sys.stderr)  # partial results survive an interrupted run
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from pixelgroup._atomic import write_text
+    from pixelgroup.analysis import benchmark
+
     if args.quick:
         args.sizes, args.dims, args.iters, args.toy_images = [512, 1024], [8], 2, 1
     bad = [n for n in [*args.sizes, *args.dims, args.iters, args.batch] if n < 1]

@@ -21,8 +21,10 @@ masks and scores), all at the image's size, plus OUTPUT/results.json with every 
 records (COCO results, image_id = file stem; pycocotools' COCO.loadRes reads it). An image
 whose long side exceeds --max-size (default 1024; 0: no limit) is downscaled for the model
 and its labels are brought back to the image's size, so a huge photo costs bounded time and
-memory. A voc_instance checkpoint also captions the overlay with the VOC class
-names and gives each JSON record a "category_id" 1..20 (`pixelgroup eval-instances` reads it).
+memory (the downscaling applies to instance checkpoints). The model runs on the CPU;
+--set device=cuda runs it on the GPU. A voc_instance checkpoint also captions the overlay
+with the VOC class names and gives each JSON record a "category_id" 1..20
+(`pixelgroup eval-instances` reads it).
 A boundary-task checkpoint instead writes 16-bit boundary maps
 OUTPUT/raw/STEM.png and OUTPUT/nms/STEM.png (thinned), ready for `pixelgroup eval-boundaries`;
 a proposals checkpoint STEM.json (ranked proposals for `pixelgroup eval-proposals`); a semantic
@@ -71,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.output, "-o")
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_config(cfg, args.overrides)
-    _, device = init_distributed(cfg.device)  # --set device=cuda; a one-line error without one
+    # the CPU unless --set device=... asks (the device a checkpoint was trained on may be absent)
+    asked = any(o.split("=", 1)[0].strip() == "device" for o in args.overrides)
+    _, device = init_distributed(cfg.device if asked else "cpu")  # no CUDA: one-line error
     model = model.to(device)
     done = predict_files(
         model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size

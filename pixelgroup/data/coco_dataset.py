@@ -248,6 +248,13 @@ class CocoInstances(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """``(H, W)`` of every sample as :meth:`__getitem__` returns it (after ``size``)."""
+        if self.resize is not None:
+            return [self.resize.size] * len(self.items)
+        return [(item.height, item.width) for item in self.items]
+
     def label_maps(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(instance, semantic)`` ``(H, W)`` int64 maps of item ``index`` at its image's size."""
         item = self.items[index]

@@ -93,8 +93,8 @@ def weighted_gbms_step(
     (:func:`pixelgroup.ops.attention.fused_attention`, which subtracts each row's largest
     logit). One extra "sentinel" key with logit ``σ_i = κ|x_i|² + log c`` (c the smallest
     weight; a third query column carries ``κ|x_i|²``, lowered by a bound on the rounding of
-    the logits) and value ``e_{D+2}``, and a value
-    column of ones on the real keys, make the output carry the data share
+    the logits) and value ``e_{D+2}``, and a value column of ones on the real keys, make the
+    output carry the data share
     ``t_i = m_i / (m_i + e^{σ_i})`` and the sentinel share ``s_i = e^{σ_i} / (m_i + e^{σ_i})``,
     ``m_i = Σ_j e^{κ x_i·x_j + log w_j}``. A row's own term is at least the sentinel, so
     ``t_i >= 1/2``: the mean ``out / t_i`` loses nothing, and ``log m_i = log t_i − log s_i +
@@ -104,8 +104,8 @@ def weighted_gbms_step(
 
     Args:
         x: ``(M, D)`` unit rows.
-        weights: ``(M,)`` positive point weights (multiplicities).
-        bandwidth: δ > 0.
+        weights: ``(M,)`` finite positive point weights (multiplicities).
+        bandwidth: δ >= 1e-8.
 
     Returns:
         ``(x_new, log_density)``: ``(M, D)`` moved points re-projected onto the sphere (as in

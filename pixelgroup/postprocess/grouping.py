@@ -215,9 +215,8 @@ def group_pixels(
     bandwidth = check_bandwidth(bandwidth)
     num_iters = check_non_negative_int(num_iters, "num_iters")
     min_area = check_non_negative_int(min_area, "min_area")
-    if max_points is not None and check_int(max_points, "max_points") < 1:
-        raise ValueError(f"max_points must be >= 1 or None, got {max_points}")
-    max_points = None if max_points is None else check_int(max_points, "max_points")
+    if max_points is not None:
+        max_points = check_int(max_points, "max_points (or None)", minimum=1)
     merge_tol = check_finite_number(merge_tol, "merge_tol", minimum=0.0)
     if threshold is None:  # 1 − δ², and −1 (everything) once δ >= √2
         tau = max(1.0 - bandwidth**2, -1.0)

@@ -136,7 +136,26 @@ class InstanceTask(InstanceSampleTask):
     (``pixelgroup predict --max-size`` may downscale the model's input)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
-        return build_dataset(cfg.data.name, cfg.data.root, split, cfg.data.options)
+        dataset = build_dataset(cfg.data.name, cfg.data.root, split, cfg.data.options)
+        sizes = set(getattr(dataset, "sizes", ()))  # known without reading the images
+        if cfg.data.batch_size > 1 and len(sizes) > 1:
+            raise ConfigError(
+                f"split {split!r} of data.name {cfg.data.name!r} has images of {len(sizes)} "
+                f"sizes (e.g. {', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:2])}, H x W) "
+                f"and data.batch_size is {cfg.data.batch_size}: set data.options.size: [H, W] "
+                "to resize them, or data.batch_size: 1"
+            )
+        return dataset
+
+    def collate(self, samples: list[InstanceSample]) -> InstanceSample:
+        shapes = {tuple(s.image.shape[1:]) for s in samples}
+        if len(shapes) > 1:
+            sizes = ", ".join(f"{h}x{w}" for h, w in sorted(shapes)[:2])
+            raise DataError(
+                f"cannot batch images of different sizes ({sizes}, H x W): set "
+                "data.options.size: [H, W] to resize them, or data.batch_size: 1"
+            )
+        return super().collate(samples)
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
         _check_background(cfg)

@@ -27,10 +27,9 @@ from pixelgroup.viz import (
     embedding_to_rgb,
     labels_to_rgb,
     loss_curves,
-    overlay_grid,
     overlay,
+    overlay_grid,
     panel_grid,
-    save_figure,
     sphere_scatter,
 )
 

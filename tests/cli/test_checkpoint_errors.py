@@ -13,7 +13,7 @@ from pixelgroup.config import to_dict
 from pixelgroup.engine.checkpoint import build_model_seeded, load_weights, save_checkpoint
 from pixelgroup.engine.distributed import DistInfo
 from pixelgroup.engine.train import TrainResult
-from tests.engine._tiny import TINY, tiny_config
+from tests._tiny import TINY, tiny_config
 
 
 def _one_line_error(capsys, *fragments):

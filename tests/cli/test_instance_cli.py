@@ -7,7 +7,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from pixelgroup.cli import main
-from tests.engine._tiny import TINY
+from tests._tiny import TINY
 
 COMMANDS = ["train", "eval", "predict", "demo"]
 

@@ -24,6 +24,17 @@ from pixelgroup.tasks.instance import semantic_target
 from tests._tiny import TINY_DENSE_OPTIONS
 from tests.data.test_coco_dataset import SHAPES, coco_options, write_tiny_coco, write_tiny_folder
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: these tests run many tiny ops on a shared 2-core machine, where a
+    second thread mostly waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 MODELS = {
     "toy": {"name": "toy", "options": {"width": 4, "num_blocks": 1}},
     "dense": {"name": "dense", "options": {**TINY_DENSE_OPTIONS, "num_classes": 2}},
@@ -91,8 +102,9 @@ def test_train_eval_predict(runs, data_root, data, model, tmp_path, capsys):
     assert main(evaluate + background) == 0
     metrics = json.loads(metrics_path.read_text())
     assert metrics["images"] == 2 and metrics["instances"] == 6
-    for key in ("AP50", "ARI", "coco_AP", "coco_AP50", "coco_AP75", "coco_AR100"):
+    for key in ("AP50", "MBO", "coco_AP", "coco_AP50", "coco_AP75", "coco_AR100"):
         assert 0.0 <= metrics[key] <= 1.0
+    assert -1.0 <= metrics["ARI"] <= 1.0
 
     images = _val_images(data_root, data)
     out = tmp_path / "pred"
@@ -163,6 +175,17 @@ def test_user_errors_are_one_line(runs, data_root, tmp_path, capsys):
             main(["predict", "--checkpoint", dense, image, "-o", out, "--set", "device=cuda"]) == 2
         )
         _one_line_error(capsys, "device=cuda but no CUDA device is available here")
+    for data, fragment in (
+        ("coco", "split 'train' of data.name 'coco' has images of 4 sizes (e.g. 40x52, 48x64"),
+        ("folder", "cannot batch images of different sizes ("),
+    ):
+        config = tmp_path / f"{data}.yaml"
+        values = _config(data_root, data, "toy")
+        del values["data"]["options"]["size"]
+        config.write_text(yaml.safe_dump(values))
+        assert main(["train", "--config", str(config), "-o", str(tmp_path / data), "--quiet"]) == 2
+        err = _one_line_error(capsys, fragment)
+        assert "set data.options.size: [H, W] to resize them, or data.batch_size: 1" in err
     results = tmp_path / "results.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(results)
     assert main(["predict", "--checkpoint", dense, image, str(results), "-o", out]) == 2

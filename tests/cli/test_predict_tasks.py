@@ -15,7 +15,6 @@ from pixelgroup.config import ExperimentConfig, from_dict, load_config, to_dict
 from pixelgroup.engine.checkpoint import build_model_seeded, save_checkpoint
 from pixelgroup.metrics.instance_map import VOC_CLASSES
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
-from pixelgroup.metrics.instance_map import VOC_CLASSES
 from pixelgroup.tasks.predictions import write_semantic_prediction
 from pixelgroup.viz import overlay
 from tests._tiny import TINY_DENSE_OPTIONS

@@ -14,7 +14,7 @@ import yaml
 from pixelgroup.cli import main
 from pixelgroup.engine import load_checkpoint
 from pixelgroup.errors import CheckpointError
-from tests.engine._tiny import TINY
+from tests._tiny import TINY
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pixelgroup.engine.distributed import (
     micro_batch_size,
 )
 from pixelgroup.engine.train import train
-from tests.engine._tiny import tiny_config
+from tests._tiny import tiny_config
 
 # the module (pixelgroup.engine.train is also the name of the function it exports)
 train_module = importlib.import_module("pixelgroup.engine.train")

@@ -21,7 +21,7 @@ from pixelgroup.engine.export import (
 from pixelgroup.models import ToyEmbeddingNet
 from pixelgroup.ops import gbms_step, normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.postprocess import group_pixels
-from tests.engine._tiny import TINY
+from tests._tiny import TINY
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -17,7 +17,7 @@ from pixelgroup.engine.checkpoint import build_model_seeded, save_checkpoint
 from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import get_task
 from pixelgroup.tasks.instance import InstanceTask
-from tests.engine._tiny import tiny_config
+from tests._tiny import tiny_config
 
 
 def test_a_few_steps_lower_the_loss():

@@ -12,7 +12,7 @@ from pixelgroup.errors import ConfigError
 from pixelgroup.tasks import TASKS
 from pixelgroup.tasks.base import build_config_model, grouping_arguments
 from pixelgroup.tasks.instance import InstanceTask
-from tests.engine._tiny import tiny_config
+from tests._tiny import tiny_config
 
 
 def test_min_area_is_converted_from_label_pixels_to_embedding_pixels():

@@ -7,7 +7,7 @@ from pycocotools import mask as mask_utils
 
 from pixelgroup.tasks.instance import instances_from_embedding
 from pixelgroup.tasks.predictions import write_instance_prediction
-from tests.engine._tiny import tiny_config
+from tests._tiny import tiny_config
 
 
 def _planted(h=16, w=16):
