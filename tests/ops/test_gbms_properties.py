@@ -16,7 +16,7 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pixelgroup.ops import gbms_step, normalize_to_sphere, recurrent_mean_shift
@@ -120,8 +120,22 @@ def _assert_within(got: torch.Tensor, x: torch.Tensor, bandwidth: float, what: s
     )
 
 
+def _corner(dtype, bandwidth, *, n=50, exact=False, shorten=0.0):
+    points = make_points(
+        1, n, 3, dtype, clusters=0, spread=0.0, exact=exact, shorten=shorten, seed=11
+    )
+    return points, bandwidth
+
+
 @_settings(20)
 @given(point_sets(), st.sampled_from([16, 100, 512]))
+# the corners of issue 14: points collapsed onto the mean (tiled, δ = 1e-4), NaN for half
+# precision unit rows, exactly normalised float32 rows at a tiny δ, and shorter rows
+@example(_corner(torch.float32, 1e-4), 512)
+@example(_corner(torch.bfloat16, 0.005, n=200), 512)
+@example(_corner(torch.float16, 0.002, n=200), 512)
+@example(_corner(torch.float32, 3e-5, exact=True), 16)
+@example(_corner(torch.float64, 0.01, shorten=0.3), 16)
 def test_one_step_is_finite_and_within_the_bound(points, tile):
     x, bandwidth = points
     for impl in IMPLS:
