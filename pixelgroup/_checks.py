@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from pixelgroup.errors import InputError, InputTypeError
+
 __all__ = [
     "MIN_BANDWIDTH",
     "check_tensor",
@@ -43,13 +45,13 @@ MIN_BANDWIDTH = 1e-8
 
 def check_tensor(x: object, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     return x
 
 
 def check_rank(x: torch.Tensor, ranks: tuple[int, ...], name: str, layout: str) -> None:
     if x.dim() not in ranks:
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape {layout} ({' or '.join(map(str, ranks))} dims), "
             f"got shape {tuple(x.shape)}"
         )
@@ -60,9 +62,9 @@ def check_points(x: object, name: str = "x") -> torch.Tensor:
     x = check_tensor(x, name)
     check_rank(x, (3,), name, "(B, N, D)")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        raise InputTypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if min(x.shape) == 0:
-        raise ValueError(
+        raise InputError(
             f"{name} must have B >= 1 images of N >= 1 points of D >= 1 dims (B, N, D), "
             f"got shape {tuple(x.shape)}"
         )
@@ -73,9 +75,9 @@ def check_labels(labels: object, shape: tuple[int, ...], name: str = "labels") -
     """An integer label tensor of exactly ``shape``."""
     labels = check_tensor(labels, name)
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor, got dtype {labels.dtype}")
+        raise InputTypeError(f"{name} must be an integer tensor, got dtype {labels.dtype}")
     if tuple(labels.shape) != tuple(shape):
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape {tuple(shape)} to match the embeddings, "
             f"got {tuple(labels.shape)}"
         )
@@ -86,9 +88,11 @@ def _scalar(value: object, name: str, kind: str) -> object:
     """A 0-d tensor's Python value; other tensors are a TypeError."""
     if isinstance(value, torch.Tensor):
         if value.dim() != 0:
-            raise TypeError(f"{name} must be {kind}, got a tensor of shape {tuple(value.shape)}")
+            raise InputTypeError(
+                f"{name} must be {kind}, got a tensor of shape {tuple(value.shape)}"
+            )
         if value.dtype == torch.bool or value.is_complex():
-            raise TypeError(f"{name} must be {kind}, got a {value.dtype} tensor")
+            raise InputTypeError(f"{name} must be {kind}, got a {value.dtype} tensor")
         return value.item()
     return value
 
@@ -102,7 +106,7 @@ def check_real(value: object, name: str) -> float:
     an int)."""
     value = _scalar(value, name, "a number")
     if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a number, got {type(value).__name__}")
     return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
@@ -110,9 +114,9 @@ def check_finite_number(value: object, name: str, minimum: float | None = None) 
     """A finite real number, optionally ``>= minimum``."""
     number = check_real(value, name)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {number!r}")
+        raise InputError(f"{name} must be finite, got {number!r}")
     if minimum is not None and number < minimum:
-        raise ValueError(f"{name} must be >= {minimum:g}, got {number!r}")
+        raise InputError(f"{name} must be >= {minimum:g}, got {number!r}")
     return number
 
 
@@ -120,7 +124,7 @@ def check_positive(value: object, name: str) -> float:
     """A finite real number > 0."""
     number = check_real(value, name)
     if not (number > 0 and math.isfinite(number)):
-        raise ValueError(f"{name} must be a finite number > 0, got {number!r}")
+        raise InputError(f"{name} must be a finite number > 0, got {number!r}")
     return float(number)
 
 
@@ -128,7 +132,7 @@ def check_bandwidth(value: object, name: str = "bandwidth") -> float:
     """The kernel bandwidth δ: finite and in [MIN_BANDWIDTH, inf)."""
     number = check_positive(value, name)
     if number < MIN_BANDWIDTH:
-        raise ValueError(
+        raise InputError(
             f"{name} must be >= {MIN_BANDWIDTH:g} (κ = 1/δ² above 1e16 is beyond float64's "
             f"resolution of the kernel), got {number!r}"
         )
@@ -150,7 +154,7 @@ def check_in_range(
     below = number < high if high_open else number <= high
     if not (above and below):  # NaN fails both
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must lie in {interval}, got {number!r}")
+        raise InputError(f"{name} must lie in {interval}, got {number!r}")
     return number
 
 
@@ -163,13 +167,13 @@ def check_int(value: object, name: str, minimum: int | None = None) -> int:
     """An integer (Python, NumPy or 0-d integer tensor; not bool, not a float such as 2.0) as
     a Python int, optionally ``>= minimum``."""
     if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
-        raise TypeError(f"{name} must be an int, got a {value.dtype} tensor {value.item()}")
+        raise InputTypeError(f"{name} must be an int, got a {value.dtype} tensor {value.item()}")
     value = _scalar(value, name, "an int")
     if _is_bool(value) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {_describe(value)}")
+        raise InputTypeError(f"{name} must be an int, got {_describe(value)}")
     number = int(value)
     if minimum is not None and number < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+        raise InputError(f"{name} must be >= {minimum}, got {number}")
     return number
 
 
@@ -182,19 +186,21 @@ def check_optional_int(value: object, name: str) -> int | None:
     if value is None:
         return None
     if _is_bool(value) or not isinstance(value, (numbers.Integral, torch.Tensor)):
-        raise TypeError(f"{name} must be an int or None, got {_describe(value)}")
+        raise InputTypeError(f"{name} must be an int or None, got {_describe(value)}")
     return check_int(value, name)
 
 
 def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise InputError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 
 def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+        raise InputTypeError(
+            f"{name} must be a torch.Generator or None, got {type(generator).__name__}"
+        )
     return generator
 
 
@@ -204,13 +210,13 @@ def check_weights(values: object, name: str, length: int, counted: str = "") -> 
     if isinstance(values, (str, bytes)) or not isinstance(
         values, (Sequence, np.ndarray, torch.Tensor)
     ):
-        raise TypeError(
+        raise InputTypeError(
             f"{name} must be a sequence of {length} numbers or None, got {type(values).__name__}"
         )
     items = list(values.tolist() if isinstance(values, (np.ndarray, torch.Tensor)) else values)
     if len(items) != length:
         source = f"{counted} = " if counted else ""
-        raise ValueError(f"{name} needs {source}{length} values, got {len(items)}")
+        raise InputError(f"{name} needs {source}{length} values, got {len(items)}")
     return [
         float(check_finite_number(item, f"{name}[{i}]", minimum=0.0))
         for i, item in enumerate(items)
@@ -220,7 +226,7 @@ def check_weights(values: object, name: str, length: int, counted: str = "") -> 
 def check_finite(x: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} contains {bad} non-finite values (NaN or inf)")
+        raise InputError(f"{name} contains {bad} non-finite values (NaN or inf)")
 
 
 def check_unit_rows(
@@ -235,7 +241,7 @@ def check_unit_rows(
     ones, zero included, are accepted)."""
     norm = float(x.detach().float().norm(dim=dim).max())
     if norm > 1.0 + tol:
-        raise ValueError(
+        raise InputError(
             f"{name} must hold unit-norm {what} (max norm {norm:.4g}); "
             "call pixelgroup.ops.normalize_to_sphere first"
         )

@@ -7,7 +7,14 @@ one-line message with exit status 2; any other exception is a bug and shows its 
 
 from __future__ import annotations
 
-__all__ = ["PixelgroupError", "ConfigError", "DataError", "CheckpointError"]
+__all__ = [
+    "PixelgroupError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "InputError",
+    "InputTypeError",
+]
 
 
 class PixelgroupError(Exception):
@@ -24,3 +31,11 @@ class DataError(PixelgroupError, ValueError):
 
 class CheckpointError(PixelgroupError, ValueError):
     """A checkpoint that is missing, corrupt or does not fit its model."""
+
+
+class InputError(PixelgroupError, ValueError):
+    """A tensor or argument given to a public function that it cannot use (names it)."""
+
+
+class InputTypeError(PixelgroupError, TypeError):
+    """An argument of the wrong type given to a public function (names it)."""
