@@ -27,8 +27,9 @@
   ``loss.pair_weight`` x pair loss (both 1 by default); the pair loss is not computed at
   weight 0, the BCE always is (reported; at weight 0 its zero gradients keep every parameter
   in the backward, as DistributedDataParallel needs). The original's two stages (METHOD.md
-  §5: the pair loss first, then the classifiers fine-tuned) are ``bce_weight: 0``, then ``pair_weight: 0`` with
-  ``train.init_from`` the first stage's checkpoint (``configs/bsds.yaml``, docs/boundaries.md).
+  §5: the pair loss first, then the classifiers fine-tuned) are ``bce_weight: 0``, then
+  ``pair_weight: 0`` with ``train.init_from`` the first stage's checkpoint
+  (``configs/bsds.yaml``, docs/boundaries.md).
   Returns ``{"loss", "bce", "pair"}`` (``"pair"`` only at a non-zero weight).
 * Model: ``model.name: boundary``, :class:`~pixelgroup.models.BoundaryNet` with
   ``model.options``.

@@ -14,7 +14,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_v0_toy.
 
 
 def test_old_checkpoint_loads_evaluates_and_resumes(tmp_path):
-    """``checkpoint_v0_toy.pt``: tests/engine/_tiny.py's TINY config with epochs 1, trained by the
+    """``checkpoint_v0_toy.pt``: tests/_tiny.py's TINY config with epochs 1, trained by the
     code before the layout change (``pixelgroup.engine.tasks``, ``pixelgroup.experiment``)."""
     model, cfg, state = load_model(FIXTURE)
     assert cfg.task == "instance" and cfg.model.name == "toy" and state["epoch"] == 1
