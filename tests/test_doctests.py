@@ -29,11 +29,6 @@ def _examples(name: str) -> list[doctest.DocTest]:
 
 
 MODULES = [name for name in _module_names() if _examples(name)]
-# examples known to fail, reported to the module's owner; strict: a fix turns this red
-KNOWN_FAILURES = {
-    "pixelgroup.losses.pairwise": "pairwise_embedding_loss's example calls normalize_to_sphere, "
-    "which the module does not import (NameError)",
-}
 
 
 def test_the_public_layers_have_examples():
@@ -42,12 +37,7 @@ def test_the_public_layers_have_examples():
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[n], strict=True))
-        if n in KNOWN_FAILURES
-        else n
-        for n in MODULES
-    ],
+    MODULES,
 )
 def test_docstring_examples(name):
     runner = doctest.DocTestRunner(optionflags=FLAGS)

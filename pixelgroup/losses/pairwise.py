@@ -175,6 +175,7 @@ def pairwise_embedding_loss(
     Cost: O(n²·D) time and O(n²) memory per image for n sampled pixels (n = 4000: 16 M pairs).
 
     Example:
+        >>> from pixelgroup.ops import normalize_to_sphere
         >>> x = normalize_to_sphere(torch.randn(2, 64, 8), dim=-1)
         >>> y = torch.randint(0, 3, (2, 64))
         >>> sorted(pairwise_embedding_loss(x, y))
