@@ -38,7 +38,7 @@ from torch import nn
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup._checks import check_non_negative_int, check_positive
-from pixelgroup.models.batchnorm import apply_test_bn
+from pixelgroup.models.batchnorm import apply_test_bn, untraceable_batch_norms
 from pixelgroup.models.heads import EmbeddingOutput
 
 __all__ = [
@@ -207,6 +207,13 @@ def _graph(
     """A checked GroupingGraph of a CPU float32 copy of ``model`` (BatchNorm as ``test_bn``),
     run once on ``example``."""
     model = copy.deepcopy(model).to("cpu", torch.float32)  # leave the caller's model alone
+    if test_bn == "batch" and (layers := untraceable_batch_norms(model)):
+        kind = type(model.get_submodule(layers[0])).__name__
+        raise ValueError(
+            f"test_bn='batch' exports per-image BatchNorm as instance normalisation, which "
+            f"needs torch's BatchNorm classes; {layers[0]} is a {kind} (export with "
+            f"test_bn='running')"
+        )
     graph = GroupingGraph(apply_test_bn(model, test_bn), num_iters, bandwidth, stride).eval()
     with torch.no_grad():
         graph(example)  # fails early (one message) for a model that is not an embedding model

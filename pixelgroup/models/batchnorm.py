@@ -30,7 +30,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from pixelgroup.errors import ConfigError
 
-__all__ = ["TEST_BN_MODES", "BatchStatistics", "apply_test_bn", "batch_statistics"]
+__all__ = [
+    "TEST_BN_MODES",
+    "BatchStatistics",
+    "apply_test_bn",
+    "batch_statistics",
+    "traceable",
+    "untraceable_batch_norms",
+]
 
 TEST_BN_MODES = ("running", "batch")
 
@@ -46,14 +53,38 @@ def _training_batch_norms(model: nn.Module) -> list[_BatchNorm]:
     return found
 
 
+def traceable(bn: _BatchNorm) -> bool:
+    """Whether :func:`batch_statistics` normalises ``bn`` with one traceable op (torch's own
+    BatchNorm classes: an instance normalisation) rather than image by image through the
+    class's own forward (a subclass that adds to it, e.g. timm's ``BatchNormAct2d``)."""
+    return type(bn).forward is _BatchNorm.forward
+
+
 def _per_image_forward(bn: _BatchNorm, x: torch.Tensor) -> torch.Tensor:
     """``bn`` applied with the statistics of each image of ``x (B, C, ...)`` separately: what
     ``bn`` computes in training mode on a batch of one, without touching its buffers."""
-    if x.dim() > 2:  # per (image, channel) over the spatial dims = batch-1 statistics
+    if traceable(bn) and x.dim() > 2:  # per (image, channel) over the spatial dims
         return F.instance_norm(
             x, None, None, bn.weight, bn.bias, use_input_stats=True, momentum=0.0, eps=bn.eps
         )
-    return F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+    # the class's own forward (it may add an activation), one image at a time, in training
+    # mode without running statistics: batch statistics, buffers neither read nor written
+    forward = type(bn).forward
+    modes = bn.training, bn.track_running_stats
+    bn.training, bn.track_running_stats = True, False
+    try:
+        if x.dim() <= 2 or x.shape[0] == 1:
+            return forward(bn, x)
+        return torch.cat([forward(bn, x[i : i + 1]) for i in range(x.shape[0])])
+    finally:
+        bn.training, bn.track_running_stats = modes
+
+
+def untraceable_batch_norms(model: nn.Module) -> list[str]:
+    """Names of the BatchNorms :func:`batch_statistics` normalises image by image (see
+    :func:`traceable`): a graph traced through them holds the example's batch size."""
+    targets = set(map(id, _training_batch_norms(model)))
+    return [n for n, m in model.named_modules() if id(m) in targets and not traceable(m)]
 
 
 @contextmanager

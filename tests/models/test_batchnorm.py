@@ -14,6 +14,7 @@ from pixelgroup.models import (
     apply_test_bn,
     batch_statistics,
 )
+from pixelgroup.models.batchnorm import untraceable_batch_norms
 from tests._tiny import TINY_DENSE_OPTIONS
 
 
@@ -124,3 +125,47 @@ def test_export_with_batch_statistics(fmt, tmp_path):
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         assert not torch.allclose(model(x).embedding, expected, atol=1e-3)
+
+
+class _BatchNormReLU(nn.BatchNorm2d):
+    """A BatchNorm subclass whose forward adds to the normalisation (as timm's
+    BatchNormAct2d in the EfficientNet-Lite0 backbone)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(super().forward(x))
+
+
+def test_subclasses_keep_their_own_forward(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), _BatchNormReLU(4)).eval()
+    net[1].running_mean.fill_(2.0)
+    x = torch.rand(3, 3, 10, 12)
+    before = _buffers(net)
+    with torch.no_grad(), batch_statistics(net):
+        got = net(x)
+    reference = []
+    for i in range(3):
+        state = _buffers(net)
+        with torch.no_grad():
+            reference.append(net.train()(x[i : i + 1]))
+        net.load_state_dict(state)
+    torch.testing.assert_close(got, torch.cat(reference), atol=1e-5, rtol=1e-5)
+    assert (got >= 0).all()  # the subclass's activation is kept
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert untraceable_batch_norms(net) == ["1"]
+
+
+def test_export_refuses_per_image_statistics_it_cannot_trace(tmp_path):
+    from pixelgroup.engine.export import export_torchscript
+
+    model = ToyEmbeddingNet(width=4, num_blocks=1)
+    swapped = [n for n, m in model.named_modules() if type(m) is nn.BatchNorm2d][0]
+    parent, _, child = swapped.rpartition(".")
+    bn = model.get_submodule(swapped)
+    setattr(
+        model.get_submodule(parent) if parent else model, child, _BatchNormReLU(bn.num_features)
+    )
+    with pytest.raises(
+        ValueError, match=r"needs torch's BatchNorm classes; .* is a _BatchNormReLU"
+    ):
+        export_torchscript(model, tmp_path / "m.pt", num_iters=0, bandwidth=0.1, test_bn="batch")
