@@ -84,6 +84,8 @@ def coerce_value(value: Any, tp: Any, key: str) -> Any:
         return tuple(coerce_value(v, item_type, key) for v in value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float:
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp in (int, str, bool) and type(value) is not tp:
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
     return value

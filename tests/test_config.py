@@ -32,6 +32,8 @@ def test_yaml_and_overrides_round_trip(tmp_path):
     [
         (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
         (["optim.steps=1.5"], "optim.steps: expected int"),
+        (["optim.lr=abc"], "optim.lr: expected a number, got 'abc'"),
+        (["optim.lr=true"], "optim.lr: expected a number, got True"),
         (["optim=3"], "optim: expected a mapping"),
         (["noequals"], "key=value"),
     ],

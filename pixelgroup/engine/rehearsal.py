@@ -33,6 +33,7 @@ import json
 import platform
 import statistics
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -368,9 +369,13 @@ def rehearse_recipe(
         argv = _evaluator_argv(recipe, roots, cfg, pred, result)
         report.commands.append("pixelgroup " + " ".join(argv))
         start = time.perf_counter()
-        status = run_command(argv)
+        try:
+            status = run_command(argv)
+        except Exception as e:  # a bug in the evaluator is a finding, not the end of the run
+            status = None
+            report.problems.append(f"pixelgroup {argv[0]} raised {type(e).__name__}: {e}")
         report.evaluator_seconds = time.perf_counter() - start
-        if status != 0:
+        if status not in (0, None):
             report.problems.append(f"pixelgroup {argv[0]} exited with status {status}")
         written.append(result)
         if result.is_file():
@@ -422,7 +427,9 @@ def rehearse(
     """Write the synthetic releases at ``size`` into ``out_dir/data``, rehearse each config
     into ``out_dir/<name>``, and write ``out_dir/summary.json``; returns that summary
     (``{"size", "device", "iters", "machine", "recipes": {name: RecipeReport.as_dict()}}``).
-    ``log`` (e.g. ``print``) is told when each recipe starts."""
+    A step that fails (an exception, an evaluator's non-zero exit) is recorded in that
+    recipe's ``problems`` and the next recipe runs; a config that cannot be rehearsed is a
+    :class:`ConfigError`. ``log`` (e.g. ``print``) is told when each recipe starts."""
     if size not in LAYOUTS:
         raise ConfigError(f"size must be one of {', '.join(LAYOUTS)}, got {size!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -440,17 +447,26 @@ def rehearse(
         name = resolve_config(config).stem
         if log is not None:
             log(f"rehearsing {name} ({size}, {iters} iterations a stage, {device})")
-        report = rehearse_recipe(
-            config,
-            roots,
-            out / name,
-            size=size,
-            iters=iters,
-            device=device,
-            run_command=run_command,
-            keep_checkpoints=keep_checkpoints,
-            progress=progress,
-        )
+        try:
+            report = rehearse_recipe(
+                config,
+                roots,
+                out / name,
+                size=size,
+                iters=iters,
+                device=device,
+                run_command=run_command,
+                keep_checkpoints=keep_checkpoints,
+                progress=progress,
+            )
+        except ConfigError:
+            raise  # the recipe cannot be rehearsed at all: the user's to fix
+        except Exception as e:  # a step failed: report it and rehearse the next recipe
+            report = RecipeReport(name, str(resolve_config(config)), device, 0)
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            report.problems.append(
+                f"stopped by {type(e).__name__}: {e} ({where.filename}:{where.lineno})"
+            )
         summary["recipes"][name] = report.as_dict()
         write_json(summary, out / "summary.json")
     write_json(summary, out / "summary.json")

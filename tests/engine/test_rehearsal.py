@@ -130,3 +130,25 @@ def test_rehearse_errors(tmp_path, tiny_roots, capsys):
     assert main(["rehearse", "--iters", "0", "-o", str(tmp_path)]) == 2
     with pytest.raises(ConfigError, match="iters >= 1"):
         rehearse_recipe("bsds", tiny_roots, tmp_path, iters=0)
+
+
+def test_a_failing_step_is_reported_and_the_next_recipe_runs(tmp_path, monkeypatch):
+    import pixelgroup.engine.rehearsal as rehearsal
+
+    def fake(config, roots, out_dir, **kwargs):
+        if config == "voc_instance":
+            raise OverflowError("Python integer 974 out of bounds for uint8")
+        return rehearsal.RecipeReport(config, config, "cpu", 1)
+
+    monkeypatch.setattr(rehearsal, "rehearse_recipe", fake)
+    summary = rehearsal.rehearse(["voc_instance", "bsds"], tmp_path)
+    failed, ok = summary["recipes"]["voc_instance"], summary["recipes"]["bsds"]
+    assert (
+        not failed["ok"] and "stopped by OverflowError: Python integer 974" in failed["problems"][0]
+    )
+    assert ok["ok"]
+    assert "stopped by OverflowError" in rehearsal.format_reports(summary)
+    assert json.loads((tmp_path / "summary.json").read_text())["recipes"].keys() == {
+        "voc_instance",
+        "bsds",
+    }
