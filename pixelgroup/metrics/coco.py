@@ -24,8 +24,12 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pixelgroup.metrics._inputs import as_numpy, as_vector, check_records
-from pixelgroup.metrics.instance import InstancePrediction, InstanceTarget
+from pixelgroup.metrics._inputs import check_records
+from pixelgroup.metrics.instance import (
+    InstancePrediction,
+    InstanceTarget,
+    check_instance_record,
+)
 
 __all__ = ["CocoEvaluator", "COCO_KEYS"]
 
@@ -47,15 +51,6 @@ def _encode(masks: np.ndarray) -> list[dict[str, Any]]:
     if len(masks) == 0:
         return []
     return list(mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))))
-
-
-def _label_map(x: object, name: str) -> np.ndarray:
-    x = as_numpy(x, name)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be an (H, W) label map, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
-    return x
 
 
 class CocoEvaluator:
@@ -103,19 +98,7 @@ class CocoEvaluator:
         """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
         check_records(predictions, targets, InstancePrediction, InstanceTarget)
         for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred = _label_map(prediction.labels, f"predictions[{i}].labels")
-            gt = _label_map(target.labels, f"targets[{i}].labels")
-            scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
-            if pred.shape != gt.shape:
-                raise ValueError(
-                    f"predictions[{i}].labels shape {pred.shape} != targets[{i}].labels shape "
-                    f"{gt.shape}"
-                )
-            if pred.min(initial=0) < 0 or pred.max(initial=0) > len(scores):
-                raise ValueError(
-                    f"predictions[{i}].labels must lie in 0..K = 0..{len(scores)} (one score "
-                    f"per instance), got labels {pred.min()}..{pred.max()}"
-                )
+            pred, gt, scores = check_instance_record(prediction, target, i)
             pred_ids = np.array([k for k in range(1, len(scores) + 1) if (pred == k).any()])
             gt_ids = np.unique(gt[gt > 0])
             crowd = None

@@ -70,6 +70,26 @@ def _check_label_map(x: object, name: str) -> np.ndarray:
     return x
 
 
+def check_instance_record(
+    prediction: InstancePrediction, target: InstanceTarget, i: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image ``i``'s record pair as arrays ``(pred (H, W), gt (H, W), scores (K,))``, checked:
+    integer label maps of one shape, prediction labels in 0..K (one score per instance)."""
+    pred = _check_label_map(prediction.labels, f"predictions[{i}].labels")
+    gt = _check_label_map(target.labels, f"targets[{i}].labels")
+    scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
+    if pred.shape != gt.shape:
+        raise ValueError(
+            f"predictions[{i}].labels shape {pred.shape} != targets[{i}].labels shape {gt.shape}"
+        )
+    if pred.min(initial=0) < 0 or pred.max(initial=0) > len(scores):
+        raise ValueError(
+            f"predictions[{i}].labels must lie in 0..K = 0..{len(scores)} (one score per "
+            f"instance), got labels {pred.min()}..{pred.max()}"
+        )
+    return pred, gt, scores
+
+
 def _masks(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``(K, H, W)`` bool masks of the label values ``ids (K,)``."""
     return labels[None] == ids.reshape(-1, 1, 1)
@@ -166,19 +186,7 @@ class InstanceEvaluator:
     def _process_one(self, prediction: InstancePrediction, target: InstanceTarget, i: int) -> None:
         from sklearn.metrics import adjusted_rand_score  # scikit-learn takes ~1 s to import
 
-        pred = _check_label_map(prediction.labels, f"predictions[{i}].labels")
-        gt = _check_label_map(target.labels, f"targets[{i}].labels")
-        scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
-        if pred.shape != gt.shape:
-            raise ValueError(
-                f"predictions[{i}].labels shape {pred.shape} != targets[{i}].labels shape "
-                f"{gt.shape}"
-            )
-        if pred.min(initial=0) < 0 or pred.max(initial=0) > len(scores):
-            raise ValueError(
-                f"predictions[{i}].labels must lie in 0..K = 0..{len(scores)} (one score per "
-                f"instance), got labels {pred.min()}..{pred.max()}"
-            )
+        pred, gt, scores = check_instance_record(prediction, target, i)
         pred_ids = np.arange(1, len(scores) + 1)
         present = np.isin(pred_ids, pred)
         gt_ids = np.unique(gt[gt > 0])
