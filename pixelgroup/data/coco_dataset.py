@@ -25,7 +25,6 @@ sample so that images of mixed sizes batch together.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pixelgroup.data.coco import segmentation_mask
-from pixelgroup.data.io import image_size, read_image
+from pixelgroup.data.io import image_size, read_image, read_json
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.errors import DataError
@@ -74,14 +73,7 @@ def _is_number(x: object) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO annotations not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path} is not valid JSON: {e}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a UTF-8 text (JSON) file") from None
+    data = read_json(path, "COCO annotations")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a COCO JSON object, got a {type(data).__name__}")
     for key in ("images", "annotations", "categories"):

@@ -3,8 +3,10 @@ one-line errors; atomic PNG writing."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pixelgroup._atomic import atomic_path
 from pixelgroup.errors import DataError
 
-__all__ = ["read_image", "read_label_map", "write_png", "image_size"]
+__all__ = ["read_image", "read_label_map", "write_png", "image_size", "read_json"]
 
 _log = logging.getLogger(__name__)
 _REPORTED: set[str] = set()  # conversions already stated once in the log
@@ -100,3 +102,17 @@ def write_png(array: np.ndarray, path: str | Path) -> None:
     """Write ``(H, W)`` or ``(H, W, 3)`` uint8/uint16 atomically (temp file + ``os.replace``)."""
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON value in ``path``; a missing file names ``what`` (e.g. "COCO annotations"),
+    a file that is not UTF-8 JSON is a one-line :class:`~pixelgroup.errors.DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON: {e}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a UTF-8 text (JSON) file") from None
