@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from pixelgroup.data.io import read_json
 from pixelgroup.errors import DataError
 
 __all__ = [
@@ -97,7 +97,9 @@ def decode_masks(rles: Sequence[dict[str, Any]]) -> np.ndarray:
         raise DataError(f"cannot decode RLE masks: {e}") from None
     masks = decoded.transpose(2, 0, 1).astype(bool, order="C")
     # runs shorter than the mask leave pycocotools' buffer uninitialised: the area shows it
-    bad = np.flatnonzero(masks.reshape(len(masks), -1).sum(1) != mask_utils.area(coco_rles))
+    # (one RLE per call: pycocotools' area of a list overflows past 255 RLEs under NumPy 2)
+    areas = np.array([mask_utils.area(r) for r in coco_rles], dtype=np.int64)
+    bad = np.flatnonzero(masks.reshape(len(masks), -1).sum(1) != areas)
     if bad.size:
         raise DataError(
             f"cannot decode RLE masks: the runs of mask {int(bad[0])} do not cover its "
@@ -231,14 +233,7 @@ def read_results(
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         where = f"{path}: "
-        if not path.is_file():
-            raise FileNotFoundError(f"results file not found: {path}")
-        try:
-            records = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path} is not valid JSON: {e}") from None
-        except UnicodeDecodeError:
-            raise DataError(f"{path} is not a UTF-8 text (JSON) file") from None
+        records = read_json(path, "results file")
     else:
         records = source
     if not isinstance(records, list):

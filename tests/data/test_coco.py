@@ -167,3 +167,11 @@ def test_read_results_file_errors(tmp_path):
     (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(DataError, match="is not a UTF-8 text"):
         read_results(tmp_path / "binary.json")
+
+
+def test_decode_more_than_255_masks():
+    """pycocotools' area() of a list of more than 255 RLEs overflows under NumPy 2; a full-size
+    VOC proposals file has images with ~1000 masks."""
+    masks = np.zeros((300, 5, 4), dtype=bool)
+    masks[np.arange(300), np.arange(300) % 5, np.arange(300) % 4] = True
+    assert np.array_equal(decode_masks(encode_masks(masks)), masks)
