@@ -81,8 +81,11 @@ class ModelConfig:
 class LossConfig:
     """:class:`pixelgroup.losses.RecurrentGroupingLoss` settings (α, δ, T, ...).
 
-    ``stride`` > 1 average-pools the embedding (then re-normalises) before the loss, so the
-    T GBMS loops of training run on (H/stride)·(W/stride) points: GBMS is quadratic in N.
+    ``stride`` > 1 average-pools the embedding (then re-normalises) before the whole loss;
+    ``loop_stride`` > 1 keeps loop 0 at the (``stride``-pooled) embedding's resolution and runs
+    only the T GBMS loops on its ``loop_stride`` x ``loop_stride``-pooled copy (GBMS is
+    quadratic in N), as the original. ``margin`` and ``sample_ratio`` take one value or
+    ``num_iters + 1`` values (loop 0..T).
     ``aux_weight`` and ``aux_labels`` are read by the ``semantic`` task only: its loss is
     cross-entropy + ``aux_weight`` x this grouping loss on the ``aux_labels`` map
     (``"semantic"`` classes or ``"instance"`` ids). ``bce_weight`` and ``pair_weight`` are read
@@ -91,16 +94,17 @@ class LossConfig:
     original's two stages are ``bce_weight: 0`` then ``pair_weight: 0``).
     """
 
-    margin: float = 0.5
+    margin: float | tuple[float, ...] = 0.5
     bandwidth: float = 0.1
     num_iters: int = 3
     iter_weights: tuple[float, ...] | None = None
-    sample_ratio: float | None = 0.2
+    sample_ratio: float | tuple[float, ...] | None = 0.2
     max_samples: int = 4000
     pos_weight: float = 1.0
     neg_weight: float = 1.0
     kind: str = "linear"
     stride: int = 1
+    loop_stride: int = 1
     aux_weight: float = 1.0
     aux_labels: str = "semantic"
     bce_weight: float = 1.0

@@ -19,9 +19,10 @@ The graph maps images (B, 3, H, W) float32 in [0, 1] (any B, H, W) to `shifted`,
 embedding after T GBMS loops (on the stride x stride pooled embedding), `embedding`, the model's
 own unit embedding, and `semantic` logits for a model with a semantic head. T, the bandwidth
 and the stride default to the checkpoint's grouping settings (grouping.num_iters / bandwidth /
-stride); the loops hold an N x N kernel for N = (H / stride) * (W / stride) pixels. Run the
-ONNX file with onnxruntime (pip install 'pixelgroup[export]'), the TorchScript file with
-torch.jit.load; docs/export.md shows a deployment in 15 lines."""
+stride), and BatchNorm normalises as in `pixelgroup eval` (model.test_bn: running statistics,
+or each image's own); the loops hold an N x N kernel for N = (H / stride) * (W / stride)
+pixels. Run the ONNX file with onnxruntime (pip install 'pixelgroup[export]'), the TorchScript
+file with torch.jit.load; docs/export.md shows a deployment in 15 lines."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -96,13 +97,21 @@ def run(args: argparse.Namespace) -> int:
     stride = g.stride if args.stride is None else args.stride
     export = export_onnx if args.format == "onnx" else export_torchscript
     try:
-        export(model, args.output, num_iters=num_iters, bandwidth=bandwidth, stride=stride)
+        export(
+            model,
+            args.output,
+            num_iters=num_iters,
+            bandwidth=bandwidth,
+            stride=stride,
+            test_bn=cfg.model.test_bn,
+        )
     except ImportError as e:
         raise UserError(str(e)) from None
     except ValueError as e:  # e.g. a boundary model: name the checkpoint and its task
         raise UserError(f"{args.checkpoint} (task {cfg.task!r}): {e}") from None
     print(
         f"{args.format}: {args.output} "
-        f"(num_iters={num_iters}, bandwidth={bandwidth}, stride={stride})"
+        f"(num_iters={num_iters}, bandwidth={bandwidth}, stride={stride}, "
+        f"test_bn={cfg.model.test_bn})"
     )
     return 0

@@ -16,7 +16,8 @@ EPILOG = """examples:
 The config (YAML values, see pixelgroup/config.py) is stored in every checkpoint, so
 `pixelgroup eval` and `pixelgroup predict` need only the checkpoint. A run folder that holds a
 checkpoint is never replaced unasked: --resume continues it, --overwrite starts it anew. With
---resume, --set may change only train.epochs, train.checkpoint_every and data.num_workers."""
+--resume, --set may change only train.epochs, train.checkpoint_every, data.num_workers and
+model.test_bn."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,10 +5,13 @@ A checkpoint's state is a dict with ``config`` (plain dict of an
 :class:`~pixelgroup.config.ExperimentConfig`), ``model``, ``optimizer``, ``scheduler``,
 ``generator`` (the loss-sampling RNG state), ``epoch`` (epochs completed), ``step`` and
 ``history`` (per-iteration loss terms). On disk it is ``torch.save``'d into bytes and wrapped
-as ``{"format": "pixelgroup-checkpoint", "version": 2, "sha256": ..., "payload": bytes}``;
+as ``{"format": "pixelgroup-checkpoint", "version": 3, "sha256": ..., "payload": tensor}``, the
+payload a 1-D ``torch.uint8`` tensor of those bytes and the SHA-256 that of the same bytes.
 :func:`load_checkpoint` verifies the SHA-256 (a flipped byte is an error, never a silently
-different run) and still reads the plain dicts of version 1. :func:`save_checkpoint` moves the
-checkpoint it replaces to ``*.prev.pt`` first, so one good checkpoint survives a bad write.
+different run) and still reads version 2 (the same dict with the payload a Python ``bytes``
+object, which ``torch.save`` pickles several times slower than a tensor: docs/rehearsal.md)
+and the plain dicts of version 1. :func:`save_checkpoint` moves the checkpoint it replaces to
+``*.prev.pt`` first, so one good checkpoint survives a bad write.
 :func:`load_model` rebuilds the model from the stored config, so no YAML is needed.
 """
 
@@ -40,6 +43,7 @@ __all__ = [
 
 _REQUIRED = ("config", "model", "epoch")
 _FORMAT = "pixelgroup-checkpoint"
+_VERSION = 3
 
 
 def previous_checkpoint(path: str | Path) -> Path:
@@ -53,12 +57,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     it, the old checkpoint moved to :func:`previous_checkpoint`, then the temp file renamed."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    payload = buffer.getvalue()
+    payload = buffer.getbuffer()  # no copy: the tensor below shares these bytes
     wrapped = {
         "format": _FORMAT,
-        "version": 2,
+        "version": _VERSION,
         "sha256": hashlib.sha256(payload).hexdigest(),
-        "payload": payload,
+        "payload": torch.frombuffer(payload, dtype=torch.uint8),
     }
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -76,6 +80,29 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return stale
 
 
+def _payload_bytes(wrapped: dict[str, Any], path: Path, hint: str) -> bytes:
+    """The payload of a wrapped checkpoint: a ``bytes`` object (version 2) or the bytes of a
+    1-D ``torch.uint8`` tensor (version 3)."""
+    version, payload = wrapped.get("version"), wrapped.get("payload")
+    if version not in (2, _VERSION):
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version!r}; this pixelgroup reads versions "
+            f"1 to {_VERSION} (was it written by a newer one?)"
+        )
+    if version == 2:
+        if isinstance(payload, bytes):
+            return payload
+        expected = "bytes"
+    elif isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 and payload.dim() == 1:
+        return payload.numpy().tobytes()
+    else:
+        expected = "1-D uint8 tensor"
+    raise CheckpointError(
+        f"checkpoint {path} is corrupt: its payload is a {type(payload).__name__}, not the "
+        f"{expected} of format version {version}{hint}"
+    )
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (on CPU)."""
     path = Path(path)
@@ -86,12 +113,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and state.get("format") == _FORMAT:
-            payload = state["payload"]
+            payload = _payload_bytes(state, path, hint)
             if hashlib.sha256(payload).hexdigest() != state["sha256"]:
                 raise CheckpointError(
                     f"checkpoint {path} is corrupt: its SHA-256 does not match the one stored "
                     f"when it was written{hint}"
                 )
+            del state  # frees a version 3 payload tensor; ``payload`` is a copy of its bytes
             state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except CheckpointError:
         raise

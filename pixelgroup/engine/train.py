@@ -54,7 +54,7 @@ __all__ = ["train", "TrainResult", "NonFiniteLossError", "CHECKPOINT_NAME", "RES
 CHECKPOINT_NAME = "checkpoint.pt"
 
 # config keys a resumed run may change: they do not alter what has been trained so far
-RESUME_SAFE_KEYS = ("train.epochs", "train.checkpoint_every", "data.num_workers")
+RESUME_SAFE_KEYS = ("train.epochs", "train.checkpoint_every", "data.num_workers", "model.test_bn")
 
 
 class NonFiniteLossError(FloatingPointError):

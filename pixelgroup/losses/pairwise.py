@@ -13,8 +13,11 @@ small instances and the background count as much as large ones.
 ``kind`` picks (f_pos, f_neg):
 
 * ``"linear"`` (the paper's, default): ``1 - s`` and ``max(0, s - margin)``.
-* ``"squared"``: ``(1 - s)^2`` and ``max(0, s - margin)^2`` (what the MATLAB gradients optimise
-  for the negative term).
+* ``"squared"``: ``(1 - s)^2`` and ``max(0, s - margin)^2``. This does not reproduce the
+  original's hand-written MATLAB gradients (METHOD.md §2.3): the hinge's backward there is
+  ``max(0, s - margin)``, so only the negative term's gradient matches, up to a factor of 2;
+  the MATLAB positive term's backward is ``-s`` (it optimises ``(1 - s^2) / 2``), not the
+  ``-2 (1 - s)`` of the square here.
 * ``"logistic"``: binary cross-entropy on ``s' = (cos + 1.1) / 2.2`` (kept inside (0, 1) as
   the original suggests): ``-log s'`` and ``-log(1 - s')``; ``margin`` is unused.
 

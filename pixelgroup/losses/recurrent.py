@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pixelgroup._checks import (
@@ -13,6 +14,7 @@ from pixelgroup._checks import (
     check_choice,
     check_finite,
     check_generator,
+    check_int,
     check_non_negative_int,
     check_rank,
     check_tensor,
@@ -22,8 +24,21 @@ from pixelgroup._checks import (
 from pixelgroup.losses.pairwise import check_pair_options, pairwise_embedding_loss
 from pixelgroup.ops.labels import resize_labels
 from pixelgroup.ops.mean_shift import GBMS_IMPLS, recurrent_mean_shift
+from pixelgroup.ops.sphere import normalize_to_sphere
 
 __all__ = ["RecurrentGroupingLoss"]
+
+
+def _per_site(value: object, name: str, sites: int) -> list[object]:
+    """One value for every site, or the ``sites`` values of a list/tuple (checked later)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != sites:
+            raise ValueError(
+                f"{name} must be one value or {sites} values (num_iters + 1: loop 0..T), "
+                f"got {len(value)}: {list(value)}"
+            )
+        return list(value)
+    return [value] * sites
 
 
 class RecurrentGroupingLoss(nn.Module):
@@ -34,13 +49,20 @@ class RecurrentGroupingLoss(nn.Module):
     site flow back through all earlier loops into the embedding.
 
     Args:
-        margin: α in [0, 1] (calibrated similarity), see :func:`pairwise_embedding_loss`.
+        margin: α in [0, 1] (calibrated similarity), see :func:`pairwise_embedding_loss`: one
+            value for every site, or T + 1 values for loops 0..T (the original fine-tuned its
+            toy model with α = 0.07 on the loops and the stored model's margin at loop 0).
         bandwidth: δ of the GBMS loops (>= 1e-8).
         num_iters: T >= 0, the number of loops (0: the plain pair loss).
         iter_weights: T + 1 finite weights >= 0 for loops 0..T; default all 1 (the original).
             Use a 0 for loop 0 to put losses only on the loops (the original's demo 5).
-        sample_ratio, max_samples, num_samples, pos_weight, neg_weight, kind, ignore_index,
-        hard_fraction: passed to :func:`pairwise_embedding_loss` at every site.
+        sample_ratio: fraction of the pixels sampled at a site (``None``: ``num_samples`` or
+            ``max_samples``), one value or T + 1 values like ``margin``.
+        loop_stride: s >= 1: loop 0 sees the embedding as given and the T loops run on its
+            s x s average-pooled, re-normalised copy (s² times fewer points: GBMS is quadratic
+            in N), as the original applies loop 0 at full resolution and loops on fewer points.
+        max_samples, num_samples, pos_weight, neg_weight, kind, ignore_index, hard_fraction:
+            passed to :func:`pairwise_embedding_loss` at every site.
         impl: GBMS implementation, see :func:`gbms_step`.
 
     Every setting is checked here, in the constructor (``ValueError`` / ``TypeError`` naming
@@ -55,12 +77,13 @@ class RecurrentGroupingLoss(nn.Module):
 
     def __init__(
         self,
-        margin: float = 0.5,
+        margin: float | Sequence[float] = 0.5,
         bandwidth: float = 0.1,
         num_iters: int = 5,
         *,
         iter_weights: Sequence[float] | None = None,
-        sample_ratio: float | None = 0.2,
+        sample_ratio: float | Sequence[float] | None = 0.2,
+        loop_stride: int = 1,
         max_samples: int = 4000,
         num_samples: int | None = None,
         pos_weight: float = 1.0,
@@ -71,27 +94,32 @@ class RecurrentGroupingLoss(nn.Module):
         impl: str = "auto",
     ) -> None:
         super().__init__()
-        options = check_pair_options(
-            margin=margin,
-            num_samples=num_samples,
-            max_samples=max_samples,
-            sample_ratio=sample_ratio,
-            pos_weight=pos_weight,
-            neg_weight=neg_weight,
-            kind=kind,
-            ignore_index=ignore_index,
-            hard_fraction=hard_fraction,
-        )
-        self.margin: float = options.pop("margin")
         self.bandwidth = check_bandwidth(bandwidth)
         self.num_iters = check_non_negative_int(num_iters, "num_iters")
+        sites = self.num_iters + 1
         if iter_weights is None:
-            self.iter_weights = [1.0] * (self.num_iters + 1)
+            self.iter_weights = [1.0] * sites
         else:
-            self.iter_weights = check_weights(
-                iter_weights, "iter_weights", self.num_iters + 1, "num_iters + 1"
+            self.iter_weights = check_weights(iter_weights, "iter_weights", sites, "num_iters + 1")
+        self.loop_stride = check_int(loop_stride, "loop_stride", 1)
+        self.site_options: list[dict[str, Any]] = [
+            check_pair_options(
+                margin=site_margin,
+                num_samples=num_samples,
+                max_samples=max_samples,
+                sample_ratio=site_ratio,
+                pos_weight=pos_weight,
+                neg_weight=neg_weight,
+                kind=kind,
+                ignore_index=ignore_index,
+                hard_fraction=hard_fraction,
             )
-        self.pair_kwargs: dict[str, Any] = options
+            for site_margin, site_ratio in zip(
+                _per_site(margin, "margin", sites),
+                _per_site(sample_ratio, "sample_ratio", sites),
+                strict=True,
+            )
+        ]
         self.impl = check_choice(impl, "impl", GBMS_IMPLS)
 
     def forward(
@@ -122,16 +150,24 @@ class RecurrentGroupingLoss(nn.Module):
         generator = check_generator(generator)
         check_finite(embedding, "embedding")
         check_unit_rows(embedding, "embedding", dim=1, what="vectors along dim 1 (D)")
-        b, _, h, w = embedding.shape
-        points = embedding.flatten(2).transpose(1, 2)
-        flat_labels = resize_labels(labels, (h, w)).reshape(b, h * w)
-        iterates = recurrent_mean_shift(points, self.bandwidth, self.num_iters, impl=self.impl)
+        points, flat_labels = _flatten(embedding, labels)
+        iterates, loop_labels = [points], flat_labels
+        if self.num_iters > 0:
+            loop_points = points
+            if self.loop_stride > 1:
+                pooled = F.avg_pool2d(embedding, self.loop_stride, ceil_mode=True)
+                loop_points, loop_labels = _flatten(normalize_to_sphere(pooled, dim=1), labels)
+            loops = recurrent_mean_shift(
+                loop_points, self.bandwidth, self.num_iters, impl=self.impl
+            )
+            iterates += loops[1:]
         out: dict[str, torch.Tensor] = {}
         total = embedding.new_zeros(())
-        for t, (x, weight) in enumerate(zip(iterates, self.iter_weights, strict=True)):
-            terms = pairwise_embedding_loss(
-                x, flat_labels, self.margin, generator=generator, **self.pair_kwargs
-            )
+        for t, (x, weight, options) in enumerate(
+            zip(iterates, self.iter_weights, self.site_options, strict=True)
+        ):
+            y = flat_labels if t == 0 else loop_labels
+            terms = pairwise_embedding_loss(x, y, generator=generator, **options)
             out[f"loss_iter{t}"] = terms["loss"]
             out[f"pos_iter{t}"] = terms["pos"]
             out[f"neg_iter{t}"] = terms["neg"]
@@ -141,6 +177,14 @@ class RecurrentGroupingLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"margin={self.margin}, bandwidth={self.bandwidth}, num_iters={self.num_iters}, "
-            f"iter_weights={self.iter_weights}, {self.pair_kwargs}"
+            f"bandwidth={self.bandwidth}, num_iters={self.num_iters}, "
+            f"iter_weights={self.iter_weights}, loop_stride={self.loop_stride}, "
+            f"site_options={self.site_options}"
         )
+
+
+def _flatten(embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, D, h, w)`` -> points ``(B, h·w, D)`` and labels ``(B, H, W)`` nearest-resized to
+    ``(h, w)`` -> ``(B, h·w)``."""
+    b, _, h, w = embedding.shape
+    return embedding.flatten(2).transpose(1, 2), resize_labels(labels, (h, w)).reshape(b, h * w)

@@ -145,6 +145,7 @@ def build_grouping_loss(
             num_iters=c.num_iters,
             iter_weights=c.iter_weights,
             sample_ratio=c.sample_ratio,
+            loop_stride=c.loop_stride,
             max_samples=c.max_samples,
             pos_weight=c.pos_weight,
             neg_weight=c.neg_weight,

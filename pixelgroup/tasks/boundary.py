@@ -189,6 +189,12 @@ class BoundaryTask:
                 f"the boundary task trains without mean-shift loops: set loss.num_iters to 0, "
                 f"got {c.num_iters}"
             )
+        for name in ("margin", "sample_ratio"):
+            if isinstance(getattr(c, name), tuple):
+                raise ConfigError(
+                    f"loss.{name}: the boundary task's pair loss has one site (no loops), give "
+                    f"one number, got {list(getattr(c, name))}"
+                )
         for name in ("bce_weight", "pair_weight"):
             if not getattr(c, name) >= 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(c, name)}")
@@ -231,6 +237,7 @@ def _pair_loss(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """The pair loss summed over the side embeddings, groups boundary / non-boundary."""
+    assert not isinstance(c.margin, tuple) and not isinstance(c.sample_ratio, tuple)  # build_loss
     size = target.shape[-2:]
     labels = torch.where(target < 0, 255, target).long().flatten(1)
     pair = target.new_zeros(())

@@ -6,7 +6,7 @@ import torch
 from pixelgroup.cli import main
 from pixelgroup.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
 from pixelgroup.engine.export import read_metadata
-from pixelgroup.models import BoundaryNet
+from pixelgroup.models import BoundaryNet, apply_test_bn
 from pixelgroup.ops import recurrent_mean_shift
 from tests.engine.test_export import GROUPING, tiny_checkpoint
 
@@ -65,6 +65,43 @@ def test_torchscript_with_explicit_settings(checkpoint, tmp_path):
     last = recurrent_mean_shift(points, 0.3, 2)[-1].transpose(1, 2).reshape(expected.shape)
     assert (embedding - expected).abs().max() <= 1e-4 and (shifted - last).abs().max() <= 1e-4
     assert read_metadata(out)["bandwidth"] == 0.3
+
+
+@pytest.fixture(scope="module")
+def batch_bn_checkpoint(checkpoint, tmp_path_factory):
+    """The tiny checkpoint with ``model.test_bn: batch`` and running means far from any
+    image's, so per-image and running statistics give clearly different embeddings."""
+    state = load_checkpoint(checkpoint)
+    state["config"]["model"]["test_bn"] = "batch"
+    for key, value in state["model"].items():
+        if key.endswith("running_mean"):
+            value.fill_(0.5)
+    path = tmp_path_factory.mktemp("batch_bn") / "checkpoint.pt"
+    save_checkpoint(state, path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_normalises_as_the_checkpoints_test_bn(batch_bn_checkpoint, tmp_path, fmt, capsys):
+    """The exported graph gives what ``pixelgroup eval`` gives for ``model.test_bn: batch``
+    (each image normalised by its own BatchNorm statistics), not the running statistics'."""
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    args = ["export", "--checkpoint", str(batch_bn_checkpoint), "--format", fmt, "-o", str(out)]
+    assert main([*args, "--num-iters", "0"]) == 0
+    assert "test_bn=batch" in capsys.readouterr().out
+    images = torch.rand(3, 3, 20, 28, generator=torch.Generator().manual_seed(0))
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(["embedding"], {"images": images.numpy()})[0])
+    else:
+        got = torch.jit.load(str(out))(images)[1]
+    model, cfg, _ = load_model(batch_bn_checkpoint)
+    assert cfg.model.test_bn == "batch"
+    with torch.no_grad():
+        expected = apply_test_bn(model, "batch")(images).embedding
+        running = model(images).embedding
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert (running - expected).abs().max() > 1e-2
 
 
 @pytest.fixture(scope="module")

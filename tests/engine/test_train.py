@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pixelgroup import tasks as tasks_module
+from pixelgroup.cli import main
 from pixelgroup.config import override_config
 from pixelgroup.engine import (
     NonFiniteLossError,
@@ -82,6 +83,19 @@ def test_resume_with_different_config(tmp_path):
     train(cfg, tmp_path, progress=False)
     with pytest.raises(ValueError, match="seed cannot change"):
         train(override_config(cfg, ["seed=3"]), tmp_path, resume=True, progress=False)
+
+
+def test_resume_may_change_test_bn_only_of_the_model_settings(tmp_path, capsys):
+    """``model.test_bn`` only affects evaluation: ``--resume --set model.test_bn=batch`` is
+    accepted (and stored); a setting of the model itself still is refused."""
+    train(tiny_config(train={"epochs": 1, "iters_per_epoch": 1}), tmp_path, progress=False)
+    resume = ["train", "-o", str(tmp_path), "--resume", "--quiet", "--set", "train.epochs=2"]
+    assert main([*resume, "--set", "model.options.width=8"]) == 2
+    err = capsys.readouterr().err
+    assert "model.options cannot change" in err and "model.test_bn" in err
+    assert main([*resume, "--set", "model.test_bn=batch"]) == 0
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["config"]["model"]["test_bn"] == "batch"
 
 
 class _NanTask(InstanceTask):

@@ -177,3 +177,64 @@ def test_small_bandwidth_loss_agrees_across_impls_with_finite_gradients(bandwidt
             torch.testing.assert_close(
                 results[impl][key], results["sdpa"][key], rtol=1e-4, atol=1e-5
             )
+
+
+def test_margin_per_site_equals_one_loss_per_margin():
+    z, labels = _inputs(h=5, w=5)
+    x = normalize_to_sphere(z)
+    margins = [0.2, 0.55, 0.9]
+    per_site = RecurrentGroupingLoss(margin=margins, bandwidth=0.5, num_iters=2, sample_ratio=None)
+    out = per_site(x, labels)
+    for t, m in enumerate(margins):
+        single = RecurrentGroupingLoss(margin=m, bandwidth=0.5, num_iters=2, sample_ratio=None)
+        torch.testing.assert_close(out[f"loss_iter{t}"], single(x, labels)[f"loss_iter{t}"])
+    assert not torch.allclose(out["loss_iter0"], out["loss_iter2"])
+
+
+def test_sample_ratio_per_site_reaches_each_site(monkeypatch):
+    import pixelgroup.losses.recurrent as recurrent
+
+    seen = []
+
+    def spy(x, y, **kwargs):
+        seen.append((kwargs["margin"], kwargs["sample_ratio"], tuple(x.shape)))
+        return pairwise_embedding_loss(x, y, **kwargs)
+
+    monkeypatch.setattr(recurrent, "pairwise_embedding_loss", spy)
+    z, labels = _inputs(h=8, w=8)
+    loss = RecurrentGroupingLoss(
+        margin=(0.5, 0.07, 0.07), sample_ratio=[0.5, 0.25, 1.0], num_iters=2, loop_stride=2
+    )
+    loss(normalize_to_sphere(z), labels, torch.Generator().manual_seed(0))
+    assert seen == [(0.5, 0.5, (2, 64, 3)), (0.07, 0.25, (2, 16, 3)), (0.07, 1.0, (2, 16, 3))]
+
+
+@pytest.mark.parametrize("name", ["margin", "sample_ratio"])
+def test_per_site_values_need_one_per_site(name):
+    with pytest.raises(ValueError, match=rf"{name} must be one value or 3 values .* got 2"):
+        RecurrentGroupingLoss(num_iters=2, **{name: [0.5, 0.5]})
+
+
+@pytest.mark.parametrize(("h", "w"), [(8, 8), (7, 9)])
+def test_loop_stride_keeps_loop_zero_at_full_resolution(h, w):
+    z, labels = _inputs(seed=2, h=h, w=w)
+    x = normalize_to_sphere(z)
+    out = RecurrentGroupingLoss(
+        margin=0.4, bandwidth=0.5, num_iters=2, sample_ratio=None, loop_stride=2
+    )(x, labels)
+    plain = RecurrentGroupingLoss(margin=0.4, num_iters=0, sample_ratio=None)(x, labels)
+    torch.testing.assert_close(out["loss_iter0"], plain["loss_iter0"])
+    pooled = normalize_to_sphere(torch.nn.functional.avg_pool2d(x, 2, ceil_mode=True))
+    loops = RecurrentGroupingLoss(margin=0.4, bandwidth=0.5, num_iters=2, sample_ratio=None)
+    expected = loops(pooled, labels)
+    for t in (1, 2):
+        torch.testing.assert_close(out[f"loss_iter{t}"], expected[f"loss_iter{t}"])
+
+
+def test_gradcheck_with_loop_stride():
+    z, labels = _inputs(seed=4, h=4, w=5)
+    z.requires_grad_()
+    loss = RecurrentGroupingLoss(
+        margin=[0.3, 0.2], bandwidth=0.6, num_iters=1, sample_ratio=None, loop_stride=2
+    )
+    assert torch.autograd.gradcheck(lambda z: loss(normalize_to_sphere(z), labels)["loss"], (z,))

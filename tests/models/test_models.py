@@ -15,9 +15,11 @@ def test_registry_builds_and_lists_names():
         build_model("nope")
 
 
+@pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("size", [(16, 16), (13, 21)])
-def test_unit_norm_full_resolution(device, size):
-    model = _small(embedding_dim=5).to(device)
+def test_unit_norm_full_resolution(device, size, stride):
+    torch.manual_seed(0)  # width 4 can leave a pixel with all-zero features (a zero embedding)
+    model = build_model("toy", width=8, num_blocks=2, embedding_dim=5, stride=stride).to(device)
     out = model(torch.rand(2, 3, *size, device=device))
     assert isinstance(out, EmbeddingOutput)
     assert out.embedding.shape == out.raw.shape == (2, 5, *size)
@@ -27,8 +29,9 @@ def test_unit_norm_full_resolution(device, size):
     )
 
 
-def test_forward_backward_reaches_every_parameter():
-    model = _small()
+@pytest.mark.parametrize("stride", [1, 2])
+def test_forward_backward_reaches_every_parameter(stride):
+    model = _small(stride=stride)
     model(torch.rand(2, 3, 12, 12)).embedding[:, 0].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
@@ -55,5 +58,7 @@ def test_wrong_input():
         model(torch.rand(3, 8, 8))
     with pytest.raises(ValueError, match="need width >= 1"):
         ToyEmbeddingNet(width=0)
+    with pytest.raises(ValueError, match="stride=0"):
+        ToyEmbeddingNet(stride=0)
     with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
         ToyEmbeddingNet(embedding_dim=0)

@@ -98,6 +98,8 @@ def test_config_errors(shared_data):
         task.build_dataset(_cfg(shared_data, **{"data.name": "voc"}), "test")
     with pytest.raises(ValueError, match="set loss.num_iters to 0, got 3"):
         task.build_loss(_cfg(shared_data, **{"loss.num_iters": 3}))
+    with pytest.raises(ValueError, match=r"loss.margin: .* one site .* got \[0.5, 0.2\]"):
+        task.build_loss(_cfg(shared_data, **{"loss.margin": "[0.5, 0.2]"}))
 
 
 def test_evaluator_scores_the_ground_truth(shared_data):
