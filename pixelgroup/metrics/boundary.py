@@ -23,8 +23,10 @@ stars are matched in closed form and the rest solved by
 :func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching` (LAPJVsp), component by component
 (:mod:`pixelgroup.metrics._bsds_match`). The original solves a sparsified version with random
 outlier edges, so counts agree to within a pixel or so; which of several equally cheap pixels
-gets matched may differ. Thinning gives :func:`skimage.morphology.thin`'s result pixel for pixel
-(MATLAB's ``bwmorph(..., 'thin', inf)`` differs on a few pixels per map).
+gets matched may differ. pyEdgeEval seeds that generator from the clock when it is loaded, so
+its scores change from run to run (and with the matches made before); ours do not. Thinning
+gives :func:`skimage.morphology.thin`'s result pixel for pixel (MATLAB's
+``bwmorph(..., 'thin', inf)`` differs on a few pixels per map).
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ this one is shared by all rows, so ``G`` stays symmetric). Because Q = K = V = X
 * the exponent is <= 0 (``x_i·x_j <= |x_i||x_j| <= M²``), so exp never overflows, whatever
   the norms the unit-norm check lets through (up to 1.01; bfloat16 rows reach 1.004), and
   the longest rows keep ``d_i >= 1``;
-* ``G`` is symmetric, so only tile pairs ``J >= I`` are formed: one ``t x t`` tile feeds
-  the rows of I (``G_IJ X_J``) and of J (``X_Iᵀ G_IJ``, accumulated transposed), halving the
-  products and exponentials;
+* ``G`` is symmetric, so only the entries ``j >= i`` are formed, halving the products and
+  exponentials: each block I of t rows meets the rows from its first one on, in chunks J of up
+  to 4t rows. A chunk's kernel tile, formed as ``G_JI`` ``(|J|, t)``, feeds the rows of I
+  (``[X, 1]_Jᵀ G_JI``) and the rows of J past the diagonal block I x I (``[X, 1]_Iᵀ G_JIᵀ``),
+  both accumulated transposed, into one ``(D + 1, N)`` sum;
 * the forward saves only ``d``, ``Y`` and the shifts; the backward recomputes each tile. With
   ``dY`` the output gradient, ``r_i = dY_i·Y_i`` and ``P = D⁻¹G``::
 
@@ -31,7 +33,7 @@ largest kernel value is exactly 1 and ``d_i >= 1``. The symmetric pass drops the
 weights (``Z_i = c_i = 0`` in the backward) and the non-symmetric pass adds them back. With
 rows from normalize_to_sphere at δ >= ~5e-4 (float32) no row is recomputed and the layer
 costs what the symmetric pass costs; with every row recomputed (float32, δ = 1e-4,
-N = 16,384, D = 32) forward and backward each took 2.4x that (CPU time, one thread): the
+N = 16,384, D = 32) forward and backward each took 2.4-2.5x that (CPU time, one thread): the
 recomputed tiles are not shared, and the symmetric pass has already been paid.
 
 **No overflow, and the floor's error.** Kernel tiles are computed as ``2^(log2(e)·logit)``
@@ -56,6 +58,15 @@ log-sum-exp reference to ``(e^{2ε} − 1)`` times the weighted spread of each r
 tests/_reference.py states and the property tests check). docs/numerics.md has the
 measured errors per dtype.
 
+**Speed.** At small D the products have an inner or outer dimension of D + 1 and the passes
+over each tile entry (product, clamp, exp2, two value products) cost about the same, so their
+shapes decide the speed (per tile entry on one AVX-512 core, MKL): ``Aᵀ G`` and ``Aᵀ Gᵀ`` with
+a narrow ``A`` ran 3.5-10x faster than ``G A`` at widths 4-9 (alike at 16), so both halves
+accumulate transposed; the logit product ran 2.5-4.6x slower at width 4 once its output had
+512 or more columns (2.9x at width 9 with 1024), so blocks are 256 wide (chunks of 1024 rows;
+longer ones ran alike); products against 2 or 3 columns ran 2-3x slower than against 4, so
+narrower operands are padded to 4; the kernel tiles live in buffers allocated once per call.
+
 Double backward is not supported. docs/benchmarks.md §1 has the measurements behind the
 tiling choices.
 """
@@ -71,12 +82,15 @@ from pixelgroup.ops.attention import no_autocast
 
 __all__ = ["tiled_blur", "DEFAULT_TILE"]
 
-DEFAULT_TILE = 512
+DEFAULT_TILE = 256
+# a strip chunk holds _CHUNK tiles: kernel buffers of (_CHUNK·tile, tile) entries (1 MiB each
+# in float32 at the default tile)
+_CHUNK = 4
 _LOG2_E = math.log2(math.e)
 _LOG2_FLOOR = -115.0
 # rows with d_i < N·2^-62 are recomputed with their own maximum (module docstring)
 _LOG2_RECOMPUTE = -62.0
-_MIN_WIDTH = 16
+_MIN_WIDTH = 4
 
 
 def _floored_exp2_(logits2: torch.Tensor) -> torch.Tensor:
@@ -91,16 +105,23 @@ def _clamped_exp2_(logits2: torch.Tensor) -> torch.Tensor:
     return logits2.clamp_(_LOG2_FLOOR, 0.0).exp2_()
 
 
-def _pairs(n: int, tile: int):
-    """Tile pairs ``(I, J)`` with ``J >= I`` as ``(i0, i1, j0, j1)``."""
+def _strips(n: int, tile: int):
+    """Blocks ``I = [i0, i1)`` of ``tile`` rows, each with the chunks ``J = [j0, j1)`` of up to
+    ``_CHUNK·tile`` rows that cover rows ``i0 .. N``, as ``(i0, i1, j0, j1)``: every pair
+    ``j >= i`` lies in one ``(I, J)``, the diagonal block ``I x I`` in the first chunk."""
     for i0 in range(0, n, tile):
-        for j0 in range(i0, n, tile):
-            yield i0, min(i0 + tile, n), j0, min(j0 + tile, n)
+        for j0 in range(i0, n, _CHUNK * tile):
+            yield i0, min(i0 + tile, n), j0, min(j0 + _CHUNK * tile, n)
 
 
-def _widened(t: torch.Tensor) -> torch.Tensor:
-    """``(N, w)`` with zero columns appended up to 16 when w < 16: MKL's skinny products ran
-    up to 3x faster per tile entry at width 16 than at 9 here; zero columns change nothing."""
+def _tile(buffer: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """A contiguous ``(rows, cols)`` view of the first ``rows·cols`` entries of ``buffer``."""
+    return buffer[: rows * cols].view(rows, cols)
+
+
+def _padded(t: torch.Tensor) -> torch.Tensor:
+    """``(N, w)`` with zero columns appended up to 4 when w < 4 (products against 2 or 3
+    columns ran 2-3x slower than against 4, module docstring); zero columns change nothing."""
     width = t.shape[1]
     return torch.nn.functional.pad(t, (0, _MIN_WIDTH - width)) if width < _MIN_WIDTH else t
 
@@ -108,12 +129,12 @@ def _widened(t: torch.Tensor) -> torch.Tensor:
 def _kernel_left(x: torch.Tensor, scale: float, shift: torch.Tensor) -> torch.Tensor:
     """``(R, >= D + 1)`` rows ``[scale·x_i, −shift_i]``: against :func:`_kernel_right` they
     give base-2 logits ``scale·x_i·x_j − shift_i``."""
-    return _widened(torch.cat([scale * x, -shift[:, None]], dim=1))
+    return _padded(torch.cat([scale * x, -shift[:, None]], dim=1))
 
 
 def _kernel_right(x: torch.Tensor) -> torch.Tensor:
     """``(N, >= D + 1)`` rows ``[x_j, 1]``; ``G @ right = [G X, d, 0...]``."""
-    return _widened(torch.cat([x, x.new_ones(len(x), 1)], dim=1))
+    return _padded(torch.cat([x, x.new_ones(len(x), 1)], dim=1))
 
 
 def _shared_shift(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -129,23 +150,27 @@ def _shared_shift(x: torch.Tensor, scale: float) -> torch.Tensor:
 def _exact_rows(
     x: torch.Tensor, rows: torch.Tensor, scale: float, right: torch.Tensor, tile: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``G_R· @ right`` ``(R, width)`` for the rows in ``rows``, each shifted by its own
+    """``(G_R· @ right)ᵀ`` ``(width, R)`` for the rows in ``rows``, each shifted by its own
     largest base-2 logit ``m_i = max_j scale·x_i·x_j`` (returned, ``(R,)``), in one
     non-symmetric pass with a running maximum (accumulators rescaled when it grows). The
-    logits are the plain products ``(scale·x_I) x_Jᵀ``, the shift subtracted afterwards, so
+    logits are the plain products ``x_J (scale·x_I)ᵀ``, the shift subtracted afterwards, so
     the largest kernel value of a row is exactly 1 however large κ is."""
     n = len(x)
     query = scale * x[rows]
-    acc = x.new_zeros(len(rows), right.shape[1])
+    acc = x.new_zeros(right.shape[1], len(rows))
     best = x.new_full((len(rows),), -math.inf)
+    buffer = x.new_empty(_CHUNK * tile * tile)
     for r0 in range(0, len(rows), tile):
-        part, top = acc[r0 : r0 + tile], best[r0 : r0 + tile]
-        for j0 in range(0, n, tile):
-            logits2 = query[r0 : r0 + tile] @ x[j0 : j0 + tile].T
-            grown = torch.maximum(top, logits2.amax(dim=1))
-            part.mul_((top - grown).exp2_()[:, None])
-            g = _floored_exp2_(logits2.sub_(grown[:, None]))
-            part.addmm_(g, right[j0 : j0 + tile])
+        part, top = acc[:, r0 : r0 + tile], best[r0 : r0 + tile]
+        for j0 in range(0, n, _CHUNK * tile):
+            j1 = min(j0 + _CHUNK * tile, n)
+            logits2 = torch.mm(
+                x[j0:j1], query[r0 : r0 + tile].T, out=_tile(buffer, j1 - j0, len(top))
+            )
+            grown = torch.maximum(top, logits2.amax(dim=0))
+            part.mul_((top - grown).exp2_())
+            g = _floored_exp2_(logits2.sub_(grown))
+            part.addmm_(right[j0:j1].T, g)
             top.copy_(grown)
     return acc, best
 
@@ -159,23 +184,24 @@ def _forward_one(
     scale = kappa * _LOG2_E
     shift = _shared_shift(x, scale)
     left, right = _kernel_left(x, scale, shift), _kernel_right(x)
-    # rows: sum over J >= I of G_IJ right_J, by I; cols: sum over I < J of right_Iᵀ G_IJ, by
-    # J, kept transposed because Aᵀ B ran several times faster here than (Bᵀ A)ᵀ
-    rows = x.new_zeros(n, right.shape[1])
-    cols = x.new_zeros(right.shape[1], n)
-    for i0, i1, j0, j1 in _pairs(n, tile):
-        g = _floored_exp2_(left[i0:i1] @ right[j0:j1].T)
-        rows[i0:i1].addmm_(g, right[j0:j1])
-        if j0 != i0:
-            cols[:, j0:j1].addmm_(right[i0:i1].T, g)
-    acc = rows + cols.T
-    low = acc[:, dim] < n * 2.0**_LOG2_RECOMPUTE
+    # acc[:, i] = Σ_j G_ij right_j, kept transposed (module docstring): each chunk's tile is
+    # G_JI = G_IJᵀ; right_Jᵀ G_JI adds to the rows of I, right_Iᵀ G_JIᵀ to those of J past I
+    acc = x.new_zeros(right.shape[1], n)
+    buffer = x.new_empty(_CHUNK * tile * tile)
+    for i0, i1, j0, j1 in _strips(n, tile):
+        logits2 = _tile(buffer, j1 - j0, i1 - i0)
+        g = _floored_exp2_(torch.mm(right[j0:j1], left[i0:i1].T, out=logits2))
+        acc[:, i0:i1].addmm_(right[j0:j1].T, g)
+        below = max(i1 - j0, 0)  # rows of the chunk inside I: added to I's rows above
+        if below < j1 - j0:
+            acc[:, j0 + below : j1].addmm_(right[i0:i1].T, g[below:].T)
+    low = acc[dim] < n * 2.0**_LOG2_RECOMPUTE
     if bool(low.any()):
         idx = low.nonzero()[:, 0]
         shift = shift.clone()
-        acc[idx], shift[idx] = _exact_rows(x, idx, scale, right, tile)
-    density = acc[:, dim]
-    return acc[:, :dim] / density[:, None], density, shift, low
+        acc[:, idx], shift[idx] = _exact_rows(x, idx, scale, right, tile)
+    density = acc[dim]
+    return (acc[:dim] / density).T.contiguous(), density, shift, low
 
 
 def _backward_one(
@@ -202,25 +228,32 @@ def _backward_one(
     kern_left = _kernel_left(x, scale, _shared_shift(x, scale))
     kern_right = _kernel_right(x)
     # (κ·[Z, X, −c, 1]) @ [X, Z, 1, −c]ᵀ = κ(Z_I X_Jᵀ + X_I Z_Jᵀ − c_I − c_J)
-    sym_left = _widened(kappa * torch.cat([z, x, -c, ones], dim=1))
-    sym_right = _widened(torch.cat([x, z, ones, -c], dim=1))
-    zw, xw = _widened(z), _widened(x)
-    rows = torch.zeros_like(xw)  # by I: G_IJ Z_J + M_IJ X_J
-    cols = xw.new_zeros(xw.shape[1], n)  # by J, transposed: Z_Iᵀ G_IJ + X_Iᵀ M_IJ
-    for i0, i1, j0, j1 in _pairs(n, tile):
-        g = _floored_exp2_(kern_left[i0:i1] @ kern_right[j0:j1].T)
-        m = (sym_left[i0:i1] @ sym_right[j0:j1].T).mul_(g)  # κ (dA + dAᵀ)_IJ
-        rows[i0:i1].addmm_(g, zw[j0:j1]).addmm_(m, xw[j0:j1])
-        if j0 != i0:
-            cols[:, j0:j1].addmm_(zw[i0:i1].T, g).addmm_(xw[i0:i1].T, m)
+    sym_left = _padded(kappa * torch.cat([z, x, -c, ones], dim=1))
+    sym_right = _padded(torch.cat([x, z, ones, -c], dim=1))
+    zw, xw = _padded(z), _padded(x)
+    # transposed as in the forward: acc[:, I] += Z_Jᵀ G_JI + X_Jᵀ M_JI, and the rows of J
+    # past I get Z_Iᵀ G_JIᵀ + X_Iᵀ M_JIᵀ (M = κ(dA + dAᵀ))
+    acc = xw.new_zeros(xw.shape[1], n)
+    buffers = x.new_empty(2, _CHUNK * tile * tile)
+    for i0, i1, j0, j1 in _strips(n, tile):
+        shape = (j1 - j0, i1 - i0)
+        g = torch.mm(kern_right[j0:j1], kern_left[i0:i1].T, out=_tile(buffers[0], *shape))
+        g = _floored_exp2_(g)
+        m = torch.mm(sym_right[j0:j1], sym_left[i0:i1].T, out=_tile(buffers[1], *shape))
+        m.mul_(g)  # κ (dA + dAᵀ)_JI
+        acc[:, i0:i1].addmm_(zw[j0:j1].T, g).addmm_(xw[j0:j1].T, m)
+        below = max(i1 - j0, 0)
+        if below < j1 - j0:
+            acc[:, j0 + below : j1].addmm_(zw[i0:i1].T, g[below:].T)
+            acc[:, j0 + below : j1].addmm_(xw[i0:i1].T, m[below:].T)
     if recomputed:
         idx = low.nonzero()[:, 0]
-        own = _exact_rows_backward(
+        own, cols = _exact_rows_backward(
             x, idx, shift[idx], z_all[idx], c_all[idx], kern_right, kappa, scale, tile
         )
-        rows.index_add_(0, idx, own[0])
-        cols += own[1]
-    return (rows + cols.T)[:, :dim]
+        acc.index_add_(1, idx, own)
+        acc += cols
+    return acc[:dim].T
 
 
 def _exact_rows_backward(
@@ -235,27 +268,30 @@ def _exact_rows_backward(
     tile: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The terms of ``dX`` that carry the weights ``P_ij`` of the rows i in ``idx`` (with
-    their own shifts): ``κ Σ_j dA_ij x_j`` for those rows ``(R, w)``, and
-    ``Σ_i P_ij dY_i + κ Σ_i dA_ij x_i`` for every j, transposed ``(w, N)``; with
+    their own shifts), transposed: ``κ Σ_j dA_ij x_j`` for those rows ``(w, R)``, and
+    ``Σ_i P_ij dY_i + κ Σ_i dA_ij x_i`` for every j ``(w, N)``; with
     ``dA_ij = G_ij (Z_i·x_j − c_i)``."""
     n = len(x)
     xr = x[idx]
     query = scale * xr  # the forward's products, the shift subtracted afterwards
-    # (κ·[Z, −c]) @ [X, 1]ᵀ = κ(Z_I X_Jᵀ − c_I)
-    a_left = _widened(kappa * torch.cat([z, -c], dim=1))
+    # [X, 1] @ (κ·[Z, −c])ᵀ = κ(X_J Z_Iᵀ − c_I)
+    a_left = _padded(kappa * torch.cat([z, -c], dim=1))
     a_right = kern_right  # [X, 1, 0...]
-    zw, xw, xrw = _widened(z), _widened(x), _widened(xr)
-    own = xw.new_zeros(len(idx), xw.shape[1])
+    zw, xw, xrw = _padded(z), _padded(x), _padded(xr)
+    own = xw.new_zeros(xw.shape[1], len(idx))
     cols = xw.new_zeros(xw.shape[1], n)
+    buffers = x.new_empty(2, _CHUNK * tile * tile)
     for r0 in range(0, len(idx), tile):
-        r1 = r0 + tile
-        for j0 in range(0, n, tile):
-            j1 = j0 + tile
-            logits2 = (query[r0:r1] @ x[j0:j1].T).sub_(shift[r0:r1, None])
-            g = _clamped_exp2_(logits2)
-            a = (a_left[r0:r1] @ a_right[j0:j1].T).mul_(g)  # κ dA_IJ
-            own[r0:r1].addmm_(a, xw[j0:j1])
-            cols[:, j0:j1].addmm_(zw[r0:r1].T, g).addmm_(xrw[r0:r1].T, a)
+        r1 = min(r0 + tile, len(idx))
+        for j0 in range(0, n, _CHUNK * tile):
+            j1 = min(j0 + _CHUNK * tile, n)
+            shape = (j1 - j0, r1 - r0)
+            logits2 = torch.mm(x[j0:j1], query[r0:r1].T, out=_tile(buffers[0], *shape))
+            g = _clamped_exp2_(logits2.sub_(shift[r0:r1]))  # G_JR
+            a = torch.mm(a_right[j0:j1], a_left[r0:r1].T, out=_tile(buffers[1], *shape))
+            a.mul_(g)  # κ dA_RJᵀ
+            own[:, r0:r1].addmm_(xw[j0:j1].T, a)
+            cols[:, j0:j1].addmm_(zw[r0:r1].T, g.T).addmm_(xrw[r0:r1].T, a.T)
     return own, cols
 
 
@@ -293,7 +329,7 @@ def tiled_blur(x: torch.Tensor, bandwidth: float, tile: int = DEFAULT_TILE) -> t
         x: ``(B, N, D)`` rows of norm <= ~1 (points on the sphere; shorter rows are handled
             exactly too, see the module docstring).
         bandwidth: δ > 0 (κ = 1/δ²).
-        tile: rows per tile.
+        tile: rows per block (256 by default; the kernel tiles are up to 4·tile x tile).
 
     Returns:
         ``(B, N, D)`` in the dtype of ``x``. Half-precision inputs are computed in float32
