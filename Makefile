@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/pixelgroup demo --config toy --output runs/demo --threads 1
+	$(VENV)/bin/pixelgroup demo --config toy --output runs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check pixelgroup tests benchmarks experiments examples

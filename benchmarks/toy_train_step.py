@@ -4,7 +4,8 @@ Times ``--steps`` iterations (after ``--warmup``) of ``configs/toy.yaml`` with `
 overrides: the network's forward, the loss, the backward pass and the optimiser step, on one
 fixed batch from the toy dataset. Each variant (``--variant "NAME=override;override"``) is
 timed in turn, interleaved over ``--rounds`` rounds (best round reported), so the ratios are
-side by side on the same machine state. Prints a Markdown table with the CPU model and kind.
+side by side on the same machine state. ``--busy K`` keeps K other processes spinning on the
+CPU meanwhile (a machine that is not quiet). Prints a Markdown table with the CPU model and kind.
 
     .venv/bin/python benchmarks/toy_train_step.py --threads 1 --steps 5 \\
         --variant today= --variant narrow="model.options.width=24;model.options.num_blocks=4"
@@ -13,6 +14,7 @@ side by side on the same machine state. Prints a Markdown table with the CPU mod
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 import torch
@@ -52,6 +54,11 @@ def _step(parts, times: dict[str, float]) -> None:
         times[key] = times.get(key, 0.0) + dt
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES")
@@ -59,7 +66,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--busy", type=int, default=0, help="competing busy processes")
     args = parser.parse_args()
+    competitors = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
+    for process in competitors:
+        process.start()
     torch.set_num_threads(args.threads)
     variants = {}
     for spec in args.variant or ["today="]:
@@ -78,7 +89,12 @@ def main() -> None:
             times["total"] = sum(times.values())
             if name not in best or times["total"] < best[name]["total"]:
                 best[name] = times
-    print(f"{cpu_description()}, {args.threads} thread(s), best of {args.rounds} rounds\n")
+    for process in competitors:
+        process.terminate()
+    print(
+        f"{cpu_description()}, {args.threads} thread(s), {args.busy} competing process(es), "
+        f"best of {args.rounds} rounds\n"
+    )
     base = next(iter(best.values()))["total"]
     print("| variant | net fwd | loss fwd | backward | step | s / iteration | vs first |")
     print("|---|---|---|---|---|---|---|")

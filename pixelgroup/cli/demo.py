@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup.tasks.tutorial import make_figures
 
     set_threads(args.threads)
+    import torch
+
+    threads = torch.get_num_threads()
     progress = not args.quiet
     checkpoint = args.output / CHECKPOINT_NAME
     check_writable_dir(args.output, "-o")
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     done = time.perf_counter()
     print(
         f"\ndone in {done - start:.0f} s (training {trained - start:.0f} s, evaluation and "
-        f"figures {done - trained:.0f} s)"
+        f"figures {done - trained:.0f} s; {threads} torch thread{'s' * (threads > 1)})"
     )
     print(f"checkpoint: {checkpoint}\nmetrics:    {metrics_path}")
     for path in figures:

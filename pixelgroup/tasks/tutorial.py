@@ -7,7 +7,7 @@
   showing how the loops consolidate groups;
 * ``sphere.png``: the 3-D embedding of one image on the unit sphere before and after T loops,
   coloured by ground-truth instance (D = 3 only);
-* ``predictions.png``: predicted instances over the images;
+* ``predictions.png``: ground-truth and predicted instances over each image, side by side;
 * ``loss_curves.png``: training loss per loop index (when a history is given).
 """
 
@@ -86,7 +86,7 @@ def make_figures(
             for t in loops
         ]
         inst_rows.append([image, labels_to_rgb(gt)] + per_loop)
-        overlays.append(overlay(image, pred))
+        overlays += [overlay(image, gt), overlay(image, pred)]
         if spheres is None and emb.shape[0] == 3 and len(np.unique(gt)) > 2:
             spheres = ([iterates[0][0].cpu().numpy(), iterates[-1][0].cpu().numpy()], gt)
 
@@ -104,7 +104,14 @@ def make_figures(
                 out_dir / "sphere.png",
             )
         )
-    paths.append(overlay_grid(overlays, out_dir / "predictions.png"))
+    paths.append(
+        overlay_grid(
+            overlays,
+            out_dir / "predictions.png",
+            ncols=4,
+            title="ground truth | predicted instances, per canvas (overlays)",
+        )
+    )
     if history:
         paths.append(loss_curves(history, out_dir / "loss_curves.png"))
     return paths

@@ -129,12 +129,19 @@ def loss_curves(history: Sequence[dict[str, float]], path: str | Path, smooth: i
     return save_figure(fig, path)
 
 
-def overlay_grid(overlays: Sequence[np.ndarray], path: str | Path, ncols: int = 3) -> Path:
+def overlay_grid(
+    overlays: Sequence[np.ndarray],
+    path: str | Path,
+    ncols: int = 3,
+    title: str = "predicted instances (overlay)",
+) -> Path:
     """``overlays``: ``(H, W, 3)`` images (e.g. :func:`~pixelgroup.viz.colors.overlay`) tiled
-    ``ncols`` wide into one PNG titled "predicted instances"."""
+    ``ncols`` wide into one PNG with ``title``, each pixel of an overlay drawn as a 4 x 4 block
+    so that mask borders can be judged at full size."""
     cols = min(len(overlays), ncols)
-    fig, ax = pyplot().subplots(figsize=(2 * cols, 2 * -(-len(overlays) // cols)))
-    ax.imshow(mosaic(overlays, ncols=cols, pad=3), interpolation="nearest")
+    tile = mosaic(overlays, ncols=cols, pad=3)
+    fig, ax = pyplot().subplots(figsize=(tile.shape[1] * 4 / 100, tile.shape[0] * 4 / 100 + 0.3))
+    ax.imshow(tile, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title("predicted instances (overlay)", fontsize=9)
+    ax.set_title(title, fontsize=10)
     return save_figure(fig, path)
