@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from pixelgroup.errors import PixelgroupError
@@ -23,7 +22,6 @@ __all__ = [
     "add_overrides_argument",
     "add_threads_argument",
     "set_threads",
-    "passive_openmp_waits",
 ]
 
 # Module names under pixelgroup.cli, in the order `pixelgroup --help` lists them.
@@ -53,13 +51,13 @@ def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+def add_threads_argument(
+    parser: argparse.ArgumentParser, default: int | None = None, why: str = ""
+) -> None:
     """``--threads N`` into ``args.threads`` (None: torch's choice); apply with set_threads."""
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for torch (default: torch's choice, one per core)",
-    )
+    shown = "torch's choice, one per core" if default is None else str(default)
+    help = f"CPU threads for torch (default: {shown}{why})"
+    parser.add_argument("--threads", type=int, default=default, help=help)
 
 
 def set_threads(threads: int | None) -> None:
@@ -86,18 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def passive_openmp_waits() -> None:
-    """Let torch's OpenMP threads sleep rather than spin while they wait for each other
-    (``OMP_WAIT_POLICY=PASSIVE``), unless the variable is already set. With spinning waits, two
-    threads on a 2-core machine where another process held a core ran a toy training step 23x
-    slower than one thread; sleeping waits cost about as much as one thread there and nothing
-    on a quiet machine (docs/toy.md, "Threads"). OpenMP reads the variable when torch is first
-    imported, so this must run before that (the CLI imports torch only inside commands)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main(argv: list[str] | None = None) -> int:
-    passive_openmp_waits()
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -4,7 +4,6 @@ unasked, checkpoints are verified, and every user error is one line with exit st
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -138,21 +137,3 @@ def test_help_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_cli_lets_openmp_threads_sleep_unless_told_otherwise(preset, expected):
-    """The CLI sets OMP_WAIT_POLICY=PASSIVE before torch is imported (a user's value wins), so
-    that torch's OpenMP threads do not spin when another process holds a core."""
-    code = (
-        "import os\nfrom pixelgroup.cli import main\n"
-        "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print(os.environ.get('OMP_WAIT_POLICY'))"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if preset is not None:
-        env["OMP_WAIT_POLICY"] = preset
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    assert out.stdout.strip().splitlines()[-1] == expected
