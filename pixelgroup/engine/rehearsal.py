@@ -97,7 +97,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "voc_instance": Recipe(
         "sbd",
-        (("loss.num_iters=3", "loss.stride=2", "optim.lr=0.0001", "train.epochs=10"),),
+        (("loss.num_iters=3", "loss.loop_stride=2", "optim.lr=0.0001", "train.epochs=10"),),
         "eval-instances",
     ),
     "voc_semantic": Recipe("voc"),
