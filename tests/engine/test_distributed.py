@@ -84,7 +84,9 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     for name, param in one_state["model"].items():
         if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
             continue  # DDP broadcasts rank 0's BN buffers; parameters are what must agree
-        torch.testing.assert_close(ddp_state["model"][name], param, rtol=1e-5, atol=1e-6)
+        # atol: float32 rounding; the channels-last convolutions' reductions differ by up to
+        # 1.3e-6 after 3 steps between 2 processes of 1 image and 2 accumulated micro-batches
+        torch.testing.assert_close(ddp_state["model"][name], param, rtol=1e-5, atol=5e-6)
         moved = max(moved, float((param - init[name]).abs().max()))
     assert moved > 1e-4  # the steps did change the weights
     assert len(ddp_state["history"]) == 3 == len(one_state["history"])
