@@ -21,3 +21,8 @@ for threads in 1 2; do
     $PG bench --sections gbms --sizes 4096 --dims 3 --impls tiled sdpa --threads "$threads" \
         --out "$OUT/gbms_d3_threads$threads.md"
 done
+# the small-D layout of issue 18 against the layout before it (docs/benchmarks.md §1.5)
+git show 2db30b9:pixelgroup/ops/tiled_gbms.py > "$OUT/tiled_gbms_before_issue18.py"
+OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gbms_small_dim.py \
+    "$OUT/tiled_gbms_before_issue18.py" --sizes 4096 16384 --dims 3 8 --repeats 5 \
+    > "$OUT/gbms_small_dim.md"
