@@ -13,17 +13,23 @@ from tests._reference import (
 )
 
 
+def _assert_forward_and_gradient_match(x, weights, got, expected):
+    """float64 ``got`` and its gradient wrt ``x`` (through ``<got, weights>``) equal the
+    reference's to rounding."""
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
+    (g_exp,) = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(g_got, g_exp, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("tile", [4, 7, 64])  # several tile pairs with ragged edges, one tile
 @pytest.mark.parametrize("bandwidth", [0.1, 0.5])
 def test_forward_and_gradient_match_dense(tile, bandwidth):
     x = random_sphere(2, 23, 5, seed=tile).requires_grad_()
     weights = random_sphere(2, 23, 5, seed=99)
-    got = tiled_blur(x, bandwidth, tile)
-    expected = _blur_dense(x, bandwidth)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
-    (g_exp,) = torch.autograd.grad((expected * weights).sum(), x)
-    torch.testing.assert_close(g_got, g_exp, rtol=1e-10, atol=1e-10)
+    _assert_forward_and_gradient_match(
+        x, weights, tiled_blur(x, bandwidth, tile), _blur_dense(x, bandwidth)
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -40,12 +46,9 @@ def test_small_dims_match_the_float64_reference(dim, tile):
     (ragged at both ends) and one block that is a single chunk."""
     x = random_sphere(1, 37, dim, seed=dim).requires_grad_()
     weights = random_sphere(1, 37, dim, seed=50 + dim)
-    got = tiled_blur(x, 0.3, tile)
-    expected = gbms_blur_lse(x, 0.3)[0]
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
-    (g_exp,) = torch.autograd.grad((expected * weights).sum(), x)
-    torch.testing.assert_close(g_got, g_exp, rtol=1e-10, atol=1e-10)
+    _assert_forward_and_gradient_match(
+        x, weights, tiled_blur(x, 0.3, tile), gbms_blur_lse(x, 0.3)[0]
+    )
 
 
 @pytest.mark.parametrize("dim", [1, 3])
