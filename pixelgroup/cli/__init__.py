@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from pixelgroup.errors import PixelgroupError
 
@@ -22,6 +23,7 @@ __all__ = [
     "add_overrides_argument",
     "add_threads_argument",
     "set_threads",
+    "device_from_overrides",
 ]
 
 # Module names under pixelgroup.cli, in the order `pixelgroup --help` lists them.
@@ -69,6 +71,16 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def device_from_overrides(device: str, overrides: list[str]) -> Any:
+    """The ``torch.device`` that ``eval`` / ``predict`` run a checkpoint on: the CPU unless
+    ``--set device=...`` asks for ``device`` (the device it was trained on may be absent
+    here); an absent CUDA is a one-line error."""
+    from pixelgroup.engine.distributed import init_distributed
+
+    asked = any(o.split("=", 1)[0].strip() == "device" for o in overrides)
+    return init_distributed(device if asked else "cpu")[1]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pixelgroup.cli import UserError, add_overrides_argument, add_threads_argument, set_threads
+from pixelgroup.cli import (
+    UserError,
+    add_overrides_argument,
+    add_threads_argument,
+    device_from_overrides,
+    set_threads,
+)
 
 EPILOG = """examples:
   pixelgroup eval --checkpoint runs/demo/checkpoint.pt
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "evaluate it without --task or pick a checkpoint of that task"
         )
     cfg = override_config(cfg, args.overrides)
+    model = model.to(device_from_overrides(cfg.device, args.overrides))
     output = args.output or fresh_path(args.checkpoint.parent / "metrics.json")
     metrics = evaluate(model, cfg, args.split, progress=not args.quiet)
     print(format_table(metrics))

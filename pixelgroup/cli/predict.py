@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pixelgroup.cli import UserError, add_overrides_argument, add_threads_argument, set_threads
+from pixelgroup.cli import (
+    UserError,
+    add_overrides_argument,
+    add_threads_argument,
+    device_from_overrides,
+    set_threads,
+)
 
 EPILOG = """examples:
   pixelgroup predict --checkpoint runs/demo/checkpoint.pt img1.png img2.png -o preds/
@@ -63,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup.cli.paths import check_writable_dir
     from pixelgroup.config import override_config
     from pixelgroup.engine import load_model, predict_files
-    from pixelgroup.engine.distributed import init_distributed
     from pixelgroup.engine.predict import DEFAULT_MAX_SIZE
 
     set_threads(args.threads)
@@ -73,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.output, "-o")
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_config(cfg, args.overrides)
-    # the CPU unless --set device=... asks (the device a checkpoint was trained on may be absent)
-    asked = any(o.split("=", 1)[0].strip() == "device" for o in args.overrides)
-    _, device = init_distributed(cfg.device if asked else "cpu")  # no CUDA: one-line error
-    model = model.to(device)
+    model = model.to(device_from_overrides(cfg.device, args.overrides))
     done = predict_files(
         model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size
     )

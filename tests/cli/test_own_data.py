@@ -175,6 +175,8 @@ def test_user_errors_are_one_line(runs, data_root, tmp_path, capsys):
             main(["predict", "--checkpoint", dense, image, "-o", out, "--set", "device=cuda"]) == 2
         )
         _one_line_error(capsys, "device=cuda but no CUDA device is available here")
+        assert main(["eval", "--checkpoint", dense, "--set", "device=cuda"]) == 2
+        _one_line_error(capsys, "device=cuda but no CUDA device is available here")
     for data, fragment in (
         ("coco", "split 'train' of data.name 'coco' has images of 4 sizes (e.g. 40x52, 48x64"),
         ("folder", "cannot batch images of different sizes ("),
