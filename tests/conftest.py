@@ -1,4 +1,4 @@
-"""Shared fixtures: the ../shared/data samples, devices and dtypes."""
+"""Shared fixtures: the ../shared/data samples, devices and dtypes, one torch thread."""
 
 from __future__ import annotations
 
@@ -23,3 +23,14 @@ def shared_data() -> Path:
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
     return torch.device(request.param)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for the rest of a module (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``): tests of many tiny ops on a shared 2-core
+    machine, where a second intra-op thread mostly waits for the first."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,7 +16,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
 from pixelgroup.cli import main
 from tests.data.test_coco_dataset import write_tiny_coco, write_tiny_folder
@@ -32,14 +31,7 @@ QUICK = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tests run many tiny ops on a shared 2-core machine, where a
-    second thread mostly waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 _BLOCK = re.compile(r"<!-- tested -->\s*\n```bash\n(.*?)```", re.S)

@@ -24,15 +24,7 @@ from pixelgroup.tasks.instance import semantic_target
 from tests._tiny import TINY_DENSE_OPTIONS
 from tests.data.test_coco_dataset import SHAPES, coco_options, write_tiny_coco, write_tiny_folder
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tests run many tiny ops on a shared 2-core machine, where a
-    second thread mostly waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MODELS = {

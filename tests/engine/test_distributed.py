@@ -56,7 +56,7 @@ def _worker(rank: int, world: int, port: int, cfg: dict, run_dir: str) -> None:
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
     )
-    torch.set_num_threads(1)  # as the single process: oneDNN's reductions depend on threads
+    torch.set_num_threads(1)  # as the single process (one_torch_thread): oneDNN rounds by threads
     try:
         train(from_dict(ExperimentConfig, cfg), run_dir, progress=False)
     finally:
@@ -70,19 +70,14 @@ def _params(path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_two_process_gloo_equals_one_process(tmp_path):
+def test_two_process_gloo_equals_one_process(tmp_path, one_torch_thread):
     """DDP over 2 CPU processes (1 image each) vs one process accumulating 2 micro-batches of 1:
     same images per step, same BatchNorm batches, gradients averaged the same way."""
     cfg = _cfg(data={"batch_size": 2})
     mp.spawn(_worker, args=(2, _free_port(), to_dict(cfg), str(tmp_path / "ddp")), nprocs=2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        single = train(
-            _cfg(data={"batch_size": 2}, train={"grad_accum": 2}), tmp_path / "one", progress=False
-        )
-    finally:
-        torch.set_num_threads(threads)
+    single = train(
+        _cfg(data={"batch_size": 2}, train={"grad_accum": 2}), tmp_path / "one", progress=False
+    )
     ddp_state = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
     one_state = load_checkpoint(single.checkpoint)
     init = {k: v for k, v in train_module.build_model_seeded(cfg).state_dict().items()}

@@ -10,7 +10,6 @@ import re
 import numpy as np
 import pytest
 import scipy.io
-import torch
 from PIL import Image
 from torchvision.datasets import SBDataset
 
@@ -87,21 +86,13 @@ def test_stage_overrides_are_the_ones_the_configs_document():
     assert set(PAPER_RECIPES) == {"bsds", "voc_proposals", "voc_instance", "voc_semantic"}
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: more threads only wait for each other
-    yield
-    torch.set_num_threads(threads)
-
-
 # the VOC recipes build a ResNet-101 and write its checkpoints (550 MB with the optimiser
 # state) four times: about 2 minutes each on this 2-core machine, most of it checkpoint I/O
 @pytest.mark.parametrize(
     "recipe",
     [r if r == "bsds" else pytest.param(r, marks=pytest.mark.slow) for r in PAPER_RECIPES],
 )
-def test_tiny_rehearsal_of_each_paper_recipe(recipe, tmp_path, one_thread, capsys):
+def test_tiny_rehearsal_of_each_paper_recipe(recipe, tmp_path, one_torch_thread, capsys):
     argv = ["rehearse", "--config", recipe, "-o", str(tmp_path), "--device", "cpu"]
     assert main([*argv, "--quiet", "--no-keep-checkpoints"]) == 0
     shown = capsys.readouterr().out

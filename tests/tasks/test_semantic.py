@@ -19,13 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"mIoU", "pixel_acc", "mean_acc", "boundary_P", "boundary_R", "boundary_F"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: on a busy 2-core machine, intra-op threads cost far more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(**loss) -> ExperimentConfig:
