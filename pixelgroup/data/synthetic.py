@@ -26,7 +26,7 @@ rehearsal uses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,7 +202,8 @@ def _write_jpeg(image: np.ndarray, path: Path) -> None:
     Image.fromarray(image).save(path, format="JPEG", quality=90)
 
 
-def _sizes(spec: LayoutSpec, sizes: tuple[tuple[int, int], ...], index: int) -> tuple[int, int]:
+def _size(sizes: tuple[tuple[int, int], ...], index: int) -> tuple[int, int]:
+    """The ``index``-th image's (H, W): the release's sizes in turn."""
     return sizes[index % len(sizes)]
 
 
@@ -227,7 +228,7 @@ def write_bsds500(root: str | Path, spec: LayoutSpec = LAYOUTS["full"], seed: in
             (data / folder / split).mkdir(parents=True, exist_ok=True)
         for i in range(spec.bsds_counts.get(split, 0)):
             image_id = f"{100007 + 10_000 * split_no + 37 * i}"
-            scene = draw_scene(rng, _sizes(spec, spec.bsds_sizes, index), spec.max_objects)
+            scene = draw_scene(rng, _size(spec.bsds_sizes, index), spec.max_objects)
             index += 1
             _write_jpeg(scene.image, data / "images" / split / f"{image_id}.jpg")
             annotators = np.empty((1, spec.annotators), dtype=object)
@@ -270,6 +271,15 @@ def _voc_ids(spec: LayoutSpec, first: int) -> dict[str, list[str]]:
     return ids
 
 
+def _voc_scenes(
+    rng: np.random.Generator, spec: LayoutSpec, ids: dict[str, list[str]]
+) -> Iterator[tuple[str, Scene]]:
+    """``(image_id, scene)`` for the train then val ids, in VOC's sizes in turn."""
+    image_ids = ids["train"] + ids["val"]
+    for index, image_id in enumerate(image_ids):
+        yield image_id, draw_scene(rng, _size(spec.voc_sizes, index), spec.max_objects)
+
+
 def write_voc2012(root: str | Path, spec: LayoutSpec = LAYOUTS["full"], seed: int = 1) -> Path:
     """Write a VOC 2012 segmentation release under ``root`` (see the module docstring);
     returns ``root``, the folder holding ``VOCdevkit`` (a ``data.root`` the VOC reader takes).
@@ -288,18 +298,14 @@ def write_voc2012(root: str | Path, spec: LayoutSpec = LAYOUTS["full"], seed: in
     lists = voc / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True, exist_ok=True)
     ids = _voc_ids(spec, 215)
-    index = 0
-    for split in ("train", "val"):
-        for image_id in ids[split]:
-            scene = draw_scene(rng, _sizes(spec, spec.voc_sizes, index), spec.max_objects)
-            index += 1
-            classes = np.concatenate([[0], scene.classes])[scene.instance]
-            void = _void_band(scene.instance)
-            objects = np.where(void, _VOID, scene.instance)
-            classes = np.where(void, _VOID, classes)
-            _write_jpeg(scene.image, voc / "JPEGImages" / f"{image_id}.jpg")
-            _write_palette_png(classes, voc / "SegmentationClass" / f"{image_id}.png", palette)
-            _write_palette_png(objects, voc / "SegmentationObject" / f"{image_id}.png", palette)
+    for image_id, scene in _voc_scenes(rng, spec, ids):
+        classes = np.concatenate([[0], scene.classes])[scene.instance]
+        void = _void_band(scene.instance)
+        objects = np.where(void, _VOID, scene.instance)
+        classes = np.where(void, _VOID, classes)
+        _write_jpeg(scene.image, voc / "JPEGImages" / f"{image_id}.jpg")
+        _write_palette_png(classes, voc / "SegmentationClass" / f"{image_id}.png", palette)
+        _write_palette_png(objects, voc / "SegmentationObject" / f"{image_id}.png", palette)
     for name, members in (
         ("train", ids["train"]),
         ("val", ids["val"]),
@@ -334,30 +340,26 @@ def write_sbd(root: str | Path, spec: LayoutSpec = LAYOUTS["full"], seed: int = 
     for sub in ("img", "cls", "inst"):
         (dataset / sub).mkdir(parents=True, exist_ok=True)
     ids = _voc_ids(spec, 1017)
-    index = 0
-    for split in ("train", "val"):
-        for image_id in ids[split]:
-            scene = draw_scene(rng, _sizes(spec, spec.voc_sizes, index), spec.max_objects)
-            index += 1
-            semantic = np.concatenate([[0], scene.classes])[scene.instance].astype(np.uint8)
-            _write_jpeg(scene.image, dataset / "img" / f"{image_id}.jpg")
-            per_class = [_outline(semantic) & (semantic == c) for c in range(1, 21)]
-            present = np.unique(semantic[semantic > 0]).astype(np.uint8)[:, None]
-            gtcls = {
-                "Segmentation": semantic,
-                "Boundaries": _sparse_cell(per_class),
-                "CategoriesPresent": present,
-            }
-            scipy.io.savemat(dataset / "cls" / f"{image_id}.mat", {"GTcls": gtcls})
-            k = len(scene.classes)
-            gtinst = {
-                "Segmentation": scene.instance.astype(np.uint8),
-                "Boundaries": _sparse_cell(
-                    [_outline(scene.instance) & (scene.instance == i) for i in range(1, k + 1)]
-                ),
-                "Categories": scene.classes.astype(np.uint8)[:, None],
-            }
-            scipy.io.savemat(dataset / "inst" / f"{image_id}.mat", {"GTinst": gtinst})
+    for image_id, scene in _voc_scenes(rng, spec, ids):
+        semantic = np.concatenate([[0], scene.classes])[scene.instance].astype(np.uint8)
+        _write_jpeg(scene.image, dataset / "img" / f"{image_id}.jpg")
+        per_class = [_outline(semantic) & (semantic == c) for c in range(1, 21)]
+        present = np.unique(semantic[semantic > 0]).astype(np.uint8)[:, None]
+        gtcls = {
+            "Segmentation": semantic,
+            "Boundaries": _sparse_cell(per_class),
+            "CategoriesPresent": present,
+        }
+        scipy.io.savemat(dataset / "cls" / f"{image_id}.mat", {"GTcls": gtcls})
+        k = len(scene.classes)
+        gtinst = {
+            "Segmentation": scene.instance.astype(np.uint8),
+            "Boundaries": _sparse_cell(
+                [_outline(scene.instance) & (scene.instance == i) for i in range(1, k + 1)]
+            ),
+            "Categories": scene.classes.astype(np.uint8)[:, None],
+        }
+        scipy.io.savemat(dataset / "inst" / f"{image_id}.mat", {"GTinst": gtinst})
     for split in ("train", "val"):
         (dataset / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids[split]))
     return dataset
