@@ -58,8 +58,8 @@ def add_threads_argument(
 ) -> None:
     """``--threads N`` into ``args.threads`` (None: torch's choice); apply with set_threads."""
     shown = "torch's choice, one per core" if default is None else str(default)
-    help = f"CPU threads for torch (default: {shown}{why})"
-    parser.add_argument("--threads", type=int, default=default, help=help)
+    text = f"CPU threads for torch (default: {shown}{why})"
+    parser.add_argument("--threads", type=int, default=default, help=text)
 
 
 def set_threads(threads: int | None) -> None:
