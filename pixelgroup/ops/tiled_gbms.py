@@ -67,18 +67,32 @@ accumulate transposed; the logit product ran 2.5-4.6x slower at width 4 once its
 longer ones ran alike); products against 2 or 3 columns ran 2-3x slower than against 4, so
 narrower operands are padded to 4; the kernel tiles live in buffers allocated once per call.
 
+**Fused kernels at D <= 8.** There the passes over each tile entry, not the products,
+decide the speed, so on the CPU (float32 and float64) the symmetric pass runs in
+``_gbms_small_dim.cpp`` instead (:mod:`pixelgroup.ops.native`: compiled at first use for this
+CPU): each entry is formed, exponentiated (a degree-6 polynomial for float32, within 2e-7
+relative like torch's exp2; degree 13 for float64) and accumulated in vector registers, never
+written to memory; the same pairs, shift, floor and transposed sums, in the same blocks of 256
+rows and chunks of 1024 columns. 2.2-4.7x faster forward and forward+backward than the
+products were before issue 18 (docs/benchmarks.md §1.5). Several torch threads split the rows
+into parts of equal pair counts. The rows recomputed with their own maximum always use the
+products. Without a compiler (or with ``PIXELGROUP_NATIVE=0``) the products run everywhere.
+
 Double backward is not supported. docs/benchmarks.md §1 has the measurements behind the
 tiling choices.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from pixelgroup.ops.attention import no_autocast
+from pixelgroup.ops.native import MAX_NATIVE_DIM, small_dim_kernels
 
 __all__ = ["tiled_blur", "DEFAULT_TILE"]
 
@@ -124,6 +138,80 @@ def _padded(t: torch.Tensor) -> torch.Tensor:
     columns ran 2-3x slower than against 4, module docstring); zero columns change nothing."""
     width = t.shape[1]
     return torch.nn.functional.pad(t, (0, _MIN_WIDTH - width)) if width < _MIN_WIDTH else t
+
+
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+# fused kernels: columns padded to a multiple of 16 (whole 64-byte vectors in either dtype);
+# rows split among threads by equal numbers of pairs when N is at least this
+_NATIVE_PAD = 16
+_NATIVE_MIN_SPLIT = 2048
+_NATIVE_BLOCK = 256  # BI of the C++ source: its row blocks
+
+
+def _native_kernels(x: torch.Tensor) -> ctypes.CDLL | None:
+    """The fused kernels where they apply to ``x`` ``(N, D)``: CPU, float32 or float64,
+    D <= 8, and a compiler that built them (:mod:`pixelgroup.ops.native`)."""
+    if x.device.type != "cpu" or x.dtype not in _SUFFIX or x.shape[1] > MAX_NATIVE_DIM:
+        return None
+    return small_dim_kernels()
+
+
+def _transposed_padded(t: torch.Tensor) -> torch.Tensor:
+    """``(N, w)`` -> ``(w, N')`` contiguous, N' the next multiple of 16, zero columns after N."""
+    n = t.shape[0]
+    out = t.new_zeros(t.shape[1], -(-n // _NATIVE_PAD) * _NATIVE_PAD)
+    out[:, :n] = t.T
+    return out
+
+
+def _row_splits(n: int, parts: int) -> list[int]:
+    """Row bounds ``0 = b_0 < ... < b_k = n`` on multiples of 256 giving each part about the
+    same number of pairs ``j >= i`` (row i has n − i)."""
+    bounds = {0, n}
+    for k in range(1, parts):
+        row = n * (1 - math.sqrt(1 - k / parts))
+        bounds.add(min(n, round(row / _NATIVE_BLOCK) * _NATIVE_BLOCK))
+    return sorted(bounds)
+
+
+def _run_native(
+    lib: ctypes.CDLL,
+    name: str,
+    n: int,
+    width: int,
+    tensors: tuple[torch.Tensor, ...],
+    scalars: tuple[float, ...],
+) -> torch.Tensor:
+    """Call kernel ``name`` on the padded ``tensors`` over all rows and return its
+    ``(width, N)`` sums; with several torch threads and N >= 2048 the rows are split among
+    threads (ctypes releases the GIL), each summing into its own buffer."""
+    padded = tensors[0].shape[1]
+    like = tensors[0]
+    c_scalar = ctypes.c_float if like.dtype == torch.float32 else ctypes.c_double
+    fn = getattr(lib, name)
+
+    def run(i0: int, i1: int) -> torch.Tensor:
+        acc = like.new_zeros(width, padded)
+        tile = like.new_empty(width * 1024)
+        fn(
+            *(ctypes.c_void_p(t.data_ptr()) for t in tensors),
+            ctypes.c_int64(n),
+            ctypes.c_int64(padded),
+            *(c_scalar(v) for v in scalars),
+            ctypes.c_void_p(acc.data_ptr()),
+            ctypes.c_int64(i0),
+            ctypes.c_int64(i1),
+            ctypes.c_void_p(tile.data_ptr()),
+        )
+        return acc
+
+    threads = torch.get_num_threads() if n >= _NATIVE_MIN_SPLIT else 1
+    bounds = _row_splits(n, threads)
+    if len(bounds) == 2:
+        return run(0, n)[:, :n]
+    with ThreadPoolExecutor(len(bounds) - 1) as pool:
+        parts = list(pool.map(run, bounds[:-1], bounds[1:]))
+    return torch.stack(parts).sum(dim=0)[:, :n]
 
 
 def _kernel_left(x: torch.Tensor, scale: float, shift: torch.Tensor) -> torch.Tensor:
@@ -175,14 +263,17 @@ def _exact_rows(
     return acc, best
 
 
-def _forward_one(
-    x: torch.Tensor, kappa: float, tile: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(N, D)`` -> blurred ``(N, D)``, row sums ``(N,)``, the base-2 shift of each row
-    ``(N,)`` and the recomputed rows (bool ``(N,)``)."""
+def _symmetric_forward(
+    x: torch.Tensor, scale: float, shift: torch.Tensor, tile: int
+) -> torch.Tensor:
+    """``(D + 1, N)``: ``Σ_j G_ij [x_j, 1]`` for every row i, with the shared shift, each
+    pair j > i formed once (module docstring); fused kernels at D <= 8 on the CPU."""
     n, dim = x.shape
-    scale = kappa * _LOG2_E
-    shift = _shared_shift(x, scale)
+    lib = _native_kernels(x)
+    if lib is not None:
+        name = f"pg_forward_{_SUFFIX[x.dtype]}_d{dim}"
+        scalars = (scale, float(shift[0]))
+        return _run_native(lib, name, n, dim + 1, (_transposed_padded(x),), scalars)
     left, right = _kernel_left(x, scale, shift), _kernel_right(x)
     # acc[:, i] = Σ_j G_ij right_j, kept transposed (module docstring): each chunk's tile is
     # G_JI = G_IJᵀ; right_Jᵀ G_JI adds to the rows of I, right_Iᵀ G_JIᵀ to those of J past I
@@ -195,38 +286,43 @@ def _forward_one(
         below = max(i1 - j0, 0)  # rows of the chunk inside I: added to I's rows above
         if below < j1 - j0:
             acc[:, j0 + below : j1].addmm_(right[i0:i1].T, g[below:].T)
+    return acc[: dim + 1]
+
+
+def _forward_one(
+    x: torch.Tensor, kappa: float, tile: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(N, D)`` -> blurred ``(N, D)``, row sums ``(N,)``, the base-2 shift of each row
+    ``(N,)`` and the recomputed rows (bool ``(N,)``)."""
+    n, dim = x.shape
+    scale = kappa * _LOG2_E
+    shift = _shared_shift(x, scale)
+    acc = _symmetric_forward(x, scale, shift, tile)
     low = acc[dim] < n * 2.0**_LOG2_RECOMPUTE
     if bool(low.any()):
         idx = low.nonzero()[:, 0]
         shift = shift.clone()
-        acc[:, idx], shift[idx] = _exact_rows(x, idx, scale, right, tile)
+        rows, shift[idx] = _exact_rows(x, idx, scale, _kernel_right(x), tile)
+        acc[:, idx] = rows[: dim + 1]
     density = acc[dim]
     return (acc[:dim] / density).T.contiguous(), density, shift, low
 
 
-def _backward_one(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    density: torch.Tensor,
-    shift: torch.Tensor,
-    low: torch.Tensor,
-    grad: torch.Tensor,
-    kappa: float,
-    tile: int,
+def _symmetric_backward(
+    x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, kappa: float, scale: float, tile: int
 ) -> torch.Tensor:
-    """Gradient ``(N, D)`` wrt ``x`` of ``<grad, Y(x)>``, recomputing kernel tiles."""
+    """``(D, N)``: ``Σ_j G_ij z_j + κ (dA + dAᵀ)_ij x_j`` for every row i, with the shared
+    shift, each pair j > i formed once; ``z`` ``(N, D)``, ``c`` ``(N, 1)`` (module docstring);
+    fused kernels at D <= 8 on the CPU."""
     n, dim = x.shape
-    scale = kappa * _LOG2_E
+    shift = _shared_shift(x, scale)
+    lib = _native_kernels(x)
+    if lib is not None:
+        tensors = (_transposed_padded(x), _transposed_padded(z), _transposed_padded(kappa * c))
+        name = f"pg_backward_{_SUFFIX[x.dtype]}_d{dim}"
+        return _run_native(lib, name, n, dim, tensors, (scale, float(shift[0]), kappa))
     ones = x.new_ones(n, 1)
-    z = grad / density[:, None]
-    c = (grad * y).sum(dim=1, keepdim=True) / density[:, None]
-    recomputed = bool(low.any())
-    if recomputed:  # their weights come from the non-symmetric pass below
-        keep = ~low[:, None]
-        z_all, c_all = z, c
-        z, c = z * keep, c * keep
-    kern_left = _kernel_left(x, scale, _shared_shift(x, scale))
-    kern_right = _kernel_right(x)
+    kern_left, kern_right = _kernel_left(x, scale, shift), _kernel_right(x)
     # (κ·[Z, X, −c, 1]) @ [X, Z, 1, −c]ᵀ = κ(Z_I X_Jᵀ + X_I Z_Jᵀ − c_I − c_J)
     sym_left = _padded(kappa * torch.cat([z, x, -c, ones], dim=1))
     sym_right = _padded(torch.cat([x, z, ones, -c], dim=1))
@@ -246,14 +342,38 @@ def _backward_one(
         if below < j1 - j0:
             acc[:, j0 + below : j1].addmm_(zw[i0:i1].T, g[below:].T)
             acc[:, j0 + below : j1].addmm_(xw[i0:i1].T, m[below:].T)
+    return acc[:dim]
+
+
+def _backward_one(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    density: torch.Tensor,
+    shift: torch.Tensor,
+    low: torch.Tensor,
+    grad: torch.Tensor,
+    kappa: float,
+    tile: int,
+) -> torch.Tensor:
+    """Gradient ``(N, D)`` wrt ``x`` of ``<grad, Y(x)>``, recomputing kernel tiles."""
+    dim = x.shape[1]
+    scale = kappa * _LOG2_E
+    z = grad / density[:, None]
+    c = (grad * y).sum(dim=1, keepdim=True) / density[:, None]
+    recomputed = bool(low.any())
+    if recomputed:  # their weights come from the non-symmetric pass below
+        keep = ~low[:, None]
+        z_all, c_all = z, c
+        z, c = z * keep, c * keep
+    acc = _symmetric_backward(x, z, c, kappa, scale, tile)
     if recomputed:
         idx = low.nonzero()[:, 0]
         own, cols = _exact_rows_backward(
-            x, idx, shift[idx], z_all[idx], c_all[idx], kern_right, kappa, scale, tile
+            x, idx, shift[idx], z_all[idx], c_all[idx], _kernel_right(x), kappa, scale, tile
         )
-        acc.index_add_(1, idx, own)
-        acc += cols
-    return acc[:dim].T
+        acc.index_add_(1, idx, own[:dim])
+        acc += cols[:dim]
+    return acc.T
 
 
 def _exact_rows_backward(
@@ -337,7 +457,9 @@ def tiled_blur(x: torch.Tensor, bandwidth: float, tile: int = DEFAULT_TILE) -> t
 
     Cost: about 3·N²·D flops and N²/2 exponentials forward, 7·N²·D flops and N²/2
     exponentials backward, per image (rows recomputed with their own maximum add about 4·R·N·D
-    flops and R·N exponentials each way); memory O(N·D + tile²).
+    flops and R·N exponentials each way); memory O(N·D + tile²). At D <= 8 on the CPU the
+    fused kernels run instead (module docstring); ``tile`` then only sizes the recomputed
+    rows' passes.
     """
     compute = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     return _TiledBlur.apply(compute.contiguous(), 1.0 / bandwidth**2, tile).to(x.dtype)

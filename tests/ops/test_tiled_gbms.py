@@ -1,8 +1,12 @@
+import shutil
+
 import pytest
 import torch
 
+import pixelgroup.ops.tiled_gbms as tiled_gbms
 from pixelgroup.ops import gbms_step, normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.ops.mean_shift import _blur_dense
+from pixelgroup.ops.native import small_dim_kernels
 from pixelgroup.ops.tiled_gbms import tiled_blur
 from tests._reference import (
     clustered_sphere,
@@ -11,6 +15,19 @@ from tests._reference import (
     peak_cpu_bytes,
     random_sphere,
 )
+
+
+@pytest.fixture(autouse=True, params=["fused", "products"])
+def symmetric_pass(request, monkeypatch):
+    """Every test runs through both symmetric passes: the fused kernels (float32 / float64 on
+    the CPU at D <= 8) and the torch products (every other case, or without a compiler)."""
+    if request.param == "products":
+        monkeypatch.setattr(tiled_gbms, "_native_kernels", lambda x: None)
+    elif shutil.which("c++") is None:
+        pytest.skip("no C++ compiler: the fused kernels cannot be built here")
+    else:
+        assert small_dim_kernels() is not None, "a compiler is here but the kernels did not build"
+    return request.param
 
 
 def _assert_forward_and_gradient_match(x, weights, got, expected):
@@ -171,3 +188,40 @@ def test_rows_longer_than_one_do_not_overflow():
     assert bool(torch.isfinite(got).all())
     y = gbms_blur_lse(x, 0.01)[0]
     torch.testing.assert_close(got.double(), y, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("dim", range(1, 9))
+@pytest.mark.parametrize("n", [1, 16, 17, 300, 1300])  # one row; whole / ragged vectors; chunks
+def test_small_dims_match_the_float64_reference_at_every_width(dim, n):
+    """Each width the fused kernels are built for, with row counts that end inside a vector,
+    span several 256-row blocks and 1024-column chunks."""
+    x = random_sphere(1, n, dim, seed=n + dim).requires_grad_()
+    weights = random_sphere(1, n, dim, seed=7)
+    _assert_forward_and_gradient_match(x, weights, tiled_blur(x, 0.3), gbms_blur_lse(x, 0.3)[0])
+
+
+def test_two_threads_give_the_one_thread_result():
+    """4100 rows: the fused pass splits them between two threads (own sums, added after)."""
+    x = random_sphere(1, 4100, 3, seed=3).requires_grad_()
+    weights = random_sphere(1, 4100, 3, seed=4)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            y = tiled_blur(x, 0.2)
+            results.append((y, *torch.autograd.grad((y * weights).sum(), x)))
+    finally:
+        torch.set_num_threads(previous)
+    for one, two in zip(*results, strict=True):
+        torch.testing.assert_close(one, two, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_nan_row_is_not_hidden(dtype):
+    """A NaN coordinate makes its row NaN (the exponent floor must not turn it into a
+    number)."""
+    x = random_sphere(1, 40, 3, seed=5, dtype=dtype)
+    x[0, 7, 1] = float("nan")
+    assert bool(torch.isnan(tiled_blur(x, 0.3)[0, 7]).all())
+

@@ -1,0 +1,104 @@
+"""The fused small-D GBMS kernels (``_gbms_small_dim.cpp``), compiled at first use.
+
+The C++ source is built once per machine with the system compiler (``$CXX``, else ``c++``)
+and ``-march=native``, so an AVX-512 CPU gets AVX-512 code and an AVX2-only CPU AVX2 code
+(``PIXELGROUP_NATIVE_ARCH=znver3`` builds AVX2 code anywhere, to compare the two kinds),
+into ``$PIXELGROUP_CACHE_DIR`` (default ``$XDG_CACHE_HOME/pixelgroup``, else
+``~/.cache/pixelgroup``), under a name that hashes the source, the flags, the compiler's
+version and this CPU's feature flags; written to a temporary file and renamed, so concurrent
+first uses never load half a library. It took about 5 s here. Where no compiler works, or
+with ``PIXELGROUP_NATIVE=0``, :func:`small_dim_kernels` returns None (after one warning if a
+compile failed) and the layer runs its torch path: same results within rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+__all__ = ["small_dim_kernels", "MAX_NATIVE_DIM"]
+
+MAX_NATIVE_DIM = 8
+_SOURCE = Path(__file__).with_name("_gbms_small_dim.cpp")
+_FLAGS = ["-O3", "-fno-math-errno", "-fno-exceptions", "-fno-rtti", "-std=c++17", "-shared"]
+_FLAGS += ["-fPIC"]
+
+
+def _flags() -> list[str]:
+    return [*_FLAGS, f"-march={os.environ.get('PIXELGROUP_NATIVE_ARCH', 'native')}"]
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("PIXELGROUP_CACHE_DIR"):
+        return Path(os.environ["PIXELGROUP_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pixelgroup"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _build(compiler: str, flags: list[str], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run(
+            [compiler, *flags, "-o", tmp, str(_SOURCE)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def small_dim_kernels() -> ctypes.CDLL | None:
+    """The compiled kernels (``pg_forward_f32_d3``, ``pg_backward_f64_d8``, ...), or None
+    where they are disabled or cannot be built (then the torch path runs)."""
+    if os.environ.get("PIXELGROUP_NATIVE", "1") == "0" or platform.system() != "Linux":
+        return None
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    if compiler is None:
+        return None
+    try:
+        version = subprocess.run(
+            [compiler, "--version"], check=True, capture_output=True, text=True, timeout=60
+        ).stdout
+        flags = _flags()
+        key = hashlib.sha256(
+            "\n".join([_SOURCE.read_text(), " ".join(flags), version, _cpu_flags()]).encode()
+        ).hexdigest()[:16]
+        target = _cache_dir() / f"gbms_small_dim_{key}.so"
+        if not target.exists():
+            _build(compiler, flags, target)
+        return ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", "") or str(error)
+        warnings.warn(
+            f"pixelgroup: the fused small-D GBMS kernels could not be built ({compiler}: "
+            f"{detail.strip().splitlines()[-1] if detail.strip() else error}); "
+            "using the torch path",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None

@@ -1,0 +1,55 @@
+import shutil
+import warnings
+
+import pytest
+import torch
+
+import pixelgroup.ops.native as native
+from pixelgroup.ops.tiled_gbms import tiled_blur
+from tests._reference import gbms_blur_lse, random_sphere
+
+
+@pytest.fixture
+def fresh_build(monkeypatch, tmp_path):
+    """An empty kernel cache and no memoised library; the memo is cleared again after."""
+    monkeypatch.setenv("PIXELGROUP_CACHE_DIR", str(tmp_path))
+    native.small_dim_kernels.cache_clear()
+    yield tmp_path
+    native.small_dim_kernels.cache_clear()
+
+
+def test_disabled_by_the_environment_the_layer_runs_its_torch_path(fresh_build, monkeypatch):
+    monkeypatch.setenv("PIXELGROUP_NATIVE", "0")
+    assert native.small_dim_kernels() is None
+    x = random_sphere(1, 30, 3, seed=1)
+    torch.testing.assert_close(tiled_blur(x, 0.3), gbms_blur_lse(x, 0.3)[0], rtol=0, atol=1e-12)
+    assert list(fresh_build.iterdir()) == []
+
+
+def test_a_failing_compiler_warns_in_one_line_and_falls_back(fresh_build, monkeypatch):
+    monkeypatch.setenv("CXX", shutil.which("false") or "false")
+    with pytest.warns(RuntimeWarning, match="could not be built") as record:
+        assert native.small_dim_kernels() is None
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    assert list(fresh_build.iterdir()) == []  # no half-written library left behind
+    x = random_sphere(1, 30, 3, seed=1)
+    torch.testing.assert_close(tiled_blur(x, 0.3), gbms_blur_lse(x, 0.3)[0], rtol=0, atol=1e-12)
+
+
+def test_a_missing_compiler_falls_back_silently(fresh_build, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-pixelgroup")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.small_dim_kernels() is None
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+def test_built_once_per_machine_then_reused(fresh_build):
+    first = native.small_dim_kernels()
+    assert first is not None
+    (built,) = fresh_build.glob("gbms_small_dim_*.so")
+    stamp = built.stat().st_mtime_ns
+    native.small_dim_kernels.cache_clear()
+    assert native.small_dim_kernels() is not None
+    assert [p.name for p in fresh_build.iterdir()] == [built.name]
+    assert built.stat().st_mtime_ns == stamp
