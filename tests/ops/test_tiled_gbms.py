@@ -224,4 +224,3 @@ def test_a_nan_row_is_not_hidden(dtype):
     x = random_sphere(1, 40, 3, seed=5, dtype=dtype)
     x[0, 7, 1] = float("nan")
     assert bool(torch.isnan(tiled_blur(x, 0.3)[0, 7]).all())
-
