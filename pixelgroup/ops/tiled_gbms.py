@@ -146,6 +146,7 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _NATIVE_PAD = 16
 _NATIVE_MIN_SPLIT = 2048
 _NATIVE_BLOCK = 256  # BI of the C++ source: its row blocks
+_NATIVE_CHUNK = 1024  # CJ of the C++ source: columns per chunk (its tile buffer's width)
 
 
 def _native_kernels(x: torch.Tensor) -> ctypes.CDLL | None:
@@ -192,7 +193,7 @@ def _run_native(
 
     def run(i0: int, i1: int) -> torch.Tensor:
         acc = like.new_zeros(width, padded)
-        tile = like.new_empty(width * 1024)
+        tile = like.new_empty(width * _NATIVE_CHUNK)
         fn(
             *(ctypes.c_void_p(t.data_ptr()) for t in tensors),
             ctypes.c_int64(n),
