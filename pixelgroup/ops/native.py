@@ -72,6 +72,18 @@ def _build(compiler: str, flags: list[str], target: Path) -> None:
             os.unlink(tmp)
 
 
+def _reason(error: OSError | subprocess.SubprocessError) -> str:
+    """One line: the command and its exit status with its first error message, or the OS
+    error."""
+    if isinstance(error, subprocess.CalledProcessError):
+        lines = (error.stderr or "").strip().splitlines()
+        first = [line.strip() for line in lines if "error" in line][:1] or lines[-1:]
+        return f"{error.cmd[0]} exited with status {error.returncode}" + "".join(
+            f": {line}" for line in first
+        )
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 @functools.cache
 def small_dim_kernels() -> ctypes.CDLL | None:
     """The compiled kernels (``pg_forward_f32_d3``, ``pg_backward_f64_d8``, ...), or None
@@ -94,11 +106,9 @@ def small_dim_kernels() -> ctypes.CDLL | None:
             _build(compiler, flags, target)
         return ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as error:
-        detail = getattr(error, "stderr", "") or str(error)
         warnings.warn(
-            f"pixelgroup: the fused small-D GBMS kernels could not be built ({compiler}: "
-            f"{detail.strip().splitlines()[-1] if detail.strip() else error}); "
-            "using the torch path",
+            f"pixelgroup: the fused small-D GBMS kernels could not be built ({_reason(error)}); "
+            "the GBMS layer runs its torch path (PIXELGROUP_NATIVE=0 skips the build)",
             RuntimeWarning,
             stacklevel=2,
         )
