@@ -65,6 +65,19 @@ template <> struct Vec<double> {
   static V pow2(I k) { return (V)((k + 1023) << 52); }
 };
 
+// vectors read and written at any address (torch's buffers are 64-byte aligned, but nothing
+// here relies on it; unaligned moves cost nothing extra on aligned data)
+template <typename T>
+inline typename Vec<T>::V load(const T* p) {
+  typedef typename Vec<T>::V V __attribute__((aligned(sizeof(T))));
+  return *(const V*)p;
+}
+template <typename T>
+inline void store(T* p, typename Vec<T>::V v) {
+  typedef typename Vec<T>::V V __attribute__((aligned(sizeof(T))));
+  *(V*)p = v;
+}
+
 // 2^l for l <= 0 (> 0 only by rounding), floored at 2^-115 so that no value is subnormal in
 // float32; NaN stays NaN.
 template <typename T>
@@ -124,8 +137,8 @@ void forward(const T* xt, int64_t n, int64_t np, T scale, T shift, T* acc, int64
         for (int64_t j0 = c0 > (i / W) * W ? c0 : (i / W) * W; j0 < c1; j0 += W) {
           const bool edge = j0 <= i + R - 1 || j0 + W > n;
           V xj[D], aj[D + 1];
-          for (int d = 0; d < D; ++d) xj[d] = *(const V*)(xt + d * np + j0);
-          for (int d = 0; d <= D; ++d) aj[d] = *(const V*)(tile + d * CJ + (j0 - c0));
+          for (int d = 0; d < D; ++d) xj[d] = load(xt + d * np + j0);
+          for (int d = 0; d <= D; ++d) aj[d] = load(tile + d * CJ + (j0 - c0));
           for (int r = 0; r < rows; ++r) {
             V l = V{} * 0 - shift;
             for (int d = 0; d < D; ++d) l += q[r][d] * xj[d];
@@ -138,7 +151,7 @@ void forward(const T* xt, int64_t n, int64_t np, T scale, T shift, T* acc, int64
             own[r][D] += g;
             aj[D] += g;
           }
-          for (int d = 0; d <= D; ++d) *(V*)(tile + d * CJ + (j0 - c0)) = aj[d];
+          for (int d = 0; d <= D; ++d) store(tile + d * CJ + (j0 - c0), aj[d]);
         }
         for (int r = 0; r < rows; ++r) {
           for (int d = 0; d <= D; ++d) acc[d * np + i + r] += lane_sum<T>(own[r][d]);
@@ -189,11 +202,11 @@ void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T sc
           const bool edge = j0 <= i + R - 1 || j0 + W > n;
           V xj[D], zj[D], aj[D];
           for (int d = 0; d < D; ++d) {
-            xj[d] = *(const V*)(xt + d * np + j0);
-            zj[d] = *(const V*)(zt + d * np + j0);
-            aj[d] = *(const V*)(tile + d * CJ + (j0 - c0));
+            xj[d] = load(xt + d * np + j0);
+            zj[d] = load(zt + d * np + j0);
+            aj[d] = load(tile + d * CJ + (j0 - c0));
           }
-          const V kcj = *(const V*)(kc + j0);
+          const V kcj = load(kc + j0);
           for (int r = 0; r < rows; ++r) {
             V l = V{} * 0 - shift;
             V m = -kcj - kci[r];
@@ -209,7 +222,7 @@ void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T sc
               aj[d] += g * zi[r][d] + m * xi[r][d];
             }
           }
-          for (int d = 0; d < D; ++d) *(V*)(tile + d * CJ + (j0 - c0)) = aj[d];
+          for (int d = 0; d < D; ++d) store(tile + d * CJ + (j0 - c0), aj[d]);
         }
         for (int r = 0; r < rows; ++r) {
           for (int d = 0; d < D; ++d) acc[d * np + i + r] += lane_sum<T>(own[r][d]);

@@ -70,8 +70,8 @@ narrower operands are padded to 4; the kernel tiles live in buffers allocated on
 **Fused kernels at D <= 8.** There the passes over each tile entry, not the products,
 decide the speed, so on the CPU (float32 and float64) the symmetric pass runs in
 ``_gbms_small_dim.cpp`` instead (:mod:`pixelgroup.ops.native`: compiled at first use for this
-CPU): each entry is formed, exponentiated (a degree-6 polynomial for float32, within 2e-7
-relative like torch's exp2; degree 13 for float64) and accumulated in vector registers, never
+CPU): each entry is formed, exponentiated (a degree-6 polynomial for float32, within 8.7e-8
+relative, like torch's exp2; degree 13 for float64) and accumulated in vector registers, never
 written to memory; the same pairs, shift, floor and transposed sums, in the same blocks of 256
 rows and chunks of 1024 columns. 2.2-4.7x faster forward and forward+backward than the
 products were before issue 18 (docs/benchmarks.md §1.5). Several torch threads split the rows
