@@ -4,7 +4,8 @@ The C++ source is built once per machine with the system compiler (``$CXX``, els
 and ``-march=native``, so an AVX-512 CPU gets AVX-512 code and an AVX2-only CPU AVX2 code
 (``PIXELGROUP_NATIVE_ARCH=znver3`` builds AVX2 code anywhere, to compare the two kinds),
 into ``$PIXELGROUP_CACHE_DIR`` (default ``$XDG_CACHE_HOME/pixelgroup``, else
-``~/.cache/pixelgroup``), under a name that hashes the source, the flags, the compiler's
+``~/.cache/pixelgroup``; a per-user folder in the temporary directory where that is not
+writable), under a name that hashes the source, the flags, the compiler's
 version and this CPU's feature flags; written to a temporary file and renamed, so concurrent
 first uses never load half a library. The build took 4.6-5.1 s on the AVX-512 kind (gcc 12).
 Where no compiler works, or with ``PIXELGROUP_NATIVE=0``, :func:`small_dim_kernels` returns
@@ -37,11 +38,15 @@ def _flags() -> list[str]:
     return [*_FLAGS, f"-march={os.environ.get('PIXELGROUP_NATIVE_ARCH', 'native')}"]
 
 
-def _cache_dir() -> Path:
+def _cache_dirs() -> list[Path]:
+    """Where the library may live, in order: the user's cache folder, then a per-user folder
+    in the system's temporary directory (for a read-only home)."""
     if os.environ.get("PIXELGROUP_CACHE_DIR"):
-        return Path(os.environ["PIXELGROUP_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pixelgroup"
+        first = Path(os.environ["PIXELGROUP_CACHE_DIR"])
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        first = Path(base) / "pixelgroup"
+    return [first, Path(tempfile.gettempdir()) / f"pixelgroup-{os.getuid()}"]
 
 
 def _cpu_flags() -> str:
@@ -101,10 +106,19 @@ def small_dim_kernels() -> ctypes.CDLL | None:
         key = hashlib.sha256(
             "\n".join([_SOURCE.read_text(), " ".join(flags), version, _cpu_flags()]).encode()
         ).hexdigest()[:16]
-        target = _cache_dir() / f"gbms_small_dim_{key}.so"
-        if not target.exists():
-            _build(compiler, flags, target)
-        return ctypes.CDLL(str(target))
+        name = f"gbms_small_dim_{key}.so"
+        for folder in _cache_dirs():
+            if (folder / name).exists():
+                return ctypes.CDLL(str(folder / name))
+        for folder in _cache_dirs():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                tempfile.TemporaryFile(dir=folder).close()
+            except OSError:
+                continue  # not writable: try the next folder
+            _build(compiler, flags, folder / name)
+            return ctypes.CDLL(str(folder / name))
+        raise OSError(f"no writable folder for the library among {_cache_dirs()}")
     except (OSError, subprocess.SubprocessError) as error:
         warnings.warn(
             f"pixelgroup: the fused small-D GBMS kernels could not be built ({_reason(error)}); "

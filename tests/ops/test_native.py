@@ -44,12 +44,17 @@ def test_a_missing_compiler_falls_back_silently(fresh_build, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
-def test_built_once_per_machine_then_reused(fresh_build):
-    first = native.small_dim_kernels()
-    assert first is not None
-    (built,) = fresh_build.glob("gbms_small_dim_*.so")
+def test_built_once_then_reused_in_the_temporary_folder_when_the_cache_is_not_writable(
+    fresh_build, monkeypatch
+):
+    blocker = fresh_build / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PIXELGROUP_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(fresh_build / "tmp"))
+    assert native.small_dim_kernels() is not None
+    (built,) = (fresh_build / "tmp").glob("*/gbms_small_dim_*.so")
     stamp = built.stat().st_mtime_ns
     native.small_dim_kernels.cache_clear()
     assert native.small_dim_kernels() is not None
-    assert [p.name for p in fresh_build.iterdir()] == [built.name]
+    assert list(built.parent.iterdir()) == [built]  # reused: no second file, no temporaries
     assert built.stat().st_mtime_ns == stamp
