@@ -77,6 +77,15 @@ def _build(compiler: str, flags: list[str], target: Path) -> None:
             os.unlink(tmp)
 
 
+def _load(path: Path) -> ctypes.CDLL:
+    """The library at ``path``, with the result types of its two layout queries
+    (``pg_block_rows``, ``pg_chunk_columns``) declared."""
+    lib = ctypes.CDLL(str(path))
+    for query in (lib.pg_block_rows, lib.pg_chunk_columns):
+        query.restype = ctypes.c_int64
+    return lib
+
+
 def _reason(error: OSError | subprocess.SubprocessError) -> str:
     """One line: the command and its exit status with its first error message, or the OS
     error."""
@@ -107,18 +116,19 @@ def small_dim_kernels() -> ctypes.CDLL | None:
             "\n".join([_SOURCE.read_text(), " ".join(flags), version, _cpu_flags()]).encode()
         ).hexdigest()[:16]
         name = f"gbms_small_dim_{key}.so"
-        for folder in _cache_dirs():
+        folders = _cache_dirs()
+        for folder in folders:
             if (folder / name).exists():
-                return ctypes.CDLL(str(folder / name))
-        for folder in _cache_dirs():
+                return _load(folder / name)
+        for folder in folders:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 tempfile.TemporaryFile(dir=folder).close()
             except OSError:
                 continue  # not writable: try the next folder
             _build(compiler, flags, folder / name)
-            return ctypes.CDLL(str(folder / name))
-        raise OSError(f"no writable folder for the library among {_cache_dirs()}")
+            return _load(folder / name)
+        raise OSError(f"no writable folder for the library among {folders}")
     except (OSError, subprocess.SubprocessError) as error:
         warnings.warn(
             f"pixelgroup: the fused small-D GBMS kernels could not be built ({_reason(error)}); "

@@ -145,8 +145,6 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 # rows split among threads by equal numbers of pairs when N is at least this
 _NATIVE_PAD = 16
 _NATIVE_MIN_SPLIT = 2048
-_NATIVE_BLOCK = 256  # BI of the C++ source: its row blocks
-_NATIVE_CHUNK = 1024  # CJ of the C++ source: columns per chunk (its tile buffer's width)
 
 
 def _native_kernels(x: torch.Tensor) -> ctypes.CDLL | None:
@@ -165,13 +163,13 @@ def _transposed_padded(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _row_splits(n: int, parts: int) -> list[int]:
-    """Row bounds ``0 = b_0 < ... < b_k = n`` on multiples of 256 giving each part about the
-    same number of pairs ``j >= i`` (row i has n − i)."""
+def _row_splits(n: int, parts: int, block: int) -> list[int]:
+    """Row bounds ``0 = b_0 < ... < b_k = n`` on multiples of ``block`` giving each part about
+    the same number of pairs ``j >= i`` (row i has n − i)."""
     bounds = {0, n}
     for k in range(1, parts):
         row = n * (1 - math.sqrt(1 - k / parts))
-        bounds.add(min(n, round(row / _NATIVE_BLOCK) * _NATIVE_BLOCK))
+        bounds.add(min(n, round(row / block) * block))
     return sorted(bounds)
 
 
@@ -193,7 +191,7 @@ def _run_native(
 
     def run(i0: int, i1: int) -> torch.Tensor:
         acc = like.new_zeros(width, padded)
-        tile = like.new_empty(width * _NATIVE_CHUNK)
+        tile = like.new_empty(width * lib.pg_chunk_columns())
         fn(
             *(ctypes.c_void_p(t.data_ptr()) for t in tensors),
             ctypes.c_int64(n),
@@ -207,7 +205,7 @@ def _run_native(
         return acc
 
     threads = torch.get_num_threads() if n >= _NATIVE_MIN_SPLIT else 1
-    bounds = _row_splits(n, threads)
+    bounds = _row_splits(n, threads, lib.pg_block_rows())
     if len(bounds) == 2:
         return run(0, n)[:, :n]
     with ThreadPoolExecutor(len(bounds) - 1) as pool:
