@@ -6,30 +6,39 @@ sub-iterations, same result pixel for pixel) that only revisits pixels next to a
 :class:`GroundTruthMatcher` holds one annotator map and matches any number of predictions to
 it. The assignment is the one of ``correspond_pixels`` in ``boundary``: a pair within the radius
 costs its distance x 100 (rounded), a pixel left unmatched costs ``outlier``, and the matching
-minimises the total. Because that total is a sum over the connected components of the bipartite
-candidate graph, each component is solved on its own:
+minimises the total. The rows of the assignment are the smaller side, each with a private
+outlier column: every full matching of that graph costs ``outlier x (rows left unmatched) +
+distances``, the original objective up to a constant. Two exact solvers:
 
-* a component with a single prediction pixel or a single ground-truth pixel (a star) is matched
-  in closed form: its centre takes the cheapest pair (any pair beats two outliers);
-* the others go to :func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching` (LAPJVsp),
-  small ones several to a call. LAPJVsp spends time proportional to the number of columns on
-  every augmentation, so solving components apart (rather than the whole image at once) is what
-  makes it fast. Its rows are the smaller side, each with a private outlier column: every full
-  matching of that graph costs ``outlier x (rows left unmatched) + distances``, the original
-  objective up to a constant.
+* ``_bsds_assign.cpp`` (compiled at first use, :mod:`pixelgroup._native`): successive shortest
+  augmenting paths whose searches touch only the nodes they reach, on the whole graph at once;
+* without a compiler, or with ``PIXELGROUP_NATIVE=0``: the candidate graph split into its
+  connected components (the total is a sum over them). A component with a single prediction
+  pixel or a single ground-truth pixel (a star) is matched in closed form: its centre takes the
+  cheapest pair (any pair beats two outliers). The others go to
+  :func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching` (LAPJVsp), small ones several
+  to a call: LAPJVsp spends time proportional to the number of columns on every augmentation,
+  so solving components apart (rather than the whole image at once) is what makes it fast.
+
+Both give a least-cost matching; where several matchings tie they may pick different ones.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 from skimage.morphology._skeletonize import G123_LUT, G123P_LUT
 
+from pixelgroup._native import compiled_library
+
 COST_SCALE = 100  # the C++ matcher works on integer costs: distance x 100, rounded
 _BATCH_NODES = 400  # components are packed into LAPJVsp calls of about this many nodes
+_SOURCE = Path(__file__).with_name("_bsds_assign.cpp")
 
 # neighbour weights of skimage's thin: [[8, 4, 2], [16, 0, 1], [32, 64, 128]]
 _NEIGHBOUR_BITS = np.array([8, 4, 2, 16, 1, 32, 64, 128], dtype=np.uint8)
@@ -103,6 +112,48 @@ def thin(mask: np.ndarray) -> np.ndarray:
             idle += 1
         k ^= 1
     return padded[1:-1, 1:-1].astype(bool)
+
+
+def assignment_library() -> ctypes.CDLL | None:
+    """The compiled solver (``pg_assign``), or None where it is disabled or cannot be built."""
+    lib = compiled_library(
+        _SOURCE,
+        "the BSDS assignment solver",
+        "the boundary benchmark solves with scipy's LAPJVsp (about 4x slower)",
+    )
+    if lib is not None:
+        lib.pg_assign.argtypes = [ctypes.c_int64, ctypes.c_int64, *[ctypes.c_void_p] * 3]
+        lib.pg_assign.argtypes += [ctypes.c_int64, ctypes.c_void_p]
+    return lib
+
+
+def _solve_native(
+    lib: ctypes.CDLL,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    cost: np.ndarray,
+    n_rows: int,
+    n_cols: int,
+    outlier: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least-cost matching with a private outlier per row (``_bsds_assign.cpp``), ``rows``
+    sorted: matched ``(rows, cols)``."""
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    cols = np.ascontiguousarray(cols, dtype=np.int64)
+    cost = np.ascontiguousarray(cost, dtype=np.int64)
+    match = np.empty(n_rows, dtype=np.int64)
+    lib.pg_assign(
+        n_rows,
+        n_cols,
+        indptr.ctypes.data,
+        cols.ctypes.data,
+        cost.ctypes.data,
+        int(outlier),
+        match.ctypes.data,
+    )
+    matched = np.flatnonzero(match >= 0)
+    return matched, match[matched]
 
 
 def _solve_lapjvsp(
@@ -180,7 +231,24 @@ class GroundTruthMatcher:
         pixels, row, gt_id, cost = self._pairs(pred_flat)
         if len(row) == 0:
             return empty, empty
-        n1, n2 = len(pixels), self.num_gt
+        lib = assignment_library()
+        if lib is None:
+            p, g = self._match_by_components(row, gt_id, cost, len(pixels))
+        elif len(pixels) <= self.num_gt:  # rows: the smaller side
+            p, g = _solve_native(lib, row, gt_id, cost, len(pixels), self.num_gt, self.outlier)
+        else:
+            order = np.argsort(gt_id, kind="stable")
+            g, p = _solve_native(
+                lib, gt_id[order], row[order], cost[order], self.num_gt, len(pixels), self.outlier
+            )
+        return pixels[p], self._gt_flat[g]
+
+    def _match_by_components(
+        self, row: np.ndarray, gt_id: np.ndarray, cost: np.ndarray, n1: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """LAPJVsp per component of the candidate pairs ``(row, gt_id, cost)`` (``n1``
+        prediction nodes): ``(prediction nodes, ground-truth ids)`` of the matched pairs."""
+        n2 = self.num_gt
         counts = np.cumsum(np.bincount(row, minlength=n1))
         indptr = np.concatenate([[0], counts, np.full(n2, len(row))])
         graph = sp.csr_matrix(
@@ -198,12 +266,12 @@ class GroundTruthMatcher:
         first = np.ones(len(s), dtype=bool)
         first[1:] = comp[s][1:] != comp[s][:-1]
         s = s[first]
-        out_pred, out_gt = [pixels[row[s]]], [self._gt_flat[gt_id[s]]]
+        out_pred, out_gt = [row[s]], [gt_id[s]]
         general = (n_pred > 1) & ~star_comp
         if general.any():
             p, g = self._solve_general(row, gt_id, cost, label, n_pred + n_gt, general, ~star)
-            out_pred.append(pixels[p])
-            out_gt.append(self._gt_flat[g])
+            out_pred.append(p)
+            out_gt.append(g)
         return np.concatenate(out_pred), np.concatenate(out_gt)
 
     def _solve_general(

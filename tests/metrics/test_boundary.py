@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
 import scipy.io as sio
 import torch
 from scipy.optimize import linear_sum_assignment
-from skimage.morphology import thin as skimage_thin
 
-from pixelgroup.metrics._bsds_match import GroundTruthMatcher, thin
+import pixelgroup.metrics._bsds_match as bsds_match
+from pixelgroup.metrics._bsds_match import GroundTruthMatcher, assignment_library, thin
 from pixelgroup.metrics.boundary import (
     BoundaryCounts,
     BoundaryEvaluator,
@@ -23,6 +24,19 @@ from pixelgroup.metrics.boundary import (
     correspond_pixels,
 )
 from tests._reference import boundary_counts_reference, correspond_pixels_reference
+
+
+@pytest.fixture(autouse=True, params=["compiled", "lapjvsp"])
+def solver(request, monkeypatch):
+    """Every test runs with both assignment solvers: the compiled one (``_bsds_assign.cpp``) and
+    the LAPJVsp components (no compiler; thinning is in test_thin.py)."""
+    if request.param == "lapjvsp":
+        monkeypatch.setattr(bsds_match, "assignment_library", lambda: None)
+    elif shutil.which("c++") is None:
+        pytest.skip("no C++ compiler: the compiled solver cannot be built here")
+    else:
+        assert assignment_library() is not None, "a compiler is here but the solver did not build"
+    return request.param
 
 
 def _scores(samples, num_thresholds, **kwargs):
@@ -435,22 +449,3 @@ def test_empty_inputs_match_nothing():
     far[0, 0] = True
     a, _ = _matcher(far, 2.0).match(np.eye(8, k=5, dtype=bool))
     assert len(a) == 0
-
-
-# --- thinning ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_thin_equals_skimage_on_random_maps(seed):
-    rng = np.random.default_rng(seed)
-    for _ in range(50):
-        shape = tuple(int(v) for v in rng.integers(1, 40, 2))
-        mask = rng.random(shape) < rng.uniform(0.05, 0.95)
-        np.testing.assert_array_equal(thin(mask), skimage_thin(mask))
-
-
-def test_thin_equals_skimage_on_thresholded_samples(shared_data):
-    pb, _ = _sobel_sample(shared_data, "130066", crop=200)
-    for t in (0.01, 0.05, 0.2, 0.6):
-        np.testing.assert_array_equal(thin(pb >= t), skimage_thin(pb >= t))
-    assert not thin(np.zeros((5, 5), bool)).any()

@@ -1,26 +1,31 @@
+"""C++ built at first use (pixelgroup._native): the GBMS kernels and the BSDS solver."""
+
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
-import pixelgroup.ops.native as native
+import pixelgroup._native as native
+from pixelgroup.metrics._bsds_match import GroundTruthMatcher, assignment_library
+from pixelgroup.ops.native import small_dim_kernels
 from pixelgroup.ops.tiled_gbms import tiled_blur
-from tests._reference import gbms_blur_lse, random_sphere
+from tests._reference import correspond_pixels_reference, gbms_blur_lse, random_sphere
 
 
 @pytest.fixture
 def fresh_build(monkeypatch, tmp_path):
     """An empty kernel cache and no memoised library; the memo is cleared again after."""
     monkeypatch.setenv("PIXELGROUP_CACHE_DIR", str(tmp_path))
-    native.small_dim_kernels.cache_clear()
+    native.compiled_library.cache_clear()
     yield tmp_path
-    native.small_dim_kernels.cache_clear()
+    native.compiled_library.cache_clear()
 
 
 def test_disabled_by_the_environment_the_layer_runs_its_torch_path(fresh_build, monkeypatch):
     monkeypatch.setenv("PIXELGROUP_NATIVE", "0")
-    assert native.small_dim_kernels() is None
+    assert small_dim_kernels() is None
     x = random_sphere(1, 30, 3, seed=1)
     torch.testing.assert_close(tiled_blur(x, 0.3), gbms_blur_lse(x, 0.3)[0], rtol=0, atol=1e-12)
     assert list(fresh_build.iterdir()) == []
@@ -29,7 +34,7 @@ def test_disabled_by_the_environment_the_layer_runs_its_torch_path(fresh_build, 
 def test_a_failing_compiler_warns_in_one_line_and_falls_back(fresh_build, monkeypatch):
     monkeypatch.setenv("CXX", shutil.which("false") or "false")
     with pytest.warns(RuntimeWarning, match="could not be built") as record:
-        assert native.small_dim_kernels() is None
+        assert small_dim_kernels() is None
     assert len(record) == 1 and "\n" not in str(record[0].message)
     assert list(fresh_build.iterdir()) == []  # no half-written library left behind
     x = random_sphere(1, 30, 3, seed=1)
@@ -40,7 +45,7 @@ def test_a_missing_compiler_falls_back_silently(fresh_build, monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-pixelgroup")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert native.small_dim_kernels() is None
+        assert small_dim_kernels() is None
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
@@ -51,10 +56,29 @@ def test_built_once_then_reused_in_the_temporary_folder_when_the_cache_is_not_wr
     blocker.write_text("")
     monkeypatch.setenv("PIXELGROUP_CACHE_DIR", str(blocker / "cache"))  # cannot be created
     monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(fresh_build / "tmp"))
-    assert native.small_dim_kernels() is not None
+    assert small_dim_kernels() is not None
     (built,) = (fresh_build / "tmp").glob("*/gbms_small_dim_*.so")
     stamp = built.stat().st_mtime_ns
-    native.small_dim_kernels.cache_clear()
-    assert native.small_dim_kernels() is not None
+    native.compiled_library.cache_clear()
+    assert small_dim_kernels() is not None
     assert list(built.parent.iterdir()) == [built]  # reused: no second file, no temporaries
     assert built.stat().st_mtime_ns == stamp
+
+
+def test_a_failing_compiler_leaves_the_bsds_matcher_on_lapjvsp(fresh_build, monkeypatch):
+    monkeypatch.setenv("CXX", shutil.which("false") or "false")
+    with pytest.warns(RuntimeWarning, match="BSDS assignment solver could not be built") as record:
+        assert assignment_library() is None
+    assert len(record) == 1 and "LAPJVsp" in str(record[0].message)
+    rng = np.random.default_rng(3)
+    pred, gt = rng.random((30, 40)) < 0.2, rng.random((30, 40)) < 0.2
+    ref_pred, _, _ = correspond_pixels_reference(pred, gt, 0.05)
+    a, _ = GroundTruthMatcher(gt, 0.05 * np.hypot(30, 40)).match(pred)
+    assert len(a) == int(ref_pred.sum())
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+def test_each_source_gets_its_own_library(fresh_build):
+    assert small_dim_kernels() is not None and assignment_library() is not None
+    names = sorted(p.name.rsplit("_", 1)[0] for p in fresh_build.glob("*.so"))
+    assert names == ["bsds_assign", "gbms_small_dim"]
