@@ -16,10 +16,12 @@ the loss is a mean over images, the update is the same too (up to float summatio
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -35,6 +37,7 @@ __all__ = [
     "micro_batch_size",
     "mean_across_ranks",
     "autocast",
+    "float32_outputs",
     "make_grad_scaler",
     "barrier",
     "gather_objects",
@@ -146,6 +149,26 @@ def autocast(amp: str, device: torch.device):
     if amp == "fp16" and device.type != "cuda":
         raise ValueError(f"train.amp 'fp16' needs a CUDA device, got {device.type!r}")
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def float32_outputs(output: Any) -> Any:
+    """``output`` (a tensor, a list of them, or a dataclass of those, e.g. ``EmbeddingOutput``)
+    with its float16 / bfloat16 tensors in float32, the rest as it was.
+
+    The losses run outside the autocast region on what the model returned; in float16 their
+    sums over an image overflow (a cross-entropy over 500 x 375 pixels gave NaN on the first
+    step of the VOC recipe) and the pair weights ``1 / n²`` underflow.
+    """
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.dtype in AMP_DTYPES.values() else output
+    if isinstance(output, list):
+        return [float32_outputs(t) for t in output]
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        changes = {
+            f.name: float32_outputs(getattr(output, f.name)) for f in dataclasses.fields(output)
+        }
+        return dataclasses.replace(output, **changes)
+    return output
 
 
 def make_grad_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:

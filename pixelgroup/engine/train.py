@@ -38,6 +38,7 @@ from pixelgroup.engine.distributed import (
     DistInfo,
     autocast,
     barrier,
+    float32_outputs,
     gather_objects,
     init_distributed,
     make_grad_scaler,
@@ -265,7 +266,7 @@ def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> 
             with sync:
                 with autocast(cfg.train.amp, run.device):
                     output = model(run.task.batch_image(batch).to(run.device))
-                terms = run.criterion(output, batch, run.generator)
+                terms = run.criterion(float32_outputs(output), batch, run.generator)
                 loss = terms["loss"]
                 if not math.isfinite(float(loss.detach())):
                     raise NonFiniteLossError(

@@ -47,7 +47,10 @@ from pixelgroup._checks import (
     check_points,
     check_unit_rows,
 )
+from pixelgroup.ops.attention import no_autocast
 from pixelgroup.ops.sampling import sample_count, sample_indices
+
+_HALF = (torch.float16, torch.bfloat16)
 
 __all__ = ["pairwise_embedding_loss", "instance_pair_weights", "check_pair_options", "LOSS_KINDS"]
 
@@ -171,8 +174,10 @@ def pairwise_embedding_loss(
     (:func:`check_pair_options`), and so are the embeddings (B, N, D >= 1, finite, unit rows).
 
     Returns:
-        ``{"pos", "neg", "loss"}`` scalar ``()`` tensors in the embeddings' dtype, means over
-        the images that have valid pixels; backpropagate
+        ``{"pos", "neg", "loss"}`` scalar ``()`` tensors in the embeddings' dtype (float32 for
+        float16 / bfloat16 embeddings, which are computed in float32 with autocast off: in
+        float16 the pair weights ``1 / n²`` underflow), means over the images that have valid
+        pixels; backpropagate
         ``"loss" = pos_weight * pos + neg_weight * neg``.
 
     Cost: O(n²·D) time and O(n²) memory per image for n sampled pixels (n = 4000: 16 M pairs).
@@ -202,7 +207,26 @@ def pairwise_embedding_loss(
     check_unit_rows(embeddings, "embeddings")
     margin, kind, hard_fraction = opts["margin"], opts["kind"], opts["hard_fraction"]
     ignore_index = opts["ignore_index"]
+    with no_autocast(embeddings.device):
+        pos, neg = _batch_loss(
+            embeddings.float() if embeddings.dtype in _HALF else embeddings,
+            labels,
+            opts,
+            generator,
+        )
+    return {"pos": pos, "neg": neg, "loss": opts["pos_weight"] * pos + opts["neg_weight"] * neg}
 
+
+def _batch_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    opts: dict[str, Any],
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``(pos, neg)`` terms over the images of ``embeddings (B, N, D)`` with valid pixels
+    in ``labels (B, N)``, for checked options ``opts``."""
+    margin, kind, hard_fraction = opts["margin"], opts["kind"], opts["hard_fraction"]
+    ignore_index = opts["ignore_index"]
     pos_terms, neg_terms = [], []
     for x, y in zip(embeddings, labels, strict=True):
         valid = (
@@ -228,6 +252,4 @@ def pairwise_embedding_loss(
             f"labels: every pixel of every image equals ignore_index={ignore_index}; "
             "there are no pixels to compare"
         )
-    pos = torch.stack(pos_terms).mean()
-    neg = torch.stack(neg_terms).mean()
-    return {"pos": pos, "neg": neg, "loss": opts["pos_weight"] * pos + opts["neg_weight"] * neg}
+    return torch.stack(pos_terms).mean(), torch.stack(neg_terms).mean()

@@ -150,6 +150,8 @@ class RecurrentGroupingLoss(nn.Module):
         generator = check_generator(generator)
         check_finite(embedding, "embedding")
         check_unit_rows(embedding, "embedding", dim=1, what="vectors along dim 1 (D)")
+        if embedding.dtype in (torch.float16, torch.bfloat16):  # as the pair loss: float32
+            embedding = embedding.float()
         points, flat_labels = _flatten(embedding, labels)
         iterates, loop_labels = [points], flat_labels
         if self.num_iters > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from pixelgroup.engine.checkpoint import load_checkpoint
 from pixelgroup.engine.distributed import (
     DistInfo,
     autocast,
+    float32_outputs,
     gather_objects,
     init_distributed,
     mean_across_ranks,
@@ -167,6 +169,46 @@ def test_grad_accum_changes_memory_not_steps(tmp_path):
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     result = train(_cfg(train={"amp": "bf16", "iters_per_epoch": 1}), tmp_path, progress=False)
     assert torch.isfinite(torch.tensor(result.history[0]["loss"]))
+
+
+def test_the_loss_sees_float32_outputs_under_autocast(tmp_path, monkeypatch):
+    """The criterion runs outside the autocast region on float32 copies of what the model
+    returned (in float16 a cross-entropy over a 500 x 375 image was NaN on the first step)."""
+    seen = []
+    build = train_module._build
+
+    def spy_run(*args, **kwargs):
+        run = build(*args, **kwargs)
+        criterion = run.criterion
+
+        def spy(output, batch, generator):
+            seen.append((output.embedding.dtype, torch.is_autocast_enabled("cpu")))
+            return criterion(output, batch, generator)
+
+        run.criterion = spy
+        return run
+
+    monkeypatch.setattr(train_module, "_build", spy_run)
+    train(_cfg(train={"amp": "bf16", "iters_per_epoch": 1}), tmp_path, progress=False)
+    assert seen == [(torch.float32, False)]
+
+
+def test_float32_outputs_converts_half_tensors_only():
+    @dataclass
+    class Output:
+        embedding: torch.Tensor
+        sides: list
+        semantic: torch.Tensor | None
+        labels: torch.Tensor
+
+    half = torch.ones(2, dtype=torch.float16)
+    out = float32_outputs(
+        Output(half, [half.bfloat16(), half.double()], None, torch.ones(2).long())
+    )
+    assert out.embedding.dtype == torch.float32 and torch.equal(out.embedding, half.float())
+    assert [t.dtype for t in out.sides] == [torch.float32, torch.float64]
+    assert out.semantic is None and out.labels.dtype == torch.int64
+    assert float32_outputs(half).dtype == torch.float32 and float32_outputs(3) == 3
 
 
 def test_errors(tmp_path, monkeypatch):

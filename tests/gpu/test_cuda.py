@@ -184,7 +184,12 @@ def test_ddp_over_nccl_with_one_process(tmp_path):
     assert all(math.isfinite(v) for v in results.values())
 
 
-def test_batch_statistics_on_cuda():
+def test_batch_statistics_on_cuda(monkeypatch):
+    """An image's embedding does not depend on the other images of its batch, checked in
+    float32 convolutions. cuDNN's default TF32 convolutions may take other algorithms for
+    another batch size and round differently (10-bit mantissas, amplified by the per-image
+    normalisation of 3 x 4 maps in the last stage): that difference is recorded, not bounded
+    (0.035 on an H200)."""
     cfg = load_config(
         ExperimentConfig,
         "configs/voc_proposals.yaml",
@@ -193,8 +198,11 @@ def test_batch_statistics_on_cuda():
     model = build_model_seeded(cfg).cuda().eval()
     x = torch.rand(2, 3, 96, 128, device="cuda")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with torch.no_grad():
-        both = apply_test_bn(model, "batch")(x).embedding
-        one = apply_test_bn(model, "batch")(x[1:]).embedding
+    for tf32 in (True, False):
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+        with torch.no_grad():
+            both = apply_test_bn(model, "batch")(x).embedding
+            one = apply_test_bn(model, "batch")(x[1:]).embedding
+        _record(f"batch statistics, batch 2 vs 1, tf32 {tf32}", float((both[1:] - one).abs().max()))
     torch.testing.assert_close(both[1:], one, atol=1e-4, rtol=1e-4)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -231,3 +231,22 @@ def test_loss_and_gradient_are_finite_for_every_accepted_input(
     assert all(bool(torch.isfinite(v)) for v in out.values())
     (grad,) = torch.autograd.grad(out["loss"], z)
     assert bool(torch.isfinite(grad).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_embeddings_are_computed_in_float32(dtype):
+    """The pair weights 1 / (n_a n_b K²) underflow in float16 (13 M of 16 M were zero for 4,000
+    pixels, and the loss was 0.11 instead of 0.17): half-precision input is computed in float32,
+    also inside an autocast region, and gives the float32 loss of the rounded input."""
+    x = normalize_to_sphere(
+        torch.randn(1, 4000, 64, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
+    y = torch.zeros(1, 4000, dtype=torch.long)
+    y[:, 3500:] = torch.randint(1, 3, (500,), generator=torch.Generator().manual_seed(1))
+    rounded = x.to(dtype)
+    expected = pairwise_embedding_loss(rounded.float(), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = pairwise_embedding_loss(rounded, y)
+    for key in ("pos", "neg", "loss"):
+        assert got[key].dtype == torch.float32
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=0)
