@@ -119,7 +119,7 @@ def assignment_library() -> ctypes.CDLL | None:
     lib = compiled_library(
         _SOURCE,
         "the BSDS assignment solver",
-        "the boundary benchmark solves with scipy's LAPJVsp (about 4x slower)",
+        "the boundary benchmark solves with scipy's LAPJVsp (2-3.4x slower)",
     )
     if lib is not None:
         lib.pg_assign.argtypes = [ctypes.c_int64, ctypes.c_int64, *[ctypes.c_void_p] * 3]
