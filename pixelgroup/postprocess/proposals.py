@@ -30,6 +30,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
@@ -120,17 +121,28 @@ def score_masks(embedding: torch.Tensor, masks: torch.Tensor, ring: int = 2) -> 
     return compact * contrast * (1.0 - 0.5 * on_border)
 
 
-def _dedup(masks: torch.Tensor, scores: torch.Tensor, max_iou: float) -> torch.Tensor:
-    """Indices of the kept masks, by decreasing score, dropping IoU > ``max_iou`` repeats."""
+def _dedup(masks: torch.Tensor, scores: torch.Tensor, max_iou: float, limit: int) -> torch.Tensor:
+    """Indices of at most ``limit`` masks ``(C, H, W)``, by decreasing score, each with IoU <=
+    ``max_iou`` with every better kept one (greedy non-maximum suppression on masks).
+
+    Cost: one IoU row ``O(C·H·W)`` per kept mask, not the whole ``C x C`` matrix (the counts
+    are integers, exact in float32 up to 2^24 pixels, so the decisions are those of the full
+    matrix); one device-to-host copy per kept mask.
+    """
     order = torch.argsort(scores, descending=True, stable=True)
     flat = masks[order].flatten(1).float()
-    inter = flat @ flat.T
     area = flat.sum(1)
-    iou = inter / (area[:, None] + area[None, :] - inter).clamp_min(1.0)
+    suppressed = np.zeros(len(order), dtype=bool)
     kept: list[int] = []
     for i in range(len(order)):
-        if not kept or bool((iou[i, kept] <= max_iou).all()):
-            kept.append(i)
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        if len(kept) == limit:
+            break
+        inter = flat @ flat[i]
+        iou = inter / (area[i] + area - inter).clamp_min(1.0)
+        suppressed |= (iou > max_iou).cpu().numpy()
     return order[kept]
 
 
@@ -169,7 +181,7 @@ def propose(
         highest first; K >= 1 (the grouping always yields at least one group).
 
     Cost: one :func:`group_pixels` per (δ, T) setting (O(S²·D) loops, S = min(N, max_points),
-    N = H'·W'), then O(C²·N) for deduplicating C candidates.
+    N = H'·W'), then O(K·C·N) for deduplicating C candidates into K <= max_proposals.
 
     Example:
         >>> emb = torch.zeros(3, 8, 8); emb[0] = 1; emb[0, 2:5, 2:5] = 0; emb[1, 2:5, 2:5] = 1
@@ -210,7 +222,7 @@ def propose(
         masks = torch.cat(candidates)
         compute = emb.double() if emb.dtype == torch.float64 else emb.float()
         scores = score_masks(compute, masks, ring)
-        keep = _dedup(masks, scores, dedup_iou)[:max_proposals]
+        keep = _dedup(masks, scores, dedup_iou, max_proposals)
         masks, scores = masks[keep], scores[keep].float()
         if size != tuple(masks.shape[1:]):
             up = F.interpolate(masks[:, None].float(), size=size, mode="bilinear")

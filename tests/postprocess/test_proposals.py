@@ -93,3 +93,34 @@ def test_errors():
         propose(emb, image_size=(10,))
     with pytest.raises(ValueError, match="unit-norm rows"):
         propose(emb * 3)
+
+
+def _dedup_reference(masks, scores, max_iou):
+    """The first implementation: the whole IoU matrix, then a loop over every candidate."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    flat = masks[order].flatten(1).float()
+    inter = flat @ flat.T
+    area = flat.sum(1)
+    iou = inter / (area[:, None] + area[None, :] - inter).clamp_min(1.0)
+    kept = []
+    for i in range(len(order)):
+        if not kept or bool((iou[i, kept] <= max_iou).all()):
+            kept.append(i)
+    return order[kept]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dedup_keeps_what_the_full_iou_matrix_keeps(seed):
+    """Greedy suppression one IoU row per kept mask equals the whole-matrix loop, with ties in
+    score, repeated masks and every limit."""
+    from pixelgroup.postprocess.proposals import _dedup
+
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(40, 12, 16, generator=g) < 0.3
+    jitter = torch.rand(40, 12, 16, generator=g) < 0.03
+    masks = torch.cat([base, base ^ jitter, base[:10]])  # near and exact repeats
+    scores = torch.randint(0, 20, (len(masks),), generator=g).float()  # many ties
+    for max_iou in (0.5, 0.9, 1.0):
+        expected = _dedup_reference(masks, scores, max_iou)
+        for limit in (1, 7, len(masks)):
+            torch.testing.assert_close(_dedup(masks, scores, max_iou, limit), expected[:limit])
