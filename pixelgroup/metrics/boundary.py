@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixelgroup.metrics._bsds_match import GroundTruthMatcher, thin
+from pixelgroup.metrics._bsds_match import GroundTruthMatcher, assignment_library, thin
 from pixelgroup.metrics._inputs import as_numpy, check_records
 
 __all__ = [
@@ -462,6 +462,7 @@ class BoundaryEvaluator:
             for _, pred, gts in samples
             for piece in pieces
         ]
+        assignment_library()  # a first use compiles the solver: here once, not in every worker
         results = _parallel_map(_counts_job, jobs, workers, self.progress)
         n = len(pieces)
         merged = [_merge(results[i : i + n]) for i in range(0, len(results), n)]
