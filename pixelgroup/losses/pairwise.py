@@ -50,11 +50,10 @@ from pixelgroup._checks import (
 from pixelgroup.ops.attention import no_autocast
 from pixelgroup.ops.sampling import sample_count, sample_indices
 
-_HALF = (torch.float16, torch.bfloat16)
-
 __all__ = ["pairwise_embedding_loss", "instance_pair_weights", "check_pair_options", "LOSS_KINDS"]
 
 LOSS_KINDS = ("linear", "squared", "logistic")
+_HALF = (torch.float16, torch.bfloat16)  # computed in float32
 
 
 def check_pair_options(
@@ -205,8 +204,6 @@ def pairwise_embedding_loss(
     generator = check_generator(generator)
     check_finite(embeddings, "embeddings")
     check_unit_rows(embeddings, "embeddings")
-    margin, kind, hard_fraction = opts["margin"], opts["kind"], opts["hard_fraction"]
-    ignore_index = opts["ignore_index"]
     with no_autocast(embeddings.device):
         pos, neg = _batch_loss(
             embeddings.float() if embeddings.dtype in _HALF else embeddings,
