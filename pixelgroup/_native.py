@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["compiled_library"]
@@ -85,9 +86,18 @@ def _reason(error: OSError | subprocess.SubprocessError) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def _load(path: Path, declare: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    declare(lib)
+    return lib
+
+
 @functools.cache
-def compiled_library(source: Path, what: str, fallback: str) -> ctypes.CDLL | None:
-    """The library built from the C++ file ``source``, or None where native code is disabled
+def compiled_library(
+    source: Path, what: str, fallback: str, declare: Callable[[ctypes.CDLL], None]
+) -> ctypes.CDLL | None:
+    """The library built from the C++ file ``source``, with ``declare(lib)`` (its functions'
+    ctypes signatures) applied once when it is loaded, or None where native code is disabled
     or cannot be built; a failed build warns once, in one line: "pixelgroup: {what} could not
     be built (reason); {fallback} (PIXELGROUP_NATIVE=0 skips the build)"."""
     if os.environ.get("PIXELGROUP_NATIVE", "1") == "0" or platform.system() != "Linux":
@@ -107,7 +117,7 @@ def compiled_library(source: Path, what: str, fallback: str) -> ctypes.CDLL | No
         folders = _cache_dirs()
         for folder in folders:
             if (folder / name).exists():
-                return ctypes.CDLL(str(folder / name))
+                return _load(folder / name, declare)
         for folder in folders:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -115,7 +125,7 @@ def compiled_library(source: Path, what: str, fallback: str) -> ctypes.CDLL | No
             except OSError:
                 continue  # not writable: try the next folder
             _build(compiler, flags, source, folder / name)
-            return ctypes.CDLL(str(folder / name))
+            return _load(folder / name, declare)
         raise OSError(f"no writable folder for the library among {folders}")
     except (OSError, subprocess.SubprocessError) as error:
         warnings.warn(

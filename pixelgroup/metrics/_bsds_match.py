@@ -114,17 +114,20 @@ def thin(mask: np.ndarray) -> np.ndarray:
     return padded[1:-1, 1:-1].astype(bool)
 
 
+def _declare(lib: ctypes.CDLL) -> None:
+    """``pg_assign(n_rows, n_cols, indptr*, cols*, cost*, outlier, row_match*)``."""
+    lib.pg_assign.argtypes = [ctypes.c_int64, ctypes.c_int64, *[ctypes.c_void_p] * 3]
+    lib.pg_assign.argtypes += [ctypes.c_int64, ctypes.c_void_p]
+
+
 def assignment_library() -> ctypes.CDLL | None:
     """The compiled solver (``pg_assign``), or None where it is disabled or cannot be built."""
-    lib = compiled_library(
+    return compiled_library(
         _SOURCE,
         "the BSDS assignment solver",
         "the boundary benchmark solves with scipy's LAPJVsp (2-3.4x slower)",
+        _declare,
     )
-    if lib is not None:
-        lib.pg_assign.argtypes = [ctypes.c_int64, ctypes.c_int64, *[ctypes.c_void_p] * 3]
-        lib.pg_assign.argtypes += [ctypes.c_int64, ctypes.c_void_p]
-    return lib
 
 
 def _solve_native(

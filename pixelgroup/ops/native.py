@@ -20,13 +20,15 @@ MAX_NATIVE_DIM = 8
 _SOURCE = Path(__file__).with_name("_gbms_small_dim.cpp")
 
 
+def _declare(lib: ctypes.CDLL) -> None:
+    """The result types of the library's two layout queries."""
+    for query in (lib.pg_block_rows, lib.pg_chunk_columns):
+        query.restype = ctypes.c_int64
+
+
 def small_dim_kernels() -> ctypes.CDLL | None:
     """The compiled kernels (``pg_forward_f32_d3``, ``pg_backward_f64_d8``, ...), or None
     where they are disabled or cannot be built (then the torch path runs)."""
-    lib = compiled_library(
-        _SOURCE, "the fused small-D GBMS kernels", "the GBMS layer runs its torch path"
+    return compiled_library(
+        _SOURCE, "the fused small-D GBMS kernels", "the GBMS layer runs its torch path", _declare
     )
-    if lib is not None:  # the result types of its two layout queries
-        for query in (lib.pg_block_rows, lib.pg_chunk_columns):
-            query.restype = ctypes.c_int64
-    return lib
