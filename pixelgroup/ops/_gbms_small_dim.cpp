@@ -1,13 +1,19 @@
-// The symmetric pass of the tiled GBMS layer (tiled_gbms.py) for D <= 8, fused: each kernel
-// entry is formed, exponentiated and accumulated in vector registers, never written to memory.
-// Compiled at first use by native.py with -march=native (AVX-512 or AVX2 code, whichever this
-// CPU has), loaded with ctypes; every function is `extern "C"` and takes raw pointers.
+// The symmetric pass of the tiled GBMS layer (tiled_gbms.py) for D <= 8 in vector code: no
+// kernel entry leaves the L1 cache. Compiled at first use by native.py with -march=native
+// (AVX-512 or AVX2 code, whichever this CPU has), loaded with ctypes; every function is
+// `extern "C"` and takes raw pointers.
 //
 // Layout: points transposed, `xt` (D, np) with np a multiple of the vector width, columns
 // >= n zero (masked out). Pairs j > i are formed once and added to both rows; the diagonal
-// once. Blocks of BI rows meet chunks of CJ columns; the columns' sums of one tile go to a
-// zeroed tile buffer first, the rows' sums of one chunk to a row subtotal, so no float sum
-// runs over more than max(BI, CJ / W) terms before it is added to the total.
+// once. Blocks of BI rows meet chunks of CJ columns, a block in sub-blocks of RB rows. For one
+// sub-block and chunk, a first pass writes the kernel values (RB, CJ) to a buffer that stays
+// in the L1 cache, and later passes read them back for the rows' sums (one row at a time, its
+// sums in registers) and for the columns' sums (one column vector at a time, over the rows).
+// Each pass keeps few values live, so none spills registers with AVX2's sixteen: one pass doing
+// everything for four rows at once (the kernel before) needed about forty and ran 1.8x slower
+// per pair as AVX2 code at D = 8. The columns' sums of a block go to a zeroed tile buffer
+// first, the rows' sums of one chunk to a row subtotal, so no float sum runs over more than
+// max(BI, CJ / W) terms before it is added to the total.
 #include <cmath>
 #include <cstdint>
 
@@ -18,29 +24,41 @@ constexpr int kBytes = 64;
 #else
 constexpr int kBytes = 32;
 #endif
-constexpr int BI = 256;
-constexpr int CJ = 1024;
-constexpr int R = 4;  // rows per pass over a chunk (1, 2, 3 or 4 ran within 5 % of each other)
+constexpr int BI = 256;  // rows per block: the unit of the threads' split
+constexpr int CJ = 256;  // columns per chunk
+constexpr int RB = 32;   // rows per sub-block: its kernel values (RB, CJ) take 32 KiB in float32
+constexpr int MAX_D = 8;
+// How the backward splits its work on a sub-block's pairs into passes (pair_pass), by D: a pass
+// holds up to 4 D + 1 broadcast rows and sums in registers, so where they would not fit (16
+// with AVX2, 32 with AVX-512) the work takes more passes; the bounds were measured (one thread,
+// N = 16,384, D = 1..8). The forward always takes two: kernel values, then the rows' sums.
+constexpr int BACKWARD_ONE_PASS = kBytes == 64 ? 4 : 2;
+constexpr int BACKWARD_FACTORS_PASS = kBytes == 64 ? 8 : 3;
 
 template <typename T> struct Vec;
 template <> struct Vec<float> {
+  typedef float T;
   typedef float V __attribute__((vector_size(kBytes)));
   typedef int32_t I __attribute__((vector_size(kBytes)));
+  typedef uint32_t U __attribute__((vector_size(kBytes)));
   static constexpr int W = kBytes / 4;
-  // 2^f on [-0.5, 0.5]: Cephes exp2f, relative error 8.7e-8 (float32 Horner, measured)
+  static constexpr T magic = 12582912.0f;  // 1.5 * 2^23
+  static constexpr int mantissa = 23, bias = 127;
+  // 2^f on [-0.5, 0.5]: degree-5 minimax fit of the relative error (Lawson iterations),
+  // relative error 2.3e-7 in float32 Horner (measured); the logit's own rounding is larger
   static V poly(V f) {
-    V p = f * 1.535336188319500e-4f + 1.339887440266574e-3f;
-    p = p * f + 9.618437357674640e-3f;
-    p = p * f + 5.550332471162809e-2f;
-    p = p * f + 2.402264791363012e-1f;
-    p = p * f + 6.931472028550421e-1f;
-    return p * f + 1.0f;
+    V p = f * 1.3276471736982723e-3f + 9.675541540085833e-3f;
+    p = p * f + 5.550713276094544e-2f;
+    p = p * f + 2.4022119720074647e-1f;
+    p = p * f + 6.931469670620418e-1f;
+    return p * f + 1.0000000716554334f;
   }
-  static V pow2(I k) { return (V)((k + 127) << 23); }
 };
 template <> struct Vec<double> {
+  typedef double T;
   typedef double V __attribute__((vector_size(kBytes)));
   typedef int64_t I __attribute__((vector_size(kBytes)));
+  typedef uint64_t U __attribute__((vector_size(kBytes)));
   static constexpr int W = kBytes / 8;
   // 2^f on [-0.5, 0.5]: Taylor series of e^(f ln 2) to degree 13, relative error < 1e-16
   static V poly(V f) {
@@ -62,7 +80,8 @@ template <> struct Vec<double> {
     for (int k = 11; k >= 0; --k) p = p * f + c[k];
     return p;
   }
-  static V pow2(I k) { return (V)((k + 1023) << 52); }
+  static constexpr T magic = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr int mantissa = 52, bias = 1023;
 };
 
 // vectors read and written at any address (torch's buffers are 64-byte aligned, but nothing
@@ -79,15 +98,18 @@ inline void store(T* p, typename Vec<T>::V v) {
 }
 
 // 2^l for l <= 0 (> 0 only by rounding), floored at 2^-115 so that no value is subnormal in
-// float32; NaN stays NaN.
+// float32; NaN stays NaN. l + 1.5 * 2^p rounds l to the integer k in the low mantissa bits,
+// which shifted up give 2^k's exponent field.
 template <typename T>
 inline typename Vec<T>::V floored_exp2(typename Vec<T>::V l) {
   typedef typename Vec<T>::V V;
-  typedef typename Vec<T>::I I;
-  l = l < T(-115) ? l * 0 + T(-115) : l;
-  I k = __builtin_convertvector(l - T(0.5), I);  // toward zero: ceil(l - 0.5) = round(l)
-  V f = l - __builtin_convertvector(k, V);
-  return Vec<T>::poly(f) * Vec<T>::pow2(k);
+  typedef typename Vec<T>::U U;
+  const V floor = V{} * 0 + T(-115);
+  l = floor > l ? floor : l;  // a max that keeps NaN
+  const V rounded = l + Vec<T>::magic;
+  const V f = l - (rounded - Vec<T>::magic);
+  const U exponent = ((U)rounded << Vec<T>::mantissa) + ((U{} + Vec<T>::bias) << Vec<T>::mantissa);
+  return Vec<T>::poly(f) * (V)exponent;
 }
 
 template <typename T>
@@ -112,23 +134,31 @@ inline typename Vec<T>::V masked(typename Vec<T>::V g, int64_t j0, int64_t i, in
   return (V)((I)g & keep);
 }
 
+// one broadcast vector per entry
+template <typename T>
+inline typename Vec<T>::V splat(T v) {
+  return typename Vec<T>::V{} * 0 + v;
+}
+
 // The traversal both kernels share. Rows [i0, i1) go in blocks of BI rows; each block meets
 // the chunks of CJ columns from its first row's vector on. Per chunk the tile (Width, CJ) is
-// zeroed, `pass(i, rows, j_first, c0, c1)` adds the pairs of rows i .. i + rows - 1 with the
-// columns [j_first, c1) (rows' sums straight into acc, columns' sums into the tile at j - c0),
-// and the tile is added to acc (Width, np). After a block, `diagonal(i)` adds each row's own
-// pair.
-template <typename T, int Width, typename Pass, typename Diagonal>
-void sweep(int64_t np, T* acc, int64_t i0, int64_t i1, T* tile, Pass pass, Diagonal diagonal) {
+// zeroed and `chunk(c0, c1)` runs; then each sub-block of RB rows from s0 meets the columns
+// [j_first, c1) from its own first vector on: `sub_block(s0, rows, j_first, c0, c1)` adds the
+// rows' sums to acc and the columns' sums to the tile at j - c0. The tile is then added to
+// acc (Width, np); after a block, `diagonal(i)` adds each row's own pair.
+template <typename T, int Width, typename Chunk, typename SubBlock, typename Diagonal>
+void sweep(int64_t np, T* acc, int64_t i0, int64_t i1, T* tile, Chunk chunk, SubBlock sub_block,
+           Diagonal diagonal) {
   constexpr int W = Vec<T>::W;
   for (int64_t b0 = i0; b0 < i1; b0 += BI) {
     const int64_t b1 = b0 + BI < i1 ? b0 + BI : i1;
     for (int64_t c0 = (b0 / W) * W; c0 < np; c0 += CJ) {
       const int64_t c1 = c0 + CJ < np ? c0 + CJ : np;
       for (int64_t t = 0; t < Width * CJ; ++t) tile[t] = 0;
-      for (int64_t i = b0; i < b1; i += R) {
-        const int64_t j_first = c0 > (i / W) * W ? c0 : (i / W) * W;
-        pass(i, b1 - i < R ? int(b1 - i) : R, j_first, c0, c1);
+      chunk(c0, c1);
+      for (int64_t s0 = b0; s0 < b1; s0 += RB) {
+        const int64_t j_first = c0 > (s0 / W) * W ? c0 : (s0 / W) * W;
+        if (j_first < c1) sub_block(s0, b1 - s0 < RB ? int(b1 - s0) : RB, j_first, c0, c1);
       }
       for (int d = 0; d < Width; ++d) {
         for (int64_t j = c0; j < c1; ++j) acc[d * np + j] += tile[d * CJ + (j - c0)];
@@ -138,44 +168,160 @@ void sweep(int64_t np, T* acc, int64_t i0, int64_t i1, T* tile, Pass pass, Diago
   }
 }
 
+// The scratch buffer's parts, carved from one caller's buffer of pg_scratch_elements() entries
+// from its first 64-byte boundary on (a vector split over two cache lines costs up to 1.4x in
+// the passes): the tile (<= MAX_D + 1, CJ); kernel values g and the backward's second factors
+// m (RB, CJ); the chunk's columns (MAX_D, CJ) of x, of x times the scale and of z, and its κc
+// (CJ): copies with a fixed row stride, so that every pass addresses them from one pointer; the
+// sub-block's rows as broadcast vectors xb, zb (RB, MAX_D, W).
+template <typename T>
+struct Scratch {
+  T *tile, *g, *m, *xc, *xs, *zc, *kcc, *xb, *zb;
+  explicit Scratch(T* base)
+      : tile(reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(base) + 63) & ~uintptr_t(63))),
+        g(tile + (MAX_D + 1) * CJ),
+        m(g + RB * CJ),
+        xc(m + RB * CJ),
+        xs(xc + MAX_D * CJ),
+        zc(xs + MAX_D * CJ),
+        kcc(zc + MAX_D * CJ),
+        xb(kcc + CJ),
+        zb(xb + RB * MAX_D * Vec<T>::W) {}
+  static constexpr int64_t elements() {
+    return (MAX_D + 1 + 2 * RB + 3 * MAX_D + 1) * CJ + 2 * RB * MAX_D * Vec<T>::W + 64 / sizeof(T);
+  }
+};
+
+// to (D, CJ) = factor * the chunk's columns [c0, c1) of from (D, np)
+template <typename T, int D>
+inline void chunk_columns(const T* from, int64_t np, T factor, int64_t c0, int64_t c1, T* to) {
+  for (int d = 0; d < D; ++d) {
+    for (int64_t j = c0; j < c1; ++j) to[d * CJ + (j - c0)] = factor * from[d * np + j];
+  }
+}
+
+// rows s0 .. s0 + rows - 1 of `from` (D, np) as broadcast vectors (RB, D, W)
+template <typename T, int D>
+inline void broadcast_rows(const T* from, int64_t np, int64_t s0, int rows, T* to) {
+  constexpr int W = Vec<T>::W;
+  for (int r = 0; r < rows; ++r) {
+    for (int d = 0; d < D; ++d) store(to + (r * D + d) * W, splat(from[d * np + s0 + r]));
+  }
+}
+
+// One pass over the sub-block's pairs: row i = s0 + r, the columns [j_first, c1), results at
+// [r, j - c0] of g and m (RB, CJ). With KERNEL it writes g = G_ij = 2^(x_i·xs_j − shift), zero
+// where j <= i or j >= n (the logit summed in up to four chains), else it reads g. For E0 < E1
+// it adds the backward's cross products Σ_{d in [E0, E1)} κz_i[d] x_j[d] + κx_i[d] z_j[d] to m
+// (to those of earlier passes where E0 > 0); the pass that reaches E1 = D finishes
+// m = M_ij = g (cross − κc_i − κc_j) (E0 = E1 = D: reads it). With ROWS it adds the rows' sums
+// to acc (D + 1, np): [Σ_j g x_j, Σ_j g] in the forward (E1 = 0), Σ_j g z_j + m x_j in the
+// backward (E1 = D). A pass holds up to 4 D + 1 broadcast rows and sums in registers, so the
+// work is split into several passes where it would not fit (the plan in forward / backward).
+template <typename T>
+struct Pairs {  // what a pass needs: the sub-block's rows s0 .. s0 + rows - 1 and its columns
+  Scratch<T> s;
+  int64_t n, np;
+  T shift, kappa;
+  const T* kc;  // (np) κc (backward) or null
+  T* acc;
+  int64_t s0;
+  int rows;
+  int64_t j_first, c0, c1;
+};
+
+template <typename T, int D, bool KERNEL, int E0, int E1, bool ROWS>
+inline void pair_pass(const Pairs<T>& p) {
+  typedef typename Vec<T>::V V;
+  const Scratch<T>& s = p.s;
+  const int64_t n = p.n, np = p.np, s0 = p.s0, j_first = p.j_first, c0 = p.c0, c1 = p.c1;
+  const T shift = p.shift, kappa = p.kappa;
+  const int rows = p.rows;
+  constexpr int W = Vec<T>::W;
+  constexpr int C = D < 4 ? D : 4;
+  constexpr int E = E1 - E0 > 0 ? E1 - E0 : 1;
+  constexpr bool BACKWARD = E1 == D;
+  constexpr int SUMS = BACKWARD ? D : D + 1;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t i = s0 + r;
+    V xi[D], kx[E], kz[E], own[SUMS];
+    for (int d = 0; d < D; ++d) xi[d] = load(s.xb + (r * D + d) * W);
+    for (int d = E0; d < E1; ++d) {
+      kx[d - E0] = kappa * load(s.xb + (r * D + d) * W);
+      kz[d - E0] = kappa * load(s.zb + (r * D + d) * W);
+    }
+    for (int d = 0; d < SUMS; ++d) own[d] = V{} * 0;
+    const V kci = splat(BACKWARD ? p.kc[i] : T(0));
+    for (int64_t o = j_first - c0; o < c1 - c0; o += W) {
+      V g, m = V{} * 0;
+      if constexpr (KERNEL) {
+        V part[C];
+        for (int c = 0; c < C; ++c) part[c] = xi[c] * load(s.xs + c * CJ + o);
+        for (int d = C; d < D; ++d) part[d % C] += xi[d] * load(s.xs + d * CJ + o);
+        for (int w = C / 2; w >= 1; w /= 2) {
+          for (int c = 0; c < w; ++c) part[c] += part[c + w];
+        }
+        if (C == 3) part[0] += part[2];
+        g = floored_exp2<T>(part[0] - shift);
+        const int64_t j0 = c0 + o;
+        if (j0 <= i || j0 + W > n) g = masked<T>(g, j0, i, n);
+        store(s.g + r * CJ + o, g);
+      } else {
+        g = load(s.g + r * CJ + o);
+      }
+      if constexpr (E0 < E1) {
+        V a = E0 == 0 ? V{} * 0 : load(s.m + r * CJ + o), b = V{} * 0;
+        for (int d = E0; d < E1; ++d) {
+          a += kz[d - E0] * load(s.xc + d * CJ + o);
+          b += kx[d - E0] * load(s.zc + d * CJ + o);
+        }
+        m = BACKWARD ? g * (a + b - kci - load(s.kcc + o)) : a + b;
+        store(s.m + r * CJ + o, m);
+      } else if constexpr (BACKWARD && ROWS) {
+        m = load(s.m + r * CJ + o);
+      }
+      if constexpr (ROWS && BACKWARD) {
+        for (int d = 0; d < D; ++d) {  // two separate multiply-adds (not a product added)
+          own[d] += g * load(s.zc + d * CJ + o);
+          own[d] += m * load(s.xc + d * CJ + o);
+        }
+      } else if constexpr (ROWS) {
+        for (int d = 0; d < D; ++d) own[d] += g * load(s.xc + d * CJ + o);
+        own[D] += g;
+      }
+    }
+    if constexpr (ROWS) {
+      for (int d = 0; d < SUMS; ++d) p.acc[d * np + i] += lane_sum<T>(own[d]);
+    }
+  }
+}
+
 // acc (D + 1, np) += [Σ_j G_ij x_j, Σ_j G_ij] for rows [i0, i1); G_ij = 2^(scale x_i·x_j − shift)
 template <typename T, int D>
 void forward(const T* xt, int64_t n, int64_t np, T scale, T shift, T* acc, int64_t i0,
-             int64_t i1, T* tile) {
+             int64_t i1, T* scratch) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W;
-  auto pass = [=](int64_t i, int rows, int64_t j_first, int64_t c0,
-                  int64_t c1) __attribute__((always_inline)) {
-    T q[R][D], xi[R][D];
-    V own[R][D + 1];
-    for (int r = 0; r < R; ++r) {
-      for (int d = 0; d < D; ++d) {
-        xi[r][d] = r < rows ? xt[d * np + i + r] : T(0);
-        q[r][d] = scale * xi[r][d];
-      }
-      for (int d = 0; d <= D; ++d) own[r][d] = V{} * 0;
-    }
-    for (int64_t j0 = j_first; j0 < c1; j0 += W) {
-      const bool edge = j0 <= i + R - 1 || j0 + W > n;
-      V xj[D], aj[D + 1];
-      for (int d = 0; d < D; ++d) xj[d] = load(xt + d * np + j0);
-      for (int d = 0; d <= D; ++d) aj[d] = load(tile + d * CJ + (j0 - c0));
+  const Scratch<T> s(scratch);
+  auto chunk = [=](int64_t c0, int64_t c1) {
+    chunk_columns<T, D>(xt, np, T(1), c0, c1, s.xc);
+    chunk_columns<T, D>(xt, np, scale, c0, c1, s.xs);
+  };
+  auto sub_block = [=](int64_t s0, int rows, int64_t j_first, int64_t c0, int64_t c1) {
+    broadcast_rows<T, D>(xt, np, s0, rows, s.xb);
+    const Pairs<T> p{s, n, np, shift, T(0), nullptr, acc, s0, rows, j_first, c0, c1};
+    pair_pass<T, D, true, 0, 0, false>(p);  // kernel values
+    pair_pass<T, D, false, 0, 0, true>(p);  // the rows' sums
+    for (int64_t j0 = j_first; j0 < c1; j0 += W) {  // the columns' sums
+      const int64_t o = j0 - c0;
+      V aj[D + 1];
+      for (int d = 0; d <= D; ++d) aj[d] = load(s.tile + d * CJ + o);
       for (int r = 0; r < rows; ++r) {
-        V l = V{} * 0 - shift;
-        for (int d = 0; d < D; ++d) l += q[r][d] * xj[d];
-        V g = floored_exp2<T>(l);
-        if (edge) g = masked<T>(g, j0, i + r, n);
-        for (int d = 0; d < D; ++d) {
-          own[r][d] += g * xj[d];
-          aj[d] += g * xi[r][d];
-        }
-        own[r][D] += g;
+        const V g = load(s.g + r * CJ + o);
+        for (int d = 0; d < D; ++d) aj[d] += g * load(s.xb + (r * D + d) * W);
         aj[D] += g;
       }
-      for (int d = 0; d <= D; ++d) store(tile + d * CJ + (j0 - c0), aj[d]);
-    }
-    for (int r = 0; r < rows; ++r) {
-      for (int d = 0; d <= D; ++d) acc[d * np + i + r] += lane_sum<T>(own[r][d]);
+      for (int d = 0; d <= D; ++d) store(s.tile + d * CJ + o, aj[d]);
     }
   };
   auto diagonal = [=](int64_t i) {
@@ -185,59 +331,50 @@ void forward(const T* xt, int64_t n, int64_t np, T scale, T shift, T* acc, int64
     for (int d = 0; d < D; ++d) acc[d * np + i] += g * xt[d * np + i];
     acc[D * np + i] += g;
   };
-  sweep<T, D + 1>(np, acc, i0, i1, tile, pass, diagonal);
+  sweep<T, D + 1>(np, acc, i0, i1, s.tile, chunk, sub_block, diagonal);
 }
 
 // acc (D, np) += Σ_j G_ij z_j + M_ij x_j for rows [i0, i1), with the columns' halves of the
 // symmetric pairs: M_ij = G_ij (κz_i·x_j + κx_i·z_j − κc_i − κc_j); zt (D, np), kc (np) = κc
 template <typename T, int D>
 void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T scale, T shift,
-              T kappa, T* acc, int64_t i0, int64_t i1, T* tile) {
+              T kappa, T* acc, int64_t i0, int64_t i1, T* scratch) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W;
-  auto pass = [=](int64_t i, int rows, int64_t j_first, int64_t c0,
-                  int64_t c1) __attribute__((always_inline)) {
-    T q[R][D], xi[R][D], zi[R][D], kx[R][D], kz[R][D], kci[R];
-    V own[R][D];
-    for (int r = 0; r < R; ++r) {
-      for (int d = 0; d < D; ++d) {
-        xi[r][d] = r < rows ? xt[d * np + i + r] : T(0);
-        zi[r][d] = r < rows ? zt[d * np + i + r] : T(0);
-        q[r][d] = scale * xi[r][d];
-        kx[r][d] = kappa * xi[r][d];
-        kz[r][d] = kappa * zi[r][d];
-        own[r][d] = V{} * 0;
-      }
-      kci[r] = r < rows ? kc[i + r] : T(0);
+  const Scratch<T> s(scratch);
+  auto chunk = [=](int64_t c0, int64_t c1) {
+    chunk_columns<T, D>(xt, np, T(1), c0, c1, s.xc);
+    chunk_columns<T, D>(xt, np, scale, c0, c1, s.xs);
+    chunk_columns<T, D>(zt, np, T(1), c0, c1, s.zc);
+    chunk_columns<T, 1>(kc, np, T(1), c0, c1, s.kcc);
+  };
+  auto sub_block = [=](int64_t s0, int rows, int64_t j_first, int64_t c0, int64_t c1) {
+    broadcast_rows<T, D>(xt, np, s0, rows, s.xb);
+    broadcast_rows<T, D>(zt, np, s0, rows, s.zb);
+    const Pairs<T> p{s, n, np, shift, kappa, kc, acc, s0, rows, j_first, c0, c1};
+    if constexpr (D <= BACKWARD_ONE_PASS) {
+      pair_pass<T, D, true, 0, D, true>(p);
+    } else if constexpr (D <= BACKWARD_FACTORS_PASS) {  // G and M, then the rows' sums
+      pair_pass<T, D, true, 0, D, false>(p);
+      pair_pass<T, D, false, D, D, true>(p);
+    } else {  // G; M's cross products in two parts; the rows' sums
+      pair_pass<T, D, true, 0, 0, false>(p);
+      pair_pass<T, D, false, 0, D / 2, false>(p);
+      pair_pass<T, D, false, D / 2, D, false>(p);
+      pair_pass<T, D, false, D, D, true>(p);
     }
-    for (int64_t j0 = j_first; j0 < c1; j0 += W) {
-      const bool edge = j0 <= i + R - 1 || j0 + W > n;
-      V xj[D], zj[D], aj[D];
-      for (int d = 0; d < D; ++d) {
-        xj[d] = load(xt + d * np + j0);
-        zj[d] = load(zt + d * np + j0);
-        aj[d] = load(tile + d * CJ + (j0 - c0));
-      }
-      const V kcj = load(kc + j0);
+    for (int64_t j0 = j_first; j0 < c1; j0 += W) {  // the columns' sums
+      const int64_t o = j0 - c0;
+      V aj[D];
+      for (int d = 0; d < D; ++d) aj[d] = load(s.tile + d * CJ + o);
       for (int r = 0; r < rows; ++r) {
-        V l = V{} * 0 - shift;
-        V m = -kcj - kci[r];
+        const V g = load(s.g + r * CJ + o), m = load(s.m + r * CJ + o);
         for (int d = 0; d < D; ++d) {
-          l += q[r][d] * xj[d];
-          m += kz[r][d] * xj[d] + kx[r][d] * zj[d];
-        }
-        V g = floored_exp2<T>(l);
-        if (edge) g = masked<T>(g, j0, i + r, n);
-        m *= g;
-        for (int d = 0; d < D; ++d) {
-          own[r][d] += g * zj[d] + m * xj[d];
-          aj[d] += g * zi[r][d] + m * xi[r][d];
+          aj[d] += g * load(s.zb + (r * D + d) * W);
+          aj[d] += m * load(s.xb + (r * D + d) * W);
         }
       }
-      for (int d = 0; d < D; ++d) store(tile + d * CJ + (j0 - c0), aj[d]);
-    }
-    for (int r = 0; r < rows; ++r) {
-      for (int d = 0; d < D; ++d) acc[d * np + i + r] += lane_sum<T>(own[r][d]);
+      for (int d = 0; d < D; ++d) store(s.tile + d * CJ + o, aj[d]);
     }
   };
   auto diagonal = [=](int64_t i) {  // M_ii = G_ii (2κz_i·x_i − 2κc_i)
@@ -250,26 +387,29 @@ void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T sc
     const T m = g * (2 * kappa * zx - 2 * kc[i]);
     for (int d = 0; d < D; ++d) acc[d * np + i] += g * zt[d * np + i] + m * xt[d * np + i];
   };
-  sweep<T, D>(np, acc, i0, i1, tile, pass, diagonal);
+  sweep<T, D>(np, acc, i0, i1, s.tile, chunk, sub_block, diagonal);
 }
 
 }  // namespace
 
-// BI and CJ for the caller, which splits rows among threads on block bounds and sizes the tile
-// buffer (Width x CJ entries)
+// BI for the caller, which splits rows among threads on block bounds, and the size of the
+// scratch buffer each call takes (entries of its float type; the most of either type)
 extern "C" int64_t pg_block_rows() { return BI; }
-extern "C" int64_t pg_chunk_columns() { return CJ; }
+extern "C" int64_t pg_scratch_elements() {
+  return Scratch<float>::elements() > Scratch<double>::elements() ? Scratch<float>::elements()
+                                                                  : Scratch<double>::elements();
+}
 
 #define PG_EXPORT(T, NAME, D)                                                         \
   extern "C" void pg_forward_##NAME##_d##D(const T* xt, int64_t n, int64_t np, T scale,      \
                                            T shift, T* acc, int64_t i0, int64_t i1,           \
-                                           T* tile) {                                         \
-    forward<T, D>(xt, n, np, scale, shift, acc, i0, i1, tile);                           \
+                                           T* scratch) {                                      \
+    forward<T, D>(xt, n, np, scale, shift, acc, i0, i1, scratch);                             \
   }                                                                                           \
   extern "C" void pg_backward_##NAME##_d##D(const T* xt, const T* zt, const T* kc, int64_t n, \
                                             int64_t np, T scale, T shift, T kappa, T* acc,    \
-                                            int64_t i0, int64_t i1, T* tile) {                \
-    backward<T, D>(xt, zt, kc, n, np, scale, shift, kappa, acc, i0, i1, tile);           \
+                                            int64_t i0, int64_t i1, T* scratch) {             \
+    backward<T, D>(xt, zt, kc, n, np, scale, shift, kappa, acc, i0, i1, scratch);             \
   }
 
 #define PG_EXPORT_BOTH(D)     \

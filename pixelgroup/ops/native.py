@@ -1,10 +1,10 @@
 """The fused small-D GBMS kernels (``_gbms_small_dim.cpp``), compiled at first use.
 
 Built once per machine by :func:`pixelgroup._native.compiled_library` (system compiler,
-``-march=native``, cached; see there for the folders and variables). The build took 4.6-5.1 s
-on the AVX-512 kind (gcc 12). Where no compiler works, or with ``PIXELGROUP_NATIVE=0``,
-:func:`small_dim_kernels` returns None (after one warning if a compile failed) and the layer
-runs its torch path: same results within rounding.
+``-march=native``, cached; see there for the folders and variables). The build took 5.3 s on
+the AVX-512 kind (gcc 12; 4.4 s for AVX2 code). Where no compiler works, or with
+``PIXELGROUP_NATIVE=0``, :func:`small_dim_kernels` returns None (after one warning if a compile
+failed) and the layer runs its torch path: same results within rounding.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ _SOURCE = Path(__file__).with_name("_gbms_small_dim.cpp")
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    """The result types of the library's two layout queries."""
-    for query in (lib.pg_block_rows, lib.pg_chunk_columns):
+    """The result types of the library's two size queries."""
+    for query in (lib.pg_block_rows, lib.pg_scratch_elements):
         query.restype = ctypes.c_int64
 
 

@@ -70,13 +70,14 @@ narrower operands are padded to 4; the kernel tiles live in buffers allocated on
 **Fused kernels at D <= 8.** There the passes over each tile entry, not the products,
 decide the speed, so on the CPU (float32 and float64) the symmetric pass runs in
 ``_gbms_small_dim.cpp`` instead (:mod:`pixelgroup.ops.native`: compiled at first use for this
-CPU): each entry is formed, exponentiated (a degree-6 polynomial for float32, within 8.7e-8
-relative, like torch's exp2; degree 13 for float64) and accumulated in vector registers, never
-written to memory; the same pairs, shift, floor and transposed sums, in the same blocks of 256
-rows and chunks of 1024 columns. 2.2-4.7x faster forward and forward+backward than the
-products were before issue 18 (docs/benchmarks.md §1.5). Several torch threads split the rows
-into parts of equal pair counts. The rows recomputed with their own maximum always use the
-products. Without a compiler (or with ``PIXELGROUP_NATIVE=0``) the products run everywhere.
+CPU): each entry is formed and exponentiated in vector registers (a degree-5 polynomial for
+float32, within 2.3e-7 relative; degree 13 for float64), kept in an L1-sized buffer of 32 rows
+by 256 columns and summed into both rows from there; the same pairs, shift, floor and
+transposed sums, in blocks of 256 rows. 2.2-5.4x faster forward and forward+backward than the
+products were before issue 18 with AVX-512 code, 2.1-3.4x with AVX2 code (docs/benchmarks.md
+§1.5). Several torch threads split the rows into parts of equal pair counts. The rows
+recomputed with their own maximum always use the products. Without a compiler (or with
+``PIXELGROUP_NATIVE=0``) the products run everywhere.
 
 Double backward is not supported. docs/benchmarks.md §1 has the measurements behind the
 tiling choices.
@@ -191,7 +192,7 @@ def _run_native(
 
     def run(i0: int, i1: int) -> torch.Tensor:
         acc = like.new_zeros(width, padded)
-        tile = like.new_empty(width * lib.pg_chunk_columns())
+        scratch = like.new_empty(lib.pg_scratch_elements())
         fn(
             *(ctypes.c_void_p(t.data_ptr()) for t in tensors),
             ctypes.c_int64(n),
@@ -200,7 +201,7 @@ def _run_native(
             ctypes.c_void_p(acc.data_ptr()),
             ctypes.c_int64(i0),
             ctypes.c_int64(i1),
-            ctypes.c_void_p(tile.data_ptr()),
+            ctypes.c_void_p(scratch.data_ptr()),
         )
         return acc
 
