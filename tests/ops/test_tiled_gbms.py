@@ -194,7 +194,7 @@ def test_rows_longer_than_one_do_not_overflow():
 @pytest.mark.parametrize("n", [1, 16, 17, 300, 1300])  # one row; whole / ragged vectors; chunks
 def test_small_dims_match_the_float64_reference_at_every_width(dim, n):
     """Each width the fused kernels are built for, with row counts that end inside a vector,
-    span several 256-row blocks, 256-column chunks and 32-row sub-blocks."""
+    span several 256-row blocks, 256-column chunks and 16-row sub-blocks."""
     x = random_sphere(1, n, dim, seed=n + dim).requires_grad_()
     weights = random_sphere(1, n, dim, seed=7)
     _assert_forward_and_gradient_match(x, weights, tiled_blur(x, 0.3), gbms_blur_lse(x, 0.3)[0])
