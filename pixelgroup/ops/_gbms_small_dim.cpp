@@ -202,6 +202,19 @@ inline void chunk_columns(const T* from, int64_t np, T factor, int64_t c0, int64
   }
 }
 
+// The chunk's columns [c0, c1) into the scratch: xc = x, xs = scale * x and, for the backward
+// (zt, kc not null), zc = z and kcc = κc
+template <typename T, int D>
+inline void copy_chunk(const Scratch<T>& s, const T* xt, const T* zt, const T* kc, int64_t np,
+                       T scale, int64_t c0, int64_t c1) {
+  chunk_columns<T, D>(xt, np, T(1), c0, c1, s.xc);
+  chunk_columns<T, D>(xt, np, scale, c0, c1, s.xs);
+  if (zt != nullptr) {
+    chunk_columns<T, D>(zt, np, T(1), c0, c1, s.zc);
+    chunk_columns<T, 1>(kc, np, T(1), c0, c1, s.kcc);
+  }
+}
+
 // rows s0 .. s0 + rows - 1 of `from` (D, np) as broadcast vectors (RB, D, W)
 template <typename T, int D>
 inline void broadcast_rows(const T* from, int64_t np, int64_t s0, int rows, T* to) {
@@ -298,33 +311,49 @@ inline void pair_pass(const Pairs<T>& p) {
   }
 }
 
+// The columns' sums of the sub-block's pairs into the tile (at j - c0), one column vector at a
+// time over the rows, from g (and m): [Σ_i g x_i, Σ_i g] in the forward, Σ_i g z_i + m x_i in
+// the backward.
+template <typename T, int D, bool BACKWARD>
+inline void column_sums(const Pairs<T>& p) {
+  typedef typename Vec<T>::V V;
+  constexpr int W = Vec<T>::W;
+  constexpr int SUMS = BACKWARD ? D : D + 1;
+  const Scratch<T>& s = p.s;
+  for (int64_t o = p.j_first - p.c0; o < p.c1 - p.c0; o += W) {
+    V aj[SUMS];
+    for (int d = 0; d < SUMS; ++d) aj[d] = load(s.tile + d * CJ + o);
+    for (int r = 0; r < p.rows; ++r) {
+      const V g = load(s.g + r * CJ + o);
+      if constexpr (BACKWARD) {
+        const V m = load(s.m + r * CJ + o);
+        for (int d = 0; d < D; ++d) {  // two separate multiply-adds (not a product added)
+          aj[d] += g * load(s.zb + (r * D + d) * W);
+          aj[d] += m * load(s.xb + (r * D + d) * W);
+        }
+      } else {
+        for (int d = 0; d < D; ++d) aj[d] += g * load(s.xb + (r * D + d) * W);
+        aj[D] += g;
+      }
+    }
+    for (int d = 0; d < SUMS; ++d) store(s.tile + d * CJ + o, aj[d]);
+  }
+}
+
 // acc (D + 1, np) += [Σ_j G_ij x_j, Σ_j G_ij] for rows [i0, i1); G_ij = 2^(scale x_i·x_j − shift)
 template <typename T, int D>
 void forward(const T* xt, int64_t n, int64_t np, T scale, T shift, T* acc, int64_t i0,
              int64_t i1, T* scratch) {
-  typedef typename Vec<T>::V V;
-  constexpr int W = Vec<T>::W;
   const Scratch<T> s(scratch);
   auto chunk = [=](int64_t c0, int64_t c1) {
-    chunk_columns<T, D>(xt, np, T(1), c0, c1, s.xc);
-    chunk_columns<T, D>(xt, np, scale, c0, c1, s.xs);
+    copy_chunk<T, D>(s, xt, nullptr, nullptr, np, scale, c0, c1);
   };
   auto sub_block = [=](int64_t s0, int rows, int64_t j_first, int64_t c0, int64_t c1) {
     broadcast_rows<T, D>(xt, np, s0, rows, s.xb);
     const Pairs<T> p{s, n, np, shift, T(0), nullptr, acc, s0, rows, j_first, c0, c1};
     pair_pass<T, D, true, 0, 0, false>(p);  // kernel values
     pair_pass<T, D, false, 0, 0, true>(p);  // the rows' sums
-    for (int64_t j0 = j_first; j0 < c1; j0 += W) {  // the columns' sums
-      const int64_t o = j0 - c0;
-      V aj[D + 1];
-      for (int d = 0; d <= D; ++d) aj[d] = load(s.tile + d * CJ + o);
-      for (int r = 0; r < rows; ++r) {
-        const V g = load(s.g + r * CJ + o);
-        for (int d = 0; d < D; ++d) aj[d] += g * load(s.xb + (r * D + d) * W);
-        aj[D] += g;
-      }
-      for (int d = 0; d <= D; ++d) store(s.tile + d * CJ + o, aj[d]);
-    }
+    column_sums<T, D, false>(p);
   };
   auto diagonal = [=](int64_t i) {
     T l = -shift;
@@ -341,14 +370,9 @@ void forward(const T* xt, int64_t n, int64_t np, T scale, T shift, T* acc, int64
 template <typename T, int D>
 void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T scale, T shift,
               T kappa, T* acc, int64_t i0, int64_t i1, T* scratch) {
-  typedef typename Vec<T>::V V;
-  constexpr int W = Vec<T>::W;
   const Scratch<T> s(scratch);
   auto chunk = [=](int64_t c0, int64_t c1) {
-    chunk_columns<T, D>(xt, np, T(1), c0, c1, s.xc);
-    chunk_columns<T, D>(xt, np, scale, c0, c1, s.xs);
-    chunk_columns<T, D>(zt, np, T(1), c0, c1, s.zc);
-    chunk_columns<T, 1>(kc, np, T(1), c0, c1, s.kcc);
+    copy_chunk<T, D>(s, xt, zt, kc, np, scale, c0, c1);
   };
   auto sub_block = [=](int64_t s0, int rows, int64_t j_first, int64_t c0, int64_t c1) {
     broadcast_rows<T, D>(xt, np, s0, rows, s.xb);
@@ -365,19 +389,7 @@ void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T sc
       pair_pass<T, D, false, D / 2, D, false>(p);
       pair_pass<T, D, false, D, D, true>(p);
     }
-    for (int64_t j0 = j_first; j0 < c1; j0 += W) {  // the columns' sums
-      const int64_t o = j0 - c0;
-      V aj[D];
-      for (int d = 0; d < D; ++d) aj[d] = load(s.tile + d * CJ + o);
-      for (int r = 0; r < rows; ++r) {
-        const V g = load(s.g + r * CJ + o), m = load(s.m + r * CJ + o);
-        for (int d = 0; d < D; ++d) {
-          aj[d] += g * load(s.zb + (r * D + d) * W);
-          aj[d] += m * load(s.xb + (r * D + d) * W);
-        }
-      }
-      for (int d = 0; d < D; ++d) store(s.tile + d * CJ + o, aj[d]);
-    }
+    column_sums<T, D, true>(p);
   };
   auto diagonal = [=](int64_t i) {  // M_ii = G_ii (2κz_i·x_i − 2κc_i)
     T l = -shift, zx = 0;
