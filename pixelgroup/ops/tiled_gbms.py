@@ -74,10 +74,10 @@ CPU): each entry is formed and exponentiated in vector registers (a degree-5 pol
 float32, within 2.3e-7 relative; degree 13 for float64), kept in an L1-sized buffer of 16 rows
 by 256 columns and summed into both rows from there; the same pairs, shift, floor and
 transposed sums, in blocks of 256 rows. 2.9-5.3x faster forward and forward+backward than the
-products were before issue 18 with AVX-512 code, 2.2-3.5x with AVX2 code (docs/benchmarks.md
-§1.5). Several torch threads split the rows into parts of equal pair counts. The rows
-recomputed with their own maximum always use the products. Without a compiler (or with
-``PIXELGROUP_NATIVE=0``) the products run everywhere.
+products were before issue 18 with AVX-512 code, 2.2-3.5x with AVX2 code, both on the AVX-512
+kind (docs/benchmarks.md §1.5). Several torch threads split the rows into parts of equal pair
+counts. The rows recomputed with their own maximum always use the products. Without a compiler
+(or with ``PIXELGROUP_NATIVE=0``) the products run everywhere.
 
 Double backward is not supported. docs/benchmarks.md §1 has the measurements behind the
 tiling choices.
