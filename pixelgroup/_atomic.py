@@ -1,8 +1,12 @@
-"""Write files all-or-nothing: to a temp file in the target folder, then ``os.replace``."""
+"""Write files all-or-nothing: to a temp file in the target folder, then ``os.replace``.
+
+JSON is always valid JSON: a NaN or infinite float (an undefined metric) is written as ``null``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +49,19 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN / inf float (in dicts, lists, tuples) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
 def write_json(data: Any, path: str | os.PathLike) -> None:
-    """Write ``data`` as indented JSON to ``path`` all-or-nothing."""
-    write_text(json.dumps(data, indent=2) + "\n", path)
+    """Write ``data`` as indented JSON to ``path`` all-or-nothing; NaN and inf become
+    ``null`` (``json.dumps`` would write ``NaN``, which is not JSON)."""
+    text = json.dumps(_finite_or_null(data), indent=2, allow_nan=False)
+    write_text(text + "\n", path)

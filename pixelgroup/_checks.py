@@ -45,7 +45,8 @@ MIN_BANDWIDTH = 1e-8
 
 def check_tensor(x: object, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise InputTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        hint = "; convert it with torch.from_numpy" if type(x).__module__ == "numpy" else ""
+        raise InputTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}{hint}")
     return x
 
 

@@ -1,13 +1,17 @@
 """Reading configs: frozen dataclasses from YAML values and ``--set key=value`` overrides.
 
 YAML holds values only (no import paths). Unknown keys are an error that names the key and
-lists the valid ones, so a typo never silently falls back to a default. Configs round-trip
-through plain dicts, which is how checkpoints carry them.
+lists the valid ones, so a typo never silently falls back to a default. Every number must be
+finite, and a field whose metadata is a :func:`rule` must keep to it (a range, or a set of
+choices): :func:`from_dict` checks both when a config is read, so a bad value is one error naming
+the key, never a run that trains garbage. Configs round-trip through plain dicts, which is how
+checkpoints carry them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -24,6 +28,7 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "coerce_value",
+    "rule",
     "ConfigError",
 ]
 
@@ -57,6 +62,52 @@ def _yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: not valid YAML ({problem})") from None
 
 
+def rule(
+    *,
+    min: float | None = None,
+    above: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Dataclass field metadata that :func:`from_dict` enforces: a number (or each number of a
+    tuple) ``>= min``, ``> above``, ``<= max``; a string one of ``choices``. ``None`` (an unset
+    optional field) always passes.
+
+    Example:
+        >>> from dataclasses import dataclass, field
+        >>> @dataclass(frozen=True)
+        ... class Optim:
+        ...     lr: float = field(default=1e-3, metadata=rule(above=0))
+        >>> from_dict(Optim, {"lr": -1.0})
+        Traceback (most recent call last):
+        ...
+        pixelgroup.errors.ConfigError: lr must be > 0, got -1.0
+    """
+    return {"rule": {"min": min, "above": above, "max": max, "choices": choices}}
+
+
+def _check_rule(value: Any, metadata: Any, key: str) -> None:
+    """Raise :class:`ConfigError` naming ``key`` when ``value`` breaks its field's :func:`rule`."""
+    r = metadata.get("rule")
+    if r is None or value is None:
+        return
+    for v in value if isinstance(value, tuple) else (value,):
+        if r["choices"] is not None and v not in r["choices"]:
+            options = ", ".join(repr(c) for c in r["choices"])
+            raise ConfigError(f"{key} must be one of {options}, got {v!r}")
+        if r["choices"] is None and (
+            (r["min"] is not None and v < r["min"])
+            or (r["above"] is not None and v <= r["above"])
+            or (r["max"] is not None and v > r["max"])
+        ):
+            bounds = [
+                f"{op} {b}"
+                for op, b in ((">=", r["min"]), (">", r["above"]), ("<=", r["max"]))
+                if b is not None
+            ]
+            raise ConfigError(f"{key} must be {' and '.join(bounds)}, got {v!r}")
+
+
 def coerce_value(value: Any, tp: Any, key: str) -> Any:
     """``value`` checked against (and converted to) the annotation ``tp``; int -> float,
     lists -> tuples, nested dataclasses from mappings; a mismatch raises ConfigError naming
@@ -83,6 +134,8 @@ def coerce_value(value: Any, tp: Any, key: str) -> Any:
         item_type = typing.get_args(tp)[0] if typing.get_args(tp) else Any
         return tuple(coerce_value(v, item_type, key) for v in value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if tp is float:
         raise ConfigError(f"{key}: expected a number, got {value!r}")
@@ -101,7 +154,11 @@ def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
             f"valid keys here: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {name: coerce_value(v, hints[name], f"{prefix}{name}") for name, v in values.items()}
+    kwargs = {}
+    for name, v in values.items():
+        key = f"{prefix}{name}"
+        kwargs[name] = coerce_value(v, hints[name], key)
+        _check_rule(kwargs[name], fields[name].metadata, key)
     return cls(**kwargs)
 
 

@@ -8,6 +8,10 @@ them (unknown keys are an error naming the key). ``task`` picks an entry of
 each task reads ``data.options`` into one of the typed option dataclasses below
 (:func:`parse_options`: unknown keys and wrong types are a :class:`ConfigError` naming the
 key), and ``model.options`` are checked against the model constructor's signature.
+
+Every number is checked when a config is read: finite, and in the range its field's
+``metadata`` (a :func:`~pixelgroup._config_io.rule`) gives, so a bad value (a negative
+``train.grad_clip``, a NaN ``optim.lr``) is a one-line :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pixelgroup._config_io import ConfigError, apply_overrides, from_dict, load_config, to_dict
+from pixelgroup._config_io import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load_config,
+    rule,
+    to_dict,
+)
 
 __all__ = [
     "ConfigError",
@@ -49,6 +60,16 @@ __all__ = [
 ]
 
 
+_POSITIVE = rule(above=0)
+_AT_LEAST_0 = rule(min=0)
+_AT_LEAST_1 = rule(min=1)
+
+
+def _f(default: Any, metadata: dict[str, Any]) -> Any:
+    """A field with ``default`` and the :func:`~pixelgroup._config_io.rule` ``metadata``."""
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Dataset name (a key of the task's dataset registry), its root and constructor options."""
@@ -58,8 +79,8 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)
     train_split: str = "train"
     eval_split: str = "test"
-    batch_size: int = 8
-    num_workers: int = 0
+    batch_size: int = _f(8, _AT_LEAST_1)
+    num_workers: int = _f(0, _AT_LEAST_0)
 
 
 @dataclass(frozen=True)
@@ -74,7 +95,7 @@ class ModelConfig:
 
     name: str = "toy"
     options: dict[str, Any] = field(default_factory=dict)
-    test_bn: str = "running"
+    test_bn: str = _f("running", rule(choices=("running", "batch")))
 
 
 @dataclass(frozen=True)
@@ -94,32 +115,32 @@ class LossConfig:
     original's two stages are ``bce_weight: 0`` then ``pair_weight: 0``).
     """
 
-    margin: float | tuple[float, ...] = 0.5
-    bandwidth: float = 0.1
-    num_iters: int = 3
-    iter_weights: tuple[float, ...] | None = None
-    sample_ratio: float | tuple[float, ...] | None = 0.2
-    max_samples: int = 4000
-    pos_weight: float = 1.0
-    neg_weight: float = 1.0
-    kind: str = "linear"
-    stride: int = 1
-    loop_stride: int = 1
-    aux_weight: float = 1.0
-    aux_labels: str = "semantic"
-    bce_weight: float = 1.0
-    pair_weight: float = 1.0
+    margin: float | tuple[float, ...] = _f(0.5, rule(min=0, max=1))
+    bandwidth: float = _f(0.1, _POSITIVE)
+    num_iters: int = _f(3, _AT_LEAST_0)
+    iter_weights: tuple[float, ...] | None = _f(None, _AT_LEAST_0)
+    sample_ratio: float | tuple[float, ...] | None = _f(0.2, rule(above=0, max=1))
+    max_samples: int = _f(4000, _AT_LEAST_1)
+    pos_weight: float = _f(1.0, _AT_LEAST_0)
+    neg_weight: float = _f(1.0, _AT_LEAST_0)
+    kind: str = _f("linear", rule(choices=("linear", "squared", "logistic")))
+    stride: int = _f(1, _AT_LEAST_1)
+    loop_stride: int = _f(1, _AT_LEAST_1)
+    aux_weight: float = _f(1.0, _AT_LEAST_0)
+    aux_labels: str = _f("semantic", rule(choices=("semantic", "instance")))
+    bce_weight: float = _f(1.0, _AT_LEAST_0)
+    pair_weight: float = _f(1.0, _AT_LEAST_0)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimiser (``sgd`` or ``adam``) with a per-iteration poly schedule lr·(1 − i/I)^power."""
 
-    name: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    poly_power: float = 0.9
+    name: str = _f("adam", rule(choices=("sgd", "adam")))
+    lr: float = _f(1e-3, _AT_LEAST_0)
+    momentum: float = _f(0.9, rule(min=0, max=1))
+    weight_decay: float = _f(0.0, _AT_LEAST_0)
+    poly_power: float = _f(0.9, _AT_LEAST_0)
 
 
 @dataclass(frozen=True)
@@ -135,12 +156,12 @@ class TrainConfig:
     used, so it starts the next stage of a schedule (a resumed run keeps its own weights).
     """
 
-    epochs: int = 10
-    iters_per_epoch: int | None = None
-    grad_clip: float | None = None
-    grad_accum: int = 1
-    amp: str = "none"
-    checkpoint_every: int | None = None
+    epochs: int = _f(10, _AT_LEAST_1)
+    iters_per_epoch: int | None = _f(None, _AT_LEAST_1)
+    grad_clip: float | None = _f(None, _POSITIVE)
+    grad_accum: int = _f(1, _AT_LEAST_1)
+    amp: str = _f("none", rule(choices=("none", "bf16", "fp16")))
+    checkpoint_every: int | None = _f(None, _AT_LEAST_1)
     init_from: str | None = None
 
 
@@ -159,13 +180,13 @@ class GroupingConfig:
     (``model.options.num_classes: 2``, class 0 = background) calls background.
     """
 
-    bandwidth: float = 0.1
-    num_iters: int = 10
-    threshold: float | None = None
-    min_area: int = 16
-    stride: int = 1
-    max_points: int | None = 1024
-    background: str = "largest"
+    bandwidth: float = _f(0.1, _POSITIVE)
+    num_iters: int = _f(10, _AT_LEAST_0)
+    threshold: float | None = _f(None, rule(min=-1, max=1))
+    min_area: int = _f(16, _AT_LEAST_0)
+    stride: int = _f(1, _AT_LEAST_1)
+    max_points: int | None = _f(1024, _AT_LEAST_1)
+    background: str = _f("largest", rule(choices=("largest", "semantic")))
 
 
 @dataclass(frozen=True)
@@ -173,7 +194,7 @@ class ExperimentConfig:
     """A whole experiment; ``seed`` drives model init, shuffling and pixel sampling."""
 
     task: str = "instance"
-    seed: int = 0
+    seed: int = _f(0, rule(min=0, max=2**32 - 1))
     device: str = "cpu"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -181,6 +202,13 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.amp == "fp16" and not self.device.startswith("cuda"):
+            raise ConfigError(
+                f"train.amp 'fp16' needs a CUDA device, got device {self.device!r}; use 'bf16' "
+                "or 'none' on the CPU"
+            )
 
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -245,11 +273,11 @@ class ToyOptions:
     """``data.name: toy`` (:class:`~pixelgroup.data.ToyDigits`): canvases per split and
     their generator's settings (``length`` for the training split, ``eval_length`` else)."""
 
-    length: int = 4000
-    eval_length: int = 200
-    seed: int = 0
-    same_class_fraction: float = 0.33
-    max_digits: int = 9
+    length: int = _f(4000, _AT_LEAST_1)
+    eval_length: int = _f(200, _AT_LEAST_1)
+    seed: int = _f(0, _AT_LEAST_0)
+    same_class_fraction: float = _f(0.33, rule(min=0, max=1))
+    max_digits: int = _f(9, _AT_LEAST_1)
 
 
 @dataclass(frozen=True)
@@ -257,7 +285,7 @@ class FolderOptions:
     """``data.name: folder`` (:class:`~pixelgroup.data.ImageMaskFolder`): ``size: [H, W]``
     resizes every sample (needed for batches of images of mixed sizes)."""
 
-    size: tuple[int, ...] | None = None
+    size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
 
 
 @dataclass(frozen=True)
@@ -281,7 +309,7 @@ class CocoOptions:
     train: CocoSplit | None = None
     val: CocoSplit | None = None
     test: CocoSplit | None = None
-    size: tuple[int, ...] | None = None
+    size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
 
 
 @dataclass(frozen=True)
@@ -289,7 +317,7 @@ class VOCOptions:
     """``data.name: voc`` for the proposals task: ``size: [H, W]`` resizes every sample
     (needed for batches > 1); ``ignore_index`` marks VOC's void pixels."""
 
-    size: tuple[int, ...] | None = None
+    size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
     ignore_index: int = 255
 
 
@@ -299,7 +327,7 @@ class VOCInstanceOptions:
     recipe's augmentation, cap the longest side at ``max_size`` (both splits)."""
 
     augment: bool = True
-    max_size: int = 800
+    max_size: int = _f(800, _AT_LEAST_1)
     ignore_index: int = 255
 
 
@@ -308,7 +336,7 @@ class SemanticOptions:
     """The semantic task's own ``data.options`` key (the rest go to the dataset):
     ``boundary_max_dist``, the boundary-F matching radius as a fraction of the diagonal."""
 
-    boundary_max_dist: float = 0.0075
+    boundary_max_dist: float = _f(0.0075, _AT_LEAST_0)
 
 
 @dataclass(frozen=True)
@@ -317,8 +345,8 @@ class BoundaryOptions:
     ``flip`` random horizontal flips, ``eval_thresholds`` of the benchmark, ``nms`` thinning
     before it, ``eval_workers`` benchmark processes (None: all CPUs)."""
 
-    crop: tuple[int, ...] | None = None
+    crop: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
     flip: bool = True
-    eval_thresholds: int = 99
+    eval_thresholds: int = _f(99, _AT_LEAST_1)
     nms: bool = True
-    eval_workers: int | None = None
+    eval_workers: int | None = _f(None, _AT_LEAST_1)

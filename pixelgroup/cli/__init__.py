@@ -24,6 +24,9 @@ __all__ = [
     "add_threads_argument",
     "set_threads",
     "device_from_overrides",
+    "override_checkpoint_config",
+    "FIXED_BY_CHECKPOINT",
+    "one_line",
 ]
 
 # Module names under pixelgroup.cli, in the order `pixelgroup --help` lists them.
@@ -83,6 +86,27 @@ def device_from_overrides(device: str, overrides: list[str]) -> Any:
     return init_distributed(device if asked else "cpu")[1]
 
 
+#: config keys (and sections) whose value a checkpoint's weights were built and trained with
+FIXED_BY_CHECKPOINT = ("task", "model.name", "model.options")
+
+
+def override_checkpoint_config(cfg: Any, overrides: list[str], checkpoint: Any) -> Any:
+    """A checkpoint's config with ``--set`` overrides for ``eval`` / ``predict``; overriding a
+    key of :data:`FIXED_BY_CHECKPOINT` (the model is already built) is a UserError naming it,
+    not a change that silently does nothing."""
+    from pixelgroup.config import override_config
+
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        fixed = [f for f in FIXED_BY_CHECKPOINT if key == f or key.startswith(f"{f}.")]
+        if fixed:
+            raise UserError(
+                f"--set {key}: {fixed[0]} is fixed by {checkpoint} (its model was built and "
+                f"trained with it); train another checkpoint to change it"
+            )
+    return override_config(cfg, overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelgroup",
@@ -96,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: BaseException) -> str:
+    """The message of ``error``; for one re-raised from a DataLoader worker (torch puts the
+    worker's whole traceback into the message), the original message alone."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]  # "pixelgroup.errors.DataError: <message>"
+        text = last.split(": ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -103,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except (PixelgroupError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         # the project's own errors and missing/wrong paths are the user's to fix; anything
         # else is a bug and keeps its traceback
-        print(f"pixelgroup {args.command}: error: {e}", file=sys.stderr)
+        print(f"pixelgroup {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pixelgroup {args.command}: interrupted", file=sys.stderr)

@@ -55,12 +55,20 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         raise UserError(f"{prefix}{e}") from None
 
 
-def check_output_path(path: Path, option: str, suffix: str | None = None) -> None:
+def check_output_path(
+    path: Path,
+    option: str,
+    *,
+    overwrite: bool,
+    inputs: Sequence[Path],
+    suffix: str | None = None,
+) -> None:
     """Fail before any work when ``path`` cannot be written (a folder, under a file, no write
-    permission) or, with ``suffix``, has another extension; an existing file is replaced."""
+    permission), is one of ``inputs`` or a file in an input folder (even with ``overwrite``),
+    exists without ``overwrite``, or, with ``suffix``, has another extension."""
     if suffix is not None and path.suffix.lower() != suffix:
         raise UserError(f"{option} must end in {suffix}, got {path}")
-    check_writable_file(path, option, overwrite=True)
+    check_writable_file(path, option, overwrite=overwrite, inputs=inputs)
 
 
 def _split_reference(text: str, option: str, form: str) -> tuple[str, str]:
@@ -142,6 +150,7 @@ def evaluate_results(
     subset: bool,
     missing: Literal["error", "empty"],
     desc: str,
+    progress: bool = True,
 ) -> dict[str, float]:
     """Feed every ground-truth image and its results to ``evaluator``; return its scores.
 
@@ -156,6 +165,7 @@ def evaluate_results(
         missing: without ``subset``, an image without results is an ``"error"`` or counts
             with ``"empty"`` results (its instances are missed).
         desc: the progress bar's label.
+        progress: show the progress bar (for two images or more).
     """
     unknown = sorted(set(results) - set(dataset.image_ids))
     if unknown:
@@ -172,7 +182,7 @@ def evaluate_results(
                 f"give {noun}s for every image or pass --subset"
             )
         indices = list(range(len(dataset)))
-    for index in tqdm(indices, desc=desc, unit="img", disable=len(indices) < 2):
+    for index in tqdm(indices, desc=desc, unit="img", disable=not progress or len(indices) < 2):
         image_id = dataset.image_ids[index]
         with user_errors(f"image {image_id!r}: "):
             sample = dataset[index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from pixelgroup.cli import (
@@ -10,6 +11,7 @@ from pixelgroup.cli import (
     add_overrides_argument,
     add_threads_argument,
     device_from_overrides,
+    override_checkpoint_config,
     set_threads,
 )
 
@@ -22,7 +24,10 @@ EPILOG = """examples:
 The model and data come from the config stored in the checkpoint; --set changes the stored
 config for this evaluation only (e.g. grouping settings or data.options.eval_length).
 Metrics go to metrics.json beside the checkpoint, or metrics-2.json, metrics-3.json, ... when
-that exists (earlier results are kept); an explicit -o FILE that exists needs --overwrite.
+that exists (earlier results are kept); an explicit -o FILE that exists needs --overwrite, and
+the checkpoint is never replaced. A metric that is undefined (e.g. COCO's APm without medium
+objects, every instance score on a split without instances) is printed as "–" and written
+as null. --set cannot change task, model.name or model.options: the checkpoint fixes them.
 --task names the task the checkpoint must have been trained for (instance, semantic,
 boundary, proposals, voc_instance); it guards scripts against evaluating the wrong model."""
 
@@ -56,31 +61,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def format_table(metrics: dict[str, float]) -> str:
-    """Two-column text table of a metrics dict."""
+    """Two-column text table of a metrics dict; an undefined (NaN) value is "–", explained
+    below the table."""
     width = max(len(k) for k in metrics)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    undefined = False
     for key, value in metrics.items():
-        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            text, undefined = "–", True
+        else:
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"{key:<{width}}  {text}")
+    if metrics.get("instances") == 0:
+        lines.append("note: the split has no instances; the instance scores are undefined (–)")
+    elif undefined:
+        lines.append("note: – is undefined (nothing to score, e.g. no objects of that size)")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from pixelgroup._atomic import write_json
     from pixelgroup.cli.paths import check_writable_file, fresh_path
-    from pixelgroup.config import override_config
     from pixelgroup.engine import evaluate, load_model
 
     set_threads(args.threads)
     if args.output is not None:
-        check_writable_file(args.output, "-o", overwrite=args.overwrite)
+        check_writable_file(args.output, "-o", overwrite=args.overwrite, inputs=[args.checkpoint])
     model, cfg, _ = load_model(args.checkpoint)
     if args.task is not None and args.task != cfg.task:
         raise UserError(
             f"{args.checkpoint} was trained for task {cfg.task!r}, not {args.task!r}; "
             "evaluate it without --task or pick a checkpoint of that task"
         )
-    cfg = override_config(cfg, args.overrides)
+    cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
     output = args.output or fresh_path(args.checkpoint.parent / "metrics.json")
     metrics = evaluate(model, cfg, args.split, progress=not args.quiet)

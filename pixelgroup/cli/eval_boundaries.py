@@ -25,7 +25,10 @@ of the image), thinned or not: every map is thinned again after thresholding, as
 benchmark. GT_DIR is a BSDS500 groundTruth/<split> folder (one .mat per image, every annotator)
 or a folder of <id>.mat samples holding a single 'GT' map. Every GT image needs a prediction.
 --reference LABEL=F draws a result known only by its F (e.g. a paper's ODS) as a dashed iso-F
-line in the plot."""
+line in the plot. Binary maps have one operating point, so their AP (the area under the
+precision-recall curve, as the BSDS toolbox computes it) is 0 even when ODS is 1; compare them
+by ODS / OIS. An existing --output or --plot file needs --overwrite; an input file is never
+replaced."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="processes (default: all CPUs; 1 = no extra process)",
     )
     p.add_argument(
-        "--output", type=Path, help="results JSON (default: PRED_DIR/eval_boundaries.json)"
+        "--output",
+        type=Path,
+        help="results JSON (default: PRED_DIR/eval_boundaries.json, or the first free "
+        "eval_boundaries-N.json)",
     )
     p.add_argument("--plot", type=Path, help="also write the precision-recall curve to this PNG")
     p.add_argument("--label", default=None, help="curve label in the plot (default: PRED_DIR)")
@@ -62,6 +68,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="LABEL=F",
         help="a reference F drawn as an iso-F line in --plot (repeatable)",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output / --plot file"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
@@ -105,8 +115,12 @@ def _check_arguments(args: argparse.Namespace) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from scipy.io.matlab import MatReadError
+
     from pixelgroup._atomic import write_json
     from pixelgroup.cli._offline import check_output_path, user_errors
+    from pixelgroup.cli.paths import fresh_path
     from pixelgroup.data.bsds import load_boundary_ground_truth
     from pixelgroup.metrics.boundary import BoundaryEvaluator, BoundaryPrediction, BoundaryTarget
     from pixelgroup.viz import plot_pr_curves
@@ -115,11 +129,14 @@ def run(args: argparse.Namespace) -> int:
     for name, folder in (("PRED_DIR", args.pred_dir), ("GT_DIR", args.gt_dir)):
         if not folder.is_dir():
             raise UserError(f"{name} is not a folder: {folder}")
-    output = args.output or args.pred_dir / "eval_boundaries.json"
-    check_output_path(output, "--output")
-    if args.plot is not None:
-        check_output_path(args.plot, "--plot", suffix=".png")
+    output = args.output or fresh_path(args.pred_dir / "eval_boundaries.json")
     gt_files = sorted(args.gt_dir.glob("*.mat"))
+    inputs = [args.gt_dir, *(args.pred_dir / f"{g.stem}.png" for g in gt_files)]
+    check_output_path(output, "--output", overwrite=args.overwrite, inputs=inputs)
+    if args.plot is not None:
+        check_output_path(
+            args.plot, "--plot", overwrite=args.overwrite, inputs=inputs, suffix=".png"
+        )
     if not gt_files:
         raise UserError(f"no <id>.mat ground-truth files in {args.gt_dir}")
     missing = [g.stem for g in gt_files if not (args.pred_dir / f"{g.stem}.png").is_file()]
@@ -133,12 +150,17 @@ def run(args: argparse.Namespace) -> int:
         max_dist=args.max_dist,
         apply_thinning=not args.no_thin,
         num_workers=args.workers,
-        progress=True,
+        progress=not args.quiet,
     )
+    binary = True  # every map has at most two levels: one operating point, AP 0
     for g in gt_files:
         pred = read_prediction(args.pred_dir / f"{g.stem}.png")
-        with user_errors():
-            gts = load_boundary_ground_truth(g)
+        binary = binary and np.unique(pred).size <= 2
+        try:
+            with user_errors():
+                gts = load_boundary_ground_truth(g)
+        except (MatReadError, OSError) as e:
+            raise UserError(f"cannot read ground truth {g}: {e}") from None
         if pred.shape != gts.shape[1:]:
             raise UserError(
                 f"{g.stem}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
@@ -155,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     r50 = "n/a (precision never reaches 0.5)" if results["R50"] is None else f"{scores.r50:.3f}"
     print(f"ODS {scores.ods:.3f}  (threshold {scores.ods_threshold:.3f})")
     print(f"OIS {scores.ois:.3f}")
-    print(f"AP  {scores.ap:.3f}")
+    note = "  (binary maps: one operating point, so AP is 0 as in the BSDS toolbox)"
+    print(f"AP  {scores.ap:.3f}{note if binary else ''}")
     print(f"R50 {r50}")
     print(f"images {len(gt_files)}; results written to {output}")
     if args.plot:

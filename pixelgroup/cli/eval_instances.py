@@ -24,7 +24,8 @@ PRED_JSON is a list of {"image_id": "<image stem>", "segmentation": <COCO RLE>, 
 eval-proposals format plus a class. GT_DIR is a VOC 2012 root (holding VOCdevkit), an SBD
 dataset folder, or a folder of <stem>.mat + <stem>.jpg samples. A GT instance's class is the
 majority of the class map inside it. AP is the area under the monotone PR curve, pooled over all
-images, matching each GT at most once; mAP is the mean over classes with GT instances."""
+images, matching each GT at most once; mAP is the mean over classes with GT instances.
+An existing --output file needs --overwrite; an input file is never replaced."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,8 +47,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "an image without predictions then counts its instances as missed)",
     )
     p.add_argument(
-        "--output", type=Path, help="results JSON (default: PRED_JSON with suffix .eval.json)"
+        "--output",
+        type=Path,
+        help="results JSON (default: PRED_JSON with suffix .eval.json, or the first free "
+        ".eval-N.json)",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output / --plot file"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
@@ -59,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         load_results,
         open_ground_truth,
     )
+    from pixelgroup.cli.paths import fresh_path
     from pixelgroup.metrics.instance_map import (
         VOC_CLASSES,
         InstanceMAPEvaluator,
@@ -67,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
         instances_from_maps,
     )
 
-    output = args.output or args.predictions.with_suffix(".eval.json")
-    check_output_path(output, "--output")
+    output = args.output or fresh_path(args.predictions.with_suffix(".eval.json"))
+    inputs = (args.predictions, args.gt_dir)
+    check_output_path(output, "--output", overwrite=args.overwrite, inputs=inputs)
     results = load_results(args.predictions, "predictions", num_classes=len(VOC_CLASSES))
     dataset = open_ground_truth(args.gt_dir, args.split)
     ignore = dataset.ignore_index
@@ -94,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         subset=args.subset,
         desc="eval-instances",
         missing="empty",
+        progress=not args.quiet,
     )
     for t in evaluator.thresholds:
         print(f"mAP@{t:g} {scores[f'mAP@{t:g}']:.3f}")

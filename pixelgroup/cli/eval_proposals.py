@@ -26,7 +26,8 @@ EPILOG = """examples:
 PROPOSALS_JSON is a list of {"image_id": "<image stem>", "segmentation": <COCO RLE>,
 "score": float} (COCO results, as `pixelgroup predict` writes them). GT_DIR is a VOC 2012 root
 (holding VOCdevkit), an SBD dataset folder, or a folder of <stem>.mat + <stem>.jpg samples.
-Every GT image needs proposals unless --subset is given. Recall is pooled over all instances;
+Every GT image needs proposals unless --subset is given. An existing --output or --plot file
+needs --overwrite; an input file is never replaced. Recall is pooled over all instances;
 matching is one-to-one, greedy by IoU."""
 
 
@@ -50,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output",
         type=Path,
-        help="results JSON (default: PROPOSALS_JSON with suffix .eval.json)",
+        help="results JSON (default: PROPOSALS_JSON with suffix .eval.json, or the first free "
+        ".eval-N.json)",
     )
     p.add_argument("--plot", type=Path, help="also write the AR-vs-proposals curve to this PNG")
     p.add_argument(
@@ -60,6 +62,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="LABEL=K:AR[,K:AR...]",
         help="a reference curve to draw in --plot (repeatable), e.g. a paper's points",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output / --plot file"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         open_ground_truth,
         parse_curve_references,
     )
+    from pixelgroup.cli.paths import fresh_path
     from pixelgroup.data.voc import instance_masks
     from pixelgroup.metrics.proposals import (
         PROPOSAL_COUNTS,
@@ -84,10 +91,13 @@ def run(args: argparse.Namespace) -> int:
     references = parse_curve_references(args.reference)
     if references and args.plot is None:
         raise UserError("--reference needs --plot")
-    output = args.output or args.proposals.with_suffix(".eval.json")
-    check_output_path(output, "--output")
+    output = args.output or fresh_path(args.proposals.with_suffix(".eval.json"))
+    inputs = (args.proposals, args.gt_dir)
+    check_output_path(output, "--output", overwrite=args.overwrite, inputs=inputs)
     if args.plot is not None:
-        check_output_path(args.plot, "--plot", suffix=".png")
+        check_output_path(
+            args.plot, "--plot", overwrite=args.overwrite, inputs=inputs, suffix=".png"
+        )
     results = load_results(args.proposals, "proposals")
     dataset = open_ground_truth(args.gt_dir, args.split)
     ignore = dataset.ignore_index
@@ -109,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         subset=args.subset,
         desc="eval-proposals",
         missing="error",
+        progress=not args.quiet,
     )
     for key in [
         f"{p}{m}@{k}" for p in ("", "box_") for m in ("AR", "R50") for k in PROPOSAL_COUNTS

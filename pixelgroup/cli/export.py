@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from pixelgroup.cli import UserError
@@ -61,20 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _check_output(path: Path, overwrite: bool) -> None:
-    """A one-line error now rather than a traceback after the export."""
-    if path.is_dir():
-        raise UserError(f"-o {path} is a folder; give the file to write")
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} exists; pass --overwrite to replace it")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent  # atomic_path creates the missing folders below this one
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {path}: {parent} is not a writable folder")
-
-
 def run(args: argparse.Namespace) -> int:
+    from pixelgroup.cli.paths import check_writable_file
+
     if args.format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
     if args.num_iters is not None and args.num_iters < 0:
@@ -85,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--stride must be >= 1, got {args.stride}")
     if not args.checkpoint.is_file():
         raise UserError(f"checkpoint not found: {args.checkpoint}")
-    _check_output(args.output, args.overwrite)
+    check_writable_file(args.output, "-o", overwrite=args.overwrite, inputs=[args.checkpoint])
 
     from pixelgroup.engine.checkpoint import load_model
     from pixelgroup.engine.export import export_onnx, export_torchscript

@@ -10,6 +10,7 @@ from pixelgroup.cli import (
     add_overrides_argument,
     add_threads_argument,
     device_from_overrides,
+    override_checkpoint_config,
     set_threads,
 )
 
@@ -24,7 +25,9 @@ EPILOG = """examples:
 For instance models, per image STEM: STEM_labels.png (16-bit instance ids, 0 = background),
 STEM_overlay.png (the instances over the image) and STEM.json (COCO-style results with RLE
 masks and scores), all at the image's size, plus OUTPUT/results.json with every image's
-records (COCO results, image_id = file stem; pycocotools' COCO.loadRes reads it). An image
+records (COCO results, image_id = file stem; pycocotools' COCO.loadRes reads it); predicting
+more images into the same folder merges them into results.json (an image predicted again has
+its records replaced), so it lists every image the folder holds. An image
 whose long side exceeds --max-size (default 1024; 0: no limit) is downscaled for the model
 and its labels are brought back to the image's size, so a huge photo costs bounded time and
 memory (the downscaling applies to instance checkpoints). The model runs on the CPU;
@@ -67,17 +70,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pixelgroup.cli.paths import check_writable_dir
-    from pixelgroup.config import override_config
     from pixelgroup.engine import load_model, predict_files
     from pixelgroup.engine.predict import DEFAULT_MAX_SIZE
+    from pixelgroup.tasks.predictions import read_results_records
 
     set_threads(args.threads)
     max_size = DEFAULT_MAX_SIZE if args.max_size is None else args.max_size
     if max_size < 0:
         raise UserError(f"--max-size must be >= 0 (0: no limit), got {max_size}")
     check_writable_dir(args.output, "-o")
+    read_results_records(args.output)  # one that cannot be merged: an error before any work
     model, cfg, _ = load_model(args.checkpoint)
-    cfg = override_config(cfg, args.overrides)
+    cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
     done = predict_files(
         model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size

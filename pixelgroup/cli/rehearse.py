@@ -64,6 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     from pixelgroup.cli import main
     from pixelgroup.cli.paths import check_writable_dir
     from pixelgroup.engine.rehearsal import format_reports, rehearse
@@ -81,17 +83,21 @@ def run(args: argparse.Namespace) -> int:
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise UserError(f"--device must be cpu or cuda, got {device!r}")
     check_writable_dir(args.output, "-o")
-    summary = rehearse(
-        args.config or list(PAPER_RECIPES),
-        args.output,
-        size=args.size,
-        iters=args.iters,
-        device=device,
-        run_command=main,
-        keep_checkpoints=args.keep_checkpoints,
-        progress=not args.quiet,
-        log=print,
-    )
+    with warnings.catch_warnings():
+        # the recipes' data.num_workers are for the machines they were written for; a smaller
+        # one runs them as well, so torch's warning about more workers than CPUs is noise here
+        warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
+        summary = rehearse(
+            args.config or list(PAPER_RECIPES),
+            args.output,
+            size=args.size,
+            iters=args.iters,
+            device=device,
+            run_command=main,
+            keep_checkpoints=args.keep_checkpoints,
+            progress=not args.quiet,
+            log=print,
+        )
     machine = summary["machine"]
     gpu = f", {machine['gpu']}" if "gpu" in machine else ""
     print(

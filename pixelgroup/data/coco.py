@@ -243,6 +243,7 @@ def read_results(
     if not records:
         raise DataError(f"{where}the results list is empty; expected at least one record")
     grouped: dict[str, tuple[list[dict[str, Any]], list[float], list[int], tuple[int, int]]] = {}
+    first_record: dict[str, int] = {}  # where each image's mask size was first given
     for i, rec in enumerate(records):
         at = f"{where}record {i}"
         if not isinstance(rec, dict) or not {"image_id", "segmentation", "score"} <= set(rec):
@@ -276,10 +277,11 @@ def read_results(
         key = str(image_id)
         h, w = size
         rles, scores, classes, first_size = grouped.setdefault(key, ([], [], [], (h, w)))
+        first = first_record.setdefault(key, i)
         if (h, w) != first_size:
             raise DataError(
-                f"{at}: mask is {h}x{w} but earlier masks of image {key!r} are "
-                f"{first_size[0]}x{first_size[1]}"
+                f"{at}: mask is {h}x{w} but record {first}, the first of image {key!r}, is "
+                f"{first_size[0]}x{first_size[1]}; one of them has the wrong size"
             )
         try:
             rles.append(_to_pycocotools(seg))

@@ -9,8 +9,9 @@ Layout (one folder per split; names pair an image with its mask by file stem)::
 A mask PNG may be 8 or 16 bit (or a palette PNG whose indices are the ids). The semantic map
 of a folder sample is 1 on instances and 0 on background (the folder carries no classes).
 Images of any mode are read as RGB (:func:`~pixelgroup.data.io.read_image`). Every mask's size
-is checked against its image when the dataset is opened (file headers only), so a mismatch
-stops the run before training, naming the file. ``size = (H, W)`` resizes every sample
+and channel count (one: an RGB mask is an error) is checked against its image when the
+dataset is opened (file headers only), so a mismatch stops the run before training, naming
+the file. ``size = (H, W)`` resizes every sample
 (image bilinear, masks nearest) so that images of mixed sizes batch together.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
 from torch.utils.data import Dataset
 
 from pixelgroup.data.io import image_size, read_image, read_label_map
@@ -63,6 +65,13 @@ class ImageMaskFolder(Dataset):
                 raise DataError(
                     f"{mask_path}: mask size {image_size(mask_path)} != image size "
                     f"{image_size(image_path)} of {image_path.name}"
+                )
+            with Image.open(mask_path) as im:
+                mode, bands = im.mode, len(im.getbands())
+            if bands != 1:
+                raise DataError(
+                    f"{mask_path}: expected a single-channel label map (instance ids), got a "
+                    f"{mode} image with {bands} channels"
                 )
         self.resize = None if size is None else ResizeSample(size)
 

@@ -10,8 +10,11 @@ payload a 1-D ``torch.uint8`` tensor of those bytes and the SHA-256 that of the 
 :func:`load_checkpoint` verifies the SHA-256 (a flipped byte is an error, never a silently
 different run) and still reads version 2 (the same dict with the payload a Python ``bytes``
 object, which ``torch.save`` pickles several times slower than a tensor: docs/rehearsal.md)
-and the plain dicts of version 1. :func:`save_checkpoint` moves the checkpoint it replaces to
-``*.prev.pt`` first, so one good checkpoint survives a bad write.
+and the plain dicts of version 1. :func:`save_checkpoint` keeps the checkpoint it replaces as
+``*.prev.pt`` (a hard link, or a copy, made before the one rename that installs the new file), so
+a good ``checkpoint.pt`` exists at every moment of a save; :func:`finish_interrupted_save`
+installs the complete, checksum-valid temp file a save killed between two renames left behind
+(as older versions could). Weights with a NaN or inf are never written nor loaded.
 :func:`load_model` rebuilds the model from the stored config, so no YAML is needed.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,8 @@ __all__ = [
     "build_model_seeded",
     "load_weights",
     "previous_checkpoint",
-    "remove_stale_temporaries",
+    "finish_interrupted_save",
+    "check_finite_weights",
 ]
 
 _REQUIRED = ("config", "model", "epoch")
@@ -52,9 +57,39 @@ def previous_checkpoint(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
+def check_finite_weights(weights: object, path: str | Path, doing: str) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` and the first weight of the state dict
+    ``weights`` that holds a NaN or inf (a diverged run); ``doing`` says what was refused."""
+    if not isinstance(weights, dict):
+        return
+    for key, value in weights.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                raise CheckpointError(
+                    f"{doing} {path}: weight {key!r} holds {bad} NaN/inf values (training "
+                    "diverged; lower optim.lr or set train.grad_clip)"
+                )
+
+
+def _keep_previous(path: Path) -> None:
+    """Make :func:`previous_checkpoint` a hard link to ``path`` (a copy where the file system
+    has no hard links), itself written atomically; ``path`` stays in place."""
+    with atomic_path(previous_checkpoint(path)) as tmp:
+        tmp.unlink()
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` to ``path`` with its SHA-256, never half-written: to a temp file beside
-    it, the old checkpoint moved to :func:`previous_checkpoint`, then the temp file renamed."""
+    """Write ``state`` to ``path`` with its SHA-256, never half-written and never leaving
+    ``path`` missing: to a temp file beside it, the old checkpoint kept as
+    :func:`previous_checkpoint`, then the temp file renamed over ``path``. Weights with a NaN or
+    inf raise :class:`CheckpointError` and nothing is written."""
+    path = Path(path)
+    check_finite_weights(state.get("model"), path, "refusing to write checkpoint")
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getbuffer()  # no copy: the tensor below shares these bytes
@@ -64,17 +99,36 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         "sha256": hashlib.sha256(payload).hexdigest(),
         "payload": torch.frombuffer(payload, dtype=torch.uint8),
     }
-    path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(wrapped, tmp)
         if path.is_file():
-            os.replace(path, previous_checkpoint(path))
+            _keep_previous(path)
 
 
-def remove_stale_temporaries(path: str | Path) -> list[Path]:
-    """Delete the temp files a killed :func:`save_checkpoint` left beside ``path``; returns them."""
+def finish_interrupted_save(path: str | Path) -> list[Path]:
+    """Clean up after a killed :func:`save_checkpoint` of ``path``; returns the temp files
+    deleted.
+
+    When ``path`` is missing but a temp file beside it is a complete checkpoint (its SHA-256
+    verified), the save was killed between its renames: that file becomes ``path``. Every
+    other temp file of ``path`` or of its :func:`previous_checkpoint` is half-written and
+    deleted.
+    """
     path = Path(path)
-    stale = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    if not path.parent.is_dir():
+        return []
+    prev = previous_checkpoint(path)
+    temps = sorted(path.parent.glob(f".{path.name}.*.tmp"), key=lambda p: -p.stat().st_mtime)
+    if not path.exists():
+        for tmp in temps:
+            try:
+                load_checkpoint(tmp)
+            except CheckpointError:
+                continue
+            os.replace(tmp, path)
+            temps.remove(tmp)
+            break
+    stale = temps + sorted(path.parent.glob(f".{prev.name}.*.tmp"))
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return stale
@@ -106,10 +160,10 @@ def _payload_bytes(wrapped: dict[str, Any], path: Path, hint: str) -> bytes:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (on CPU)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     prev = previous_checkpoint(path)
     hint = f"; the previous checkpoint is {prev}" if prev.is_file() else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and state.get("format") == _FORMAT:
@@ -124,8 +178,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except CheckpointError:
         raise
     except Exception as e:  # torch raises many types for a corrupt or foreign file
+        first = (str(e).strip().splitlines() or [""])[0]
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(e).__name__}: {e}{hint}"
+            f"cannot read checkpoint {path}: not a pixelgroup checkpoint, or corrupt "
+            f"(torch.load: {type(e).__name__}: {first}){hint}"
         ) from None
     if not isinstance(state, dict) or any(k not in state for k in _REQUIRED):
         raise CheckpointError(
@@ -176,6 +232,7 @@ def load_weights(model: nn.Module, weights: object, path: str | Path) -> None:
             f"checkpoint {path} does not fit the model its config builds "
             f"({type(model).__name__}): {problem}"
         )
+    check_finite_weights(weights, path, "cannot use checkpoint")
     model.load_state_dict(weights)
 
 

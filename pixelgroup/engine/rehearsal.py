@@ -366,7 +366,8 @@ def rehearse_recipe(
 
     if recipe.evaluator is not None and run_command is not None:
         result = out / f"{recipe.evaluator}.json"
-        argv = _evaluator_argv(recipe, roots, cfg, pred, result)
+        argv = _evaluator_argv(recipe, roots, cfg, pred, result) + ["--overwrite"]
+        argv += [] if progress else ["--quiet"]
         report.commands.append("pixelgroup " + " ".join(argv))
         start = time.perf_counter()
         try:

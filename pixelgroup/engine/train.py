@@ -29,9 +29,9 @@ from pixelgroup._atomic import write_json
 from pixelgroup.config import ExperimentConfig, from_dict, to_dict
 from pixelgroup.engine.checkpoint import (
     build_model_seeded,
+    finish_interrupted_save,
     load_checkpoint,
     load_weights,
-    remove_stale_temporaries,
     save_checkpoint,
 )
 from pixelgroup.engine.distributed import (
@@ -229,6 +229,7 @@ def _save(run: _Run, epochs_done: int, step: int) -> None:
             },
             run.checkpoint,
         )
+        write_json(to_dict(run.cfg), run.run_dir / "config.json")  # describes that checkpoint
     barrier(run.info)
 
 
@@ -334,12 +335,15 @@ def train(
     ``cfg`` may be None or that config with :data:`RESUME_SAFE_KEYS` changed (e.g. more
     epochs to extend a finished run). Without ``resume``, a ``run_dir`` that already holds a
     checkpoint is an error unless ``overwrite``: a finished run is never replaced unasked.
-    Temp files of a checkpoint write that was killed are removed first. Raises
+    A checkpoint write that was killed is finished or cleaned up first
+    (:func:`~pixelgroup.engine.checkpoint.finish_interrupted_save`); ``config.json`` is
+    written with every checkpoint, so it always describes the one beside it. Raises
     :class:`NonFiniteLossError` when a loss is NaN or inf.
     """
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
     state = None
+    finish_interrupted_save(ckpt_path)  # a save killed between its renames, from older versions
     if not resume and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         resume = ckpt_path.is_file()  # torchrun restarted the workers after a crash
     elif not resume and ckpt_path.is_file() and not overwrite:
@@ -353,16 +357,19 @@ def train(
         if cfg is not None:
             _check_resume_changes(cfg, stored, ckpt_path)
         cfg = cfg or stored
+        if cfg.train.epochs < state["epoch"]:
+            raise ConfigError(
+                f"resuming {ckpt_path}: train.epochs={cfg.train.epochs} is fewer than the "
+                f"{state['epoch']} epochs it has completed; give train.epochs >= {state['epoch']}"
+            )
     elif cfg is None:
         raise ConfigError("train needs a config unless resume=True")
-    remove_stale_temporaries(ckpt_path)
     run = _build(cfg, run_dir, None if state is None else state["model"])
     start = start_step = 0
     if state is not None:
         start, start_step = _restore(run, state)
-    if run.info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(to_dict(cfg), run_dir / "config.json")
+    if run.info.is_main and state is not None:  # a crash between the two writes of _save
+        write_json(state["config"], run_dir / "config.json")
     for epoch in range(start, cfg.train.epochs):
         _train_one_epoch(run, epoch, start_step if epoch == start else 0, progress)
         _save(run, epoch + 1, 0)

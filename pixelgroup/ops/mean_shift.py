@@ -185,6 +185,12 @@ class RecurrentMeanShift(nn.Module):
         x = check_tensor(x, "x")
         check_rank(x, (3, 4), "x", "(B, N, D) or (B, D, H, W)")
         if x.dim() == 3:
+            if x.is_floating_point() and bool((x.norm(dim=-1) > 1.01).any()):
+                raise ValueError(
+                    f"x of shape {tuple(x.shape)} is read as (B, N, D) points, whose rows are "
+                    "not unit-norm; for one (D, H, W) map add the batch dim (x[None]), else "
+                    "call pixelgroup.ops.normalize_to_sphere first"
+                )
             return recurrent_mean_shift(x, self.bandwidth, self.num_iters, impl=self.impl)
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")

@@ -226,7 +226,7 @@ def group_pixels(
     compute = torch.float64 if embedding.dtype == torch.float64 else torch.float32
     with torch.no_grad(), no_autocast(embedding.device):
         x = embedding.detach().to(compute).flatten(1).T  # (N, D)
-        check_unit_rows(x, "embedding (along D)")
+        check_unit_rows(x, "embedding", what="vectors along dim 0 (D) of (D, H, W)")
         fg = None if semantic_mask is None else _check_mask(semantic_mask, (h, w), x.device)
         fg = None if fg is None else fg.flatten()
         labels = torch.zeros(h * w, dtype=torch.int64, device=x.device)

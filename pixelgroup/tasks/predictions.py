@@ -4,7 +4,8 @@ Class-agnostic instances (:func:`write_instance_prediction`) and semantic instan
 (:func:`write_semantic_prediction`, overlay captioned with class names) share the layout
 ``STEM_labels.png`` / ``STEM_overlay.png`` / ``STEM.json``; every file is written atomically.
 :func:`write_results_json` gathers the records of many images into one ``results.json``
-(``pycocotools.coco.COCO.loadRes`` reads it).
+(``pycocotools.coco.COCO.loadRes`` reads it), merged with the one a previous run into the same
+folder wrote, so that it always lists every image whose files the folder holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from pixelgroup._atomic import atomic_path
 from pixelgroup.data.coco import masks_to_results
 from pixelgroup.data.io import write_png
+from pixelgroup.errors import DataError
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
 from pixelgroup.viz.captions import draw_captions
 from pixelgroup.viz.colors import overlay
@@ -28,6 +30,7 @@ __all__ = [
     "write_semantic_prediction",
     "masks_to_labels",
     "write_results_json",
+    "read_results_records",
     "RESULTS_NAME",
 ]
 
@@ -68,11 +71,35 @@ def write_instance_prediction(
     return paths
 
 
+def read_results_records(out_dir: str | Path) -> list[dict]:
+    """The records of an existing ``out_dir/results.json`` (``[]`` when there is none);
+    raises :class:`DataError` naming it when it is not a list of records with an
+    ``image_id``."""
+    path = Path(out_dir) / RESULTS_NAME
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        records = e
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and "image_id" in r for r in records
+    ):
+        raise DataError(
+            f"{path} is not a results list that new predictions can be merged into; move it "
+            "away or predict into another folder"
+        )
+    return records
+
+
 def write_results_json(out_dir: str | Path, stems: Sequence[str]) -> Path:
     """The records of ``out_dir/STEM.json`` for every stem, in order, written atomically as one
     ``out_dir/results.json`` (a COCO results list: ``COCO.loadRes`` reads it, given ground
-    truth whose image ids are the file stems). Returns its path."""
-    records: list[dict] = []
+    truth whose image ids are the file stems). An existing ``results.json`` is merged, not
+    replaced: its records of other images stay first, those of ``stems`` (predicted again)
+    are replaced. Returns its path."""
+    new = set(stems)
+    records = [r for r in read_results_records(out_dir) if r["image_id"] not in new]
     for stem in stems:
         records += json.loads((Path(out_dir) / f"{stem}.json").read_text())
     path = Path(out_dir) / RESULTS_NAME

@@ -54,7 +54,7 @@ def test_wrong_classes_and_shifted_masks(voc, tmp_path, capsys):
                  str(voc), "--output", str(out)]) == 0  # fmt: skip
     assert json.loads(out.read_text())["mAP@0.5"] == 0.0
     assert main(["eval-instances", str(_write(tmp_path, _gt_records(voc, shift=30))),
-                 str(voc), "--output", str(out)]) == 0  # fmt: skip
+                 str(voc), "--output", str(out), "--overwrite"]) == 0  # fmt: skip
     result = json.loads(out.read_text())
     assert result["mAP@0.7"] <= result["mAP@0.5"] < 1.0
 

@@ -142,9 +142,9 @@ def test_bad_paths(checkpoint, boundary_checkpoint, tmp_path, capsys):
     _one_line_error(capsys, f"checkpoint not found: {tmp_path / 'missing.pt'}")
     (tmp_path / "file.txt").write_text("")
     assert export(checkpoint, tmp_path / "file.txt" / "x.onnx") == 2
-    _one_line_error(capsys, "is not a writable folder")
+    _one_line_error(capsys, "is a file, not a folder")
     assert export(checkpoint, tmp_path) == 2
-    _one_line_error(capsys, "is a folder; give the file to write")
+    _one_line_error(capsys, "is a folder; give a file name")
     assert export(boundary_checkpoint, tmp_path / "b.onnx") == 2
     err = _one_line_error(capsys, "(task 'boundary'): BoundaryNet returns BoundaryOutput")
     assert "only embedding models" in err

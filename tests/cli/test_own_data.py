@@ -157,7 +157,7 @@ def test_user_errors_are_one_line(runs, data_root, tmp_path, capsys):
     assert main(["eval", "--checkpoint", toy, "--set", "grouping.background=semantic"]) == 2
     _one_line_error(capsys, "grouping.background: semantic needs a model with a semantic head")
     assert main(["eval", "--checkpoint", dense, "--set", "grouping.background=fg"]) == 2
-    _one_line_error(capsys, "grouping.background must be one of largest, semantic, got 'fg'")
+    _one_line_error(capsys, "grouping.background must be one of 'largest', 'semantic', got 'fg'")
     assert main(["eval", "--checkpoint", dense, "--split", "test"]) == 2
     _one_line_error(capsys, "data.options.test is not set: split 'test' of the coco dataset")
     assert main(["predict", "--checkpoint", dense, image, "-o", out, "--max-size", "-1"]) == 2

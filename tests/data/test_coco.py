@@ -130,7 +130,7 @@ def _good():
         ([*_good(), {**_good()[0], "category_id": 0}], "record 3: category_id must be an int >= 1"),
         (
             [_good()[0], {**masks_to_results("img", _masks(h=4), [1, 1, 1])[0]}],
-            "record 1: mask is 4x9 but earlier masks of image 'img' are 7x9",
+            "record 1: mask is 4x9 but record 0, the first of image 'img', is 7x9",
         ),
         (
             [{**_good()[0], "segmentation": {"size": [2, 2], "counts": ["a"]}}],

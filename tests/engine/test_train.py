@@ -140,7 +140,11 @@ def test_checkpoint_errors(tmp_path):
         ({"data": {"name": "nope"}}, ConfigError, "unknown dataset 'nope'; valid datasets: toy"),
         ({"data": {"options": {"lenght": 3}}}, ConfigError, "key 'data.options.lenght'"),
         ({"model": {"options": {"widht": 3}}}, ConfigError, "key 'model.options.widht'"),
-        ({"optim": {"name": "lbfgs"}}, ConfigError, "optim.name must be 'sgd' or 'adam'"),
+        (
+            {"optim": {"name": "lbfgs"}},
+            ConfigError,
+            "optim.name must be one of 'sgd', 'adam', got 'lbfgs'",
+        ),
         ({"data": {"name": "folder", "options": {}}}, ConfigError, "data.root must name a folder"),
         (
             {"data": {"name": "folder"}},
