@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+from typing import Any
 
 from pixelgroup.cli import UserError
 
 FORMATS = ("onnx", "torchscript")
+
+#: the default --stride gives a 512 x 512 image at most this many points in the loops, whose
+#: N x N float32 kernel is then at most 64 MiB per image
+POINTS_AT_512 = 4096
 
 EPILOG = """examples:
   pixelgroup export --checkpoint runs/demo/checkpoint.pt --format onnx -o runs/demo/toy.onnx
@@ -16,12 +22,15 @@ EPILOG = """examples:
 
 The graph maps images (B, 3, H, W) float32 in [0, 1] (any B, H, W) to `shifted`, the unit
 embedding after T GBMS loops (on the stride x stride pooled embedding), `embedding`, the model's
-own unit embedding, and `semantic` logits for a model with a semantic head. T, the bandwidth
-and the stride default to the checkpoint's grouping settings (grouping.num_iters / bandwidth /
-stride), and BatchNorm normalises as in `pixelgroup eval` (model.test_bn: running statistics,
-or each image's own); the loops hold an N x N kernel for N = (H / stride) * (W / stride)
-pixels. Run the ONNX file with onnxruntime (pip install 'pixelgroup[export]'), the TorchScript
-file with torch.jit.load; docs/export.md shows a deployment in 15 lines."""
+own unit embedding, and `semantic` logits for a model with a semantic head. T and the bandwidth
+default to the checkpoint's grouping.num_iters / bandwidth, and BatchNorm normalises as in
+`pixelgroup eval` (model.test_bn: running statistics, or each image's own). The loops hold an
+N x N float32 kernel (4 N^2 bytes per image) for the N = (H_e / S) * (W_e / S) points of the
+model's H_e x W_e embedding pooled by the stride S; the default S is the smallest stride >=
+grouping.stride that keeps N <= 4096 at 512 x 512 (64 MiB; 4 MiB at 256 x 256, 1 GiB at
+1024 x 1024). The command prints the stride it used and that memory. Run the ONNX file with
+onnxruntime (pip install 'pixelgroup[export]'), the TorchScript file with torch.jit.load;
+docs/export.md shows a deployment in 15 lines."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,11 +62,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--stride",
         type=int,
         metavar="S",
-        help="average-pool the embedding by this factor before the loops "
-        "(default: grouping.stride)",
+        help="average-pool the embedding by this factor before the loops (default: the "
+        "smallest stride >= grouping.stride that keeps a 512 x 512 image at <= 4096 points)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(run=run)
+
+
+def _embedding_scale(model: Any) -> float:
+    """H_e / H of ``model``'s embedding, from one small example (0 if it has none)."""
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.zeros(1, getattr(model, "in_channels", 3), 64, 64))
+    embedding = getattr(out, "embedding", None)
+    return 0.0 if embedding is None else embedding.shape[-1] / 64
+
+
+def default_stride(model: Any, configured: int) -> int:
+    """The smallest stride >= ``configured`` (grouping.stride) at which a 512 x 512 image gives
+    the loops at most :data:`POINTS_AT_512` points."""
+    side = 512 * _embedding_scale(model)  # the embedding's side at 512 x 512
+    return max(configured, math.ceil(side / math.isqrt(POINTS_AT_512)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     g = cfg.grouping
     num_iters = g.num_iters if args.num_iters is None else args.num_iters
     bandwidth = g.bandwidth if args.bandwidth is None else args.bandwidth
-    stride = g.stride if args.stride is None else args.stride
+    stride = default_stride(model, g.stride) if args.stride is None else args.stride
     export = export_onnx if args.format == "onnx" else export_torchscript
     try:
         export(
@@ -101,5 +127,13 @@ def run(args: argparse.Namespace) -> int:
         f"{args.format}: {args.output} "
         f"(num_iters={num_iters}, bandwidth={bandwidth}, stride={stride}, "
         f"test_bn={cfg.model.test_bn})"
+    )
+    points = math.ceil(512 * _embedding_scale(model) / stride) ** 2
+    mib = 4 * points**2 / 2**20
+    size = f"{mib:.0f} MiB" if mib < 1024 else f"{mib / 1024:.0f} GiB"
+    print(
+        f"memory: the loops' {points} x {points} float32 kernel takes {size} per 512 x 512 "
+        "image (about twice that at peak in onnxruntime), growing with the square of the "
+        "pixel count; --stride S divides it by S^4"
     )
     return 0

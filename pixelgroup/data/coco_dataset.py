@@ -25,6 +25,7 @@ sample so that images of mixed sizes batch together.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.errors import DataError
 
 __all__ = ["CocoInstances", "IGNORE_LABEL"]
+
+_log = logging.getLogger(__name__)
 
 IGNORE_LABEL = -1
 """Label of ``iscrowd`` pixels in ``instance`` and ``semantic`` maps: no loss, no score."""
@@ -234,6 +237,19 @@ class CocoInstances(Dataset):
         ]
         if not self.items:
             raise DataError(f"{path} lists no images")
+        empty = sum(not any(not a.crowd for a in item.annotations) for item in self.items)
+        if empty == len(self.items):
+            raise DataError(
+                f"{path}: none of its {empty} images has an instance annotation (crowd "
+                "regions do not count); there is nothing to learn or score"
+            )
+        if empty:
+            _log.warning(
+                "%s: %d of %d images have no instance annotation (all background)",
+                path,
+                empty,
+                len(self.items),
+            )
         self.image_ids = [item.image_id for item in self.items]
         self.resize = None if size is None else ResizeSample(size)
 

@@ -33,6 +33,18 @@ def _conv_bn(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
     )
 
 
+def _coords(n: int, like: torch.Tensor) -> torch.Tensor:
+    """``torch.linspace(-1, 1, n)`` in ``like``'s dtype and device (``[-1]`` for n = 1).
+
+    Traced (ONNX / TorchScript export) it is written with ``arange``: the exported linspace
+    divides by n - 1, which onnxruntime turns into NaN for a 1-pixel-wide image.
+    """
+    if not torch.jit.is_tracing():
+        return torch.linspace(-1, 1, n, dtype=like.dtype, device=like.device)
+    steps = torch.arange(n, dtype=like.dtype, device=like.device)
+    return steps * 2 / steps[-1:].clamp(min=1) - 1
+
+
 class _BasicBlock(nn.Module):
     """``relu(x + bn(conv(relu(bn(conv(x))))))`` with the second conv dilated."""
 
@@ -101,8 +113,7 @@ class ToyEmbeddingNet(nn.Module):
             )
         if self.coords:
             b, _, h, w = image.shape
-            rows = torch.linspace(-1, 1, h, dtype=image.dtype, device=image.device)
-            cols = torch.linspace(-1, 1, w, dtype=image.dtype, device=image.device)
+            rows, cols = _coords(h, image), _coords(w, image)
             grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).expand(b, 2, h, w)
             image = torch.cat([image, grid], dim=1)
         features = self.blocks(self.stem(image.contiguous(memory_format=torch.channels_last)))

@@ -24,11 +24,7 @@ from pixelgroup.cli import main
 from pixelgroup.cli.eval import format_table
 from pixelgroup.config import ExperimentConfig, to_dict
 from pixelgroup.engine import load_checkpoint, train
-from pixelgroup.engine.checkpoint import (
-    finish_interrupted_save,
-    previous_checkpoint,
-    save_checkpoint,
-)
+from pixelgroup.engine.checkpoint import previous_checkpoint, save_checkpoint
 from pixelgroup.errors import CheckpointError, DataError
 from tests._tiny import TINY, tiny_config
 
@@ -225,6 +221,8 @@ def test_every_crash_point_of_save_checkpoint_leaves_a_checkpoint(tmp_path, monk
         finished = _save_killed_at(path, step, monkeypatch)
         # at every point checkpoint.pt is a whole checkpoint, the old or the new one
         assert load_checkpoint(path)["epoch"] in (1, 2)
+        from pixelgroup.engine.checkpoint import finish_interrupted_save
+
         finish_interrupted_save(path)  # what train does on start
         assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
         assert load_checkpoint(path)["epoch"] in (1, 2)
@@ -523,8 +521,8 @@ def test_a_corrupt_ground_truth_mat_is_one_line(tmp_path, capsys):
     (tmp_path / "gt" / "s0.mat").write_bytes(data[:128] + b"\x00" * 64 + data[192:])
     (tmp_path / "pred").mkdir()
     Image.fromarray(gt * 255).save(tmp_path / "pred" / "s0.png")
-    args = ["eval-boundaries", str(tmp_path / "pred"), str(tmp_path / "gt"), "--quiet"]
-    assert main([*args, "--workers", "1"]) == 2
+    args = ["eval-boundaries", str(tmp_path / "pred"), str(tmp_path / "gt"), "--workers", "1"]
+    assert main(args) == 2
     _one_line(capsys, "s0.mat")
 
 
@@ -555,8 +553,8 @@ def test_binary_boundary_maps_say_why_ap_is_zero(tmp_path, capsys):
     gt = _bsds_gt(tmp_path / "gt")
     (tmp_path / "pred").mkdir()
     Image.fromarray(gt * 255).save(tmp_path / "pred" / "s0.png")
-    args = ["eval-boundaries", str(tmp_path / "pred"), str(tmp_path / "gt"), "--quiet"]
-    assert main([*args, "--workers", "1", "--thresholds", "5"]) == 0
+    args = ["eval-boundaries", str(tmp_path / "pred"), str(tmp_path / "gt"), "--workers", "1"]
+    assert main([*args, "--thresholds", "5"]) == 0
     out = capsys.readouterr().out
     assert "ODS 1.000" in out and "AP  0.000  (binary maps: one operating point" in out
 
@@ -587,3 +585,47 @@ def test_an_rgb_mask_is_found_when_the_folder_opens(tmp_path):
     Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(mask)
     with pytest.raises(DataError, match=f"{mask}: expected a single-channel label map.*RGB"):
         ImageMaskFolder(tmp_path, "train")
+
+
+# --- 9: export's default stride bounds memory; 1-pixel-wide images ---------------------------
+
+
+def test_export_defaults_to_a_bounded_stride_and_runs_one_pixel_wide_images(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    from pixelgroup.engine.export import read_metadata
+    from tests.engine.test_export import tiny_checkpoint
+
+    out = tmp_path / "g.onnx"
+    ckpt = tiny_checkpoint(tmp_path)  # the toy model: embedding at the image's size
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "stride=8" in printed and "4096 x 4096 float32 kernel takes 64 MiB" in printed
+    assert read_metadata(out)["stride"] == 8
+    session = ort.InferenceSession(str(out))
+    rng = np.random.default_rng(0)
+    for shape in [(1, 3, 1, 20), (1, 3, 20, 1), (1, 3, 1, 1)]:
+        images = rng.random(shape, dtype=np.float32)
+        outputs = session.run(None, {session.get_inputs()[0].name: images})
+        assert all(np.isfinite(o).all() for o in outputs), shape
+
+
+# --- 17: a split without instances -----------------------------------------------------------
+
+
+def test_coco_images_without_instances_warn_and_a_split_without_any_is_an_error(tmp_path, caplog):
+    from pixelgroup.data import CocoInstances
+    from tests.data.test_coco_dataset import write_tiny_coco
+
+    write_tiny_coco(tmp_path, {"train": 3})
+    path = tmp_path / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    first = data["images"][0]["id"]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != first]
+    path.write_text(json.dumps(data))
+    with caplog.at_level("WARNING"):
+        CocoInstances(tmp_path / "images" / "train", path)
+    assert "1 of 3 images have no instance annotation" in caplog.text
+    data["annotations"] = []
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="none of its 3 images has an instance annotation"):
+        CocoInstances(tmp_path / "images" / "train", path)
