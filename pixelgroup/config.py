@@ -203,13 +203,6 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
 
-    def __post_init__(self) -> None:
-        if self.train.amp == "fp16" and not self.device.startswith("cuda"):
-            raise ConfigError(
-                f"train.amp 'fp16' needs a CUDA device, got device {self.device!r}; use 'bf16' "
-                "or 'none' on the CPU"
-            )
-
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 """The shipped experiment configs (``configs/`` in the repository is a link to it)."""

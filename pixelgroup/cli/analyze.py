@@ -104,6 +104,10 @@ def run_gradient(args: argparse.Namespace) -> int:
     for value, name in ((args.bandwidth, "--bandwidth"), (args.lr, "--lr")):
         if not value > 0:
             raise UserError(f"{name} must be > 0, got {value}")
+    if not args.no_figures:
+        from pixelgroup.cli.paths import check_writable_dir
+
+        check_writable_dir(args.output_dir, "--output-dir")  # before the study, not after
     settings = dict(
         points_per_cluster=args.points_per_cluster,
         bandwidth=args.bandwidth,
@@ -201,6 +205,10 @@ def run_capacity(args: argparse.Namespace) -> int:
     for bandwidth in args.bandwidth:
         if not bandwidth > 0:
             raise UserError(f"--bandwidth values must be > 0, got {bandwidth}")
+    if args.figure is not None:
+        from pixelgroup.cli.paths import check_writable_file
+
+        check_writable_file(args.figure, "--figure", overwrite=True)  # before the packing
     generator = torch.Generator().manual_seed(args.seed)
     combos = [(d, a) for d in args.dim for a in args.margin]
     rows = [

@@ -93,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.impls) - set(IMPLS))
     if unknown:
         raise UserError(f"--impls must be among {', '.join(IMPLS)}; got {unknown}")
+    if args.out is not None:
+        from pixelgroup.cli.paths import check_writable_file
+
+        check_writable_file(args.out, "--out", overwrite=True)  # before the measurements
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but CUDA is not available")

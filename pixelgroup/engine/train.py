@@ -143,6 +143,11 @@ def _check(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.checkpoint_every must be >= 1 or null, got {every}")
     if cfg.train.grad_accum < 1:
         raise ConfigError(f"train.grad_accum must be >= 1, got {cfg.train.grad_accum}")
+    if cfg.train.amp == "fp16" and not cfg.device.startswith("cuda"):
+        raise ConfigError(
+            f"train.amp 'fp16' needs a CUDA device, got device {cfg.device!r}; use 'bf16' or "
+            "'none' on the CPU"
+        )
 
 
 def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
