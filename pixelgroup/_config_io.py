@@ -86,8 +86,9 @@ def rule(
     return {"rule": {"min": min, "above": above, "max": max, "choices": choices}}
 
 
-def _check_rule(value: Any, metadata: Any, key: str) -> None:
-    """Raise :class:`ConfigError` naming ``key`` when ``value`` breaks its field's :func:`rule`."""
+def _check_rule(value: Any, metadata: Any, key: str, optional: bool) -> None:
+    """Raise :class:`ConfigError` naming ``key`` when ``value`` breaks its field's :func:`rule`
+    (``optional``: the field may also be null, and the message says so)."""
     r = metadata.get("rule")
     if r is None or value is None:
         return
@@ -105,7 +106,8 @@ def _check_rule(value: Any, metadata: Any, key: str) -> None:
                 for op, b in ((">=", r["min"]), (">", r["above"]), ("<=", r["max"]))
                 if b is not None
             ]
-            raise ConfigError(f"{key} must be {' and '.join(bounds)}, got {v!r}")
+            null = " or null" if optional else ""
+            raise ConfigError(f"{key} must be {' and '.join(bounds)}{null}, got {v!r}")
 
 
 def coerce_value(value: Any, tp: Any, key: str) -> Any:
@@ -158,7 +160,8 @@ def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     for name, v in values.items():
         key = f"{prefix}{name}"
         kwargs[name] = coerce_value(v, hints[name], key)
-        _check_rule(kwargs[name], fields[name].metadata, key)
+        optional = type(None) in typing.get_args(hints[name])
+        _check_rule(kwargs[name], fields[name].metadata, key, optional)
     return cls(**kwargs)
 
 
