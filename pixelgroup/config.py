@@ -329,7 +329,7 @@ class SemanticOptions:
     """The semantic task's own ``data.options`` key (the rest go to the dataset):
     ``boundary_max_dist``, the boundary-F matching radius as a fraction of the diagonal."""
 
-    boundary_max_dist: float = _f(0.0075, _AT_LEAST_0)
+    boundary_max_dist: float = _f(0.0075, _POSITIVE)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def test_errors():
         propose(emb, max_proposals=0)
     with pytest.raises(ValueError, match="image_size must be"):
         propose(emb, image_size=(10,))
-    with pytest.raises(ValueError, match="unit-norm rows"):
+    with pytest.raises(ValueError, match=r"unit-norm vectors along dim 0 \(D\)"):
         propose(emb * 3)
 
 

@@ -35,7 +35,7 @@ def test_extract_instances_recovers_planted_groups(stride):
 
 def test_bad_grouping_stride():
     emb, _ = _planted()
-    with pytest.raises(ValueError, match="stride must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="grouping.stride must be >= 1, got 0"):  # at load
         instances_from_embedding(emb, tiny_config(grouping={"stride": 0}))
 
 

@@ -170,16 +170,16 @@ def test_voc_samples_through_the_semantic_evaluator(shared_data):
     ],
 )
 def test_bad_config(loss, model, data, match):
-    cfg = _cfg(**loss)
+    cfg = _cfg()
     values = {
         "task": "semantic",
         "data": {"options": {**cfg.data.options, **data}},
         "model": {"options": {**cfg.model.options, **model}},
-        "loss": {"aux_weight": cfg.loss.aux_weight, "aux_labels": cfg.loss.aux_labels},
+        "loss": {"aux_weight": cfg.loss.aux_weight, "aux_labels": cfg.loss.aux_labels, **loss},
     }
-    cfg = from_dict(ExperimentConfig, values)
     task = get_task("semantic")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match):  # ranges and choices: when the config is read
+        cfg = from_dict(ExperimentConfig, values)
         task.build_loss(cfg)
         task.build_model(cfg)
         task.build_evaluator(cfg)
