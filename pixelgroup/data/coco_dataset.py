@@ -88,6 +88,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _zero_area(seg: object) -> bool:
+    """Whether ``seg`` (checked) is polygons that all enclose no area (shoelace formula)."""
+    if not isinstance(seg, list):
+        return False
+    for polygon in seg:
+        x, y = np.asarray(polygon, dtype=np.float64).reshape(-1, 2).T
+        if abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) > 0:
+            return False
+    return True
+
+
 def _check_segmentation(seg: object, height: int, width: int, at: str) -> None:
     """One annotation's polygons or RLE checked against its ``height x width`` image."""
     if isinstance(seg, dict):
@@ -206,6 +217,8 @@ class CocoInstances(Dataset):
             by_id[im["id"]] = im
 
         per_image: dict[int | str, list[_Annotation]] = {k: [] for k in by_id}
+        instances = dict.fromkeys(by_id, 0)  # per image: not crowd, not of zero area
+        zero_area = 0
         for i, ann in enumerate(data["annotations"]):
             at = f"{path}: annotation {ann.get('id', i) if isinstance(ann, dict) else i}"
             if not isinstance(ann, dict):
@@ -223,6 +236,9 @@ class CocoInstances(Dataset):
                 raise DataError(f"{at}: iscrowd must be 0 or 1, got {crowd!r:.40}")
             seg = ann.get("segmentation")
             _check_segmentation(seg, im["height"], im["width"], at)
+            flat = _zero_area(seg)
+            zero_area += flat
+            instances[im["id"]] += not crowd and not flat
             per_image[im["id"]].append(_Annotation(seg, bool(crowd), index[ann["category_id"]]))
 
         self.items = [
@@ -237,18 +253,21 @@ class CocoInstances(Dataset):
         ]
         if not self.items:
             raise DataError(f"{path} lists no images")
-        empty = sum(not any(not a.crowd for a in item.annotations) for item in self.items)
+        empty = sum(n == 0 for n in instances.values())
         if empty == len(self.items):
             raise DataError(
                 f"{path}: none of its {empty} images has an instance annotation (crowd "
-                "regions do not count); there is nothing to learn or score"
+                "regions and zero-area polygons do not count); there is nothing to learn or "
+                "score"
             )
-        if empty:
+        if empty or zero_area:
             _log.warning(
-                "%s: %d of %d images have no instance annotation (all background)",
+                "%s: %d of %d images have no instance annotation (all background); %d "
+                "annotations are polygons of zero area",
                 path,
                 empty,
                 len(self.items),
+                zero_area,
             )
         self.image_ids = [item.image_id for item in self.items]
         self.resize = None if size is None else ResizeSample(size)

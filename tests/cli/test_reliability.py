@@ -626,7 +626,14 @@ def test_coco_images_without_instances_warn_and_a_split_without_any_is_an_error(
     path.write_text(json.dumps(data))
     with caplog.at_level("WARNING"):
         CocoInstances(tmp_path / "images" / "train", path)
-    assert "1 of 3 images have no instance annotation" in caplog.text
+    assert "1 of 3 images have no instance annotation (all background); 0 annotations" in (
+        caplog.text
+    )
+    flat = [[1.0, 1.0, 5.0, 5.0, 9.0, 9.0]]  # three points on a line
+    data["annotations"] = [{**a, "segmentation": flat} for a in data["annotations"]]
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="none of its 3 images has an instance annotation"):
+        CocoInstances(tmp_path / "images" / "train", path)
     data["annotations"] = []
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match="none of its 3 images has an instance annotation"):
