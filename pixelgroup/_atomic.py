@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +46,18 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
+def _json_ready(data: Any) -> Any:
+    """``data`` with every NaN / infinite float (in dicts, lists, tuples) replaced by None."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _json_ready(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_json_ready(v) for v in data]
+    return data
+
+
 def write_json(data: Any, path: str | os.PathLike) -> None:
-    """Write ``data`` as indented JSON to ``path`` all-or-nothing."""
-    write_text(json.dumps(data, indent=2) + "\n", path)
+    """Write ``data`` as indented JSON to ``path`` all-or-nothing; a NaN or infinite float (an
+    undefined score) becomes ``null``, as JSON has no NaN."""
+    write_text(json.dumps(_json_ready(data), indent=2, allow_nan=False) + "\n", path)

@@ -218,8 +218,8 @@ def matching_scores(counts: MatchCounts) -> dict[str, np.ndarray]:
     Example:
         >>> s = matching_scores(match_labels(np.array([[1, 1, 0, 2, 2]]),
         ...                                  np.array([[1, 1, 1, 0, 0]]), [0.5]))
-        >>> float(s["accuracy"][0]), float(s["f1"][0]), float(s["pq"][0])
-        (0.5, 0.6666666666666666, 0.4444444444444444)
+        >>> tuple(round(s[k].item(), 3) for k in ("accuracy", "f1", "pq"))
+        (0.5, 0.667, 0.444)
     """
     tp, fp, fn, iou_sum = counts.tp, counts.fp, counts.fn, counts.iou_sum
     return {
