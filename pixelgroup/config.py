@@ -145,12 +145,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Epochs and the length of an epoch (``None``: one pass over the training split).
+    """Epochs and the length of an epoch in steps (``None``: one pass over the training split,
+    but at least 128 images, :data:`pixelgroup.engine.train.MIN_EPOCH_IMAGES`, so that two
+    training images make an epoch of 64 steps at batch 2, not of one).
 
     ``grad_accum`` k splits each step's (global) batch into k micro-batches whose gradients
     add up; ``amp`` is ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA; bf16 also on CPU)
-    autocast. See :mod:`pixelgroup.engine.distributed`. ``checkpoint_every`` n also writes the
-    checkpoint every n steps inside an epoch (long VOC epochs), and resuming continues there.
+    autocast. See :mod:`pixelgroup.engine.distributed`. The checkpoint is written after every
+    epoch (``checkpoint_every: null``) or every ``checkpoint_every`` steps of the run, counted
+    across epochs, and after the last (long VOC epochs: a checkpoint inside them; short
+    epochs: fewer 40 MB writes); resuming continues from any of them.
     ``init_from`` names a checkpoint whose weights initialise the model (loaded strictly: the
     same model and options) before training starts; its optimiser, schedule and epoch are not
     used, so it starts the next stage of a schedule (a resumed run keeps its own weights).

@@ -301,3 +301,38 @@ def boundary_counts_reference(pred, gts, thresholds, max_dist=0.0075):
             count_r[k] += matched_gt.sum()
         count_p[k], sum_p[k] = matched_any.sum(), binary.sum()
     return count_r, sum_r, count_p, sum_p
+
+
+def label_iou_reference(gt, pred, ignore=None):
+    """IoU ``(G, P)`` of the objects of two label maps, one pair of boolean masks at a time."""
+    import numpy as np
+
+    keep = np.ones(gt.shape, bool) if ignore is None else ~ignore
+    gt_ids = sorted(set(gt[keep].tolist()) - {0})
+    pred_ids = sorted(set(pred[keep].tolist()) - {0})
+    iou = np.zeros((len(gt_ids), len(pred_ids)))
+    for i, g in enumerate(gt_ids):
+        for j, p in enumerate(pred_ids):
+            a, b = (gt == g) & keep, (pred == p) & keep
+            iou[i, j] = (a & b).sum() / (a | b).sum()
+    return iou
+
+
+def match_reference(iou, threshold):
+    """``(tp, iou_sum)`` of the best one-to-one matching of the pairs with IoU >= threshold
+    (most pairs, then largest IoU sum), every matching tried by recursion over the pairs."""
+    pairs = [(i, j) for i in range(iou.shape[0]) for j in range(iou.shape[1])]
+    pairs = [(i, j) for i, j in pairs if iou[i, j] >= threshold]
+
+    def best(k, rows, cols):
+        if k == len(pairs):
+            return 0, 0.0
+        skip = best(k + 1, rows, cols)
+        i, j = pairs[k]
+        if i in rows or j in cols:
+            return skip
+        n, s = best(k + 1, rows | {i}, cols | {j})
+        take = (n + 1, s + float(iou[i, j]))
+        return max(skip, take)
+
+    return best(0, frozenset(), frozenset())

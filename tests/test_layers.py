@@ -25,6 +25,7 @@ RANKS = {
     "losses": 4,
     "models": 5,
     "postprocess": 6,
+    "baselines": 6,
     "metrics": 7,
     "data": 8,
     "viz": 9,

@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a checkpoint (table + metrics.json)",
         description="Evaluate a checkpoint on its evaluation split with its task's metrics: "
         "instance (class-agnostic AP@0.5 / AP@0.7, mean best overlap, covering, adjusted Rand "
-        "index), semantic (mIoU, pixel accuracy, boundary F), boundary (ODS / OIS / AP / R50), "
+        "index, object matching acc50..acc95 / F1 / PQ, COCO mask AP), semantic (mIoU, pixel "
+        "accuracy, boundary F), boundary (ODS / OIS / AP / R50), "
         "proposals (AR@k) or voc_instance (mAP^r@0.5 / 0.7).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

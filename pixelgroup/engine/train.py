@@ -1,4 +1,10 @@
-"""The training loop: recurrent grouping loss, poly schedule, per-epoch checkpoints, exact resume.
+"""The training loop: recurrent grouping loss, poly schedule, checkpoints, exact resume.
+
+An epoch is ``train.iters_per_epoch`` steps, by default one pass over the training split but at
+least :data:`MIN_EPOCH_IMAGES` images (a split of two images would otherwise make every step an
+epoch); each further pass inside an epoch draws new augmentations. The checkpoint is written at
+the end of every epoch, or, with ``train.checkpoint_every`` n, every n steps of the run (epoch
+ends aside) and at its end.
 
 Determinism: the model is initialised from ``cfg.seed`` (global RNG untouched), epoch e shuffles
 with a generator seeded by ``(seed, e)``, and the loss's pixel sampling uses one generator whose
@@ -50,9 +56,19 @@ from pixelgroup.engine.distributed import (
 from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import Task, get_task
 
-__all__ = ["train", "TrainResult", "NonFiniteLossError", "CHECKPOINT_NAME", "RESUME_SAFE_KEYS"]
+__all__ = [
+    "train",
+    "TrainResult",
+    "NonFiniteLossError",
+    "CHECKPOINT_NAME",
+    "RESUME_SAFE_KEYS",
+    "MIN_EPOCH_IMAGES",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+MIN_EPOCH_IMAGES = 128
+"""With ``train.iters_per_epoch: null`` an epoch still holds at least this many images."""
 
 # config keys a resumed run may change: they do not alter what has been trained so far
 RESUME_SAFE_KEYS = ("train.epochs", "train.checkpoint_every", "data.num_workers", "model.test_bn")
@@ -160,8 +176,9 @@ def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
     micro = micro_batch_size(cfg.data.batch_size, info.world_size, cfg.train.grad_accum)
     dataset = task.build_dataset(cfg, cfg.data.train_split)
     num_items = len(dataset)  # type: ignore[arg-type]  # map-style datasets are sized
-    per_epoch = cfg.train.iters_per_epoch or num_items // cfg.data.batch_size
-    if per_epoch < 1:
+    batch = cfg.data.batch_size
+    per_epoch = cfg.train.iters_per_epoch or max(num_items // batch, -(-MIN_EPOCH_IMAGES // batch))
+    if num_items < batch or per_epoch < 1:
         raise ConfigError(
             f"the training split has {num_items} items, fewer than one batch of "
             f"{cfg.data.batch_size}"
@@ -239,12 +256,12 @@ def _save(run: _Run, epochs_done: int, step: int) -> None:
 
 
 def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> None:
-    """Steps ``start_step .. per_epoch`` of ``epoch``, checkpointing every
-    ``train.checkpoint_every`` steps; raises :class:`NonFiniteLossError` on a NaN/inf loss."""
+    """Steps ``start_step .. per_epoch`` of ``epoch``, checkpointing at every multiple of
+    ``train.checkpoint_every`` steps of the run; raises :class:`NonFiniteLossError` on a
+    NaN/inf loss."""
     cfg, info, model, optimizer = run.cfg, run.info, run.model, run.optimizer
     accum, every = cfg.train.grad_accum, cfg.train.checkpoint_every
-    if hasattr(run.dataset, "set_epoch"):  # per-epoch augmentation seeds
-        run.dataset.set_epoch(epoch)
+    passes = -(-run.per_epoch // run.steps_per_pass)  # passes over the data per epoch
     model.train()
     bar = tqdm(
         total=run.per_epoch,
@@ -257,6 +274,8 @@ def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> 
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         first = done - done % run.steps_per_pass  # where this pass began
+        if hasattr(run.dataset, "set_epoch"):  # augmentation seeds: new ones in every pass
+            run.dataset.set_epoch(epoch * passes + first // run.steps_per_pass)
         loader = _loader(
             cfg,
             run.dataset,
@@ -299,7 +318,7 @@ def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> 
             done += 1
             if done == run.per_epoch:
                 break
-            if every is not None and done % every == 0:
+            if every is not None and (epoch * run.per_epoch + done) % every == 0:
                 _save(run, epoch, done)
     bar.close()
 
@@ -334,7 +353,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``cfg`` into ``run_dir`` (``checkpoint.pt`` each epoch, ``config.json``).
+    """Train ``cfg`` into ``run_dir`` (``checkpoint.pt``, ``config.json``).
 
     With ``resume``, continue from ``run_dir/checkpoint.pt`` with the config stored in it;
     ``cfg`` may be None or that config with :data:`RESUME_SAFE_KEYS` changed (e.g. more
@@ -375,9 +394,12 @@ def train(
         start, start_step = _restore(run, state)
     if run.info.is_main and state is not None:  # a crash between the two writes of _save
         write_json(state["config"], run_dir / "config.json")
+    every = cfg.train.checkpoint_every
     for epoch in range(start, cfg.train.epochs):
         _train_one_epoch(run, epoch, start_step if epoch == start else 0, progress)
-        _save(run, epoch + 1, 0)
+        steps = (epoch + 1) * run.per_epoch
+        if every is None or steps % every == 0 or epoch + 1 == cfg.train.epochs:
+            _save(run, epoch + 1, 0)
     return TrainResult(checkpoint=ckpt_path, history=run.history, dist=run.info)
 
 

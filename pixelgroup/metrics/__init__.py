@@ -10,6 +10,7 @@ plots come from a separate method (``BoundaryEvaluator.scores()``,
 evaluator              records                                     scores
 =====================  ==========================================  ============================
 InstanceEvaluator      InstancePrediction / InstanceTarget         AP50, AP70, MBO, covering, ARI
+MatchingEvaluator      InstancePrediction / InstanceTarget         acc50..acc95, F1, PQ (DSB 2018)
 CocoEvaluator          InstancePrediction / InstanceTarget         COCO mask AP, AP50, AP75, AR@k
 ProposalEvaluator      ProposalPrediction / ProposalTarget         AR@k, R50@k (masks, boxes)
 InstanceMAPEvaluator   InstanceMAPPrediction / InstanceMAPTarget   VOC mAP^r@0.5, 0.7
@@ -18,7 +19,8 @@ BoundaryEvaluator      BoundaryPrediction / BoundaryTarget         BSDS ODS, OIS
 =====================  ==========================================  ============================
 
 Overlaps and matching are shared (:mod:`pixelgroup.metrics.matching`): one mask IoU and one
-greedy matcher.
+greedy matcher; :mod:`pixelgroup.metrics.label_matching` has the optimal one-to-one matching of
+two label maps that microscopy benchmarks count with.
 """
 
 from pixelgroup.metrics.boundary import (
@@ -41,6 +43,15 @@ from pixelgroup.metrics.instance_map import (
     InstanceMAPPrediction,
     InstanceMAPTarget,
 )
+from pixelgroup.metrics.label_matching import (
+    MATCH_THRESHOLDS,
+    MatchCounts,
+    MatchingEvaluator,
+    label_iou,
+    match_iou,
+    match_labels,
+    matching_scores,
+)
 from pixelgroup.metrics.matching import box_iou, greedy_match, mask_iou
 from pixelgroup.metrics.proposals import ProposalEvaluator, ProposalPrediction, ProposalTarget
 from pixelgroup.metrics.semantic import SemanticEvaluator, SemanticPrediction, SemanticTarget
@@ -50,6 +61,13 @@ __all__ = [
     "InstancePrediction",
     "InstanceTarget",
     "CocoEvaluator",
+    "MatchingEvaluator",
+    "MatchCounts",
+    "MATCH_THRESHOLDS",
+    "label_iou",
+    "match_iou",
+    "match_labels",
+    "matching_scores",
     "ProposalEvaluator",
     "ProposalPrediction",
     "ProposalTarget",

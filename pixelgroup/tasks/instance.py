@@ -13,7 +13,9 @@
 * Evaluation: each embedding grouped by :func:`instances_from_embedding` (``cfg.grouping``) into
   a label map at the ground truth's resolution, then
   :class:`~pixelgroup.metrics.InstanceEvaluator` (AP@0.5 / AP@0.7, mean best overlap, covering,
-  adjusted Rand index) and :class:`~pixelgroup.metrics.CocoEvaluator` (``coco_AP``,
+  adjusted Rand index), :class:`~pixelgroup.metrics.MatchingEvaluator` (one-to-one object
+  matching at IoU 0.5..0.95: ``acc50`` = TP / (TP + FP + FN), ``f1_50``, ``pq50``, ...; the
+  numbers of StarDist / Cellpose) and :class:`~pixelgroup.metrics.CocoEvaluator` (``coco_AP``,
   ``coco_AP50``, ``coco_AP75``, ``coco_AR100``, ...: COCOeval's mask numbers, crowd regions
   ignored; always reported, as they cost a few percent of the grouping).
 * Background: ``grouping.background: largest`` (the largest group) or ``semantic`` (the
@@ -35,7 +37,13 @@ from torch.utils.data import Dataset
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.data import IGNORE_LABEL, InstanceSample, build_dataset
 from pixelgroup.errors import ConfigError, DataError
-from pixelgroup.metrics import CocoEvaluator, InstanceEvaluator, InstancePrediction, InstanceTarget
+from pixelgroup.metrics import (
+    CocoEvaluator,
+    InstanceEvaluator,
+    InstancePrediction,
+    InstanceTarget,
+    MatchingEvaluator,
+)
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.postprocess import extract_instances
 from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss, semantic_ce
@@ -199,19 +207,23 @@ class InstanceTask(InstanceSampleTask):
 
 class InstanceTaskEvaluator:
     """Groups each embedding of a batch at its ground truth's resolution and feeds an
-    :class:`InstanceEvaluator` and a :class:`CocoEvaluator` (keys prefixed ``coco_``).
+    :class:`InstanceEvaluator`, a :class:`MatchingEvaluator` (``acc50``, ``f1_50``, ``pq50``,
+    ...) and a :class:`CocoEvaluator` (keys prefixed ``coco_``).
 
     Ignored (crowd) pixels are set to background in both label maps for the
-    :class:`InstanceEvaluator`; the :class:`CocoEvaluator` treats them as COCO's crowd."""
+    :class:`InstanceEvaluator`, left out of both by the :class:`MatchingEvaluator`; the
+    :class:`CocoEvaluator` treats them as COCO's crowd."""
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         _check_background(cfg)
         self.cfg = cfg
         self.metrics = InstanceEvaluator()
+        self.matching = MatchingEvaluator(ignore_label=IGNORE_LABEL)
         self.coco = CocoEvaluator(ignore_label=IGNORE_LABEL)
 
     def reset(self) -> None:
         self.metrics.reset()
+        self.matching.reset()
         self.coco.reset()
 
     def process(self, output: EmbeddingOutput, batch: InstanceSample) -> None:
@@ -231,8 +243,9 @@ class InstanceTaskEvaluator:
             predictions.append(InstancePrediction(labels, scores))
             targets.append(InstanceTarget(gt))
         self.metrics.process(predictions, targets)
+        self.matching.process(coco_predictions, coco_targets)
         self.coco.process(coco_predictions, coco_targets)
 
     def evaluate(self) -> dict[str, float]:
         coco = {f"coco_{k}": v for k, v in self.coco.evaluate().items()}
-        return {**self.metrics.evaluate(), **coco}
+        return {**self.metrics.evaluate(), **self.matching.evaluate(), **coco}

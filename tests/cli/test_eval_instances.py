@@ -44,19 +44,33 @@ def test_perfect_predictions(voc, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "mAP@0.5 1.000" in lines and "mAP@0.7 1.000" in lines
     assert "images 4 instances 12 predictions 12" in lines
+    assert "acc50 1.000 f1_50 1.000 pq50 1.000 acc50_95 1.000" in lines
     result = json.loads((tmp_path / "preds.eval.json").read_text())
     assert result["mAP@0.7"] == 1.0 and result["num_classes_present"] >= 1
+    assert result["acc95"] == result["miou75"] == 1.0 and result["tp50"] == 12
 
 
 def test_wrong_classes_and_shifted_masks(voc, tmp_path, capsys):
     out = tmp_path / "out.json"
     assert main(["eval-instances", str(_write(tmp_path, _gt_records(voc, wrong_class=True))),
                  str(voc), "--output", str(out)]) == 0  # fmt: skip
-    assert json.loads(out.read_text())["mAP@0.5"] == 0.0
+    result = json.loads(out.read_text())
+    assert result["mAP@0.5"] == 0.0 and result["acc50"] == 1.0  # the matching ignores classes
     assert main(["eval-instances", str(_write(tmp_path, _gt_records(voc, shift=30))),
                  str(voc), "--output", str(out), "--overwrite"]) == 0  # fmt: skip
     result = json.loads(out.read_text())
     assert result["mAP@0.7"] <= result["mAP@0.5"] < 1.0
+    assert result["acc50_95"] <= result["acc50"] < 1.0
+    # one 1-pixel mask: no match, so the mean matched IoU is undefined and written as null
+    sample = MatInstances(voc)[0]
+    dot = torch.zeros(1, *sample.instance.shape, dtype=torch.bool)
+    dot[0, 0, 0] = True
+    records = masks_to_results(MatInstances(voc).image_ids[0], dot, [1.0], [1])
+    assert main(["eval-instances", str(_write(tmp_path, records)), str(voc), "--subset",
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert "NaN" not in out.read_text()
+    result = json.loads(out.read_text())
+    assert result["miou50"] is None and (result["tp50"], result["fp50"]) == (0, 1)
 
 
 def test_subset_and_missing_images(voc, tmp_path, capsys):
@@ -66,6 +80,8 @@ def test_subset_and_missing_images(voc, tmp_path, capsys):
     assert "mAP@0.5 1.000" in capsys.readouterr().out.splitlines()
     assert main(["eval-instances", str(preds), str(voc)]) == 0  # others' instances missed
     assert "mAP@0.5 1.000" not in capsys.readouterr().out.splitlines()
+    result = json.loads((tmp_path / "preds.eval.json").read_text())
+    assert result["fp50"] == 0 and result["fn50"] == 12 - result["tp50"] > 0
 
 
 @pytest.mark.parametrize(
