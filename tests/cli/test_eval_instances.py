@@ -67,7 +67,7 @@ def test_wrong_classes_and_shifted_masks(voc, tmp_path, capsys):
     dot[0, 0, 0] = True
     records = masks_to_results(MatInstances(voc).image_ids[0], dot, [1.0], [1])
     assert main(["eval-instances", str(_write(tmp_path, records)), str(voc), "--subset",
-                 "--output", str(out)]) == 0  # fmt: skip
+                 "--output", str(out), "--overwrite"]) == 0  # fmt: skip
     assert "NaN" not in out.read_text()
     result = json.loads(out.read_text())
     assert result["miou50"] is None and (result["tp50"], result["fp50"]) == (0, 1)
@@ -80,7 +80,7 @@ def test_subset_and_missing_images(voc, tmp_path, capsys):
     assert "mAP@0.5 1.000" in capsys.readouterr().out.splitlines()
     assert main(["eval-instances", str(preds), str(voc)]) == 0  # others' instances missed
     assert "mAP@0.5 1.000" not in capsys.readouterr().out.splitlines()
-    result = json.loads((tmp_path / "preds.eval.json").read_text())
+    result = json.loads((tmp_path / "preds.eval-2.json").read_text())  # the first is kept
     assert result["fp50"] == 0 and result["fn50"] == 12 - result["tp50"] > 0
 
 
