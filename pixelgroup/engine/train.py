@@ -237,8 +237,7 @@ def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> 
     ``train.checkpoint_every`` steps; raises :class:`NonFiniteLossError` on a NaN/inf loss."""
     cfg, info, model, optimizer = run.cfg, run.info, run.model, run.optimizer
     accum, every = cfg.train.grad_accum, cfg.train.checkpoint_every
-    if hasattr(run.dataset, "set_epoch"):  # per-epoch augmentation seeds
-        run.dataset.set_epoch(epoch)
+    run.task.set_epoch(run.dataset, epoch)  # per-epoch augmentation seeds
     model.train()
     bar = tqdm(
         total=run.per_epoch,

@@ -58,7 +58,7 @@ from pixelgroup.losses.pairwise import pairwise_embedding_loss
 from pixelgroup.metrics import BoundaryEvaluator, BoundaryPrediction, BoundaryTarget
 from pixelgroup.models import BoundaryNet
 from pixelgroup.postprocess.boundary_nms import boundary_nms
-from pixelgroup.tasks.base import LossFn, build_config_model
+from pixelgroup.tasks.base import LossFn, TaskBase, build_config_model
 
 __all__ = [
     "BoundaryBatch",
@@ -66,7 +66,6 @@ __all__ = [
     "BoundaryTaskEvaluator",
     "class_balanced_bce",
     "collate_boundaries",
-    "predict_boundaries",
     "write_boundary_prediction",
 ]
 
@@ -156,7 +155,7 @@ def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return per_image.sum(1).mean()
 
 
-class BoundaryTask:
+class BoundaryTask(TaskBase):
     """Boundary detection on BSDS500 with side-output embeddings (see the module docstring)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
@@ -223,11 +222,25 @@ class BoundaryTask:
     def build_evaluator(self, cfg: ExperimentConfig) -> BoundaryTaskEvaluator:
         return BoundaryTaskEvaluator(cfg)
 
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    def postprocess(
+        self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The model's output for one image -> ``(prob, thinned)``: ``image_size`` float64
+        maps in [0, 1], the mean head probability and its
+        :func:`~pixelgroup.postprocess.boundary_nms.boundary_nms`."""
+        prob = _resize(output.boundary, torch.Size(image_size))[0, 0].double().cpu().numpy()
+        return prob, np.clip(boundary_nms(prob), 0.0, 1.0)
+
+    def write(
+        self,
+        cfg: ExperimentConfig,
+        prediction: tuple[np.ndarray, np.ndarray],
+        image: torch.Tensor,
+        out_dir: Path,
+        stem: str,
     ) -> list[Path]:
-        """Boundary maps of ``image (3, H, W)`` -> ``out_dir/{raw,nms}/STEM.png``."""
-        return write_boundary_prediction(out_dir, stem, *predict_boundaries(model, image))
+        """Boundary maps -> ``out_dir/{raw,nms}/STEM.png``."""
+        return write_boundary_prediction(out_dir, stem, *prediction)
 
 
 def _pair_loss(
@@ -294,20 +307,6 @@ class BoundaryTaskEvaluator:
 
     def evaluate(self) -> dict[str, float]:
         return self.metrics.evaluate()
-
-
-@torch.no_grad()
-def predict_boundaries(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Boundary maps of one ``(3, H, W)`` image in [0, 1] with a :class:`BoundaryNet`.
-
-    Returns:
-        ``(prob, thinned)``: ``(H, W)`` float64 in [0, 1], the mean head probability and its
-        :func:`~pixelgroup.postprocess.boundary_nms.boundary_nms`.
-    """
-    device = next(model.parameters()).device
-    model.eval()
-    prob = model(image[None].to(device)).boundary[0, 0].double().cpu().numpy()
-    return prob, np.clip(boundary_nms(prob), 0.0, 1.0)
 
 
 def write_boundary_prediction(

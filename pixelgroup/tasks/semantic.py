@@ -134,19 +134,26 @@ class SemanticTask(InstanceSampleTask):
     def build_evaluator(self, cfg: ExperimentConfig) -> SemanticTaskEvaluator:
         return SemanticTaskEvaluator(cfg)
 
-    @torch.no_grad()
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    def postprocess(
+        self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
+    ) -> np.ndarray:
+        """The model's output for one image -> ``(H, W)`` uint8 class ids at ``image_size``."""
+        classes = _resize(_logits(output), image_size)[0].argmax(0).cpu().numpy()
+        return classes.astype(np.uint8)
+
+    def write(
+        self,
+        cfg: ExperimentConfig,
+        prediction: np.ndarray,
+        image: torch.Tensor,
+        out_dir: Path,
+        stem: str,
     ) -> list[Path]:
         """Class map of ``image (C, H, W)`` -> ``STEM_classes.png`` (uint8 ids) and
         ``STEM_overlay.png`` in ``out_dir``."""
-        device = next(model.parameters()).device
-        model.eval()
-        logits = _logits(model(image[None].to(device)))
-        classes = _resize(logits, (image.shape[1], image.shape[2]))[0].argmax(0).cpu().numpy()
         paths = [Path(out_dir) / f"{stem}_classes.png", Path(out_dir) / f"{stem}_overlay.png"]
-        write_png(classes.astype(np.uint8), paths[0])
-        blended = overlay(image.permute(1, 2, 0).numpy(), classes)
+        write_png(prediction, paths[0])
+        blended = overlay(image.permute(1, 2, 0).numpy(), prediction)
         write_png((blended * 255).round().astype(np.uint8), paths[1])
         return paths
 
