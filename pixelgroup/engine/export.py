@@ -41,6 +41,7 @@ from pixelgroup._checks import check_non_negative_int, check_positive
 from pixelgroup.engine.inference import InferenceRunner
 from pixelgroup.models.batchnorm import apply_test_bn, untraceable_batch_norms
 from pixelgroup.models.heads import EmbeddingOutput
+from pixelgroup.ops.sphere import pool_to_sphere
 
 __all__ = [
     "GroupingGraph",
@@ -137,10 +138,7 @@ class GroupingGraph(nn.Module):
                 "loops"
             )
         embedding = out.embedding
-        x = embedding
-        if self.stride > 1:
-            pooled = F.avg_pool2d(embedding, self.stride, ceil_mode=True)
-            x = pooled / (pooled.norm(dim=1, keepdim=True) + 1e-5)
+        x = pool_to_sphere(embedding, self.stride)
         b, d, h, w = x.shape
         points = x.flatten(2).transpose(1, 2)  # (B, N, D)
         for _ in range(self.num_iters):

@@ -28,7 +28,7 @@ from pixelgroup.data.io import read_image
 from pixelgroup.errors import ConfigError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS
-from pixelgroup.ops.sphere import normalize_to_sphere
+from pixelgroup.ops.sphere import pool_to_sphere
 
 __all__ = [
     "Task",
@@ -192,8 +192,9 @@ def build_grouping_loss(
     """The recurrent pair loss of the ``loss`` section, after ``loss.stride`` pooling.
 
     Returns ``fn(embedding (B, D, H, W), labels (B, H', W'), generator) -> terms``: with
-    ``stride`` s > 1 the embedding is s x s average-pooled and re-normalised first, so the GBMS
-    loops of the loss run on s² times fewer points (they are quadratic in N).
+    ``stride`` s > 1 the embedding is s x s average-pooled and re-normalised first
+    (:func:`~pixelgroup.ops.sphere.pool_to_sphere`, the grouping's pooling), so the GBMS loops
+    of the loss run on s² times fewer points (they are quadratic in N).
     """
     if c.stride < 1:
         raise ConfigError(f"loss.stride must be >= 1, got {c.stride}")
@@ -218,7 +219,7 @@ def build_grouping_loss(
         embedding: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
         if c.stride > 1:
-            embedding = normalize_to_sphere(F.avg_pool2d(embedding, c.stride), dim=1)
+            embedding = pool_to_sphere(embedding, c.stride)
         return criterion(embedding, labels.to(embedding.device), generator=generator)
 
     return apply
