@@ -41,7 +41,7 @@ def _per_site(value: object, name: str, sites: int) -> list[object]:
 
 
 class RecurrentGroupingLoss(nn.Module):
-    """Pair loss at loop 0 (the raw embedding) and after each of T GBMS loops (METHOD.md §3.4).
+    """Pair loss at loop 0 (the raw embedding) and after each of T GBMS loops (docs/method.md).
 
     Each site draws its own fresh pixel sample; the total is
     ``sum_t iter_weights[t] * (pos_weight * pos_t + neg_weight * neg_t)``. Gradients of every

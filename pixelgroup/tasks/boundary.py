@@ -1,4 +1,4 @@
-"""The ``boundary`` task: BSDS500 boundary detection with the pair loss (METHOD.md Sec. 5).
+"""The ``boundary`` task: BSDS500 boundary detection with the pair loss (docs/boundaries.md).
 
 * Data: ``cfg.data.name`` is ``"bsds"``; ``cfg.data.root`` a BSDS500 release (``BSR``,
   ``BSR/BSDS500/data``, ...) or a folder of sample ``.mat`` files
@@ -26,8 +26,8 @@
   original boundary model has no mean-shift loops). The total is ``loss.bce_weight`` x BCE +
   ``loss.pair_weight`` x pair loss (both 1 by default); the pair loss is not computed at
   weight 0, the BCE always is (reported; at weight 0 its zero gradients keep every parameter
-  in the backward, as DistributedDataParallel needs). The original's two stages (METHOD.md
-  §5: the pair loss first, then the classifiers fine-tuned) are ``bce_weight: 0``, then
+  in the backward, as DistributedDataParallel needs). The original's two stages (docs/boundaries.md:
+  the pair loss first, then the classifiers fine-tuned) are ``bce_weight: 0``, then
   ``pair_weight: 0`` with ``train.init_from`` the first stage's checkpoint
   (``configs/bsds.yaml``, docs/boundaries.md).
   Returns ``{"loss", "bce", "pair"}`` (``"pair"`` only at a non-zero weight).

@@ -1,7 +1,7 @@
 """The ``semantic`` task: semantic segmentation with the grouping loss as an auxiliary term.
 
 It measures the paper's claim that the pixel-pair loss helps a classification task
-(METHOD.md §7, §11).
+(docs/semantic.md).
 
 * Data: any entry of :data:`pixelgroup.data.DATASETS` (``"voc"``: VOC 2012 / SBD / the ``.mat``
   samples, options ``size``, ``ignore_index``; ``"toy"``: semantic = digit class + 1, 0
