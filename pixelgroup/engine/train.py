@@ -55,7 +55,14 @@ __all__ = ["train", "TrainResult", "NonFiniteLossError", "CHECKPOINT_NAME", "RES
 CHECKPOINT_NAME = "checkpoint.pt"
 
 # config keys a resumed run may change: they do not alter what has been trained so far
-RESUME_SAFE_KEYS = ("train.epochs", "train.checkpoint_every", "data.num_workers", "model.test_bn")
+# (train.init_from only seeds a fresh run: a resumed one keeps its own weights)
+RESUME_SAFE_KEYS = (
+    "train.epochs",
+    "train.checkpoint_every",
+    "data.num_workers",
+    "model.test_bn",
+    "train.init_from",
+)
 
 
 class NonFiniteLossError(FloatingPointError):
