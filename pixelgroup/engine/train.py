@@ -341,7 +341,8 @@ def train(
     epochs to extend a finished run). Without ``resume``, a ``run_dir`` that already holds a
     checkpoint is an error unless ``overwrite``: a finished run is never replaced unasked.
     Temp files of a checkpoint write that was killed are removed first. Raises
-    :class:`NonFiniteLossError` when a loss is NaN or inf.
+    :class:`NonFiniteLossError` when a loss is NaN or inf. This trains ``cfg`` as one stage;
+    :func:`pixelgroup.engine.schedule.train_schedule` runs the ``stages`` of a config.
     """
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME

@@ -29,6 +29,7 @@ from pixelgroup.errors import ConfigError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS
 from pixelgroup.ops.sphere import pool_to_sphere
+from pixelgroup.tasks.rehearsal import RehearsalPlan
 
 __all__ = [
     "Task",
@@ -83,6 +84,11 @@ class Task(Protocol):
     * ``reserved_stems``: image file stems whose files would collide with a combined file;
     * ``predicts_at_image_size``: ``postprocess`` brings any output size to ``image_size``, so
       the engine may downscale a large image for the model only.
+
+    Rehearsal on synthetic data (``pixelgroup rehearse``):
+
+    * ``rehearsal(cfg, size) -> RehearsalPlan | None``: the synthetic release its data can be
+      and the evaluator command (:mod:`pixelgroup.tasks.rehearsal`); None: cannot rehearse.
     """
 
     reserved_stems: tuple[str, ...]
@@ -116,12 +122,14 @@ class Task(Protocol):
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]: ...
 
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None: ...
+
 
 class TaskBase:
     """Defaults of the :class:`Task` protocol: no reserved stems, predictions at the model's
     output size, :class:`~pixelgroup.data.AugmentedDataset` epochs set, ``model.options.
     in_channels`` (default 3) image channels read by :func:`pixelgroup.data.io.read_image`,
-    nothing written after the last image. A task overrides what differs."""
+    nothing written after the last image, no rehearsal. A task overrides what differs."""
 
     reserved_stems: tuple[str, ...] = ()
     predicts_at_image_size: bool = False
@@ -142,6 +150,9 @@ class TaskBase:
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
         return []
+
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None:
+        return None
 
 
 def _checked_kwargs(fn: Callable[..., Any], options: Mapping[str, Any], section: str) -> dict:

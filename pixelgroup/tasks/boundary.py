@@ -59,6 +59,7 @@ from pixelgroup.metrics import BoundaryEvaluator, BoundaryPrediction, BoundaryTa
 from pixelgroup.models import BoundaryNet
 from pixelgroup.postprocess.boundary_nms import boundary_nms
 from pixelgroup.tasks.base import LossFn, TaskBase, build_config_model
+from pixelgroup.tasks.rehearsal import RehearsalPlan, boundary_evaluator
 
 __all__ = [
     "BoundaryBatch",
@@ -221,6 +222,10 @@ class BoundaryTask(TaskBase):
 
     def build_evaluator(self, cfg: ExperimentConfig) -> BoundaryTaskEvaluator:
         return BoundaryTaskEvaluator(cfg)
+
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
+        """A synthetic BSDS500 release, scored by ``pixelgroup eval-boundaries``."""
+        return RehearsalPlan("bsds", evaluator=boundary_evaluator)
 
     def postprocess(
         self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]

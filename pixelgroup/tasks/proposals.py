@@ -39,6 +39,7 @@ from pixelgroup.tasks.base import (
     build_embedding_loss,
     grouping_arguments,
 )
+from pixelgroup.tasks.rehearsal import RehearsalPlan, results_evaluator
 
 __all__ = ["ProposalTask", "ProposalTaskEvaluator", "proposals_from_embedding"]
 
@@ -80,6 +81,11 @@ class ProposalTask(InstanceSampleTask):
 
     def build_evaluator(self, cfg: ExperimentConfig) -> ProposalTaskEvaluator:
         return ProposalTaskEvaluator(cfg)
+
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
+        """A synthetic VOC 2012 release, scored by ``pixelgroup eval-proposals``."""
+        _options(cfg)
+        return RehearsalPlan("voc", evaluator=results_evaluator("eval-proposals"))
 
     def postprocess(
         self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]

@@ -47,6 +47,7 @@ from pixelgroup.data.io import write_png
 from pixelgroup.errors import ConfigError
 from pixelgroup.metrics import SemanticEvaluator, SemanticPrediction, SemanticTarget
 from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss
+from pixelgroup.tasks.rehearsal import RehearsalPlan
 from pixelgroup.viz.colors import overlay
 
 __all__ = ["SemanticTask", "SemanticTaskEvaluator", "AUX_LABELS"]
@@ -133,6 +134,14 @@ class SemanticTask(InstanceSampleTask):
 
     def build_evaluator(self, cfg: ExperimentConfig) -> SemanticTaskEvaluator:
         return SemanticTaskEvaluator(cfg)
+
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None:
+        """A synthetic VOC 2012 release (VOC data only); at the tiny size a
+        ``data.options.size`` resize becomes 32 x 32, smaller than the tiny images."""
+        if cfg.data.name != "voc":
+            return None
+        tiny = size == "tiny" and "size" in cfg.data.options
+        return RehearsalPlan("voc", ("data.options.size=[32, 32]",) if tiny else ())
 
     def postprocess(
         self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]

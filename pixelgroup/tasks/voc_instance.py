@@ -46,6 +46,7 @@ from pixelgroup.tasks.base import (
     grouping_arguments,
 )
 from pixelgroup.tasks.predictions import write_semantic_prediction
+from pixelgroup.tasks.rehearsal import RehearsalPlan, results_evaluator
 
 __all__ = ["VOCInstanceTask", "VOCInstanceEvaluator", "instances_from_output"]
 
@@ -105,6 +106,11 @@ class VOCInstanceTask(InstanceSampleTask):
 
     def build_evaluator(self, cfg: ExperimentConfig) -> VOCInstanceEvaluator:
         return VOCInstanceEvaluator(cfg)
+
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
+        """A synthetic SBD release, scored by ``pixelgroup eval-instances``."""
+        _options(cfg)
+        return RehearsalPlan("sbd", evaluator=results_evaluator("eval-instances"))
 
     def postprocess(
         self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]

@@ -69,7 +69,9 @@ def test_resume_continues_across_stages_exactly(tmp_path, monkeypatch):
         if len(saves) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(sys.modules["pixelgroup.engine.train"], "save_checkpoint", crash_in_stage_two)
+    monkeypatch.setattr(
+        sys.modules["pixelgroup.engine.train"], "save_checkpoint", crash_in_stage_two
+    )
     with pytest.raises(KeyboardInterrupt):
         train_schedule(cfg, tmp_path / "b", progress=False)
     monkeypatch.undo()
@@ -122,7 +124,9 @@ def test_shipped_paper_recipes_hold_their_second_stage(name):
     assert len(stages) == 2
     (_, first), (_, second) = stages
     assert second.optim.lr == 0.0001 and second.train.epochs == 10
-    assert dataclasses.replace(second, optim=first.optim, train=first.train, loss=first.loss) == first
+    assert (
+        dataclasses.replace(second, optim=first.optim, train=first.train, loss=first.loss) == first
+    )
 
 
 def test_cli_trains_and_resumes_a_staged_config(tmp_path, capsys):
