@@ -87,11 +87,20 @@ def _optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {o.name!r}")
 
 
+def _pass_seed(epoch: int, pass_index: int) -> int:
+    """The shuffle seed of pass ``pass_index`` over the data within ``epoch`` (an epoch of
+    ``train.iters_per_epoch`` steps may hold several passes): ``epoch * 1000`` for an epoch's
+    first pass (the orders of every run so far), ``2**32 * pass_index + epoch`` for later ones,
+    so no two (epoch, pass) pairs share an order for epochs below 2**32 / 1000."""
+    return epoch * 1000 if pass_index == 0 else 2**32 * pass_index + epoch
+
+
 def _loader(
     cfg: ExperimentConfig,
     dataset,
     task,
     epoch: int,
+    pass_index: int,
     info: DistInfo,
     batch_size: int,
     skip_batches: int = 0,
@@ -101,7 +110,7 @@ def _loader(
     sampler: DistributedSampler = DistributedSampler(
         dataset, info.world_size, info.rank, shuffle=True, seed=cfg.seed * 100_003, drop_last=True
     )
-    sampler.set_epoch(epoch)
+    sampler.set_epoch(_pass_seed(epoch, pass_index))
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -261,7 +270,8 @@ def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> 
             cfg,
             run.dataset,
             run.task,
-            epoch * 1000 + first,
+            epoch,
+            first // run.steps_per_pass,
             info,
             run.micro,
             (done - first) * accum,
