@@ -46,6 +46,7 @@ import torch.optim.optimizer as optim_hooks
 from PIL import Image
 
 from pixelgroup._atomic import write_json
+from pixelgroup._native import cpu_info
 from pixelgroup.config import (
     ExperimentConfig,
     StageConfig,
@@ -398,17 +399,10 @@ def rehearse(
 
 def machine_description(device: str) -> dict[str, Any]:
     """CPU model, AVX-512, threads, torch version and (for CUDA) the GPU name."""
+    model, flags = cpu_info()
     cpu = platform.processor() or platform.machine()
-    flags = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        for line in info.splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line
-    except OSError:
-        pass
+    if model and cpu in ("", platform.machine()):
+        cpu = model
     out: dict[str, Any] = {
         "cpu": cpu,
         "avx512f": " avx512f" in flags,
