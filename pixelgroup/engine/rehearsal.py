@@ -330,7 +330,7 @@ def _remove_checkpoints(checkpoint: Path) -> None:
 def _command(config: Path | None, stage: str | None, run_dir: Path, resume: bool) -> str:
     """The training a step stands for, as a line of the report."""
     if resume:
-        return f"pixelgroup train -o {run_dir} --resume"
+        return f"pixelgroup train -o {run_dir} --resume --set train.epochs=2"
     return f"pixelgroup train --config {config} -o {run_dir}" + (
         f"  # stage {stage}" if stage else ""
     )
