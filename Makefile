@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check pixelgroup tests benchmarks experiments examples
 	$(VENV)/bin/mypy pixelgroup
 	$(PY) -m pytest -q
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d build/site
 
 # the API reference and docs/*.md as a site on http://127.0.0.1:8000 (rebuilt on every edit)
 docs: $(STAMP)

@@ -43,7 +43,7 @@ from pixelgroup.viz import plot_average_recall
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "voc"
 
-# Read off the authors' AR plot (METHOD.md §11, ±0.01); drawn in the AR figure for reference.
+# Read off the authors' AR plot (±0.01); drawn in the AR figure for reference.
 PAPER_POINTS = {
     "paper AR@[.5:.95]": ((11, 0.56), (18, 0.58), (60, 0.61)),
     "paper recall@0.5": ((11, 0.76), (18, 0.78), (60, 0.81)),

@@ -46,14 +46,24 @@ def _cache_dirs() -> list[Path]:
     return [first, Path(tempfile.gettempdir()) / f"pixelgroup-{os.getuid()}"]
 
 
-def _cpu_flags() -> str:
+@functools.cache
+def cpu_info() -> tuple[str, str]:
+    """``(model name, flags line)`` of the first processor in ``/proc/cpuinfo`` (the one place
+    the package reads it); empty strings off Linux."""
+    model = flags = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
     except OSError:
         pass
-    return platform.processor()
+    return model, flags
+
+
+def _cpu_flags() -> str:
+    return cpu_info()[1] or platform.processor()
 
 
 def _build(compiler: str, flags: list[str], source: Path, target: Path) -> None:

@@ -12,11 +12,15 @@ key), and ``model.options`` are checked against the model constructor's signatur
 Every number is checked when a config is read: finite, and in the range its field's
 ``metadata`` (a :func:`~pixelgroup._config_io.rule`) gives, so a bad value (a negative
 ``train.grad_clip``, a NaN ``optim.lr``) is a one-line :class:`ConfigError` naming the key.
+
+``stages`` lists the stages of a multi-stage schedule (:class:`StageConfig`): ``pixelgroup
+train`` runs them in order, each from the previous one's weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +42,7 @@ __all__ = [
     "to_dict",
     "apply_overrides",
     "override_config",
+    "expand_stages",
     "resolve_config",
     "CONFIG_DIR",
     "parse_options",
@@ -57,6 +62,7 @@ __all__ = [
     "TrainConfig",
     "GroupingConfig",
     "ExperimentConfig",
+    "StageConfig",
 ]
 
 
@@ -206,6 +212,59 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
+    stages: tuple[StageConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a training schedule (``stages:`` in a config, in the order they run).
+
+    A stage trains the experiment with ``overrides`` (dotted keys, as ``--set``) applied,
+    starting from the final weights of the stage named ``init_from`` (default: the previous
+    one; the first stage starts as the config says, e.g. from ``train.init_from``). An
+    experiment without stages is one stage. See :func:`expand_stages`.
+    """
+
+    name: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+
+
+def expand_stages(
+    cfg: ExperimentConfig, overrides: list[str] | None = None
+) -> list[tuple[StageConfig, ExperimentConfig]]:
+    """Each stage of ``cfg`` with its config: ``cfg`` with the stage's ``overrides`` and then
+    ``overrides`` (``--set`` strings, e.g. a rehearsal's) applied, and ``stages`` emptied (a
+    stage's checkpoint holds the config of that stage). Its ``train.init_from`` is left to the
+    caller, who knows where the stages write. ``cfg`` without stages is one stage named "".
+
+    Raises :class:`ConfigError` for a stage without a name or named twice, a name that is not
+    a plain folder name, an ``init_from`` that names no earlier stage, and any override that
+    does not fit the schema; every stage is checked before any trains.
+    """
+    stages = cfg.stages or (StageConfig(),)
+    base = dataclasses.replace(cfg, stages=())
+    out: list[tuple[StageConfig, ExperimentConfig]] = []
+    for k, stage in enumerate(stages):
+        where = f"stages[{k}]"
+        if cfg.stages and (not stage.name or Path(stage.name).name != stage.name):
+            raise ConfigError(f"{where}.name must be a plain folder name, got {stage.name!r}")
+        earlier = [s.name for s, _ in out]
+        if stage.name in earlier:
+            raise ConfigError(f"{where}.name {stage.name!r} names two stages")
+        if stage.init_from is not None and stage.init_from not in earlier:
+            raise ConfigError(
+                f"{where}.init_from must name an earlier stage ({', '.join(earlier) or 'none'}), "
+                f"got {stage.init_from!r}"
+            )
+        if any(key.split(".")[0] == "stages" for key in stage.overrides):
+            raise ConfigError(f"{where}.overrides cannot change the stages")
+        own = [f"{key}={json.dumps(value)}" for key, value in stage.overrides.items()]
+        try:
+            out.append((stage, override_config(base, [*own, *(overrides or [])])))
+        except ConfigError as e:
+            raise ConfigError(f"{where} ({stage.name}): {e}") from None
+    return out
 
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

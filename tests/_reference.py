@@ -9,7 +9,8 @@ import torch
 
 
 def gbms_step_reference(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """METHOD.md §3.1 column by column: q_j = 1/(sum_i G_ij), Y_j = sum_i G_ij q_j x_i."""
+    """The GBMS loop of docs/method.md column by column: q_j = 1/(sum_i G_ij),
+    Y_j = sum_i G_ij q_j x_i."""
     out = torch.empty_like(x)
     for b in range(x.shape[0]):
         pts = x[b]

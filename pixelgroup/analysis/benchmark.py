@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pixelgroup._native import cpu_info
 from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.ops.weighted_mean_shift import merged_mean_shift
 from pixelgroup.postprocess import group_pixels
@@ -376,17 +377,9 @@ def bench_merge(toy: str | os.PathLike | None, toy_images: int = 30) -> list[str
 
 def cpu_description() -> str:
     """CPU model name and whether it has AVX-512 (``avx512f``), from ``/proc/cpuinfo``."""
-    model, flags = "unknown CPU", set[str]()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown CPU":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
+    model, line = cpu_info()
+    model = model or "unknown CPU"
+    flags = set(line.partition(":")[2].split())
     kind = "AVX-512" if "avx512f" in flags else ("AVX2, no AVX-512" if "avx2" in flags else "")
     return f"{model}" + (f" ({kind})" if kind else "")
 

@@ -1,4 +1,4 @@
-"""How many groups an embedding of dimension D can separate with margin α (METHOD.md §10).
+"""How many groups an embedding of dimension D can separate with margin α (docs/studies.md).
 
 Different groups must have calibrated similarity ``s = (1 + cos) / 2 <= α``, i.e. pairwise
 cosine ``<= t = 2α − 1``. The largest number of unit vectors in R^D with pairwise cosine <= t

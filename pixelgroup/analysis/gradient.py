@@ -1,4 +1,4 @@
-"""The 1-D study of the gradient through recurrent mean shift (METHOD.md §9, demo 5).
+"""The 1-D study of the gradient through recurrent mean shift (docs/studies.md).
 
 Three Gaussian clusters of scalars (means 3, 4, 5; std 0.2, 0.3, 0.1) get class 1 below 3.5 and
 class 2 above, so the middle cluster is class 2 except for its left tail. A fixed regressor

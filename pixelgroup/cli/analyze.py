@@ -1,4 +1,4 @@
-"""``pixelgroup analyze {gradient,capacity}``: the studies of METHOD.md §9 and §10."""
+"""``pixelgroup analyze {gradient,capacity}``: the studies of docs/studies.md."""
 
 from __future__ import annotations
 

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from pixelgroup.engine import (
         CHECKPOINT_NAME,
+        InferenceRunner,
         NonFiniteLossError,
         evaluate,
         load_checkpoint,
@@ -114,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
     write_json(metrics, metrics_path)
     print(format_table(metrics))
     print("[3/3] drawing figures")
-    figures = make_figures(model, cfg, figures_dir, history=state["history"])
+    figures = make_figures(
+        InferenceRunner.from_config(model, cfg), cfg, figures_dir, history=state["history"]
+    )
     done = time.perf_counter()
     print(
         f"\ndone in {done - start:.0f} s (training {trained - start:.0f} s, evaluation and "

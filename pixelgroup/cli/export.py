@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pixelgroup.engine.checkpoint import load_model
     from pixelgroup.engine.export import export_onnx, export_torchscript
+    from pixelgroup.tasks import get_task
 
     model, cfg, _ = load_model(args.checkpoint)
     g = cfg.grouping
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             bandwidth=bandwidth,
             stride=stride,
             test_bn=cfg.model.test_bn,
+            in_channels=get_task(cfg.task).in_channels(cfg),
         )
     except ImportError as e:
         raise UserError(str(e)) from None

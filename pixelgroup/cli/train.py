@@ -16,8 +16,13 @@ EPILOG = """examples:
 The config (YAML values, see pixelgroup/config.py) is stored in every checkpoint, so
 `pixelgroup eval` and `pixelgroup predict` need only the checkpoint. A run folder that holds a
 checkpoint is never replaced unasked: --resume continues it, --overwrite starts it anew. With
---resume, --set may change only train.epochs, train.checkpoint_every, data.num_workers and
-model.test_bn."""
+--resume, --set may change only train.epochs, train.checkpoint_every, data.num_workers,
+model.test_bn and train.init_from. A config with `stages:` (e.g. voc_instance) runs every
+stage in order, each from the previous one's weights: the last writes RUN_DIR/checkpoint.pt,
+the others RUN_DIR/<stage>/checkpoint.pt; --resume skips finished stages and continues the
+interrupted one. --set changes the config before each stage applies its own overrides (to
+change a stage's setting, edit its overrides; --set 'stages=[]' trains the config as one
+stage)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         override_config,
         resolve_config,
     )
-    from pixelgroup.engine import CHECKPOINT_NAME, NonFiniteLossError, load_checkpoint, train
+    from pixelgroup.engine import CHECKPOINT_NAME, NonFiniteLossError, load_checkpoint
+    from pixelgroup.engine.schedule import read_schedule, stage_dirs, train_schedule
 
     set_threads(args.threads)
     if args.resume and args.config:
@@ -63,16 +69,19 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.output or Path("runs") / (config.stem if config else "default")
     check_writable_dir(run_dir, "-o")
     if args.resume:
-        stored = load_checkpoint(run_dir / CHECKPOINT_NAME)["config"]
-        cfg = override_config(from_dict(ExperimentConfig, stored), args.overrides)
+        stored = read_schedule(run_dir)  # a staged run: its whole schedule
+        if stored is None:
+            state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+            stored = from_dict(ExperimentConfig, state["config"])
+        cfg = override_config(stored, args.overrides)
     else:
         cfg = load_config(ExperimentConfig, config, args.overrides)
     try:
-        result = train(
+        results = train_schedule(
             cfg, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
         )
     except NonFiniteLossError as e:
         raise UserError(str(e)) from None
-    if result.dist.is_main:  # under torchrun every rank returns here; one line is enough
-        print(f"checkpoint: {result.checkpoint}")
+    if not results or results[-1].dist.is_main:  # under torchrun every rank returns here
+        print(f"checkpoint: {stage_dirs(cfg, run_dir)[-1] / CHECKPOINT_NAME}")
     return 0

@@ -1,6 +1,6 @@
 """Synthetic multi-digit instance segmentation, generated offline and deterministically.
 
-The original toy task (METHOD.md §8) places MNIST digits on a 64 x 64 canvas. MNIST needs a
+The original toy task (docs/toy.md) places MNIST digits on a 64 x 64 canvas. MNIST needs a
 download, so the glyphs here come from scikit-learn's bundled handwritten digits
 (:func:`sklearn.datasets.load_digits`: 1797 glyphs of 8 x 8, 0..16), upsampled to 24 x 24 and
 randomly deformed (affine + smooth elastic warp). Per canvas:

@@ -1,4 +1,4 @@
-"""The VOC instance recipe's joint image + label augmentation (METHOD.md §7).
+"""The VOC instance recipe's joint image + label augmentation (docs/instance.md).
 
 Training (each step with its probability; ``p`` = 0.7 is the original's ``rand > 0.3``):
 

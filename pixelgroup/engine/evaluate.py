@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
-from pixelgroup.models import apply_test_bn
+from pixelgroup.engine.inference import InferenceRunner
 from pixelgroup.tasks import get_task
 
 __all__ = ["evaluate"]
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     cfg: ExperimentConfig,
@@ -22,12 +20,14 @@ def evaluate(
     *,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Metrics of ``model`` (in eval mode) on ``split`` (default ``cfg.data.eval_split``).
+    """Metrics of ``model`` on ``split`` (default ``cfg.data.eval_split``).
 
-    BatchNorm normalises as ``cfg.model.test_bn`` says (:func:`pixelgroup.models.apply_test_bn`).
+    The model runs through :class:`~pixelgroup.engine.inference.InferenceRunner` (eval mode,
+    BatchNorm as ``cfg.model.test_bn`` says, autocast as ``cfg.train.amp``); the task's
+    evaluator sees its outputs and the batches.
     """
     task = get_task(cfg.task)
-    model = apply_test_bn(model, cfg.model.test_bn)
+    run = InferenceRunner.from_config(model, cfg)
     split = split or cfg.data.eval_split
     loader = DataLoader(
         task.build_dataset(cfg, split),
@@ -37,8 +37,6 @@ def evaluate(
     )
     evaluator = task.build_evaluator(cfg)
     evaluator.reset()
-    device = next(model.parameters()).device
-    model.eval()
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
-        evaluator.process(model(task.batch_image(batch).to(device)), batch)
+        evaluator.process(run(task.batch_image(batch)), batch)
     return evaluator.evaluate()

@@ -38,8 +38,10 @@ from torch import nn
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup._checks import check_non_negative_int, check_positive
+from pixelgroup.engine.inference import InferenceRunner
 from pixelgroup.models.batchnorm import apply_test_bn, untraceable_batch_norms
 from pixelgroup.models.heads import EmbeddingOutput
+from pixelgroup.ops.sphere import pool_to_sphere
 
 __all__ = [
     "GroupingGraph",
@@ -132,14 +134,11 @@ class GroupingGraph(nn.Module):
         if not isinstance(out, EmbeddingOutput):
             raise ValueError(
                 f"{type(self.model).__name__} returns {type(out).__name__}, not an "
-                "EmbeddingOutput: only embedding models (toy, dense; tasks instance, semantic, "
-                "proposals, voc_instance) can be exported with their grouping loops"
+                "EmbeddingOutput: only embedding models can be exported with their grouping "
+                "loops"
             )
         embedding = out.embedding
-        x = embedding
-        if self.stride > 1:
-            pooled = F.avg_pool2d(embedding, self.stride, ceil_mode=True)
-            x = pooled / (pooled.norm(dim=1, keepdim=True) + 1e-5)
+        x = pool_to_sphere(embedding, self.stride)
         b, d, h, w = x.shape
         points = x.flatten(2).transpose(1, 2)  # (B, N, D)
         for _ in range(self.num_iters):
@@ -182,7 +181,7 @@ def _quiet_tracing() -> Iterator[None]:
         yield
 
 
-def _example_images(model: nn.Module, example: torch.Tensor | None) -> torch.Tensor:
+def _example_images(in_channels: int, example: torch.Tensor | None) -> torch.Tensor:
     if example is not None:
         if not isinstance(example, torch.Tensor) or example.dim() != 4:
             raise ValueError(
@@ -190,10 +189,9 @@ def _example_images(model: nn.Module, example: torch.Tensor | None) -> torch.Ten
                 f"{tuple(example.shape) if isinstance(example, torch.Tensor) else example!r}"
             )
         return example.to("cpu", torch.float32)
-    channels = int(getattr(model, "in_channels", 3))
     # batch 2, not 1: an exporter specialises a dimension of size 1 to a constant
     generator = torch.Generator().manual_seed(0)
-    return torch.rand(2, channels, _EXAMPLE_SIZE, _EXAMPLE_SIZE, generator=generator)
+    return torch.rand(2, in_channels, _EXAMPLE_SIZE, _EXAMPLE_SIZE, generator=generator)
 
 
 def _graph(
@@ -215,8 +213,7 @@ def _graph(
             f"test_bn='running')"
         )
     graph = GroupingGraph(apply_test_bn(model, test_bn), num_iters, bandwidth, stride).eval()
-    with torch.no_grad():
-        graph(example)  # fails early (one message) for a model that is not an embedding model
+    InferenceRunner(graph)(example)  # fails early (one message) for a non-embedding model
     return graph
 
 
@@ -230,6 +227,7 @@ def export_onnx(
     example: torch.Tensor | None = None,
     opset_version: int = ONNX_OPSET,
     test_bn: str = "running",
+    in_channels: int = 3,
 ) -> Path:
     """Write the :class:`GroupingGraph` of ``model`` as an ONNX file (all-or-nothing).
 
@@ -246,6 +244,7 @@ def export_onnx(
         test_bn: the checkpoint's ``model.test_bn``: ``"running"`` BatchNorm statistics, or
             ``"batch"`` (each image normalised by its own statistics, as ``pixelgroup eval``
             and ``predict`` do for it; the graph then holds instance normalisations).
+        in_channels: C of the default example images (the task's ``in_channels(cfg)``).
 
     Returns:
         ``path``. The graph's outputs are named as in :attr:`GroupingGraph.output_names`;
@@ -255,7 +254,7 @@ def export_onnx(
     """
     if opset_version < 17:
         raise ValueError(f"opset_version must be >= 17, got {opset_version}")
-    example = _example_images(model, example)
+    example = _example_images(in_channels, example)
     graph = _graph(model, num_iters, bandwidth, stride, example, test_bn)
     try:
         import onnx
@@ -298,6 +297,7 @@ def export_torchscript(
     stride: int = 1,
     example: torch.Tensor | None = None,
     test_bn: str = "running",
+    in_channels: int = 3,
 ) -> Path:
     """Write the :class:`GroupingGraph` of ``model`` as a traced TorchScript file.
 
@@ -310,13 +310,13 @@ def export_torchscript(
         stride: s >= 1, the pooling before the loops.
         example: images ``(B, C, H, W)`` to trace with (default: two random 64 x 64 images);
             the traced module accepts any B, H, W afterwards.
-        test_bn: as :func:`export_onnx`.
+        test_bn, in_channels: as :func:`export_onnx`.
 
     Returns:
         ``path``. :meth:`GroupingGraph.metadata` is stored as the extra file
         ``pixelgroup.json`` (read it with ``torch.jit.load(path, _extra_files=...)``).
     """
-    example = _example_images(model, example)
+    example = _example_images(in_channels, example)
     graph = _graph(model, num_iters, bandwidth, stride, example, test_bn)
     extra = {"pixelgroup.json": json.dumps(graph.metadata())}
     path = Path(path)

@@ -4,18 +4,19 @@ Before renting a GPU a user asks: will this recipe run, how fast, in how much me
 :func:`rehearse` answers on data written by :mod:`pixelgroup.data.synthetic` in the exact
 on-disk layout of BSDS500, VOC 2012 or SBD. It runs the recipe **unchanged except for**
 ``data.root``, ``device`` and the number of iterations (``train.epochs`` 1 and
-``train.iters_per_epoch``; with ``size="tiny"`` also the small data sizes of
-:data:`TINY_DATA_OVERRIDES`, never a model or loss setting), every stage of its schedule
-(:data:`RECIPES`; a later stage starts from the previous one's checkpoint through
-``train.init_from``):
+``train.iters_per_epoch``; with ``size="tiny"`` also the small data sizes its task asks for,
+never a model or loss setting), every stage of its schedule (the config's ``stages:``; a later
+stage starts from the previous one's checkpoint through ``train.init_from``). What data a
+config can be rehearsed on, and its evaluator, come from its task (``Task.rehearsal``,
+:mod:`pixelgroup.tasks.rehearsal`); this module names no task and no dataset.
 
 1. train each stage ``iters`` iterations, then resume the last one for ``iters`` more
    (``train.epochs`` 1 -> 2, the resume path a crashed or extended run takes);
 2. load the final checkpoint, evaluate it on the recipe's eval split (the task's metrics);
 3. predict every image of that split (the task's prediction files);
-4. run the dataset-level evaluator on those files (``pixelgroup eval-boundaries``,
-   ``eval-proposals`` or ``eval-instances``) through the ``run_command`` it is given (the CLI
-   passes :func:`pixelgroup.cli.main`; ``None`` skips this step);
+4. run the task's dataset-level evaluator on those files (e.g. ``pixelgroup
+   eval-boundaries``) through the ``run_command`` it is given (the CLI passes
+   :func:`pixelgroup.cli.main`; ``None`` skips this step);
 5. check that every file written (checkpoints, metrics, predictions, evaluator output) exists
    and parses.
 
@@ -45,97 +46,25 @@ import torch.optim.optimizer as optim_hooks
 from PIL import Image
 
 from pixelgroup._atomic import write_json
-from pixelgroup.config import ExperimentConfig, load_config, override_config, resolve_config
+from pixelgroup._native import cpu_info
+from pixelgroup.config import (
+    ExperimentConfig,
+    StageConfig,
+    expand_stages,
+    load_config,
+    override_config,
+    resolve_config,
+)
 from pixelgroup.data.synthetic import LAYOUTS, write_layouts
 from pixelgroup.engine.checkpoint import load_model
 from pixelgroup.engine.evaluate import evaluate
 from pixelgroup.engine.predict import predict_files
 from pixelgroup.engine.train import CHECKPOINT_NAME, train
 from pixelgroup.errors import ConfigError
+from pixelgroup.tasks import Task, get_task
+from pixelgroup.tasks.rehearsal import RehearsalPlan, release_images
 
-__all__ = [
-    "Recipe",
-    "RECIPES",
-    "PAPER_RECIPES",
-    "TINY_DATA_OVERRIDES",
-    "RecipeReport",
-    "rehearse",
-    "rehearse_recipe",
-    "recipe_for",
-    "format_reports",
-    "peak_rss_mib",
-]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a config is rehearsed.
-
-    Attributes:
-        dataset: which synthetic release its ``data.root`` points at: ``"bsds"``, ``"voc"``
-            (a VOC 2012 root) or ``"sbd"`` (an SBD ``dataset`` folder).
-        later_stages: ``--set`` overrides of each stage after the first (the config itself);
-            each also gets ``train.init_from`` = the previous stage's checkpoint.
-        evaluator: the dataset-level evaluator subcommand run on the predictions, or None.
-    """
-
-    dataset: str
-    later_stages: tuple[tuple[str, ...], ...] = ()
-    evaluator: str | None = None
-
-
-RECIPES: dict[str, Recipe] = {
-    "bsds": Recipe(
-        "bsds",
-        (("loss.bce_weight=1", "loss.pair_weight=0", "optim.lr=0.0001", "train.epochs=10"),),
-        "eval-boundaries",
-    ),
-    "voc_proposals": Recipe(
-        "voc",
-        (("loss.num_iters=3", "optim.lr=0.0001", "train.epochs=10"),),
-        "eval-proposals",
-    ),
-    "voc_instance": Recipe(
-        "sbd",
-        (("loss.num_iters=3", "loss.loop_stride=2", "optim.lr=0.0001", "train.epochs=10"),),
-        "eval-instances",
-    ),
-    "voc_semantic": Recipe("voc"),
-}
-"""The paper recipes (shipped configs) and their schedules: the stage-2 overrides here are
-the ones the configs' headers and docs/boundaries.md, docs/proposals.md, docs/instance.md
-give (a test keeps them equal)."""
-
-PAPER_RECIPES = tuple(RECIPES)
-
-TINY_DATA_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "voc_semantic": ("data.options.size=[32, 32]",),
-}
-"""Data sizes changed by ``size="tiny"`` (the recipe resizes to 320 x 320, larger than the
-tiny images); nothing else changes."""
-
-_EVALUATOR_OF_TASK = {
-    "boundary": "eval-boundaries",
-    "proposals": "eval-proposals",
-    "voc_instance": "eval-instances",
-}
-
-
-def recipe_for(name: str, cfg: ExperimentConfig) -> Recipe:
-    """The :class:`Recipe` of a shipped config ``name``, else one inferred from the task
-    (one stage; BSDS for ``boundary``, SBD for ``voc_instance``, VOC 2012 otherwise)."""
-    if name in RECIPES:
-        return RECIPES[name]
-    if cfg.task == "boundary":
-        return Recipe("bsds", evaluator="eval-boundaries")
-    if cfg.data.name != "voc" and cfg.task != "boundary":
-        raise ConfigError(
-            f"rehearse writes BSDS500, VOC 2012 and SBD layouts; config {name!r} reads "
-            f"data.name {cfg.data.name!r} (task {cfg.task!r})"
-        )
-    return Recipe(
-        "sbd" if cfg.task == "voc_instance" else "voc", (), _EVALUATOR_OF_TASK.get(cfg.task)
-    )
+__all__ = ["RecipeReport", "rehearse", "rehearse_recipe", "format_reports", "peak_rss_mib"]
 
 
 @dataclass
@@ -245,42 +174,14 @@ def _check_file(path: Path) -> str | None:
     return None
 
 
-def _eval_images(recipe: Recipe, roots: dict[str, Path], cfg: ExperimentConfig) -> list[Path]:
-    """The image files of the recipe's eval split in the synthetic release."""
-    split = cfg.data.eval_split
-    if recipe.dataset == "bsds":
-        return sorted((roots["bsds"] / "BSDS500" / "data" / "images" / split).glob("*.jpg"))
-    if recipe.dataset == "sbd":
-        ids = (roots["sbd"] / f"{split}.txt").read_text().split()
-        return [roots["sbd"] / "img" / f"{i}.jpg" for i in ids]
-    voc = roots["voc"] / "VOCdevkit" / "VOC2012"
-    ids = (voc / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
-    return [voc / "JPEGImages" / f"{i}.jpg" for i in ids]
-
-
-def _evaluator_argv(
-    recipe: Recipe, roots: dict[str, Path], cfg: ExperimentConfig, pred: Path, out: Path
-) -> list[str]:
-    split = cfg.data.eval_split
-    if recipe.evaluator == "eval-boundaries":
-        gt = roots["bsds"] / "BSDS500" / "data" / "groundTruth" / split
-        thresholds = cfg.data.options.get("eval_thresholds", 99)
-        return ["eval-boundaries", str(pred / "nms"), str(gt), "--thresholds", str(thresholds),
-                "--output", str(out)]  # fmt: skip
-    # eval-proposals and eval-instances read one JSON list: the per-image files joined
-    results = pred.parent / "results.json"
-    records = []
-    for path in sorted(pred.glob("*.json")):
-        records += json.loads(path.read_text())
-    write_json(records, results)
-    root = roots[recipe.dataset]
-    return [recipe.evaluator or "", str(results), str(root), "--split", split, "--output", str(out)]
-
-
-def _overrides(cfg_name: str, size: str, root: Path, device: str, iters: int) -> list[str]:
-    tiny = list(TINY_DATA_OVERRIDES.get(cfg_name, ())) if size == "tiny" else []
-    return [*tiny, f"data.root={root}", f"device={device}", "train.epochs=1",
-            f"train.iters_per_epoch={iters}"]  # fmt: skip
+def _plan(task: Task, cfg: ExperimentConfig, name: str, size: str) -> RehearsalPlan:
+    plan = task.rehearsal(cfg, size)
+    if plan is None:
+        raise ConfigError(
+            f"rehearse writes BSDS500, VOC 2012 and SBD layouts; config {name!r} reads "
+            f"data.name {cfg.data.name!r} (task {cfg.task!r})"
+        )
+    return plan
 
 
 def rehearse_recipe(
@@ -302,55 +203,23 @@ def rehearse_recipe(
     if iters < 1:
         raise ConfigError(f"the rehearsal needs iters >= 1, got {iters}")
     path = resolve_config(config)
-    name = path.stem
     base = load_config(ExperimentConfig, path)
-    recipe = recipe_for(name, base)
+    task = get_task(base.task)
+    plan = _plan(task, base, path.stem, size)
+    overrides = [*plan.overrides, f"data.root={roots[plan.release]}", f"device={device}",
+                 "train.epochs=1", f"train.iters_per_epoch={iters}"]  # fmt: skip
+    stages = expand_stages(base, overrides)
+    report = RecipeReport(path.stem, str(path), device, len(stages))
     out = Path(out_dir)
-    overrides = _overrides(name, size, roots[recipe.dataset], device, iters)
-    report = RecipeReport(name, str(path), device, 1 + len(recipe.later_stages))
-    stages: list[tuple[str, ...]] = [(), *recipe.later_stages]
     memory: dict[str, float | None] = {}
-    checkpoint = None
     with _peak_memory(device, memory):
-        for k, stage in enumerate(stages):
-            run_dir = out / f"stage{k + 1}"
-            extra = list(stage)
-            if checkpoint is not None:
-                extra.append(f"train.init_from={checkpoint}")
-            cfg = override_config(base, [*extra, *overrides])
-            report.commands.append(_command(path, [*extra, *overrides], run_dir, resume=False))
-            passes = [(cfg, False)]
-            if k == len(stages) - 1:  # the resume path of the last stage
-                passes.append((override_config(cfg, ["train.epochs=2"]), True))
-            times: list[float] = []
-            start = time.perf_counter()
-            for run_cfg, resume in passes:
-                if resume:
-                    report.commands.append(_command(None, ["train.epochs=2"], run_dir, resume=True))
-                with _step_times() as step_times:
-                    train(run_cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
-                times.append(_sec_per_iter(step_times) or 0.0)
-            report.train_seconds.append(time.perf_counter() - start)
-            report.iterations.append(iters * len(passes))
-            measured = [t for t in times if t > 0]
-            report.sec_per_iter.append(
-                statistics.median(measured) if measured else report.train_seconds[-1] / iters
-            )
-            previous = checkpoint
-            checkpoint = run_dir / CHECKPOINT_NAME
-            problem = _check_file(checkpoint)
-            report.files_checked += 1
-            if problem:
-                report.problems.append(problem)
-            if previous is not None and not keep_checkpoints:
-                _remove_checkpoints(previous)
+        checkpoint = _train_stages(stages, path, out, report, progress, keep_checkpoints)
     report.train_peak_rss_mib, report.train_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
-    assert checkpoint is not None
 
     memory = {}
     with _peak_memory(device, memory):
         model, cfg, _ = load_model(checkpoint, device=torch.device(device))
-        images = _eval_images(recipe, roots, cfg)
+        images = release_images(plan.release, roots[plan.release], cfg.data.eval_split)
         start = time.perf_counter()
         report.metrics = evaluate(model, cfg, progress=progress)
         report.eval_images = len(images)
@@ -363,30 +232,10 @@ def rehearse_recipe(
     report.eval_peak_rss_mib, report.eval_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
     write_json(report.metrics, out / "metrics.json")
     written.append(out / "metrics.json")
-
-    if recipe.evaluator is not None and run_command is not None:
-        result = out / f"{recipe.evaluator}.json"
-        argv = _evaluator_argv(recipe, roots, cfg, pred, result) + ["--overwrite"]
+    if plan.evaluator is not None and run_command is not None:
+        argv = plan.evaluator(cfg, pred, out / "evaluator.json") + ["--overwrite"]
         argv += [] if progress else ["--quiet"]
-        report.commands.append("pixelgroup " + " ".join(argv))
-        start = time.perf_counter()
-        try:
-            status = run_command(argv)
-        except Exception as e:  # a bug in the evaluator is a finding, not the end of the run
-            status = None
-            report.problems.append(f"pixelgroup {argv[0]} raised {type(e).__name__}: {e}")
-        report.evaluator_seconds = time.perf_counter() - start
-        if status not in (0, None):
-            report.problems.append(f"pixelgroup {argv[0]} exited with status {status}")
-        written.append(result)
-        if result.is_file():
-            try:
-                scores = json.loads(result.read_text())
-                report.evaluator_metrics = {
-                    k: v for k, v in scores.items() if isinstance(v, (int, float))
-                }
-            except ValueError:
-                pass
+        written.append(_run_evaluator(argv, run_command, report))
     for path in written:
         problem = _check_file(path)
         report.files_checked += 1
@@ -397,20 +246,95 @@ def rehearse_recipe(
     return report
 
 
+def _train_stages(
+    stages: list[tuple[StageConfig, ExperimentConfig]],
+    config: Path,
+    out: Path,
+    report: RecipeReport,
+    progress: bool,
+    keep_checkpoints: bool,
+) -> Path:
+    """Train each stage (from the previous one's checkpoint, or the one its ``init_from``
+    names) into ``out/stage<k>``, the last one resumed once for as many iterations more;
+    returns the last checkpoint."""
+    done: dict[str, Path] = {}
+    checkpoint = None
+    for k, (stage, cfg) in enumerate(stages):
+        run_dir = out / f"stage{k + 1}"
+        source = stage.init_from or (stages[k - 1][0].name if k else None)
+        if source is not None:
+            cfg = override_config(cfg, [f"train.init_from={done[source]}"])
+        report.commands.append(_command(config, stage.name, run_dir, resume=False))
+        passes = [(cfg, False)]
+        if k == len(stages) - 1:  # the resume path of the last stage
+            passes.append((override_config(cfg, ["train.epochs=2"]), True))
+        times: list[float] = []
+        start = time.perf_counter()
+        for run_cfg, resume in passes:
+            if resume:
+                report.commands.append(_command(None, None, run_dir, resume=True))
+            with _step_times() as step_times:
+                train(run_cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+            times.append(_sec_per_iter(step_times) or 0.0)
+        report.train_seconds.append(time.perf_counter() - start)
+        iters = cfg.train.iters_per_epoch or 1
+        report.iterations.append(iters * len(passes))
+        measured = [t for t in times if t > 0]
+        report.sec_per_iter.append(
+            statistics.median(measured) if measured else report.train_seconds[-1] / iters
+        )
+        previous, checkpoint = checkpoint, run_dir / CHECKPOINT_NAME
+        done[stage.name] = checkpoint
+        problem = _check_file(checkpoint)
+        report.files_checked += 1
+        if problem:
+            report.problems.append(problem)
+        if previous is not None and not keep_checkpoints and k == len(stages) - 1:
+            for earlier in set(done.values()) - {checkpoint}:
+                _remove_checkpoints(earlier)
+    assert checkpoint is not None
+    return checkpoint
+
+
+def _run_evaluator(
+    argv: list[str], run_command: Callable[[list[str]], int], report: RecipeReport
+) -> Path:
+    """Run the dataset-level evaluator ``pixelgroup ARGV`` (it writes ``--output``), record
+    its time, exit status and numeric scores in ``report``; returns its output file."""
+    result = Path(argv[argv.index("--output") + 1])
+    report.commands.append("pixelgroup " + " ".join(argv))
+    start = time.perf_counter()
+    try:
+        status = run_command(argv)
+    except Exception as e:  # a bug in the evaluator is a finding, not the end of the run
+        status = None
+        report.problems.append(f"pixelgroup {argv[0]} raised {type(e).__name__}: {e}")
+    report.evaluator_seconds = time.perf_counter() - start
+    if status not in (0, None):
+        report.problems.append(f"pixelgroup {argv[0]} exited with status {status}")
+    if result.is_file():
+        try:
+            scores = json.loads(result.read_text())
+            report.evaluator_metrics = {
+                k: v for k, v in scores.items() if isinstance(v, (int, float))
+            }
+        except ValueError:
+            pass
+    return result
+
+
 def _remove_checkpoints(checkpoint: Path) -> None:
     for p in checkpoint.parent.glob("checkpoint*.pt"):
         p.unlink(missing_ok=True)
 
 
-def _command(config: Path | None, overrides: list[str], run_dir: Path, resume: bool) -> str:
-    parts = ["pixelgroup train"]
-    if config is not None:
-        parts.append(f"--config {config}")
-    parts += [f"--set '{o}'" for o in overrides]
-    parts.append(f"-o {run_dir}")
+def _command(config: Path | None, stage: str | None, run_dir: Path, resume: bool) -> str:
+    """The training a step stands for, as a line of the report."""
     if resume:
-        parts.append("--resume")
-    return " ".join(parts)
+        return f"pixelgroup train -o {run_dir} --resume --set train.epochs=2"
+    return f"pixelgroup train --config {config} -o {run_dir}" + (
+        f"  # stage {stage}" if stage else ""
+    )
 
 
 def rehearse(
@@ -476,17 +400,10 @@ def rehearse(
 
 def machine_description(device: str) -> dict[str, Any]:
     """CPU model, AVX-512, threads, torch version and (for CUDA) the GPU name."""
+    model, flags = cpu_info()
     cpu = platform.processor() or platform.machine()
-    flags = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        for line in info.splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line
-    except OSError:
-        pass
+    if model and cpu in ("", platform.machine()):
+        cpu = model
     out: dict[str, Any] = {
         "cpu": cpu,
         "avx512f": " avx512f" in flags,

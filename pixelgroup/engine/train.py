@@ -71,7 +71,14 @@ MIN_EPOCH_IMAGES = 128
 """With ``train.iters_per_epoch: null`` an epoch still holds at least this many images."""
 
 # config keys a resumed run may change: they do not alter what has been trained so far
-RESUME_SAFE_KEYS = ("train.epochs", "train.checkpoint_every", "data.num_workers", "model.test_bn")
+# (train.init_from only seeds a fresh run: a resumed one keeps its own weights)
+RESUME_SAFE_KEYS = (
+    "train.epochs",
+    "train.checkpoint_every",
+    "data.num_workers",
+    "model.test_bn",
+    "train.init_from",
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -96,11 +103,20 @@ def _optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {o.name!r}")
 
 
+def _pass_seed(epoch: int, pass_index: int) -> int:
+    """The shuffle seed of pass ``pass_index`` over the data within ``epoch`` (an epoch of
+    ``train.iters_per_epoch`` steps may hold several passes): ``epoch * 1000`` for an epoch's
+    first pass (the orders of every run so far), ``2**32 * pass_index + epoch`` for later ones,
+    so no two (epoch, pass) pairs share an order for epochs below 2**32 / 1000."""
+    return epoch * 1000 if pass_index == 0 else 2**32 * pass_index + epoch
+
+
 def _loader(
     cfg: ExperimentConfig,
     dataset,
     task,
     epoch: int,
+    pass_index: int,
     info: DistInfo,
     batch_size: int,
     skip_batches: int = 0,
@@ -110,7 +126,7 @@ def _loader(
     sampler: DistributedSampler = DistributedSampler(
         dataset, info.world_size, info.rank, shuffle=True, seed=cfg.seed * 100_003, drop_last=True
     )
-    sampler.set_epoch(epoch)
+    sampler.set_epoch(_pass_seed(epoch, pass_index))
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -274,13 +290,14 @@ def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> 
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         first = done - done % run.steps_per_pass  # where this pass began
-        if hasattr(run.dataset, "set_epoch"):  # augmentation seeds: new ones in every pass
-            run.dataset.set_epoch(epoch * passes + first // run.steps_per_pass)
+        # augmentation seeds: new ones in every pass
+        run.task.set_epoch(run.dataset, epoch * passes + first // run.steps_per_pass)
         loader = _loader(
             cfg,
             run.dataset,
             run.task,
-            epoch * 1000 + first,
+            epoch,
+            first // run.steps_per_pass,
             info,
             run.micro,
             (done - first) * accum,
@@ -362,7 +379,8 @@ def train(
     A checkpoint write that was killed is finished or cleaned up first
     (:func:`~pixelgroup.engine.checkpoint.finish_interrupted_save`); ``config.json`` is
     written with every checkpoint, so it always describes the one beside it. Raises
-    :class:`NonFiniteLossError` when a loss is NaN or inf.
+    :class:`NonFiniteLossError` when a loss is NaN or inf. This trains ``cfg`` as one stage;
+    :func:`pixelgroup.engine.schedule.train_schedule` runs the ``stages`` of a config.
     """
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME

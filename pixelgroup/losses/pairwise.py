@@ -1,4 +1,4 @@
-"""The pixel-pair embedding loss with instance-aware weights (METHOD.md §2).
+"""The pixel-pair embedding loss with instance-aware weights (docs/method.md).
 
 For unit embeddings x and calibrated similarity s_ij = (1 + x_i . x_j) / 2 in [0, 1], over the
 sampled pixels P of one image (self-pairs and both orderings included)::
@@ -14,7 +14,7 @@ small instances and the background count as much as large ones.
 
 * ``"linear"`` (the paper's, default): ``1 - s`` and ``max(0, s - margin)``.
 * ``"squared"``: ``(1 - s)^2`` and ``max(0, s - margin)^2``. This does not reproduce the
-  original's hand-written MATLAB gradients (METHOD.md §2.3): the hinge's backward there is
+  original's hand-written MATLAB gradients (docs/method.md): the hinge's backward there is
   ``max(0, s - margin)``, so only the negative term's gradient matches, up to a factor of 2;
   the MATLAB positive term's backward is ``-s`` (it optimises ``(1 - s^2) / 2``), not the
   ``-2 (1 - s)`` of the square here.

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pixelgroup._checks import (
@@ -24,7 +23,7 @@ from pixelgroup._checks import (
 from pixelgroup.losses.pairwise import check_pair_options, pairwise_embedding_loss
 from pixelgroup.ops.labels import resize_labels
 from pixelgroup.ops.mean_shift import GBMS_IMPLS, recurrent_mean_shift
-from pixelgroup.ops.sphere import normalize_to_sphere
+from pixelgroup.ops.sphere import pool_to_sphere
 
 __all__ = ["RecurrentGroupingLoss"]
 
@@ -42,7 +41,7 @@ def _per_site(value: object, name: str, sites: int) -> list[object]:
 
 
 class RecurrentGroupingLoss(nn.Module):
-    """Pair loss at loop 0 (the raw embedding) and after each of T GBMS loops (METHOD.md §3.4).
+    """Pair loss at loop 0 (the raw embedding) and after each of T GBMS loops (docs/method.md).
 
     Each site draws its own fresh pixel sample; the total is
     ``sum_t iter_weights[t] * (pos_weight * pos_t + neg_weight * neg_t)``. Gradients of every
@@ -157,8 +156,8 @@ class RecurrentGroupingLoss(nn.Module):
         if self.num_iters > 0:
             loop_points = points
             if self.loop_stride > 1:
-                pooled = F.avg_pool2d(embedding, self.loop_stride, ceil_mode=True)
-                loop_points, loop_labels = _flatten(normalize_to_sphere(pooled, dim=1), labels)
+                pooled = pool_to_sphere(embedding, self.loop_stride)
+                loop_points, loop_labels = _flatten(pooled, labels)
             loops = recurrent_mean_shift(
                 loop_points, self.bandwidth, self.num_iters, impl=self.impl
             )

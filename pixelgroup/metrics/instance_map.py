@@ -1,6 +1,6 @@
 """Semantic instance segmentation: VOC-style mAP^r (Hariharan et al., SDS) at mask IoU thresholds.
 
-Protocol (the one of SDS, MNC and FCIS on VOC 2012 val, METHOD.md §7):
+Protocol (the one of SDS, MNC and FCIS on VOC 2012 val, docs/instance.md):
 
 * For each class c and IoU threshold t, pool the class-c predictions of **all** images and sort
   them by decreasing score (stable: ties keep input order).

@@ -1,6 +1,6 @@
 """Class-agnostic proposal recall: recall at IoU 0.5:0.05:0.95 and AR at k proposals per image.
 
-The protocol of the paper's objectness experiment (METHOD.md §6, §11): for each image the
+The protocol of the paper's objectness experiment (docs/proposals.md): for each image the
 proposals are taken in score order, the first k are matched to the ground-truth instances, and
 recall at an IoU threshold t is the fraction of all ground-truth instances of the data set whose
 matched IoU is >= t. AR@k averages that recall over t in {0.50, 0.55, ..., 0.95}.

@@ -1,7 +1,7 @@
 """BatchNorm at test time: running statistics, or each image's own (the original's evaluation).
 
 PyTorch's eval mode normalises with the running statistics gathered in training. The original
-MatConvNet code evaluates in its ``"normal"`` mode instead (METHOD.md §4: demos 1, 3, 4), i.e.
+MatConvNet code evaluates in its ``"normal"`` mode instead (docs/method.md), i.e.
 with the statistics of the batch, and its VOC models run at batch 1: every image is normalised
 by its own per-channel mean and variance. A model trained at batch 1 (the VOC recipes) has seen
 only such per-image statistics, so its running averages (a mean of per-image variances, blind

@@ -1,4 +1,4 @@
-"""The boundary detector of demo 2 (METHOD.md Sec. 5): embeddings on backbone side outputs.
+"""The boundary detector of demo 2 (docs/boundaries.md): embeddings on backbone side outputs.
 
 Each selected backbone stage s gets an embedding head (3x3 conv to D dims) whose raw output is
 upsampled bilinearly to the input size and L2-normalised: a unit ``(B, D, H, W)`` embedding,

@@ -1,4 +1,4 @@
-"""Dense embedding network for natural images (the VOC model, METHOD.md §1 and §7).
+"""Dense embedding network for natural images (the VOC model, docs/method.md, docs/instance.md).
 
 A DeepLab-style dilated backbone from :mod:`pixelgroup.models.backbones` (ResNet-50/101 or
 EfficientNet-Lite0) at output stride 8 (its last stages dilated instead of strided; 16 also

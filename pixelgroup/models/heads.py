@@ -34,7 +34,7 @@ class EmbeddingOutput:
 
 
 class EmbeddingHead(nn.Module):
-    """3 x 3 conv with bias ``C -> D`` followed by L2 normalisation (METHOD.md §1).
+    """3 x 3 conv with bias ``C -> D`` followed by L2 normalisation (docs/method.md).
 
     Forward: features ``(B, C, H, W)`` -> :class:`EmbeddingOutput` with ``(B, D, H, W)``.
     """

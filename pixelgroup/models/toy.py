@@ -1,6 +1,6 @@
 """The small full-resolution residual embedding network of the toy tutorial.
 
-A lighter take on the original ``init_resnet_toyDigitV2`` (METHOD.md §1: four stages of
+A lighter take on the original ``init_resnet_toyDigitV2`` (docs/method.md: four stages of
 bottleneck blocks up to 512 channels, all at 64 x 64), sized to train in minutes on a CPU:
 a 3 x 3 stem (optionally fed two extra coordinate channels, CoordConv-style, so the embedding
 can depend on where a pixel is: the toy's instances sit in fixed slots), ``num_blocks`` basic

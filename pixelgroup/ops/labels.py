@@ -12,7 +12,8 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour resize of integer label maps ``(B, H, W)`` to ``(B, h, w)``.
 
     Labels are never interpolated (no new ids appear); a map already of ``size`` is returned
-    unchanged. The original down-samples instance GT x1/4 by nearest neighbour (METHOD.md §7).
+    unchanged. The original down-samples instance GT x1/4 by nearest neighbour
+    (docs/method.md, "Embedding").
     """
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels

@@ -1,7 +1,7 @@
 """Gaussian-blurring mean shift (GBMS) on the unit sphere: the recurrent grouping layer.
 
 One step moves every point to the kernel-weighted mean of all points (itself included) and
-projects the result back onto the sphere (METHOD.md §3.1)::
+projects the result back onto the sphere (docs/method.md, "Recurrent mean shift")::
 
     k_ij  = exp((x_i . x_j - 1) / bandwidth**2)     vMF kernel, kappa = 1/bandwidth**2
     y_i   = sum_j k_ij x_j / sum_j k_ij

@@ -21,66 +21,12 @@ this one is shared by all rows, so ``G`` stays symmetric). Because Q = K = V = X
   and per tile pair ``(dA + dAᵀ)_IJ = G_IJ ∘ (Z_I X_Jᵀ + X_I Z_Jᵀ − c_I − c_J)`` with
   ``Z = dY / d`` and ``c = r / d``, one matrix product after stacking ``[Z, X, −c, 1]``.
 
-**Rows recomputed with their own maximum.** The shared shift κM² equals a row's largest
-logit only for the longest rows. A row whose largest logit lies far below it (a shorter row:
-normalize_to_sphere leaves norms 1 − 1e-5, float32 rounding ±6e-8, bfloat16 ±4e-3, and zero
-rows are accepted too; times a large κ) has a tiny ``d_i``: the old fixed shift κ put every
-kernel value of such rows on the floor and so every point on the global mean. Every row with
-``d_i < N·2⁻⁶²`` is recomputed, forward and backward, with its exact maximum
-``m_i = max_j κ x_i·x_j``: one non-symmetric pass over its tiles with a running maximum (the
-flash-attention recurrence), the shift subtracted from the plain products, so the row's
-largest kernel value is exactly 1 and ``d_i >= 1``. The symmetric pass drops these rows' own
-weights (``Z_i = c_i = 0`` in the backward) and the non-symmetric pass adds them back. With
-rows from normalize_to_sphere at δ >= ~5e-4 (float32) no row is recomputed and the layer
-costs what the symmetric pass costs; with every row recomputed (float32, δ = 1e-4,
-N = 16,384, D = 32) forward and backward each took 2.4-2.5x that (CPU time, one thread): the
-recomputed tiles are not shared, and the symmetric pass has already been paid.
-
-**No overflow, and the floor's error.** Kernel tiles are computed as ``2^(log2(e)·logit)``
-(log2(e) folded into the matrix product; torch's exp2 ran 4-5x faster than its exp here, 7 vs
-1.5 G values/s on one AVX-512 core, both within 1e-7 relative). The shared shift carries a
-margin of ``4(D + 3)·u·κM²·log2(e)`` (u the unit roundoff) above κM², more than the rounding
-error of the product that forms ``scale·x_i·x_j − shift``, so every computed exponent is <= 0
-and nothing overflows for any accepted norm (up to 1.01) without a second clamp; the margin
-scales every kernel value of the pass alike, which ``D⁻¹G`` cancels (0.2 % at δ = 0.1, D = 64,
-float32). The exponent is floored at −115 so that no kernel value is subnormal in float32
-(subnormals slow x86 arithmetic: an exp landing there took 20x longer here, and the products
-after it several times longer). Raising an entry below 2⁻¹¹⁵ to 2⁻¹¹⁵ adds at most
-``N·2⁻¹¹⁵`` to ``d_i`` and ``N·2⁻¹¹⁵·M`` to ``Σ_j G_ij x_j``; every row that keeps the
-shared shift has ``d_i >= N·2⁻⁶²`` and every recomputed row ``d_i >= 1``, so the floor moves
-each ``y_i`` by at most ``2⁻⁵³·(M + |y_i|)·(1 + 2⁻⁵³) <= 2.03·2⁻⁵³``, for every N: below
-float64's resolution of the result, far below float32's.
-
-**Rounding.** A logit is one matrix product of D + 1 terms of size up to κM², so its absolute
-error is about ``κ·(D + 1)·u`` (u = 2⁻²⁴ in float32; half inputs are computed in float32).
-Weights change by a factor ``e^{±2ε}`` for logit errors ε, so results match the float64
-log-sum-exp reference to ``(e^{2ε} − 1)`` times the weighted spread of each row (the bound
-tests/_reference.py states and the property tests check). docs/numerics.md has the
-measured errors per dtype.
-
-**Speed.** At small D the products have an inner or outer dimension of D + 1 and the passes
-over each tile entry (product, clamp, exp2, two value products) cost about the same, so their
-shapes decide the speed (per tile entry on one AVX-512 core, MKL): ``Aᵀ G`` and ``Aᵀ Gᵀ`` with
-a narrow ``A`` ran 3.5-10x faster than ``G A`` at widths 4-9 (alike at 16), so both halves
-accumulate transposed; the logit product ran 2.5-4.6x slower at width 4 once its output had
-512 or more columns (2.9x at width 9 with 1024), so blocks are 256 wide (chunks of 1024 rows;
-longer ones ran alike); products against 2 or 3 columns ran 2-3x slower than against 4, so
-narrower operands are padded to 4; the kernel tiles live in buffers allocated once per call.
-
-**Fused kernels at D <= 8.** There the passes over each tile entry, not the products,
-decide the speed, so on the CPU (float32 and float64) the symmetric pass runs in
-``_gbms_small_dim.cpp`` instead (:mod:`pixelgroup.ops.native`: compiled at first use for this
-CPU): each entry is formed and exponentiated in vector registers (a degree-5 polynomial for
-float32, within 2.3e-7 relative; degree 13 for float64), kept in an L1-sized buffer of 16 rows
-by 256 columns and summed into both rows from there; the same pairs, shift, floor and
-transposed sums, in blocks of 256 rows. 2.9-5.3x faster forward and forward+backward than the
-products were before issue 18 with AVX-512 code, 2.2-3.5x with AVX2 code, both on the AVX-512
-kind (docs/benchmarks.md §1.5). Several torch threads split the rows into parts of equal pair
-counts. The rows recomputed with their own maximum always use the products. Without a compiler
-(or with ``PIXELGROUP_NATIVE=0``) the products run everywhere.
-
-Double backward is not supported. docs/benchmarks.md §1 has the measurements behind the
-tiling choices.
+Rows that the shared shift leaves with a tiny kernel mass are recomputed with their own
+maximum (flash-attention style); the exponent is floored at −115 so that no kernel value is
+subnormal; on the CPU at D <= 8 the symmetric pass runs in fused C++ kernels
+(``_gbms_small_dim.cpp`` through :mod:`pixelgroup.ops.native`). Why, what each choice costs
+and the error bounds: docs/benchmarks.md, "1.0 How the tiled layer works". Double backward is
+not supported.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Thin a boundary-strength map by non-maximum suppression along the boundary normal.
 
 The standard post-processing of edge detectors (Dollar's structured-edges toolbox ``edgesNms``,
-METHOD.md Sec. 5 step 6), vectorised in numpy:
+docs/boundaries.md), vectorised in numpy:
 
 1. orientation from a smoothed copy (triangle filter of radius 4, symmetric padding): with
    central-difference gradients taken twice, ``O = mod(atan(Oyy * sign(-Oxy) / (Oxx + 1e-5)), pi)``

@@ -1,6 +1,6 @@
 """Instances from one unit embedding: GBMS to near-convergence, then density-seeded grouping.
 
-The original release withheld its extraction code (METHOD.md §4); this is our design:
+The original release withheld its extraction code (docs/method.md, "Inference"); this is our design:
 
 1. **Shift.** Up to T GBMS loops (the training layer's update) on the pixels, merging
    coincident points into weighted points after every loop and stopping early once no point

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from pixelgroup._checks import check_rank, check_tensor
 from pixelgroup.ops.labels import resize_labels
-from pixelgroup.ops.sphere import normalize_to_sphere
+from pixelgroup.ops.sphere import pool_to_sphere
 from pixelgroup.postprocess.grouping import group_pixels
 
 __all__ = ["extract_instances", "UPSAMPLE_MODES"]
@@ -136,7 +136,7 @@ def extract_instances(
 
     small, small_fg = embedding, fg
     if stride > 1:
-        small = normalize_to_sphere(F.avg_pool2d(embedding[None], stride, ceil_mode=True), dim=1)[0]
+        small = pool_to_sphere(embedding[None], stride)[0]
         if fg is not None:
             small_fg = F.avg_pool2d(fg[None, None], stride, ceil_mode=True)[0, 0]
     grid = (int(small.shape[1]), int(small.shape[2]))

@@ -1,7 +1,7 @@
 """Ranked, class-agnostic mask proposals from one unit embedding.
 
-The original never released its proposal generation or ranking (METHOD.md §4, §6); this is our
-design:
+The original never released its proposal generation or ranking (docs/method.md,
+docs/proposals.md); this is our design:
 
 1. **Candidates.** Group the pixels (:func:`pixelgroup.postprocess.group_pixels`: GBMS then
    density-seeded grouping) once per bandwidth δ and loop count T. Every group is a candidate,

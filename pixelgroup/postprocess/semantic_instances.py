@@ -1,6 +1,6 @@
 """Semantic instances: class-labelled, scored masks from an embedding and semantic logits.
 
-The original release never shipped its semantic model (METHOD.md §7, issue #2); this is the
+The original release never shipped its semantic model (docs/instance.md); this is the
 design it describes:
 
 1. **Group** the unit embedding with :func:`pixelgroup.postprocess.group_pixels`.

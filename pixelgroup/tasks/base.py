@@ -3,15 +3,16 @@
 A task is where one problem's data, model, loss, evaluator and prediction files meet. The
 engine (:mod:`pixelgroup.engine`) trains, evaluates and predicts with any task through this
 protocol only, looked up by ``cfg.task`` in :data:`pixelgroup.tasks.TASKS`. Tasks are stateless:
-everything comes from the config. They share code through the functions here, never by
-inheriting from or constructing one another.
+everything comes from the config. They share code through the functions here and the defaults
+of :class:`TaskBase`, never by inheriting from or constructing one another. A task never runs
+its model: the engine does, and hands the task the outputs.
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,14 +23,17 @@ from torch.utils.data import Dataset
 
 from pixelgroup._config_io import coerce_value
 from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig
-from pixelgroup.data import InstanceSample, collate_instances
+from pixelgroup.data import AugmentedDataset, InstanceSample, collate_instances
+from pixelgroup.data.io import read_image
 from pixelgroup.errors import ConfigError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS
-from pixelgroup.ops.sphere import normalize_to_sphere
+from pixelgroup.ops.sphere import pool_to_sphere
+from pixelgroup.tasks.rehearsal import RehearsalPlan
 
 __all__ = [
     "Task",
+    "TaskBase",
     "TaskEvaluator",
     "LossFn",
     "InstanceSampleTask",
@@ -57,18 +61,42 @@ class TaskEvaluator(Protocol):
 
 
 class Task(Protocol):
-    """What the engine needs of a task.
+    """What the engine needs of a task; :class:`TaskBase` gives the defaults.
+
+    Training and evaluation:
 
     * ``build_dataset(cfg, split)``: a map-style dataset whose items batch with ``collate``;
+    * ``set_epoch(dataset, epoch)``: called at each training epoch's start (per-epoch
+      augmentation seeds);
     * ``collate(samples) -> batch`` and ``batch_image(batch) -> (B, C, H, W)`` model input;
     * ``build_model(cfg) -> nn.Module`` (its output goes to the loss and the evaluator);
     * ``build_loss(cfg) -> LossFn``;
-    * ``build_evaluator(cfg) -> TaskEvaluator``;
-    * ``write_prediction(model, cfg, image (C, H, W), out_dir, stem) -> list[Path]``: the
-      files ``pixelgroup predict`` writes for one image.
+    * ``build_evaluator(cfg) -> TaskEvaluator`` (it sees model outputs, never the model).
+
+    Prediction on image files (the engine runs the model, see ``engine/inference.py``):
+
+    * ``in_channels(cfg)``: C of the model's input images;
+    * ``read_image(cfg, path) -> (C, H, W)`` float32: an image file as the model takes it;
+    * ``postprocess(cfg, output, image_size) -> prediction``: the model's output for a batch
+      of one image -> the task's prediction at ``image_size = (H, W)``;
+    * ``write(cfg, prediction, image (C, H, W), out_dir, stem) -> list[Path]``: its files;
+    * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
+    * ``reserved_stems``: image file stems whose files would collide with a combined file;
+    * ``predicts_at_image_size``: ``postprocess`` brings any output size to ``image_size``, so
+      the engine may downscale a large image for the model only.
+
+    Rehearsal on synthetic data (``pixelgroup rehearse``):
+
+    * ``rehearsal(cfg, size) -> RehearsalPlan | None``: the synthetic release its data can be
+      and the evaluator command (:mod:`pixelgroup.tasks.rehearsal`); None: cannot rehearse.
     """
 
+    reserved_stems: tuple[str, ...]
+    predicts_at_image_size: bool
+
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
+
+    def set_epoch(self, dataset: Dataset, epoch: int) -> None: ...
 
     def collate(self, samples: list[Any]) -> Any: ...
 
@@ -80,9 +108,51 @@ class Task(Protocol):
 
     def build_evaluator(self, cfg: ExperimentConfig) -> TaskEvaluator: ...
 
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    def in_channels(self, cfg: ExperimentConfig) -> int: ...
+
+    def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor: ...
+
+    def postprocess(
+        self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
+    ) -> Any: ...
+
+    def write(
+        self, cfg: ExperimentConfig, prediction: Any, image: torch.Tensor, out_dir: Path, stem: str
     ) -> list[Path]: ...
+
+    def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]: ...
+
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None: ...
+
+
+class TaskBase:
+    """Defaults of the :class:`Task` protocol: no reserved stems, predictions at the model's
+    output size, :class:`~pixelgroup.data.AugmentedDataset` epochs set, ``model.options.
+    in_channels`` (default 3) image channels read by :func:`pixelgroup.data.io.read_image`,
+    nothing written after the last image, no rehearsal. A task overrides what differs."""
+
+    reserved_stems: tuple[str, ...] = ()
+    predicts_at_image_size: bool = False
+
+    def set_epoch(self, dataset: Dataset, epoch: int) -> None:
+        if isinstance(dataset, AugmentedDataset):
+            dataset.set_epoch(epoch)
+
+    def in_channels(self, cfg: ExperimentConfig) -> int:
+        channels = cfg.model.options.get("in_channels", 3)
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ConfigError(f"model.options.in_channels must be an int >= 1, got {channels!r}")
+        return channels
+
+    def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
+        """``(C, H, W)`` float32 in [0, 1], C = :meth:`in_channels`."""
+        return read_image(path, self.in_channels(cfg))
+
+    def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
+        return []
+
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None:
+        return None
 
 
 def _checked_kwargs(fn: Callable[..., Any], options: Mapping[str, Any], section: str) -> dict:
@@ -133,8 +203,9 @@ def build_grouping_loss(
     """The recurrent pair loss of the ``loss`` section, after ``loss.stride`` pooling.
 
     Returns ``fn(embedding (B, D, H, W), labels (B, H', W'), generator) -> terms``: with
-    ``stride`` s > 1 the embedding is s x s average-pooled and re-normalised first, so the GBMS
-    loops of the loss run on s² times fewer points (they are quadratic in N).
+    ``stride`` s > 1 the embedding is s x s average-pooled and re-normalised first
+    (:func:`~pixelgroup.ops.sphere.pool_to_sphere`, the grouping's pooling), so the GBMS loops
+    of the loss run on s² times fewer points (they are quadratic in N).
     """
     if c.stride < 1:
         raise ConfigError(f"loss.stride must be >= 1, got {c.stride}")
@@ -159,7 +230,7 @@ def build_grouping_loss(
         embedding: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
         if c.stride > 1:
-            embedding = normalize_to_sphere(F.avg_pool2d(embedding, c.stride), dim=1)
+            embedding = pool_to_sphere(embedding, c.stride)
         return criterion(embedding, labels.to(embedding.device), generator=generator)
 
     return apply
@@ -211,7 +282,7 @@ def grouping_arguments(
     }
 
 
-class InstanceSampleTask:
+class InstanceSampleTask(TaskBase):
     """Defaults for a task whose batches are :class:`~pixelgroup.data.InstanceSample` and
     whose model comes from :data:`pixelgroup.models.MODELS`."""
 

@@ -1,4 +1,4 @@
-"""The ``boundary`` task: BSDS500 boundary detection with the pair loss (METHOD.md Sec. 5).
+"""The ``boundary`` task: BSDS500 boundary detection with the pair loss (docs/boundaries.md).
 
 * Data: ``cfg.data.name`` is ``"bsds"``; ``cfg.data.root`` a BSDS500 release (``BSR``,
   ``BSR/BSDS500/data``, ...) or a folder of sample ``.mat`` files
@@ -26,8 +26,8 @@
   original boundary model has no mean-shift loops). The total is ``loss.bce_weight`` x BCE +
   ``loss.pair_weight`` x pair loss (both 1 by default); the pair loss is not computed at
   weight 0, the BCE always is (reported; at weight 0 its zero gradients keep every parameter
-  in the backward, as DistributedDataParallel needs). The original's two stages (METHOD.md
-  §5: the pair loss first, then the classifiers fine-tuned) are ``bce_weight: 0``, then
+  in the backward, as DistributedDataParallel needs). The original's two stages (docs/boundaries.md:
+  the pair loss first, then the classifiers fine-tuned) are ``bce_weight: 0``, then
   ``pair_weight: 0`` with ``train.init_from`` the first stage's checkpoint
   (``configs/bsds.yaml``, docs/boundaries.md).
   Returns ``{"loss", "bce", "pair"}`` (``"pair"`` only at a non-zero weight).
@@ -58,7 +58,8 @@ from pixelgroup.losses.pairwise import pairwise_embedding_loss
 from pixelgroup.metrics import BoundaryEvaluator, BoundaryPrediction, BoundaryTarget
 from pixelgroup.models import BoundaryNet
 from pixelgroup.postprocess.boundary_nms import boundary_nms
-from pixelgroup.tasks.base import LossFn, build_config_model
+from pixelgroup.tasks.base import LossFn, TaskBase, build_config_model
+from pixelgroup.tasks.rehearsal import RehearsalPlan, boundary_evaluator
 
 __all__ = [
     "BoundaryBatch",
@@ -66,7 +67,6 @@ __all__ = [
     "BoundaryTaskEvaluator",
     "class_balanced_bce",
     "collate_boundaries",
-    "predict_boundaries",
     "write_boundary_prediction",
 ]
 
@@ -156,7 +156,7 @@ def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return per_image.sum(1).mean()
 
 
-class BoundaryTask:
+class BoundaryTask(TaskBase):
     """Boundary detection on BSDS500 with side-output embeddings (see the module docstring)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
@@ -223,11 +223,29 @@ class BoundaryTask:
     def build_evaluator(self, cfg: ExperimentConfig) -> BoundaryTaskEvaluator:
         return BoundaryTaskEvaluator(cfg)
 
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
+        """A synthetic BSDS500 release, scored by ``pixelgroup eval-boundaries``."""
+        return RehearsalPlan("bsds", evaluator=boundary_evaluator)
+
+    def postprocess(
+        self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The model's output for one image -> ``(prob, thinned)``: ``image_size`` float64
+        maps in [0, 1], the mean head probability and its
+        :func:`~pixelgroup.postprocess.boundary_nms.boundary_nms`."""
+        prob = _resize(output.boundary, torch.Size(image_size))[0, 0].double().cpu().numpy()
+        return prob, np.clip(boundary_nms(prob), 0.0, 1.0)
+
+    def write(
+        self,
+        cfg: ExperimentConfig,
+        prediction: tuple[np.ndarray, np.ndarray],
+        image: torch.Tensor,
+        out_dir: Path,
+        stem: str,
     ) -> list[Path]:
-        """Boundary maps of ``image (3, H, W)`` -> ``out_dir/{raw,nms}/STEM.png``."""
-        return write_boundary_prediction(out_dir, stem, *predict_boundaries(model, image))
+        """Boundary maps -> ``out_dir/{raw,nms}/STEM.png``."""
+        return write_boundary_prediction(out_dir, stem, *prediction)
 
 
 def _pair_loss(
@@ -294,20 +312,6 @@ class BoundaryTaskEvaluator:
 
     def evaluate(self) -> dict[str, float]:
         return self.metrics.evaluate()
-
-
-@torch.no_grad()
-def predict_boundaries(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Boundary maps of one ``(3, H, W)`` image in [0, 1] with a :class:`BoundaryNet`.
-
-    Returns:
-        ``(prob, thinned)``: ``(H, W)`` float64 in [0, 1], the mean head probability and its
-        :func:`~pixelgroup.postprocess.boundary_nms.boundary_nms`.
-    """
-    device = next(model.parameters()).device
-    model.eval()
-    prob = model(image[None].to(device)).boundary[0, 0].double().cpu().numpy()
-    return prob, np.clip(boundary_nms(prob), 0.0, 1.0)
 
 
 def write_boundary_prediction(

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
 from pixelgroup.config import ExperimentConfig
@@ -137,10 +136,10 @@ def semantic_target(semantic: torch.Tensor, num_classes: int) -> torch.Tensor:
 class InstanceTask(InstanceSampleTask):
     """Class-agnostic instance segmentation with the recurrent grouping loss."""
 
-    reserved_stems = (Path(RESULTS_NAME).stem,)
+    reserved_stems: tuple[str, ...] = (Path(RESULTS_NAME).stem,)
     """Image file stems ``pixelgroup predict`` refuses: their JSON would be ``results.json``."""
     predicts_at_image_size = True
-    """``write_prediction`` writes labels at the image's size whatever the model's output size
+    """``postprocess`` gives labels at the image's size whatever the model's output size
     (``pixelgroup predict --max-size`` may downscale the model's input)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
@@ -184,21 +183,27 @@ class InstanceTask(InstanceSampleTask):
     def build_evaluator(self, cfg: ExperimentConfig) -> InstanceTaskEvaluator:
         return InstanceTaskEvaluator(cfg)
 
-    @torch.no_grad()
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
-    ) -> list[Path]:
-        """Instances of ``image (C, H, W)`` in [0, 1] -> label PNG, overlay PNG, COCO JSON, all
-        at the image's size whatever the model's stride."""
-        device = next(model.parameters()).device
-        model.eval()
-        output = model(image[None].to(device))
+    def postprocess(
+        self, cfg: ExperimentConfig, output: EmbeddingOutput, image_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's output for one image -> ``labels (H, W)`` at ``image_size`` (0
+        background) and ``scores (K,)``, on the CPU, whatever the model's stride."""
         logits = None if output.semantic is None else output.semantic[0]
-        size = (int(image.shape[1]), int(image.shape[2]))
         labels, scores = instances_from_embedding(
-            output.embedding[0], cfg, image_size=size, logits=logits
+            output.embedding[0], cfg, image_size=image_size, logits=logits
         )
-        return write_instance_prediction(out_dir, stem, image, labels.cpu(), scores.cpu())
+        return labels.cpu(), scores.cpu()
+
+    def write(
+        self,
+        cfg: ExperimentConfig,
+        prediction: tuple[torch.Tensor, torch.Tensor],
+        image: torch.Tensor,
+        out_dir: Path,
+        stem: str,
+    ) -> list[Path]:
+        """Instances of ``image (C, H, W)`` in [0, 1] -> label PNG, overlay PNG, COCO JSON."""
+        return write_instance_prediction(out_dir, stem, image, *prediction)
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
         """After every image: the records of all ``STEM.json`` in one ``results.json``."""

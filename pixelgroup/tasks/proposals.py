@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
 from pixelgroup._atomic import atomic_path
@@ -40,6 +39,7 @@ from pixelgroup.tasks.base import (
     build_embedding_loss,
     grouping_arguments,
 )
+from pixelgroup.tasks.rehearsal import RehearsalPlan, results_evaluator
 
 __all__ = ["ProposalTask", "ProposalTaskEvaluator", "proposals_from_embedding"]
 
@@ -82,16 +82,28 @@ class ProposalTask(InstanceSampleTask):
     def build_evaluator(self, cfg: ExperimentConfig) -> ProposalTaskEvaluator:
         return ProposalTaskEvaluator(cfg)
 
-    @torch.no_grad()
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
+        """A synthetic VOC 2012 release, scored by ``pixelgroup eval-proposals``."""
+        _options(cfg)
+        return RehearsalPlan("voc", evaluator=results_evaluator("eval-proposals"))
+
+    def postprocess(
+        self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
+    ) -> Proposals:
+        """The model's output for one image -> its ranked proposals ``(K, *image_size)``."""
+        return proposals_from_embedding(output.embedding[0], image_size, cfg)
+
+    def write(
+        self,
+        cfg: ExperimentConfig,
+        prediction: Proposals,
+        image: torch.Tensor,
+        out_dir: Path,
+        stem: str,
     ) -> list[Path]:
-        """Ranked proposals of ``image (3, H, W)`` -> ``out_dir/STEM.json`` (COCO results)."""
-        device = next(model.parameters()).device
-        model.eval()
-        embedding = model(image[None].to(device)).embedding[0]
-        props = proposals_from_embedding(embedding, (image.shape[1], image.shape[2]), cfg)
-        records = masks_to_results(stem, props.masks.cpu().numpy(), props.scores.cpu().numpy())
+        """Ranked proposals -> ``out_dir/STEM.json`` (COCO results)."""
+        masks, scores = prediction.masks.cpu().numpy(), prediction.scores.cpu().numpy()
+        records = masks_to_results(stem, masks, scores)
         path = Path(out_dir) / f"{stem}.json"
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(records, indent=1) + "\n")

@@ -1,7 +1,7 @@
 """The ``semantic`` task: semantic segmentation with the grouping loss as an auxiliary term.
 
 It measures the paper's claim that the pixel-pair loss helps a classification task
-(METHOD.md §7, §11).
+(docs/semantic.md).
 
 * Data: any entry of :data:`pixelgroup.data.DATASETS` (``"voc"``: VOC 2012 / SBD / the ``.mat``
   samples, options ``size``, ``ignore_index``; ``"toy"``: semantic = digit class + 1, 0
@@ -47,6 +47,7 @@ from pixelgroup.data.io import write_png
 from pixelgroup.errors import ConfigError
 from pixelgroup.metrics import SemanticEvaluator, SemanticPrediction, SemanticTarget
 from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss
+from pixelgroup.tasks.rehearsal import RehearsalPlan
 from pixelgroup.viz.colors import overlay
 
 __all__ = ["SemanticTask", "SemanticTaskEvaluator", "AUX_LABELS"]
@@ -134,19 +135,34 @@ class SemanticTask(InstanceSampleTask):
     def build_evaluator(self, cfg: ExperimentConfig) -> SemanticTaskEvaluator:
         return SemanticTaskEvaluator(cfg)
 
-    @torch.no_grad()
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None:
+        """A synthetic VOC 2012 release (VOC data only); at the tiny size a
+        ``data.options.size`` resize becomes 32 x 32, smaller than the tiny images."""
+        if cfg.data.name != "voc":
+            return None
+        tiny = size == "tiny" and "size" in cfg.data.options
+        return RehearsalPlan("voc", ("data.options.size=[32, 32]",) if tiny else ())
+
+    def postprocess(
+        self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
+    ) -> np.ndarray:
+        """The model's output for one image -> ``(H, W)`` uint8 class ids at ``image_size``."""
+        classes = _resize(_logits(output), image_size)[0].argmax(0).cpu().numpy()
+        return classes.astype(np.uint8)
+
+    def write(
+        self,
+        cfg: ExperimentConfig,
+        prediction: np.ndarray,
+        image: torch.Tensor,
+        out_dir: Path,
+        stem: str,
     ) -> list[Path]:
         """Class map of ``image (C, H, W)`` -> ``STEM_classes.png`` (uint8 ids) and
         ``STEM_overlay.png`` in ``out_dir``."""
-        device = next(model.parameters()).device
-        model.eval()
-        logits = _logits(model(image[None].to(device)))
-        classes = _resize(logits, (image.shape[1], image.shape[2]))[0].argmax(0).cpu().numpy()
         paths = [Path(out_dir) / f"{stem}_classes.png", Path(out_dir) / f"{stem}_overlay.png"]
-        write_png(classes.astype(np.uint8), paths[0])
-        blended = overlay(image.permute(1, 2, 0).numpy(), classes)
+        write_png(prediction, paths[0])
+        blended = overlay(image.permute(1, 2, 0).numpy(), prediction)
         write_png((blended * 255).round().astype(np.uint8), paths[1])
         return paths
 

@@ -13,14 +13,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from pixelgroup.config import ExperimentConfig
+from pixelgroup.models import EmbeddingOutput
 from pixelgroup.ops import RecurrentMeanShift
 from pixelgroup.tasks.instance import InstanceTask, instances_from_embedding
 from pixelgroup.viz import (
@@ -40,7 +40,7 @@ FIGURE_LOOPS = (0, 1, 2, 3, 5, 10)
 
 @torch.no_grad()
 def make_figures(
-    model: nn.Module,
+    run: Callable[[torch.Tensor], EmbeddingOutput],
     cfg: ExperimentConfig,
     out_dir: str | Path,
     *,
@@ -49,6 +49,9 @@ def make_figures(
     loops: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write the tutorial PNGs for the first ``num_images`` of ``cfg.data.eval_split``.
+
+    ``run``: the model at inference, ``images (B, C, H, W) -> EmbeddingOutput`` (an
+    :class:`~pixelgroup.engine.inference.InferenceRunner`; this module never runs a model).
 
     ``loops``: the GBMS loops to show; default those of FIGURE_LOOPS up to
     ``grouping.num_iters``, plus that last loop.
@@ -61,10 +64,8 @@ def make_figures(
     task = InstanceTask()
     dataset = task.build_dataset(cfg, cfg.data.eval_split)
     samples = [dataset[i] for i in range(min(num_images, len(dataset)))]  # type: ignore[arg-type]
-    device = next(model.parameters()).device
-    model.eval()
     batch = task.collate(samples)
-    embeddings = model(task.batch_image(batch).to(device)).embedding
+    embeddings = run(task.batch_image(batch)).embedding
     # dense: N = H*W is small here, and the explicit kernel is much faster than SDPA on CPU
     shift = RecurrentMeanShift(cfg.grouping.bandwidth, max(loops), impl="dense")
 

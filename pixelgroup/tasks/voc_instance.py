@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
 from pixelgroup.config import ExperimentConfig, VOCInstanceOptions, parse_options
@@ -47,6 +46,7 @@ from pixelgroup.tasks.base import (
     grouping_arguments,
 )
 from pixelgroup.tasks.predictions import write_semantic_prediction
+from pixelgroup.tasks.rehearsal import RehearsalPlan, results_evaluator
 
 __all__ = ["VOCInstanceTask", "VOCInstanceEvaluator", "instances_from_output"]
 
@@ -107,19 +107,29 @@ class VOCInstanceTask(InstanceSampleTask):
     def build_evaluator(self, cfg: ExperimentConfig) -> VOCInstanceEvaluator:
         return VOCInstanceEvaluator(cfg)
 
-    @torch.no_grad()
-    def write_prediction(
-        self, model: nn.Module, cfg: ExperimentConfig, image: torch.Tensor, out_dir: Path, stem: str
+    def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
+        """A synthetic SBD release, scored by ``pixelgroup eval-instances``."""
+        _options(cfg)
+        return RehearsalPlan("sbd", evaluator=results_evaluator("eval-instances"))
+
+    def postprocess(
+        self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
+    ) -> SemanticInstances:
+        """The model's output for one image -> its semantic instances at ``image_size``."""
+        logits = _semantic_logits(output)
+        return instances_from_output(output.embedding[0], logits[0], image_size, cfg)
+
+    def write(
+        self,
+        cfg: ExperimentConfig,
+        prediction: SemanticInstances,
+        image: torch.Tensor,
+        out_dir: Path,
+        stem: str,
     ) -> list[Path]:
         """Semantic instances of ``image (3, H, W)`` in [0, 1] -> ``STEM_labels.png``,
         ``STEM_overlay.png``, ``STEM.json`` in ``out_dir``."""
-        device = next(model.parameters()).device
-        model.eval()
-        output = model(image[None].to(device))
-        logits = _semantic_logits(output)
-        size = (int(image.shape[1]), int(image.shape[2]))
-        instances = instances_from_output(output.embedding[0], logits[0], size, cfg)
-        return write_semantic_prediction(out_dir, stem, image, instances, VOC_CLASSES)
+        return write_semantic_prediction(out_dir, stem, image, prediction, VOC_CLASSES)
 
 
 class VOCInstanceEvaluator:

@@ -8,6 +8,7 @@ import torch
 import yaml
 
 import pixelgroup.engine
+import pixelgroup.engine.schedule
 from pixelgroup.cli import main
 from pixelgroup.config import to_dict
 from pixelgroup.engine.checkpoint import build_model_seeded, load_weights, save_checkpoint
@@ -81,7 +82,7 @@ def test_train_prints_checkpoint_on_rank_0_only(rank, printed, tmp_path, monkeyp
     def fake_train(cfg, run_dir, resume, overwrite, progress):
         return TrainResult(run_dir / "checkpoint.pt", [], DistInfo(rank, 2, rank))
 
-    monkeypatch.setattr(pixelgroup.engine, "train", fake_train)
+    monkeypatch.setattr(pixelgroup.engine.schedule, "train", fake_train)  # what the CLI runs
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     assert main(["train", "--config", str(config), "-o", str(tmp_path / "run")]) == 0

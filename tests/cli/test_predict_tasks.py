@@ -1,4 +1,4 @@
-"""`pixelgroup predict` through each task's `write_prediction`: voc_instance and boundary."""
+"""`pixelgroup predict` through each task's `postprocess` and `write`: voc_instance and boundary."""
 
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from pixelgroup.engine import (
     train,
 )
 from pixelgroup.engine.checkpoint import build_model_seeded, save_checkpoint
+from pixelgroup.engine.distributed import DistInfo
+from pixelgroup.engine.train import _loader, _pass_seed
 from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import get_task
 from pixelgroup.tasks.instance import InstanceTask
@@ -191,3 +193,24 @@ def test_init_from_errors(tmp_path):
     )
     with pytest.raises(CheckpointError, match=r"does not fit the model .* has shape"):
         train(wider, tmp_path / "b", progress=False)
+
+
+def test_no_two_passes_over_the_data_share_a_shuffle_order():
+    """An epoch of ``train.iters_per_epoch`` steps may hold many passes over a small split.
+    The seed used to be ``epoch * 1000 + first step of the pass``: with one step a pass, the
+    pass at step 1000 of epoch 0 repeated the order of epoch 1's first pass."""
+    seeds = [_pass_seed(e, k) for e in range(20) for k in range(1500)]
+    assert len(set(seeds)) == len(seeds)
+    assert [_pass_seed(e, 0) for e in range(3)] == [0, 1000, 2000]  # first passes as before
+
+    class Task:
+        collate = staticmethod(list)
+
+    cfg, data = tiny_config(), list(range(32))
+
+    def order(epoch, pass_index):
+        loader = _loader(cfg, data, Task, epoch, pass_index, DistInfo(), batch_size=1)
+        return [x for batch in loader for x in batch]
+
+    assert order(0, 1000) != order(1, 0)
+    assert order(2, 0) == order(2, 0) and sorted(order(0, 1)) == data

@@ -24,11 +24,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pixelgroup.config import ExperimentConfig, load_config, override_config
+from pixelgroup.config import ExperimentConfig, expand_stages, load_config, override_config
 from pixelgroup.data.synthetic import LayoutSpec, write_bsds500, write_sbd, write_voc2012
 from pixelgroup.engine import load_checkpoint, train
 from pixelgroup.engine.checkpoint import build_model_seeded
-from pixelgroup.engine.rehearsal import RECIPES
 from pixelgroup.models import apply_test_bn
 from pixelgroup.ops import recurrent_mean_shift
 from pixelgroup.tasks import get_task
@@ -99,12 +98,9 @@ def test_autocast_training_of_the_voc_instance_recipe(amp, sbd_root, tmp_path):
         [f"data.root={sbd_root}", "device=cuda", f"train.amp={amp}", "train.epochs=1",
          "train.iters_per_epoch=3", "data.num_workers=0"],
     )  # fmt: skip
-    first = train(base, tmp_path / "stage1", progress=False)
-    stage2 = override_config(
-        base,
-        [*RECIPES["voc_instance"].later_stages[0], "train.epochs=1",
-         f"train.init_from={first.checkpoint}"],
-    )  # fmt: skip
+    (_, stage1), (_, stage2) = expand_stages(base, ["train.epochs=1"])  # the config's stages
+    first = train(stage1, tmp_path / "stage1", progress=False)
+    stage2 = override_config(stage2, [f"train.init_from={first.checkpoint}"])
     second = train(stage2, tmp_path / "stage2", progress=False)
     for record in first.history + second.history:
         assert all(math.isfinite(v) for v in record.values()), record
@@ -131,13 +127,17 @@ def _ddp_worker(rank: int, port: int, voc: str, bsds: str, out: str, device: str
             torch.cuda.set_device(0)
             ids = [0]
         configs = {
-            "voc_proposals": load_config(  # stage 2: 3 GBMS loops in the loss
-                ExperimentConfig,
-                "configs/voc_proposals.yaml",
-                [f"data.root={voc}", f"device={device}", *RECIPES["voc_proposals"].later_stages[0]],
-            ),
+            "voc_proposals": expand_stages(  # stage 2: 3 GBMS loops in the loss
+                load_config(
+                    ExperimentConfig,
+                    "configs/voc_proposals.yaml",
+                    [f"data.root={voc}", f"device={device}"],
+                )
+            )[1][1],
             "bsds": load_config(  # stage 1: the classifiers' BCE has weight 0
-                ExperimentConfig, "configs/bsds.yaml", [f"data.root={bsds}", f"device={device}"]
+                ExperimentConfig,
+                "configs/bsds.yaml",
+                [f"data.root={bsds}", f"device={device}", "stages=[]"],
             ),
         }
         results = {}

@@ -57,7 +57,7 @@ def test_running_statistics_never_change(mode):
     wrapped = apply_test_bn(net, "batch")
     getattr(wrapped, mode)()
     wrapped(x)
-    wrapped.eval()  # what a task's write_prediction does before its forward
+    wrapped.eval()  # what the inference runner does before its forward
     out = wrapped(x)
     after = net.state_dict()
     for key, value in before.items():

@@ -5,12 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+import pixelgroup.losses.recurrent as recurrent_module
+import pixelgroup.postprocess.instances as instances_module
 import pixelgroup.tasks.proposals as proposals_module
 from pixelgroup.cli import main
-from pixelgroup.config import GroupingConfig
+from pixelgroup.config import GroupingConfig, LossConfig
 from pixelgroup.errors import ConfigError
+from pixelgroup.losses import RecurrentGroupingLoss
+from pixelgroup.ops import normalize_to_sphere
 from pixelgroup.tasks import TASKS
-from pixelgroup.tasks.base import build_config_model, grouping_arguments
+from pixelgroup.tasks.base import build_config_model, build_grouping_loss, grouping_arguments
 from pixelgroup.tasks.instance import InstanceTask
 from tests._tiny import tiny_config
 
@@ -80,3 +84,37 @@ def test_a_config_error_is_one_line_with_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert err.startswith("pixelgroup train: error: unknown config key 'model.options.widht'")
+
+
+def test_loss_and_grouping_pool_the_same_pixels_on_odd_sizes(monkeypatch):
+    """loss.stride, loss.loop_stride and grouping.stride all pool with pool_to_sphere; the
+    loss used to floor (dropping the last row and column of a 5 x 7 map) where grouping and
+    export kept them."""
+    x = normalize_to_sphere(torch.randn(1, 3, 5, 7, generator=torch.Generator().manual_seed(0)))
+    labels = torch.zeros(1, 5, 7, dtype=torch.long)
+    seen = {}
+
+    def loss_spy(self, embedding, labels, generator=None):
+        seen["loss"] = embedding
+        return {"loss": embedding.sum()}
+
+    def group_spy(small, **kwargs):
+        seen["grouping"] = small
+        raise StopIteration
+
+    def loops_spy(points, *args, **kwargs):
+        seen["loops"] = points
+        raise StopIteration
+
+    monkeypatch.setattr(RecurrentGroupingLoss, "forward", loss_spy)
+    build_grouping_loss(LossConfig(stride=2, num_iters=0), None)(x, labels, None)
+    monkeypatch.setattr(instances_module, "group_pixels", group_spy)
+    with pytest.raises(StopIteration):
+        instances_module.extract_instances(x[0], num_iters=0, stride=2)
+    monkeypatch.undo()
+    monkeypatch.setattr(recurrent_module, "recurrent_mean_shift", loops_spy)
+    with pytest.raises(StopIteration):
+        RecurrentGroupingLoss(num_iters=1, loop_stride=2)(x, labels)
+    assert seen["loss"].shape == (1, 3, 3, 4)
+    torch.testing.assert_close(seen["loss"][0], seen["grouping"])
+    torch.testing.assert_close(seen["loops"], seen["loss"].flatten(2).transpose(1, 2))
