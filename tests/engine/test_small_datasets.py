@@ -15,31 +15,13 @@ from tests._tiny import tiny_config
 train_module = sys.modules["pixelgroup.engine.train"]
 
 
-class _Spy(torch.utils.data.Dataset):
-    """A dataset that records the augmentation epochs the train loop sets."""
-
-    def __init__(self, dataset, epochs):
-        self.dataset, self.epochs = dataset, epochs
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        return self.dataset[index]
-
-    def set_epoch(self, epoch):
-        self.epochs.append(epoch)
-
-
 def test_a_tiny_split_makes_epochs_of_min_epoch_images(tmp_path, monkeypatch):
     # 8 items in batches of 4: a pass is 2 steps; at least 16 images make an epoch of 4 steps
     monkeypatch.setattr(train_module, "MIN_EPOCH_IMAGES", 16)
     epochs: list[int] = []
-    build = InstanceTask.build_dataset
+    # the augmentation epochs the train loop sets (through the task, as for AugmentedDataset)
     monkeypatch.setattr(
-        InstanceTask,
-        "build_dataset",
-        lambda self, cfg, split: _Spy(build(self, cfg, split), epochs),
+        InstanceTask, "set_epoch", lambda self, dataset, epoch: epochs.append(epoch)
     )
     cfg = tiny_config(train={"epochs": 2, "iters_per_epoch": None})
     result = train(cfg, tmp_path / "a", progress=False)
