@@ -106,10 +106,10 @@ _LOG2_FLOOR = -115.0
 # rows with d_i < N·2^-62 are recomputed with their own maximum (module docstring)
 _LOG2_RECOMPUTE = -62.0
 _MIN_WIDTH = 4
-# the torch path's sums take their right operands (the forward's [x, 1], the backward's z and
-# c) times a power of two up to 2^40, undone after: products of kernel values (>= 2^-115) with
-# them then stay normal in float32 (>= 2^-126) unless a factor is 2^-50 below its largest,
-# and every sum stays far below float32's 2^128 (2^40·κ·N <= 2^91 at δ = 1e-4, N = 2^24)
+# the torch path's backward takes its factors z and c times a power of two that lifts the
+# largest to [2^39, 2^40), undone after: products of kernel values (>= 2^-115) with them then
+# stay normal in float32 (>= 2^-126) unless a factor is 2^-50 below the largest, and every sum
+# stays far below float32's 2^128 (2^40·κ·N <= 2^91 at δ = 1e-4, N = 2^24)
 _LIFT_LOG2 = 40
 
 
@@ -280,21 +280,18 @@ def _symmetric_forward(
         scalars = (scale, float(shift[0]))
         return _run_native(lib, name, n, dim + 1, (_transposed_padded(x),), scalars)
     left, right = _kernel_left(x, scale, shift), _kernel_right(x)
-    # the sums' operand [x, 1] times 2^40 (exact; undone at the end), so that the products of
-    # floored kernel values with small coordinates stay normal in float32 (see _lifted)
-    values = torch.ldexp(right, right.new_tensor(_LIFT_LOG2))
-    # acc[:, i] = Σ_j G_ij values_j, kept transposed (module docstring): each chunk's tile is
-    # G_JI = G_IJᵀ; values_Jᵀ G_JI adds to the rows of I, values_Iᵀ G_JIᵀ to those of J past I
+    # acc[:, i] = Σ_j G_ij right_j, kept transposed (module docstring): each chunk's tile is
+    # G_JI = G_IJᵀ; right_Jᵀ G_JI adds to the rows of I, right_Iᵀ G_JIᵀ to those of J past I
     acc = x.new_zeros(right.shape[1], n)
     buffer = x.new_empty(_CHUNK * tile * tile)
     for i0, i1, j0, j1 in _strips(n, tile):
         logits2 = _tile(buffer, j1 - j0, i1 - i0)
         g = _floored_exp2_(torch.mm(right[j0:j1], left[i0:i1].T, out=logits2))
-        acc[:, i0:i1].addmm_(values[j0:j1].T, g)
+        acc[:, i0:i1].addmm_(right[j0:j1].T, g)
         below = max(i1 - j0, 0)  # rows of the chunk inside I: added to I's rows above
         if below < j1 - j0:
-            acc[:, j0 + below : j1].addmm_(values[i0:i1].T, g[below:].T)
-    return torch.ldexp(acc[: dim + 1], acc.new_tensor(-_LIFT_LOG2))
+            acc[:, j0 + below : j1].addmm_(right[i0:i1].T, g[below:].T)
+    return acc[: dim + 1]
 
 
 def _forward_one(
