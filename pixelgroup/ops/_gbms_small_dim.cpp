@@ -410,8 +410,8 @@ void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T sc
 // Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) for the object's lifetime, the
 // caller's MXCSR restored after: the products of a floored kernel value (2^-115) with small
 // factors (gradients, κc) fall below float32's 2^-126, and each such subnormal operand or
-// result costs on the order of a hundred cycles on Intel cores (the toy training step's
-// backward ran 10x longer in this kernel without it; docs/benchmarks.md). Flushed, such a term
+// result costs on the order of a hundred cycles on Intel cores (the backward at D = 3 ran 12-32x
+// longer without it there; docs/benchmarks.md §6.1). Flushed, such a term
 // is zero instead: an absolute change below 2^-126 per pair, as the floor's (tiled_gbms.py).
 // The register is per thread, so each caller's thread sets and restores its own.
 struct FlushDenormals {

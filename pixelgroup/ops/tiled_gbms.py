@@ -356,7 +356,8 @@ def _lifted(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     zero or one is not finite. The backward is linear in (z, c), so its result is scaled back
     by ``2^-p``. Without it, products of floored kernel values with small gradients fall below
     float32's 2^-126, and each such subnormal costs about a hundred cycles on Intel cores: the
-    torch path's backward ran 20x longer (N = 4,096, D = 16, one thread; docs/benchmarks.md)."""
+    torch path's backward ran 15-22x longer (N = 4,096, D = 16, one thread; docs/benchmarks.md
+    §6.1)."""
     top = float(torch.maximum(z.abs().max(), c.abs().max()))
     if top == 0.0 or not math.isfinite(top):
         return z, c, 0
