@@ -111,7 +111,8 @@ class LossConfig:
     ``stride`` > 1 average-pools the embedding (then re-normalises) before the whole loss;
     ``loop_stride`` > 1 keeps loop 0 at the (``stride``-pooled) embedding's resolution and runs
     only the T GBMS loops on its ``loop_stride`` x ``loop_stride``-pooled copy (GBMS is
-    quadratic in N), as the original. ``margin`` and ``sample_ratio`` take one value or
+    quadratic in N): pixelgroup's own approximation, the original's loops take the whole map.
+    ``margin`` and ``sample_ratio`` take one value or
     ``num_iters + 1`` values (loop 0..T).
     ``aux_weight`` and ``aux_labels`` are read by the ``semantic`` task only: its loss is
     cross-entropy + ``aux_weight`` x this grouping loss on the ``aux_labels`` map

@@ -103,3 +103,37 @@ def test_the_avx2_build_matches_the_reference_at_every_width(fresh_build, monkey
             (g_got,) = torch.autograd.grad((got * weights).sum(), x)
             (g_exp,) = torch.autograd.grad((expected * weights).sum(), x)
             torch.testing.assert_close(g_got, g_exp, rtol=1e-10, atol=1e-10)
+
+
+def _flushes() -> bool:
+    """Whether this thread flushes subnormal float32 results to zero."""
+    return (torch.tensor([2.0**-126]) * 0.5).item() == 0.0
+
+
+@pytest.mark.parametrize("caller_flushes", [False, True])
+def test_the_kernels_flush_subnormals_only_for_their_duration(caller_flushes):
+    """The kernels set FTZ/DAZ for themselves and leave the caller's MXCSR as it was."""
+    if small_dim_kernels() is None or not torch.set_flush_denormal(caller_flushes):
+        pytest.skip("no compiled kernels or no flush-to-zero on this CPU")
+    try:
+        x = random_sphere(1, 300, 3, seed=2).float().requires_grad_()
+        tiled_blur(x, 0.05).backward(torch.full((1, 300, 3), 1e-30))
+        assert _flushes() == caller_flushes
+        assert torch.isfinite(x.grad).all()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_the_torch_paths_lift_is_undone_exactly(monkeypatch):
+    """The torch path lifts the backward's factors by a power of two chosen from their largest
+    entry and scales back: a gradient 2^-100 times another (another power) gives 2^-100 times
+    its result."""
+    monkeypatch.setattr("pixelgroup.ops.tiled_gbms._native_kernels", lambda x: None)
+    x = random_sphere(1, 200, 16, seed=3).float().requires_grad_()
+    weights = torch.randn(1, 200, 16, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for scale in (1.0, 2.0**-100):
+        x.grad = None
+        tiled_blur(x, 0.1).backward(weights * scale)
+        grads.append(x.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0] * 2.0**-100, rtol=1e-6, atol=0)

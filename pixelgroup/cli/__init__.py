@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "SUBCOMMAND_MODULES",
     "add_overrides_argument",
     "add_threads_argument",
+    "default_threads",
     "set_threads",
     "device_from_overrides",
     "override_checkpoint_config",
@@ -56,19 +58,41 @@ def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
+def default_threads() -> int | None:
+    """The torch threads of every command without ``--threads``: None (torch's own choice)
+    where ``OMP_NUM_THREADS`` is set (torchrun sets it per process), else one less than the
+    cores this process may run on, at least one.
+
+    The thread policy, in this one place: one core stays free for the rest of the machine (the
+    DataLoader worker, other jobs). On 2 cores shared with other work, 2 threads made the toy
+    training step 2.7-3.7x slower than one and group_pixels 12x (every parallel region waits
+    for a descheduled thread), where on a quiet machine they were 1.3x faster
+    (docs/benchmarks.md §6.2, docs/toy.md "Threads"). Fixed per machine, never chosen from
+    the current load, so results stay deterministic for a machine and a thread count."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
 def add_threads_argument(
     parser: argparse.ArgumentParser, default: int | None = None, why: str = ""
 ) -> None:
-    """``--threads N`` into ``args.threads`` (None: torch's choice); apply with set_threads."""
-    shown = "torch's choice, one per core" if default is None else str(default)
+    """``--threads N`` into ``args.threads`` (None: :func:`default_threads`); apply with
+    set_threads."""
+    cores = "one less than the cores, at least 1; OMP_NUM_THREADS where set"
+    shown = cores if default is None else str(default)
     text = f"CPU threads for torch (default: {shown}{why})"
     parser.add_argument("--threads", type=int, default=default, help=text)
 
 
 def set_threads(threads: int | None) -> None:
-    """``torch.set_num_threads`` with a one-line error for values below 1; None keeps torch's."""
+    """``torch.set_num_threads`` with a one-line error for values below 1; None applies
+    :func:`default_threads`."""
     if threads is None:
-        return
+        threads = default_threads()
+        if threads is None:
+            return
     if threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
     import torch

@@ -18,6 +18,7 @@ from pixelgroup.cli import UserError, set_threads
 
 EPILOG = """examples:
   pixelgroup bench --quick
+  pixelgroup bench --suite targets --bsds ../shared/data/bsds   # issue 31's targets, here
   pixelgroup bench --threads 1 --toy ../shared/data/toy-gbms/loops_bandwidth0.2.mat --out all.md
   pixelgroup bench --sizes 4096 16384 --dims 32 --iters 5 --impls tiled sdpa
   pixelgroup bench --sections gbms --sizes 65536 --dims 32 --impls tiled
@@ -31,7 +32,14 @@ plain GBMS on the toy embeddings at T = 10 and 20), `boundary` (eval-boundaries'
 pyEdgeEval, one process each, 99 thresholds, Sobel maps of the --bsds images with one and with
 five annotators; --quick: 3 thresholds on 96x96 crops). The toy rows read --toy (the original's
 loops_bandwidth0.2.mat) and are skipped with a note when it is not given; the boundary section
-needs --bsds (a folder of BSDS <id>.mat files) and skips pyEdgeEval when it is not installed."""
+needs --bsds (a folder of BSDS <id>.mat files) and skips pyEdgeEval when it is not installed.
+
+--suite targets prints instead, for this machine (CPU model, kind, flags, threads, load),
+every performance target of issue 31 with its ratio measured side by side in one run: the
+toy training step with and without flush-to-zero (subnormal floats), the demo's training time
+from it, the tiled GBMS forward against the fp32 GEMM rate, the default layer against its torch
+products at D = 3 and 8, group_pixels against scikit-learn with and without a busy process,
+eval-boundaries against pyEdgeEval on one image (with --bsds); a few minutes (--quick: less)."""
 
 SECTIONS = ("gbms", "grouping", "merge", "boundary")
 IMPLS = ("auto", "tiled", "sdpa", "dense")
@@ -47,6 +55,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
+    p.add_argument(
+        "--suite",
+        choices=("sections", "targets"),
+        default="sections",
+        help="the --sections tables (default), or every target of issue 31 on this machine",
+    )
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     p.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 65536], help="N")
     p.add_argument("--dims", type=int, nargs="+", default=[8, 32, 64], help="D")
@@ -54,7 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="B, images per GBMS call")
     p.add_argument("--bandwidth", type=float, default=0.1, help="δ")
     p.add_argument("--impls", nargs="+", default=["tiled", "sdpa", "dense"])
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: one less than the cores; OMP_NUM_THREADS where set)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--toy", type=Path, default=None, help="toy GBMS fixture .mat (toy rows skipped without)"
@@ -109,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         if not any(args.bsds.glob("*.mat")):
             raise UserError(f"--bsds holds no <id>.mat ground-truth files: {args.bsds}")
     set_threads(args.threads)
+    if args.suite == "targets":
+        return _targets(args)
     sections = {
         "gbms": lambda: benchmark.bench_gbms(
             args.sizes,
@@ -149,6 +170,48 @@ def run(args: argparse.Namespace) -> int:
         out += [f"### {name}", "", *sections[name](), ""]
     out.append(f"load average {os.getloadavg()[0]:.1f} at the end")
     text = "\n".join(out) + "\n"
+    print(text)
+    if args.out is not None:
+        write_text(text, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _toy_step():
+    """One training iteration of the demo's recipe (``configs/toy.yaml``: model, loss, a fixed
+    batch, Adam) as a function, and the recipe's number of iterations."""
+    import torch
+
+    from pixelgroup.config import ExperimentConfig, load_config, resolve_config
+    from pixelgroup.engine.checkpoint import build_model_seeded
+    from pixelgroup.tasks import get_task
+
+    cfg = load_config(ExperimentConfig, resolve_config("toy"), [])
+    task = get_task(cfg.task)
+    dataset = task.build_dataset(cfg, "train")
+    batch = task.collate([dataset[i] for i in range(cfg.data.batch_size)])
+    model = build_model_seeded(cfg).train()
+    loss_fn = task.build_loss(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+
+    def step() -> None:
+        loss = loss_fn(model(batch.image), batch, torch.Generator().manual_seed(0))["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step, cfg.train.epochs * cfg.train.iters_per_epoch
+
+
+def _targets(args: argparse.Namespace) -> int:
+    from pixelgroup._atomic import write_text
+    from pixelgroup.analysis.targets import bench_targets
+
+    if args.bsds is not None and not args.bsds.is_dir():
+        raise UserError(f"--bsds is not a folder: {args.bsds}")
+    step, iterations = _toy_step()
+    lines = bench_targets(step, iterations, bsds=args.bsds, quick=args.quick, log=_log)
+    text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:
         write_text(text, args.out)

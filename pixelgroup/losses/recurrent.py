@@ -59,7 +59,8 @@ class RecurrentGroupingLoss(nn.Module):
             ``max_samples``), one value or T + 1 values like ``margin``.
         loop_stride: s >= 1: loop 0 sees the embedding as given and the T loops run on its
             s x s average-pooled, re-normalised copy (s² times fewer points: GBMS is quadratic
-            in N), as the original applies loop 0 at full resolution and loops on fewer points.
+            in N); pixelgroup's own approximation: the original's loops take the whole map
+            (docs/toy.md, "Differences from the original").
         max_samples, num_samples, pos_weight, neg_weight, kind, ignore_index, hard_fraction:
             passed to :func:`pairwise_embedding_loss` at every site.
         impl: GBMS implementation, see :func:`gbms_step`.

@@ -16,6 +16,9 @@
 // max(BI, CJ / W) terms before it is added to the total.
 #include <cmath>
 #include <cstdint>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 namespace {
 
@@ -404,6 +407,21 @@ void backward(const T* xt, const T* zt, const T* kc, int64_t n, int64_t np, T sc
   sweep<T, D>(np, acc, i0, i1, s.tile, chunk, sub_block, diagonal);
 }
 
+// Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) for the object's lifetime, the
+// caller's MXCSR restored after: the products of a floored kernel value (2^-115) with small
+// factors (gradients, κc) fall below float32's 2^-126, and each such subnormal operand or
+// result costs on the order of a hundred cycles on Intel cores (the backward at D = 3 ran 12-32x
+// longer without it there; docs/benchmarks.md §6.1). Flushed, such a term
+// is zero instead: an absolute change below 2^-126 per pair, as the floor's (tiled_gbms.py).
+// The register is per thread, so each caller's thread sets and restores its own.
+struct FlushDenormals {
+#if defined(__SSE__)
+  const unsigned int saved = _mm_getcsr();
+  FlushDenormals() { _mm_setcsr(saved | 0x8040u); }
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
+
 }  // namespace
 
 // BI for the caller, which splits rows among threads on block bounds, and the size of the
@@ -418,11 +436,13 @@ extern "C" int64_t pg_scratch_elements() {
   extern "C" void pg_forward_##NAME##_d##D(const T* xt, int64_t n, int64_t np, T scale,      \
                                            T shift, T* acc, int64_t i0, int64_t i1,           \
                                            T* scratch) {                                      \
+    const FlushDenormals flush;                                                               \
     forward<T, D>(xt, n, np, scale, shift, acc, i0, i1, scratch);                             \
   }                                                                                           \
   extern "C" void pg_backward_##NAME##_d##D(const T* xt, const T* zt, const T* kc, int64_t n, \
                                             int64_t np, T scale, T shift, T kappa, T* acc,    \
                                             int64_t i0, int64_t i1, T* scratch) {             \
+    const FlushDenormals flush;                                                               \
     backward<T, D>(xt, zt, kc, n, np, scale, shift, kappa, acc, i0, i1, scratch);             \
   }
 

@@ -10,6 +10,7 @@ failed) and the layer runs its torch path: same results within rounding.
 from __future__ import annotations
 
 import ctypes
+import os
 from pathlib import Path
 
 from pixelgroup._native import compiled_library
@@ -28,7 +29,10 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 def small_dim_kernels() -> ctypes.CDLL | None:
     """The compiled kernels (``pg_forward_f32_d3``, ``pg_backward_f64_d8``, ...), or None
-    where they are disabled or cannot be built (then the torch path runs)."""
+    where they are disabled or cannot be built (then the torch path runs). ``PIXELGROUP_NATIVE``
+    is read at every call, so a benchmark can set it to compare both paths in one process."""
+    if os.environ.get("PIXELGROUP_NATIVE", "1") == "0":
+        return None
     return compiled_library(
         _SOURCE, "the fused small-D GBMS kernels", "the GBMS layer runs its torch path", _declare
     )

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,66 @@ def test_five_annotators_stand_in():
     assert five[1][11:14].any() and not five[1][:11].any()  # shifted down by one pixel
     real = np.stack([gt[0]] * 6)
     np.testing.assert_array_equal(benchmark.five_annotators(real), real[:5])
+
+
+def test_targets_list_every_target_with_a_ratio_or_a_note(monkeypatch):
+    from pixelgroup.analysis import targets
+
+    # scikit-learn's fits take most of a real run; their numbers come from grouping_numbers,
+    # which the quick bench above runs for real
+    fits = dict.fromkeys(["ours", "all", "est", "best"], 0.01)
+    fits |= {"ours_ari": 1.0, "all_ari": 1.0, "est_ari": 1.0, "best_ari": 1.0, "factor": 1.0}
+    monkeypatch.setattr(targets, "grouping_numbers", lambda *args: fits)
+    steps = []
+    lines = targets.bench_targets(
+        lambda: steps.append(1), 1800, quick=True, gemm_n=256, layer_n=256, log=lambda s: None
+    )
+    text = "\n".join(lines)
+    assert "torch threads" in lines[0] and "load average" in lines[0]
+    rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
+    names = ["subnormal", "make demo", "fp32 GEMM", "D = 3, forward", "D = 3, forward+back"]
+    names += ["D = 8, forward", "D = 8, forward+back", "0 busy", "1 busy", "eval-boundaries"]
+    assert [any(n in row for row in rows) for n in names] == [True] * len(names)
+    assert len(rows) == len(names) and len(steps) == 2 + 2 * 2  # warm-ups, then 2 rounds x 2
+    assert "skipped: no --bsds folder" in text and "200-image set" in text
+    for row in rows[:-1]:  # every measured row has a ratio and says whether it is met
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[2]) >= 0 and cells[4] in ("yes", "**no**")
+
+
+@pytest.mark.parametrize("caller_flushes", [False, True])
+def test_the_flush_scope_restores_the_callers_state(caller_flushes):
+    import torch
+
+    from pixelgroup.analysis import targets
+
+    if not torch.set_flush_denormal(caller_flushes):
+        pytest.skip("no flush-to-zero on this CPU")
+    try:
+        with targets._flush(not caller_flushes):
+            assert targets.flushes_subnormals() is not caller_flushes
+        assert targets.flushes_subnormals() is caller_flushes
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_the_default_threads_leave_one_core_free_and_respect_omp_num_threads(monkeypatch):
+    import torch
+
+    from pixelgroup.cli import default_threads, set_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for cores, expected in ((set(range(4)), 3), ({0}, 1), ({0, 1}, 1)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, c=cores: c)
+        assert default_threads() == expected
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+        set_threads(None)
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torch's (torchrun's) choice stands
+        assert default_threads() is None
+        set_threads(None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
