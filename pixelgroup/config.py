@@ -243,13 +243,16 @@ def parse_options(
 @dataclass(frozen=True)
 class ToyOptions:
     """``data.name: toy`` (:class:`~pixelgroup.data.ToyDigits`): canvases per split and
-    their generator's settings (``length`` for the training split, ``eval_length`` else)."""
+    their generator's settings (``length`` for the training split, ``eval_length`` else).
+    ``annotated_fraction`` < 1 leaves only that share of each training canvas's digits
+    annotated, the others unannotated (:class:`~pixelgroup.data.partial.PartialAnnotation`)."""
 
     length: int = 4000
     eval_length: int = 200
     seed: int = 0
     same_class_fraction: float = 0.33
     max_digits: int = 9
+    annotated_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
