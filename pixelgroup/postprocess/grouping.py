@@ -110,7 +110,7 @@ def _seed_groups(
     Returns the ``(M,)`` group of each point and the ``(K,)`` index of each group's seed."""
     group = torch.full((points.shape[0],), -1, dtype=torch.int64, device=points.device)
     order = torch.argsort(log_density, descending=True, stable=True)
-    seeds = []
+    seeds: list[int] = []
     for seed in order.tolist():
         if group[seed] >= 0:
             continue
