@@ -13,7 +13,8 @@ from pixelgroup.cli import (
     set_threads,
 )
 
-BANDWIDTHS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
+BANDWIDTH_FACTORS = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6)
+"""The default bandwidths: these multiples of the stored ``grouping.bandwidth``."""
 MIN_AREAS = (4, 8, 16, 32)
 
 EPILOG = """examples:
@@ -22,11 +23,12 @@ EPILOG = """examples:
   pixelgroup tune --checkpoint runs/toy/checkpoint.pt --metric AP50 --dry-run
 
 The model runs once over the split; its outputs are then grouped with every (bandwidth,
-min_area) of the grid (the stored setting is always included) and scored with the task's
-evaluator. The setting with the largest --metric (AP70 by default: the instance task's AP at
-IoU 0.7; the first in the table on a tie) is written into the checkpoint's config (atomically,
-the replaced file kept as checkpoint.prev.pt), so `pixelgroup eval` and `predict` use it;
---dry-run only prints the table. --set changes the stored config for the sweep (e.g.
+min_area) of the grid (by default the stored bandwidth times 0.6 ... 1.6 and min_area 4, 8,
+16, 32; the stored setting is always included) and scored with the task's evaluator. The
+setting with the largest --metric (AP70 by default: the instance task's AP at IoU 0.7; the
+first in the table on a tie) is written into the checkpoint's config (atomically, the replaced
+file kept as checkpoint.prev.pt), so `pixelgroup eval` and `predict` use it; --dry-run only
+prints the table. --set changes the stored config for the sweep (e.g.
 data.options.eval_length to tune on fewer images, grouping.max_points)."""
 
 
@@ -46,8 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--bandwidths",
         type=float,
         nargs="+",
-        default=list(BANDWIDTHS),
-        help=f"grouping.bandwidth values (default: {' '.join(map(str, BANDWIDTHS))})",
+        help="grouping.bandwidth values (default: the stored one times "
+        f"{' '.join(map(str, BANDWIDTH_FACTORS))})",
     )
     p.add_argument(
         "--min-areas",
@@ -78,14 +80,16 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup.engine.tune import collect_outputs, store_grouping, sweep_grouping
 
     set_threads(args.threads)
-    if any(b <= 0 for b in args.bandwidths):
+    if args.bandwidths is not None and any(b <= 0 for b in args.bandwidths):
         raise UserError(f"--bandwidths must be > 0, got {args.bandwidths}")
     if any(a < 0 for a in args.min_areas):
         raise UserError(f"--min-areas must be >= 0, got {args.min_areas}")
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_config(cfg, args.overrides)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
-    bandwidths = sorted({*args.bandwidths, cfg.grouping.bandwidth})
+    stored = cfg.grouping.bandwidth
+    chosen = args.bandwidths or [round(f * stored, 6) for f in BANDWIDTH_FACTORS]
+    bandwidths = sorted({*chosen, stored})
     min_areas = sorted({*args.min_areas, cfg.grouping.min_area})
     outputs = collect_outputs(model, cfg, args.split, progress=not args.quiet)
     result = sweep_grouping(
