@@ -328,13 +328,16 @@ def parse_options(
 @dataclass(frozen=True)
 class ToyOptions:
     """``data.name: toy`` (:class:`~pixelgroup.data.ToyDigits`): canvases per split and
-    their generator's settings (``length`` for the training split, ``eval_length`` else)."""
+    their generator's settings (``length`` for the training split, ``eval_length`` else).
+    ``annotated_fraction`` < 1 leaves only that share of each training canvas's digits
+    annotated, the others unannotated (:class:`~pixelgroup.data.partial.PartialAnnotation`)."""
 
     length: int = _f(4000, _AT_LEAST_1)
     eval_length: int = _f(200, _AT_LEAST_1)
     seed: int = _f(0, _AT_LEAST_0)
     same_class_fraction: float = _f(0.33, rule(min=0, max=1))
     max_digits: int = _f(9, _AT_LEAST_1)
+    annotated_fraction: float = _f(1.0, rule(above=0, max=1))
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def test_the_doc_has_tested_blocks_and_states_the_substitution():
     text = DOC.read_text()
     commands = doc_commands(text)
     assert len(commands) >= 8 and all(c[0] == "pixelgroup" for c in commands)
-    assert {c[1] for c in commands} == {"train", "eval", "predict"}
+    assert {c[1] for c in commands} == {"train", "eval", "tune", "predict"}
     assert " ".join(QUICK).replace("--set ", "`--set ", 1) in " ".join(text.split())
     assert "BANDWIDTH_TABLE" not in text
 

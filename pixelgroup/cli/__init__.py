@@ -36,6 +36,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "train",
     "eval",
+    "tune",
     "predict",
     "bench",
     "analyze",

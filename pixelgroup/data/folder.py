@@ -8,6 +8,9 @@ Layout (one folder per split; names pair an image with its mask by file stem)::
 
 A mask PNG may be 8 or 16 bit (or a palette PNG whose indices are the ids). The semantic map
 of a folder sample is 1 on instances and 0 on background (the folder carries no classes).
+The 16-bit value 65535 (:data:`~pixelgroup.data.partial.UNANNOTATED`) marks unannotated
+pixels (objects left unlabelled): both maps hold :data:`IGNORE_LABEL` there, so no loss term
+is taken on them (partial labels).
 Images of any mode are read as RGB (:func:`~pixelgroup.data.io.read_image`). Every mask's size
 and channel count (one: an RGB mask is an error) is checked against its image when the
 dataset is opened (file headers only), so a mismatch stops the run before training, naming
@@ -22,7 +25,9 @@ from pathlib import Path
 from PIL import Image
 from torch.utils.data import Dataset
 
+from pixelgroup.data.coco_dataset import IGNORE_LABEL
 from pixelgroup.data.io import image_size, read_image, read_label_map
+from pixelgroup.data.partial import UNANNOTATED
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.errors import DataError
@@ -81,7 +86,10 @@ class ImageMaskFolder(Dataset):
     def __getitem__(self, index: int) -> InstanceSample:
         image_path, mask_path = self.items[index]
         instance = read_label_map(mask_path)
+        unannotated = instance == UNANNOTATED  # no loss term is taken on these pixels
         sample = InstanceSample(
-            image=read_image(image_path), instance=instance, semantic=(instance > 0).long()
+            image=read_image(image_path),
+            instance=instance.masked_fill(unannotated, IGNORE_LABEL),
+            semantic=(instance > 0).long().masked_fill(unannotated, IGNORE_LABEL),
         )
         return sample if self.resize is None else self.resize(sample)

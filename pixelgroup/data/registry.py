@@ -23,6 +23,7 @@ from pixelgroup.config import (
 )
 from pixelgroup.data.coco_dataset import CocoInstances
 from pixelgroup.data.folder import ImageMaskFolder
+from pixelgroup.data.partial import PartialAnnotation
 from pixelgroup.data.toy import ToyDigits
 from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.data.voc import open_instance_dataset
@@ -40,13 +41,20 @@ def _size(size: tuple[int, ...] | None) -> tuple[int, int] | None:
 def _toy(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     o = parse_options(ToyOptions, options)
     length = o.length if split == "train" else o.eval_length
-    return ToyDigits(
+    if not 0.0 <= o.annotated_fraction <= 1.0:
+        raise ConfigError(
+            f"data.options.annotated_fraction must lie in [0, 1], got {o.annotated_fraction}"
+        )
+    toy = ToyDigits(
         split,
         length,
         seed=o.seed,
         same_class_fraction=o.same_class_fraction,
         max_digits=o.max_digits,
     )
+    if split != "train" or o.annotated_fraction == 1.0:  # scores need every instance
+        return toy
+    return PartialAnnotation(toy, o.annotated_fraction, seed=o.seed)
 
 
 def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:

@@ -13,8 +13,14 @@ The original release withheld its extraction code (docs/method.md, "Inference");
    least ``threshold`` τ. O(M·K) for K groups.
 3. **Vote** (only when sampled). Every point left out of the sample takes the group with
    the largest kernel mass ``sum_{s in group} w_s exp(x·x_s/δ²)`` over the sample's input
-   embeddings (w_s: pixel counts): the kernel density classifier of the same kernel, one
-   fused attention pass, O(N·S·(D + K)); sampled points keep their own group.
+   embeddings (w_s: pixel counts), the kernel density classifier of the same kernel, in
+   O(N·S·D); sampled points keep their own group. A point is *covered* when some sample
+   point lies within cosine ``1 − 2δ²`` of it (an angle of about 2δ). The points no sample
+   covers (in a crowd: the small objects the sample missed) do not vote: they go to the next
+   **round**, steps 1–3 on a fresh sample of them alone, whose seeds join an earlier group
+   when its mean embedding is within the same cosine (an object two rounds sampled stays one
+   group), until every point is covered (at most 64 rounds; the last one's vote takes every
+   point left). Each round shifts at least its sample, so a round never repeats.
 4. **Drop tiny groups.** A group of fewer than ``min_area`` pixels joins the kept group whose
    mean embedding is nearest in cosine (O(N·K·D)).
 5. **Background** is an ordinary group (the loss treats it as one), or, given a
@@ -27,8 +33,9 @@ sits between the two. With a margin α = 0.5 embedding, ``threshold=0.5`` (cosin
 margin itself) is a looser, also valid choice. For δ >= √2 the default is −1 (a kernel wider
 than the sphere: one group).
 
-Numerics: the loops and the vote are softmax attention with each row's largest logit
-subtracted (:mod:`pixelgroup.ops.weighted_mean_shift`), seeds are ordered by log-density
+Numerics: the loops are softmax attention and the vote a tiled kernel sum, each with each
+row's largest logit subtracted (:mod:`pixelgroup.ops.weighted_mean_shift`), seeds are ordered
+by log-density
 (finite for every accepted input, where the density itself under- or overflows at small δ),
 and everything runs in float32 (float64 for float64 input) with autocast off.
 """
@@ -38,7 +45,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from pixelgroup._checks import (
     check_bandwidth,
@@ -51,10 +57,13 @@ from pixelgroup._checks import (
     check_tensor,
     check_unit_rows,
 )
-from pixelgroup.ops.attention import fused_attention, no_autocast
+from pixelgroup.ops.attention import no_autocast
 from pixelgroup.ops.weighted_mean_shift import merge_coincident, merged_mean_shift
 
 __all__ = ["InstanceGrouping", "group_pixels"]
+
+_VOTE_TILE = 1 << 18  # logits of one tile of the vote: 1 MB in float32, cache-resident
+_MAX_ROUNDS = 64  # rounds of sampling; the last one's vote takes every point left
 
 
 @dataclass(frozen=True)
@@ -94,19 +103,22 @@ def _check_mask(mask: object, shape: tuple[int, int], device: torch.device) -> t
     return mask.to(device)
 
 
-def _seed_groups(points: torch.Tensor, log_density: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Group ``(M, D)`` points: density-ordered seeds take unassigned points with cos >= τ."""
+def _seed_groups(
+    points: torch.Tensor, log_density: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group ``(M, D)`` points: density-ordered seeds take unassigned points with cos >= τ.
+    Returns the ``(M,)`` group of each point and the ``(K,)`` index of each group's seed."""
     group = torch.full((points.shape[0],), -1, dtype=torch.int64, device=points.device)
     order = torch.argsort(log_density, descending=True, stable=True)
-    k = 0
+    seeds: list[int] = []
     for seed in order.tolist():
         if group[seed] >= 0:
             continue
         take = (points @ points[seed] >= threshold) & (group < 0)
         take[seed] = True
-        group[take] = k
-        k += 1
-    return group
+        group[take] = len(seeds)
+        seeds.append(seed)
+    return group, torch.tensor(seeds, dtype=torch.int64, device=points.device)
 
 
 def _vote(
@@ -115,15 +127,99 @@ def _vote(
     weights: torch.Tensor,
     group: torch.Tensor,
     bandwidth: float,
-) -> torch.Tensor:
-    """``(N,)`` group of each ``(N, D)`` point: the group of the ``(S, D)`` sample points
-    (weights and groups ``(S,)``) with the largest kernel mass ``sum_s w_s exp(x·x_s/δ²)``
-    at the point. One fused attention pass over one-hot values: no N x S matrix."""
-    votes = F.one_hot(group).to(x.dtype)  # (S, K)
-    mass = fused_attention(
-        x, sample, votes, scale=1.0 / bandwidth**2, key_log_weights=weights.log()
-    )
-    return mass.argmax(dim=1)
+    cover: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each of the ``(N, D)`` points takes the group of the ``(S, D)`` sample points (weights
+    and groups ``(S,)``) with the largest kernel mass ``sum_s w_s exp(x·x_s/δ²)`` at it.
+
+    Returns ``(N,)`` groups and ``(N,)`` bool *covered*: some sample point lies at a cosine of
+    at least ``cover`` to the point. Row tiles of the ``N x S`` cosines (each row's largest
+    subtracted before the exponential), summed per group by index: O(N·S·D) time, O(S·T + K·T)
+    memory for tiles of T points, whatever the number K of groups."""
+    kappa = 1.0 / bandwidth**2
+    num = int(group.max()) + 1
+    keys, log_w = kappa * sample, weights.log()[:, None]
+    winner = torch.empty(len(x), dtype=torch.int64, device=x.device)
+    covered = torch.empty(len(x), dtype=torch.bool, device=x.device)
+    step = max(1, _VOTE_TILE // len(sample))
+    for r0 in range(0, len(x), step):
+        logits = keys @ x[r0 : r0 + step].T  # (S, T): the group sums below add whole rows
+        best = logits.amax(dim=0)
+        # floored at e^-80 (a normal float32): denormal results make exp ~10x slower
+        mass = logits.sub_(best).clamp_min_(-80.0).add_(log_w).exp_()
+        votes = mass.new_zeros(num, mass.shape[1]).index_add_(0, group, mass)
+        winner[r0 : r0 + step] = votes.argmax(dim=0)
+        covered[r0 : r0 + step] = best >= kappa * cover
+    return winner, covered
+
+
+def _join_groups(seeds: torch.Tensor, sums: torch.Tensor, cover: float) -> torch.Tensor:
+    """``(G,)`` global id of each of a round's ``(G, D)`` seed points: the earlier group
+    (``(K, D)`` sums of its points) whose mean is most similar to it when that cosine is at
+    least ``cover``, else a new id K, K+1.. (so an object that two rounds sampled stays one
+    group)."""
+    ids = torch.arange(len(sums), len(sums) + len(seeds), device=seeds.device)
+    if len(sums):
+        best = (seeds @ sums.T / sums.norm(dim=1).clamp_min(1e-12)).max(dim=1)
+        joined = best.values >= cover
+        ids[joined] = best.indices[joined]
+        ids[~joined] = len(sums) + torch.arange(int((~joined).sum()), device=seeds.device)
+    return ids
+
+
+def _group_points(
+    points: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    bandwidth: float,
+    num_iters: int,
+    threshold: float,
+    merge_tol: float,
+    stop_tol: float,
+    max_points: int | None,
+) -> tuple[torch.Tensor, int]:
+    """``(M,)`` group of each distinct ``(M, D)`` point (weights ``(M,)``) and the most GBMS
+    loops a round ran: rounds of shift (a sample of the points left), seed and vote until the
+    samples cover every point (see the module doc)."""
+    group = torch.full((len(points),), -1, dtype=torch.int64, device=points.device)
+    sums = points.new_zeros(0, points.shape[1])  # weighted sum of each group's points
+    cover = max(1.0 - 2.0 * bandwidth**2, -1.0)
+    left = torch.arange(len(points), device=points.device)
+    done = 0
+    for round_ in range(_MAX_ROUNDS):
+        sample = left[_uniform_sample(len(left), max_points, points.device)]
+        shifted = merged_mean_shift(
+            points[sample],
+            bandwidth,
+            num_iters,
+            weights=weights[sample],
+            merge_tol=merge_tol,
+            stop_tol=stop_tol,
+        )
+        done = max(done, shifted.num_iters)
+        local, seeds = _seed_groups(shifted.points, shifted.log_density, threshold)
+        ids = _join_groups(shifted.points[seeds], sums, cover)
+        sample_group = local[shifted.index]
+        taken, taken_group = sample, ids[sample_group]
+        is_rest = torch.ones(len(points), dtype=torch.bool, device=points.device)
+        is_rest[sample] = False
+        left = left[is_rest[left]]  # the points this round did not shift
+        if len(left):
+            winner, covered = _vote(
+                points[left], points[sample], weights[sample], sample_group, bandwidth, cover
+            )
+            if round_ == _MAX_ROUNDS - 1:
+                covered[:] = True
+            taken = torch.cat([taken, left[covered]])
+            taken_group = torch.cat([taken_group, ids[winner[covered]]])
+            left = left[~covered]
+        group[taken] = taken_group
+        grown = sums.new_zeros(max(len(sums), int(ids.max()) + 1), sums.shape[1])
+        grown[: len(sums)] = sums
+        sums = grown.index_add_(0, taken_group, points[taken] * weights[taken, None])
+        if len(left) == 0:
+            break
+    return group, done
 
 
 def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.Tensor:
@@ -188,16 +284,18 @@ def group_pixels(
         semantic_mask: optional ``(H, W)`` bool foreground; background becomes label 0.
         merge_tol: grid cell for merging near-coincident points (0: exact merging only).
         stop_tol: early stop once no point moves further than this in a loop.
-        max_points: shift at most this many distinct points (a uniform sample, seeded so
-            results are reproducible) and let the rest vote; ``None`` shifts every pixel.
+        max_points: shift at most this many distinct points per round (a uniform sample,
+            seeded so results are reproducible) and let the rest vote, the points that no
+            sample point covers in further rounds; ``None`` shifts every pixel at once.
 
     Returns:
         An :class:`InstanceGrouping` with ``labels (H, W)`` int64 in 0..K-1 and per-group
         ``scores (K,)``, ``centers (K, D)`` and ``areas (K,)``.
 
-    Cost: O(Σ_t M_t²·D) for the loops (M_0 <= min(N, max_points) distinct pixels,
-    shrinking as they collapse), O(N·S·(D + K)) for the vote when sampled and O(N·K·D) for
-    the grouping; memory O(N·(D + K)).
+    Cost per round: O(Σ_t M_t²·D) for the loops (M_0 <= min(N, max_points) distinct
+    pixels, shrinking as they collapse), O(N_r·S·D) for the vote of the N_r points left
+    (S = max_points); then O(N·K·D) for the grouping; memory O(N·D) plus 1 MB vote tiles. One round
+    unless a sample misses whole groups (crowds of small objects: a few rounds).
 
     Example:
         >>> emb = torch.zeros(3, 8, 8); emb[0, :, :4] = 1; emb[1, :, 4:] = 1
@@ -236,27 +334,18 @@ def group_pixels(
             distinct, weights, pixel_index = merge_coincident(
                 pts, pts.new_ones(len(pts)), merge_tol
             )
-            sample = _uniform_sample(len(distinct), max_points, distinct.device)
-            shifted = merged_mean_shift(
-                distinct[sample],
-                bandwidth,
-                num_iters,
-                weights=weights[sample],
+            group, done = _group_points(
+                distinct,
+                weights,
+                bandwidth=bandwidth,
+                num_iters=num_iters,
+                threshold=tau,
                 merge_tol=merge_tol,
                 stop_tol=stop_tol,
+                max_points=max_points,
             )
-            group = _seed_groups(shifted.points, shifted.log_density, tau)[shifted.index]
-            if len(sample) < len(distinct):  # the points left out of the sample vote
-                rest = torch.ones(len(distinct), dtype=torch.bool, device=x.device)
-                rest[sample] = False
-                sampled, group = group, torch.empty_like(rest, dtype=torch.int64)
-                group[sample] = sampled
-                group[rest] = _vote(
-                    distinct[rest], distinct[sample], weights[sample], sampled, bandwidth
-                )
             group = _absorb_small(group[pixel_index], pts, min_area)
             pixel_group = _relabel_by_area(group)
-            done = shifted.num_iters
             if fg is None:
                 labels = pixel_group
             else:

@@ -134,11 +134,47 @@ def test_vote_is_the_kernel_mass_argmax():
     weights = torch.randint(1, 5, (len(sample),), generator=g).float()
     kernel = torch.exp((x @ sample.T - 1) / 0.3**2) * weights
     mass = kernel @ torch.nn.functional.one_hot(group).float()
-    got = grouping_module._vote(x, sample, weights, group, 0.3)
+    got, covered = grouping_module._vote(x, sample, weights, group, 0.3, cover=0.9)
     top2 = mass.topk(2, dim=1).values
     clear = top2[:, 0] > top2[:, 1] * (1 + 1e-4)  # skip near-ties (rounding may flip them)
     assert clear.float().mean() > 0.9
     assert torch.equal(got[clear], mass.argmax(1)[clear])
+    assert torch.equal(covered, (x @ sample.T).amax(dim=1) >= 0.9)
+
+
+def _crowd(count: int, size: int, dim: int = 32, noise: float = 0.02, seed: int = 0):
+    """``(D, size, size)`` embedding of ``count`` separated 6 x 6 objects on one background
+    (random unit centres, pixel = normalize(centre + noise·n)) and its labels: the scene of
+    benchmarks/crowd_grouping.py at a small size."""
+    g = torch.Generator().manual_seed(seed)
+    per_row = math.isqrt(count - 1) + 1
+    cell = size // per_row
+    labels = torch.zeros(size, size, dtype=torch.int64)
+    for k in range(count):
+        y, x = (k // per_row) * cell + 1, (k % per_row) * cell + 1
+        labels[y : y + 6, x : x + 6] = k + 1
+    centers = normalize_to_sphere(torch.randn(count + 1, dim, generator=g), dim=1)
+    points = centers[labels.flatten()] + noise * torch.randn(size * size, dim, generator=g)
+    return normalize_to_sphere(points, dim=1).T.reshape(dim, size, size), labels
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_crowd_of_small_objects_is_recovered_exactly(seed):
+    """Issue 29: 64 separated 6 x 6 objects in 96 x 96 (D = 32), a 256-pixel sample (~4 % of
+    the pixels: most objects get no sampled pixel). Sample-then-vote merged the unsampled
+    objects into sampled groups; rounds over the uncovered pixels find every object."""
+    emb, truth = _crowd(64, 96, seed=seed)
+    out = group_pixels(emb, bandwidth=0.1, max_points=256)
+    assert _same_partition(out.labels, truth)
+    assert len(out.areas) == 65
+
+
+def test_an_object_two_rounds_sample_stays_one_group():
+    """A round's seed joins the earlier group whose mean lies within cos 1 − 2δ² of it."""
+    sums = torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    seeds = normalize_to_sphere(torch.tensor([[1.0, 0.1, 0.0], [0.0, 0.0, 1.0]]), dim=1)
+    ids = grouping_module._join_groups(seeds, sums, cover=1 - 2 * 0.1**2)
+    assert ids.tolist() == [0, 2]  # the first joins group 0, the second is new
 
 
 def test_sampling_keeps_the_toy_grouping(shared_data):
