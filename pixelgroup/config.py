@@ -337,7 +337,7 @@ class ToyOptions:
     seed: int = _f(0, _AT_LEAST_0)
     same_class_fraction: float = _f(0.33, rule(min=0, max=1))
     max_digits: int = _f(9, _AT_LEAST_1)
-    annotated_fraction: float = _f(1.0, rule(above=0, max=1))
+    annotated_fraction: float = _f(1.0, rule(min=0, max=1))
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,6 @@ def _size(size: tuple[int, ...] | None) -> tuple[int, int] | None:
 def _toy(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     o = parse_options(ToyOptions, options)
     length = o.length if split == "train" else o.eval_length
-    if not 0.0 <= o.annotated_fraction <= 1.0:
-        raise ConfigError(
-            f"data.options.annotated_fraction must lie in [0, 1], got {o.annotated_fraction}"
-        )
     toy = ToyDigits(
         split,
         length,

@@ -29,7 +29,7 @@ def test_half_of_the_toy_instances_become_unannotated():
 
 
 def test_fraction_outside_the_unit_interval_is_refused():
-    with pytest.raises(ConfigError, match="annotated_fraction must lie in"):
+    with pytest.raises(ConfigError, match="annotated_fraction must be >= 0 and <= 1"):
         build_dataset("toy", None, "train", {"annotated_fraction": 1.5})
     with pytest.raises(ValueError, match="fraction must lie in"):
         PartialAnnotation(ToyDigits("train", 2), -0.1)
