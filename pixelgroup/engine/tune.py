@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.checkpoint import load_checkpoint, save_checkpoint
+from pixelgroup.engine.inference import InferenceRunner
 from pixelgroup.errors import ConfigError
-from pixelgroup.models import apply_test_bn
 from pixelgroup.tasks import get_task
 
 __all__ = ["collect_outputs", "sweep_grouping", "store_grouping", "SweepResult"]
@@ -45,27 +45,24 @@ class SweepResult:
     best: dict[str, float]
 
 
-@torch.no_grad()
 def collect_outputs(
     model: nn.Module, cfg: ExperimentConfig, split: str, *, progress: bool = True
 ) -> list[tuple[Any, Any]]:
-    """``(output, batch)`` of every batch of ``split``: the model runs once (eval mode,
-    ``cfg.model.test_bn``), outputs kept on the CPU. Memory: every output of the split (e.g.
-    200 toy images of a ``(3, 64, 64)`` embedding: 10 MB)."""
+    """``(output, batch)`` of every batch of ``split``: the model runs once, through
+    :class:`~pixelgroup.engine.inference.InferenceRunner` (eval mode, ``cfg.model.test_bn``),
+    outputs kept on the CPU. Memory: every output of the split (e.g. 200 toy images of a
+    ``(3, 64, 64)`` embedding: 10 MB)."""
     task = get_task(cfg.task)
-    model = apply_test_bn(model, cfg.model.test_bn)
+    run = InferenceRunner.from_config(model, cfg)
     loader = DataLoader(
         task.build_dataset(cfg, split),
         batch_size=cfg.data.batch_size,
         collate_fn=task.collate,
         num_workers=cfg.data.num_workers,
     )
-    device = next(model.parameters()).device
-    model.eval()
     kept = []
     for batch in tqdm(loader, desc=f"tune: model on {split}", disable=not progress):
-        output = model(task.batch_image(batch).to(device))
-        kept.append((_to_cpu(output), batch))
+        kept.append((_to_cpu(run(task.batch_image(batch))), batch))
     return kept
 
 
