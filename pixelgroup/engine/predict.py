@@ -113,9 +113,10 @@ def predict_files(
                 f"{path}: the {cfg.task} task writes a combined {stem}.json; rename this image"
             )
     channels = getattr(model, "in_channels", 3)
+    normalize = str(cfg.data.options.get("normalize", "auto"))  # as the model was trained
     sizes = []
     for p in paths:  # read and check all before writing anything (kept: only the sizes)
-        image = read_image(p, channels)
+        image = read_image(p, channels, normalize)
         sizes.append((int(image.shape[1]), int(image.shape[2])))
     del image
     downscale = bool(getattr(task, "predicts_at_image_size", False))
@@ -126,7 +127,7 @@ def predict_files(
         runner = model if small == size else _Downscaled(model, small)
         if small != size:
             downscaled.append((path, size, small))
-        image = read_image(path, channels)
+        image = read_image(path, channels, normalize)
         written += task.write_prediction(runner, cfg, image, Path(out_dir), stem)
     finish = getattr(task, "finish_prediction", None)
     if finish is not None:

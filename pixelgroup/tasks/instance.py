@@ -32,8 +32,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.config import ExperimentConfig
-from pixelgroup.data import IGNORE_LABEL, InstanceSample, build_dataset
+from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
+from pixelgroup.data import IGNORE_LABEL, InstanceSample, augmented, build_dataset
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.metrics import CocoEvaluator, InstanceEvaluator, InstancePrediction, InstanceTarget
 from pixelgroup.models import EmbeddingOutput
@@ -136,7 +136,11 @@ class InstanceTask(InstanceSampleTask):
     (``pixelgroup predict --max-size`` may downscale the model's input)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
-        dataset = build_dataset(cfg.data.name, cfg.data.root, split, cfg.data.options)
+        aug, options = split_options(AugmentOptions, cfg.data.options)
+        dataset = build_dataset(cfg.data.name, cfg.data.root, split, options)
+        if aug.augment and split == cfg.data.train_split:
+            length = cfg.data.batch_size * (cfg.train.iters_per_epoch or 1)
+            return augmented(dataset, aug, seed=cfg.seed, length=length)
         sizes = set(getattr(dataset, "sizes", ()))  # known without reading the images
         if cfg.data.batch_size > 1 and len(sizes) > 1:
             raise ConfigError(
