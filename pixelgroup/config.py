@@ -167,6 +167,7 @@ class GroupingConfig:
     stride: int = 1
     max_points: int | None = 1024
     background: str = "largest"
+    split_components: bool = False
 
 
 @dataclass(frozen=True)

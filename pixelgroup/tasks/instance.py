@@ -102,6 +102,7 @@ def instances_from_embedding(
         max_points=g.max_points,
         image_size=image_size,
         foreground=_foreground(logits) if semantic else None,
+        split_components=g.split_components,
     )
 
 
