@@ -2,7 +2,8 @@
 
 Every fenced ``bash`` block preceded by ``<!-- tested -->`` is run, in document order, in one
 folder holding a tiny COCO export (``my_coco/``, the layout the doc describes), a tiny folder
-dataset (``my_masks/``) and tiny synthetic microscopy (``my_cells/``, 16-bit TIFFs). Each command must be a ``pixelgroup`` command; it runs in-process
+dataset (``my_masks/``) and tiny synthetic microscopy (``my_cells/``, 16-bit TIFFs). Each
+command must be a ``pixelgroup`` command; it runs in-process
 (``pixelgroup.cli.main``) with its words as the shell would split them (quotes, ``\\`` line
 continuations, ``*`` globs) and must exit 0. The one substitution, stated in the doc: every
 ``train`` gets :data:`QUICK` appended, so that it takes seconds.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -130,7 +131,7 @@ def write_cells_folder(
     size: tuple[int, int] = (256, 256),
     max_value: int = 235,
     seed: int = 0,
-    **options: float,
+    **options: Any,
 ) -> Path:
     """Write ``splits`` (default ``{"train": 2, "test": 2}``) images of ``size`` as
     ``ROOT/SPLIT/images/cells_NNN.tif`` (uint16) and ``ROOT/SPLIT/masks/cells_NNN.tif``
