@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--set", action="append", default=[], help="config override")
+    parser.add_argument(
+        "--trained", action="store_true", help="score the runs' existing checkpoints, no training"
+    )
     args = parser.parse_args()
     pairs = _pairs(args.root)
     gts = [read_label_map(m).numpy() for _, m in pairs]
@@ -109,17 +112,18 @@ def main() -> None:
         train = [sys.executable, "-m", "pixelgroup", "train", "--config", "cells", "-o", str(run)]
         train += ["--overwrite", "--quiet", "--threads", str(args.threads)]
         start = time.perf_counter()
-        subprocess.run(train + [a for s in sets for a in ("--set", s)], check=True)
-        seconds = time.perf_counter() - start
+        if not args.trained:
+            subprocess.run(train + [a for s in sets for a in ("--set", s)], check=True)
+        seconds = f"{time.perf_counter() - start:.0f}" if not args.trained else "(earlier)"
         out = run / "predict"
         predict = [sys.executable, "-m", "pixelgroup", "predict", "--checkpoint"]
-        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--overwrite"]
+        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet"]
         subprocess.run(predict + [str(p) for p, _ in pairs], check=True)
         counts = [
             match_counts(gt, read_label_map(out / f"{p.stem}_labels.png").numpy())
             for (p, _), gt in zip(pairs, gts, strict=True)
         ]
-        rows.append((f"pixelgroup --config cells (seed {seed})", scores(counts), f"{seconds:.0f}"))
+        rows.append((f"pixelgroup --config cells (seed {seed})", scores(counts), seconds))
     print(f"\n{len(pairs)} held-out images of {args.root}; CPU: {cpu_description()}\n")
     print("| method | TP/(TP+FP+FN) @0.5 | F1 | precision | recall | train s |")
     print("|---|---|---|---|---|---|")

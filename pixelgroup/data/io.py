@@ -61,15 +61,18 @@ def _open(path: str | Path) -> Image.Image:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-    """The first image of a TIFF as ``(H, W)`` or ``(H, W, C)`` in its own dtype."""
+    """The first series of a TIFF (all its channels, stored as samples or as pages) as
+    ``(H, W)`` or ``(H, W, C)`` in its own dtype."""
     import tifffile
 
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        array = tifffile.imread(path, key=0)
+        array = tifffile.imread(path, series=0)
     except Exception as e:  # tifffile raises many types for a broken file
         raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
+    if array.size == 0:
+        raise DataError(f"cannot read image {path}: not a readable TIFF file (no image data)")
     array = np.squeeze(array) if array.ndim > 2 else array
     if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:  # (C, H, W) -> (H, W, C)
         array = array.transpose(1, 2, 0)
@@ -92,10 +95,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
             raise FileNotFoundError(f"image not found: {path}")
         try:
             with tifffile.TiffFile(path) as tif:
-                shape = tif.pages[0].shape
+                shape = tuple(d for d in tif.series[0].shape if d != 1) or (1, 1)
         except Exception as e:
             raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
-        if len(shape) == 3 and shape[0] <= 4 < shape[2]:
+        if len(shape) == 3 and shape[0] <= 4 < shape[2]:  # (C, H, W), as _read_tiff
             return int(shape[1]), int(shape[2])
         return int(shape[0]), int(shape[1])
     if not path.is_file():

@@ -66,7 +66,7 @@ def test_two_channels_get_a_zero_third_and_many_channels_are_refused(tmp_path):
     tifffile.imwrite(tmp_path / "two.tif", two)
     image = read_image(tmp_path / "two.tif")
     assert image.shape == (3, 50, 20) and float(image[2].abs().max()) == 0.0
-    tifffile.imwrite(tmp_path / "six.tif", np.zeros((6, 10, 12), np.uint16))
+    tifffile.imwrite(tmp_path / "six.tif", np.zeros((10, 12, 6), np.uint16))
     with pytest.raises(DataError, match="6 channels"):
         read_image(tmp_path / "six.tif")
 
