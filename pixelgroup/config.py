@@ -49,6 +49,7 @@ __all__ = [
     "split_options",
     "ToyOptions",
     "FolderOptions",
+    "AugmentOptions",
     "CocoSplit",
     "CocoOptions",
     "VOCOptions",
@@ -198,6 +199,7 @@ class GroupingConfig:
     stride: int = _f(1, _AT_LEAST_1)
     max_points: int | None = _f(1024, _AT_LEAST_1)
     background: str = _f("largest", rule(choices=("largest", "semantic")))
+    split_components: bool = False
 
 
 @dataclass(frozen=True)
@@ -343,9 +345,25 @@ class ToyOptions:
 @dataclass(frozen=True)
 class FolderOptions:
     """``data.name: folder`` (:class:`~pixelgroup.data.ImageMaskFolder`): ``size: [H, W]``
-    resizes every sample (needed for batches of images of mixed sizes)."""
+    resizes every sample (needed for batches of images of mixed sizes); ``normalize`` maps
+    the stored values to [0, 1] (:data:`pixelgroup.data.io.NORMALIZE_MODES`: ``auto``,
+    ``percentile``, ``fixed``), in training, eval and predict alike."""
 
     size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
+    normalize: str = "auto"
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """The instance task's own ``data.options`` keys (the rest go to the dataset):
+    ``augment`` the training split with :class:`~pixelgroup.data.InstanceAugment` (random
+    ``crop: [H, W]`` at native scale times a factor in ``scale: [lo, hi]``, flips, 90°
+    rotations, gamma / contrast / brightness, noise), seeded by (seed, epoch, item); an epoch
+    then holds ``data.batch_size`` x ``train.iters_per_epoch`` distinct crops."""
+
+    augment: bool = False
+    crop: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
+    scale: tuple[float, ...] = _f((0.8, 1.25), rule(above=0))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """docs/own_data.md's commands run as written on tiny data.
 
 Every fenced ``bash`` block preceded by ``<!-- tested -->`` is run, in document order, in one
-folder holding a tiny COCO export (``my_coco/``, the layout the doc describes) and a tiny folder
-dataset (``my_masks/``). Each command must be a ``pixelgroup`` command; it runs in-process
+folder holding a tiny COCO export (``my_coco/``, the layout the doc describes), a tiny folder
+dataset (``my_masks/``) and tiny synthetic microscopy (``my_cells/``, 16-bit TIFFs). Each
+command must be a ``pixelgroup`` command; it runs in-process
 (``pixelgroup.cli.main``) with its words as the shell would split them (quotes, ``\\`` line
 continuations, ``*`` globs) and must exit 0. The one substitution, stated in the doc: every
 ``train`` gets :data:`QUICK` appended, so that it takes seconds.
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pixelgroup.cli import main
+from pixelgroup.data.synthetic_cells import write_cells_folder
 from tests.data.test_coco_dataset import write_tiny_coco, write_tiny_folder
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "own_data.md"
@@ -61,6 +63,7 @@ def test_tested_commands_run(tmp_path, monkeypatch, capsys):
     pytest.importorskip("timm", reason="the efficientnet extra (pretrained weights)")
     write_tiny_coco(tmp_path / "my_coco")
     write_tiny_folder(tmp_path / "my_masks")
+    write_cells_folder(tmp_path / "my_cells", size=(64, 64), count=8, diameter=(10.0, 20.0))
     monkeypatch.chdir(tmp_path)
     for words in doc_commands(DOC.read_text()):
         args = []
@@ -73,3 +76,4 @@ def test_tested_commands_run(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "predictions" / "results.json").is_file()
     assert (tmp_path / "predictions_masks" / "val_1_labels.png").is_file()
     assert (tmp_path / "runs" / "my_coco" / "bw0.3.json").is_file()
+    assert (tmp_path / "predictions_cells" / "cells_001_labels.png").is_file()

@@ -6,7 +6,13 @@ from pixelgroup.data.folder import ImageMaskFolder
 from pixelgroup.data.registry import DATASETS, build_dataset
 from pixelgroup.data.sample import InstanceSample, collate_instances
 from pixelgroup.data.toy import ToyDigits
-from pixelgroup.data.transforms import AugmentedDataset, CropFlip, ResizeSample
+from pixelgroup.data.transforms import (
+    AugmentedDataset,
+    CropFlip,
+    InstanceAugment,
+    ResizeSample,
+    augmented,
+)
 
 __all__ = [
     "InstanceSample",
@@ -19,5 +25,7 @@ __all__ = [
     "build_dataset",
     "AugmentedDataset",
     "CropFlip",
+    "InstanceAugment",
+    "augmented",
     "ResizeSample",
 ]

@@ -2,19 +2,20 @@
 
 Layout (one folder per split; names pair an image with its mask by file stem)::
 
-    ROOT/train/images/0001.jpg     RGB image (png, jpg, ...)
-    ROOT/train/masks/0001.png      single-channel instance ids: 0 = background, 1..K
+    ROOT/train/images/0001.tif     image (tif, png, jpg, ...; any bit depth, grey or RGB)
+    ROOT/train/masks/0001.tif      single-channel instance ids (png, tif): 0 = background, 1..K
     ROOT/val/...   ROOT/test/...
 
-A mask PNG may be 8 or 16 bit (or a palette PNG whose indices are the ids). The semantic map
-of a folder sample is 1 on instances and 0 on background (the folder carries no classes).
-The 16-bit value 65535 (:data:`~pixelgroup.data.partial.UNANNOTATED`) marks unannotated
-pixels (objects left unlabelled): both maps hold :data:`IGNORE_LABEL` there, so no loss term
-is taken on them (partial labels).
-Images of any mode are read as RGB (:func:`~pixelgroup.data.io.read_image`). Every mask's size
-and channel count (one: an RGB mask is an error) is checked against its image when the
-dataset is opened (file headers only), so a mismatch stops the run before training, naming
-the file. ``size = (H, W)`` resizes every sample
+A mask may be an 8/16/32-bit PNG or TIFF (or a palette PNG whose indices are the ids). The
+semantic map of a folder sample is 1 on instances and 0 on background (the folder carries
+no classes). The 16-bit value 65535 (:data:`~pixelgroup.data.partial.UNANNOTATED`) marks
+unannotated pixels (objects left unlabelled): both maps hold :data:`IGNORE_LABEL` there, so
+no loss term is taken on them (partial labels).
+Images are read as RGB in [0, 1] by :func:`~pixelgroup.data.io.read_image` with
+``normalize`` (:data:`~pixelgroup.data.io.NORMALIZE_MODES`). Every mask's size and channel
+count (one: an RGB mask is an error) is checked against its image when the dataset is opened
+(file headers only), so a mismatch stops the run before training, naming the file.
+``size = (H, W)`` resizes every sample
 (image bilinear, masks nearest) so that images of mixed sizes batch together.
 """
 
@@ -32,9 +33,17 @@ from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.errors import DataError
 
-__all__ = ["ImageMaskFolder", "IMAGE_SUFFIXES"]
+__all__ = ["ImageMaskFolder", "IMAGE_SUFFIXES", "MASK_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MASK_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def _mask_path(masks_dir: Path, stem: str) -> Path | None:
+    found = [
+        masks_dir / f"{stem}{s}" for s in MASK_SUFFIXES if (masks_dir / f"{stem}{s}").is_file()
+    ]
+    return found[0] if found else None
 
 
 class ImageMaskFolder(Dataset):
@@ -44,7 +53,11 @@ class ImageMaskFolder(Dataset):
     """
 
     def __init__(
-        self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None
+        self,
+        root: str | Path,
+        split: str = "train",
+        size: tuple[int, int] | None = None,
+        normalize: str = "auto",
     ) -> None:
         base = Path(root) / split
         images_dir, masks_dir = base / "images", base / "masks"
@@ -57,14 +70,15 @@ class ImageMaskFolder(Dataset):
         images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
-        missing = [p.name for p in images if not (masks_dir / f"{p.stem}.png").is_file()]
+        masks = [_mask_path(masks_dir, p.stem) for p in images]
+        missing = [p.name for p, m in zip(images, masks, strict=True) if m is None]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} image(s) have no mask in {masks_dir}, e.g. {missing[0]} "
-                f"(expected {Path(missing[0]).stem}.png)"
+                f"(expected {Path(missing[0]).stem}.png or .tif)"
             )
-        self.root, self.split = Path(root), split
-        self.items = [(p, masks_dir / f"{p.stem}.png") for p in images]
+        self.root, self.split, self.normalize = Path(root), split, normalize
+        self.items = [(p, m) for p, m in zip(images, masks, strict=True) if m is not None]
         for image_path, mask_path in self.items:  # headers only: fast, before any training
             if image_size(mask_path) != image_size(image_path):
                 raise DataError(
@@ -88,7 +102,7 @@ class ImageMaskFolder(Dataset):
         instance = read_label_map(mask_path)
         unannotated = instance == UNANNOTATED  # no loss term is taken on these pixels
         sample = InstanceSample(
-            image=read_image(image_path),
+            image=read_image(image_path, normalize=self.normalize),
             instance=instance.masked_fill(unannotated, IGNORE_LABEL),
             semantic=(instance > 0).long().masked_fill(unannotated, IGNORE_LABEL),
         )

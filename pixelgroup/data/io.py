@@ -1,5 +1,13 @@
 """Reading images (any mode, any bit depth, EXIF orientation applied) and label maps with
-one-line errors; atomic PNG writing."""
+one-line errors; intensity normalisation; atomic PNG writing.
+
+TIFF files are read with ``tifffile`` (8/16/32-bit integer and float, grey, RGB and N channels,
+``(H, W, C)`` or ``(C, H, W)``); other formats with PIL. :func:`normalize_intensity` brings
+the raw values to the model's [0, 1] (see :data:`NORMALIZE_MODES`); a grey image becomes 3
+identical channels, so the pretrained RGB stem sees what its ImageNet weights expect (a
+replicated channel keeps each first-layer filter's response the sum of its three colour
+weights) and nothing in the model changes with the data.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +23,29 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pixelgroup._atomic import atomic_path
 from pixelgroup.errors import DataError
 
-__all__ = ["read_image", "read_label_map", "write_png", "image_size", "read_json"]
+__all__ = [
+    "NORMALIZE_MODES",
+    "normalize_intensity",
+    "read_raw",
+    "read_image",
+    "read_label_map",
+    "write_png",
+    "image_size",
+    "read_json",
+]
 
 _log = logging.getLogger(__name__)
 _REPORTED: set[str] = set()  # conversions already stated once in the log
 _WIDE = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16/32-bit and float grey levels
+_TIFF = (".tif", ".tiff")
+
+NORMALIZE_MODES = ("auto", "percentile", "fixed")
+"""``data.options.normalize`` values (:func:`normalize_intensity`): ``percentile`` maps each
+channel's 1st..99.8th percentile to 0..1 (the microscopy convention, e.g. StarDist's
+``normalize(x, 1, 99.8)``), ``fixed`` divides integers by their type's maximum (255, 65535,
+...) and keeps floats, ``auto`` is ``fixed`` for 8-bit images and ``percentile`` for every
+other type (12/16-bit cameras in a low range, float TIFFs)."""
+PERCENTILES = (1.0, 99.8)
 
 
 def _open(path: str | Path) -> Image.Image:
@@ -34,10 +60,47 @@ def _open(path: str | Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: not a readable image file ({e})") from None
 
 
+def _read_tiff(path: Path) -> np.ndarray:
+    """The first series of a TIFF (all its channels, stored as samples or as pages) as
+    ``(H, W)`` or ``(H, W, C)`` in its own dtype."""
+    import tifffile
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        array = tifffile.imread(path, series=0)
+    except Exception as e:  # tifffile raises many types for a broken file
+        raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
+    if array.size == 0:
+        raise DataError(f"cannot read image {path}: not a readable TIFF file (no image data)")
+    array = np.squeeze(array) if array.ndim > 2 else array
+    if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:  # (C, H, W) -> (H, W, C)
+        array = array.transpose(1, 2, 0)
+    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
+        raise DataError(
+            f"{path}: expected a 2-D image (H, W) or (H, W, C), got shape {array.shape} "
+            "(a stack: save one plane per file)"
+        )
+    return array
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(H, W)`` of an image file as :func:`read_image` returns it (EXIF orientation applied),
     read from its header only."""
     path = Path(path)
+    if path.suffix.lower() in _TIFF:
+        import tifffile
+
+        if not path.is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+        try:
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(d for d in tif.series[0].shape if d != 1) or (1, 1)
+        except Exception as e:
+            raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
+        if len(shape) == 3 and shape[0] <= 4 < shape[2]:  # (C, H, W), as _read_tiff
+            return int(shape[1]), int(shape[2])
+        return int(shape[0]), int(shape[1])
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
@@ -56,41 +119,101 @@ def _note(mode: str, target: str) -> None:
         _log.warning("images of mode %s are converted to %s on load", mode, target)
 
 
-def read_image(path: str | Path, channels: int = 3) -> torch.Tensor:
+def read_raw(path: str | Path) -> np.ndarray:
+    """An image file's values as stored: ``(H, W, C)`` in the file's dtype (C >= 1).
+
+    TIFF through ``tifffile`` (any bit depth, float, N channels); other formats through PIL
+    with the EXIF orientation applied: 8-bit modes become RGB (palette, CMYK, YCbCr, 1-bit;
+    alpha dropped), 16/32-bit and float grey levels stay as they are.
+    """
+    path = Path(path)
+    if path.suffix.lower() in _TIFF:
+        array = _read_tiff(path)
+    else:
+        im = _open(path)
+        im = ImageOps.exif_transpose(im) or im
+        if im.mode not in _WIDE and im.mode not in ("L", "RGB"):
+            _note(im.mode, "RGB")
+            im = im.convert("RGB")
+        array = np.asarray(im)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def normalize_intensity(array: np.ndarray, mode: str = "auto") -> np.ndarray:
+    """``(H, W, C)`` raw values -> float32 ``(H, W, C)`` in [0, 1] by ``mode`` (one of
+    :data:`NORMALIZE_MODES`).
+
+    ``percentile``: per channel, ``(x - p1) / (p99.8 - p1)`` clipped to [0, 1] (a flat
+    channel becomes 0). ``fixed``: integers divided by their type's maximum, floats kept and
+    clipped to [0, 1]. ``auto``: ``fixed`` for ``uint8``, ``percentile`` otherwise.
+
+    Example:
+        >>> x = np.arange(1000, dtype=np.uint16).reshape(10, 100, 1)
+        >>> y = normalize_intensity(x)
+        >>> float(y.min()), float(y.max()), round(float(y[5, 0, 0]), 2)
+        (0.0, 1.0, 0.5)
+    """
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
+    if mode == "auto":
+        mode = "fixed" if array.dtype == np.uint8 else "percentile"
+    if array.dtype.kind not in "uif":
+        raise DataError(f"images must hold integer or float values, got dtype {array.dtype}")
+    x = array.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DataError("the image holds NaN or infinite values")
+    if mode == "fixed":
+        if array.dtype.kind in "ui":
+            x = x / float(np.iinfo(array.dtype).max)
+    else:
+        lo, hi = np.percentile(x, PERCENTILES, axis=(0, 1)).astype(np.float32)
+        x = (x - lo) / np.where(hi > lo, hi - lo, np.inf)
+    return np.clip(x, 0.0, 1.0)
+
+
+def read_image(path: str | Path, channels: int = 3, normalize: str = "auto") -> torch.Tensor:
     """Image file -> ``(C, H, W)`` float32 in [0, 1], ``C = channels`` (3: RGB, 1: grey).
 
-    Any PIL mode is converted: grey, palette, 1-bit, CMYK and YCbCr to RGB, an alpha channel
-    dropped (as torchvision's ``decode_image(mode=RGB)``), 16-bit and float grey levels scaled
-    by their range (65535 for 16-bit); the first frame of an animation is used; the EXIF
-    orientation is applied. Each kind of conversion is stated once in the log
+    The stored values (:func:`read_raw`) are brought to [0, 1] by :func:`normalize_intensity`
+    with ``normalize`` (``auto``: 8-bit divided by 255, any other type percentile-normalised).
+    A grey image is repeated into 3 channels; 2 channels get a third of zeros; of 4, the 4th
+    (alpha) is dropped; more is an error. For ``channels=1`` a colour image becomes its
+    luminance (ITU-R 601). Each kind of conversion is stated once in the log
     (``logging.getLogger("pixelgroup.data.io")``).
     """
-    im = _open(path)
-    im = ImageOps.exif_transpose(im) or im
-    target = "RGB" if channels == 3 else "L"
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if im.mode in _WIDE:
-        array = np.asarray(im).astype(np.float32)
-        top = 1.0 if im.mode == "F" else 65535.0
-        array = np.clip(array / top, 0.0, 1.0)[:, :, None]
-        _note(im.mode, target)
-        if channels == 3:
-            array = np.repeat(array, 3, axis=2)
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-    if im.mode != target:
-        _note(im.mode, target)
-        im = im.convert(target)
-    array = np.asarray(im)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(array.transpose(2, 0, 1).astype(np.float32) / 255.0)
+    raw = read_raw(path)
+    c = raw.shape[2]
+    if c > 4:
+        raise DataError(
+            f"{path}: {c} channels; pixelgroup reads 1 (grey), 2, 3 (RGB) or 4 (RGBA): "
+            "save the channels to use as one image"
+        )
+    x = normalize_intensity(raw[:, :, :3], normalize)
+    if c == 2:
+        x = np.concatenate([x, np.zeros_like(x[:, :, :1])], axis=2)
+    if channels == 1 and x.shape[2] == 3:
+        _note(f"{c}-channel", "grey")
+        x = x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
+    elif channels == 3 and x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 def read_label_map(path: str | Path) -> torch.Tensor:
-    """Single-channel integer PNG (e.g. instance ids, 0 = background) -> ``(H, W)`` int64."""
-    with _open(path) as im:
-        array = np.asarray(im)
+    """Single-channel integer PNG or TIFF (8/16/32-bit; e.g. instance ids, 0 = background)
+    -> ``(H, W)`` int64."""
+    path = Path(path)
+    if path.suffix.lower() in _TIFF:
+        array = _read_tiff(path)
+    else:
+        with _open(path) as im:
+            array = np.asarray(im)
+    if array.dtype.kind == "f" and np.array_equal(array, np.round(array)):
+        array = array.astype(np.int64)  # float TIFFs of whole-number ids (ImageJ)
+    if array.dtype.kind not in "uib":
+        raise DataError(f"{path}: a label map must hold integer ids, got dtype {array.dtype}")
     if array.ndim != 2:
         raise DataError(
             f"{path}: expected a single-channel label map, got shape {tuple(array.shape)}"

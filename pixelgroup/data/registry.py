@@ -23,6 +23,7 @@ from pixelgroup.config import (
 )
 from pixelgroup.data.coco_dataset import CocoInstances
 from pixelgroup.data.folder import ImageMaskFolder
+from pixelgroup.data.io import NORMALIZE_MODES
 from pixelgroup.data.partial import PartialAnnotation
 from pixelgroup.data.toy import ToyDigits
 from pixelgroup.data.transforms import ResizeSample
@@ -57,7 +58,12 @@ def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset
     o = parse_options(FolderOptions, options)
     if root is None:
         raise ConfigError("data.root must name a folder for the 'folder' dataset")
-    return ImageMaskFolder(root, split, size=_size(o.size))
+    if o.normalize not in NORMALIZE_MODES:
+        raise ConfigError(
+            f"data.options.normalize must be one of {', '.join(NORMALIZE_MODES)}, "
+            f"got {o.normalize!r}"
+        )
+    return ImageMaskFolder(root, split, size=_size(o.size), normalize=o.normalize)
 
 
 def _coco(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:

@@ -1,5 +1,5 @@
 """Sample transforms: seeded augmentation (one dataset wrapper for every task), the boundary
-task's crop/flip, and the joint resize of instance samples.
+task's crop/flip, own data's instance augmentation, and the joint resize of instance samples.
 
 :class:`AugmentedDataset` draws item ``i`` of epoch ``e`` with a generator seeded from
 ``(seed, e, i)`` only, so an augmentation never depends on DataLoader workers, ranks or what
@@ -9,41 +9,58 @@ uninterrupted one-process run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
+from pixelgroup.config import AugmentOptions
 from pixelgroup.data.bsds import BoundarySample
 from pixelgroup.data.sample import InstanceSample
+from pixelgroup.errors import ConfigError
 
-__all__ = ["AugmentedDataset", "CropFlip", "ResizeSample"]
+__all__ = ["AugmentedDataset", "CropFlip", "InstanceAugment", "ResizeSample", "augmented"]
 
 
 class AugmentedDataset(Dataset):
     """``dataset`` seen through ``augment(sample, generator) -> sample``.
 
     Item ``i`` of epoch ``e`` uses ``torch.Generator().manual_seed(f(seed, e, i))``. Call
-    :meth:`set_epoch` at each epoch start (the train loop does).
+    :meth:`set_epoch` at each epoch start (the train loop does). ``length`` (default: the
+    dataset's) larger than the dataset repeats it, item ``i`` showing sample ``i mod n`` with
+    its own draw: a few images fill an epoch of many distinct augmented batches.
     """
 
-    def __init__(self, dataset: Dataset, augment: Callable[..., Any], seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        augment: Callable[..., Any],
+        seed: int = 0,
+        length: int | None = None,
+    ) -> None:
         self.dataset = dataset
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.length = len(dataset) if length is None else length  # type: ignore[arg-type]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return self.length
 
     def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} items")
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
-        return self.augment(self.dataset[index], g)
+        return self.augment(self.dataset[index % len(self.dataset)], g)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"AugmentedDataset({self.augment!r}, seed={self.seed}, epoch={self.epoch})"
@@ -72,6 +89,105 @@ class CropFlip:
 
     def __repr__(self) -> str:
         return f"CropFlip(crop={self.crop}, flip={self.flip})"
+
+
+def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+
+class InstanceAugment:
+    """Augmentation of an :class:`InstanceSample` for a few annotated images (own data).
+
+    Geometry, applied jointly to the image and both label maps (``tv_tensors.Mask``, nearest):
+    a random ``crop = (H, W)`` window at native scale times a scale factor drawn
+    log-uniformly from ``scale = (lo, hi)`` (a factor s shows a window of ``crop / s``
+    image pixels resized to ``crop``; an image smaller than the window is padded with
+    background), a horizontal and a vertical flip (each with probability 1/2) and a rotation
+    by a random multiple of 90° (for a non-square crop only 0° or 180°). Intensity, on the
+    [0, 1] image: gamma ``exp(U(-g, g))``, contrast ``U(1 - c, 1 + c)`` and brightness
+    ``U(-b, b)``, and Gaussian noise of a standard deviation ``U(0, noise)``, then clipped to
+    [0, 1]. Every draw comes from the generator passed in
+    (:class:`AugmentedDataset`), none from the global RNG.
+
+    Call: ``sample`` with ``image (C, H, W)`` -> an :class:`InstanceSample` with
+    ``image (C, crop[0], crop[1])`` and maps of the same size.
+    """
+
+    def __init__(
+        self,
+        crop: tuple[int, int],
+        scale: tuple[float, float] = (0.8, 1.25),
+        gamma: float = 0.3,
+        contrast: float = 0.3,
+        brightness: float = 0.1,
+        noise: float = 0.03,
+    ) -> None:
+        if len(crop) != 2 or min(crop) < 1:
+            raise ValueError(f"crop must be [H, W] with H, W >= 1, got {list(crop)}")
+        if not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale must be (lo, hi) with 0 < lo <= hi, got {scale}")
+        self.crop = (int(crop[0]), int(crop[1]))
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.gamma, self.contrast, self.brightness, self.noise = gamma, contrast, brightness, noise
+
+    def __call__(self, sample: InstanceSample, generator: torch.Generator) -> InstanceSample:
+        g = generator
+        s = math.exp(_uniform(g, math.log(self.scale[0]), math.log(self.scale[1])))
+        wh, ww = max(1, round(self.crop[0] / s)), max(1, round(self.crop[1] / s))
+        image = tv_tensors.Image(sample.image)
+        masks = tv_tensors.Mask(torch.stack([sample.instance, sample.semantic]))
+        h, w = int(image.shape[1]), int(image.shape[2])
+        if h < wh or w < ww:  # pad to the window: bottom / right, background
+            pad = [0, 0, max(0, ww - w), max(0, wh - h)]
+            image, masks = TF.pad(image, pad, fill=0.0), TF.pad(masks, pad, fill=0)
+            h, w = max(h, wh), max(w, ww)
+        top = int(torch.randint(h - wh + 1, (1,), generator=g))
+        left = int(torch.randint(w - ww + 1, (1,), generator=g))
+        image = TF.resized_crop(image, top, left, wh, ww, list(self.crop), antialias=True)
+        masks = TF.resized_crop(
+            masks, top, left, wh, ww, list(self.crop), interpolation=InterpolationMode.NEAREST
+        )
+        if float(torch.rand((), generator=g)) < 0.5:
+            image, masks = TF.horizontal_flip(image), TF.horizontal_flip(masks)
+        if float(torch.rand((), generator=g)) < 0.5:
+            image, masks = TF.vertical_flip(image), TF.vertical_flip(masks)
+        quarter = self.crop[0] == self.crop[1]
+        k = int(torch.randint(4 if quarter else 2, (1,), generator=g)) * (1 if quarter else 2)
+        x = torch.rot90(image.as_subclass(torch.Tensor), k, (1, 2)).clamp(0.0, 1.0)
+        labels = torch.rot90(masks.as_subclass(torch.Tensor), k, (1, 2))
+        x = x ** math.exp(_uniform(g, -self.gamma, self.gamma))
+        x = x * _uniform(g, 1 - self.contrast, 1 + self.contrast)
+        x = x + _uniform(g, -self.brightness, self.brightness)
+        sigma = _uniform(g, 0.0, self.noise)
+        x = x + sigma * torch.randn(x.shape, generator=g)
+        return InstanceSample(
+            x.clamp(0.0, 1.0).contiguous(), labels[0].contiguous(), labels[1].contiguous()
+        )
+
+    def __repr__(self) -> str:
+        return f"InstanceAugment(crop={self.crop}, scale={self.scale})"
+
+
+def augmented(
+    dataset: Dataset, options: AugmentOptions, seed: int, length: int
+) -> AugmentedDataset:
+    """``dataset`` of :class:`InstanceSample` through :class:`InstanceAugment` with
+    ``options`` (``data.options.crop`` and ``scale``), at least ``length`` items long (a few
+    images repeated, each item its own draw); a missing or bad crop is a ConfigError."""
+    crop = options.crop
+    if crop is None or len(crop) != 2 or min(crop) < 1:
+        raise ConfigError(
+            "data.options.augment needs data.options.crop: [H, W] (the training crop in image "
+            f"pixels, e.g. [128, 128]), got {None if crop is None else list(crop)}"
+        )
+    scale = options.scale
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        raise ConfigError(
+            f"data.options.scale must be [lo, hi] with 0 < lo <= hi, got {list(scale)}"
+        )
+    augment = InstanceAugment((int(crop[0]), int(crop[1])), (float(scale[0]), float(scale[1])))
+    n = len(dataset)  # type: ignore[arg-type]
+    return AugmentedDataset(dataset, augment, seed=seed, length=max(n, length))
 
 
 class ResizeSample:

@@ -21,6 +21,7 @@ from pixelgroup.models.boundary import BoundaryNet, BoundaryOutput
 from pixelgroup.models.dense import DenseEmbeddingNet
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
 from pixelgroup.models.toy import ToyEmbeddingNet
+from pixelgroup.models.unet import UNetEmbeddingNet
 
 __all__ = [
     "MODELS",
@@ -29,6 +30,7 @@ __all__ = [
     "EmbeddingHead",
     "ToyEmbeddingNet",
     "DenseEmbeddingNet",
+    "UNetEmbeddingNet",
     "BoundaryNet",
     "BoundaryOutput",
     "apply_test_bn",
@@ -39,6 +41,7 @@ __all__ = [
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "toy": ToyEmbeddingNet,
     "dense": DenseEmbeddingNet,
+    "unet": UNetEmbeddingNet,
 }
 
 

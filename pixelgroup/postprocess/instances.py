@@ -74,6 +74,7 @@ def extract_instances(
     image_size: tuple[int, int] | None = None,
     foreground: torch.Tensor | None = None,
     upsample: str = "centers",
+    split_components: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ``(D, h, w)`` unit embedding -> ``labels (H, W)`` int64 and ``scores (K,)``.
 
@@ -101,6 +102,12 @@ def extract_instances(
     centres' cosine maps for ``"centers"``): crowded images, where an instance may outgrow
     the background, stay right. Labels 1..K are the instances and ``scores[k - 1]`` is
     instance k's compactness score (mean ``(1 + cos)/2`` to its centre).
+
+    ``split_components``: every instance is split into its 4-connected components (regions of
+    one group that do not touch are different objects: an embedding is only taught to
+    separate the objects seen together in a training crop, so two far-apart objects may share
+    a mode), each keeping its group's score; components smaller than ``min_area`` become
+    background.
 
     Cost: :func:`group_pixels` on ``(h/s)·(w/s)`` points, plus O(H·W·K) for ``"centers"``
     (K groups) with O(K·W·rows) memory.
@@ -180,4 +187,24 @@ def extract_instances(
         present[background + 1] = False
     ids = torch.nonzero(present).flatten()
     remap[ids] = torch.arange(1, len(ids) + 1, device=labels.device)
-    return remap[labels + 1], grouping.scores[(ids - 1).to(grouping.scores.device)]
+    labels, scores = remap[labels + 1], grouping.scores[(ids - 1).to(grouping.scores.device)]
+    return _split_components(labels, scores, min_area) if split_components else (labels, scores)
+
+
+def _split_components(
+    labels: torch.Tensor, scores: torch.Tensor, min_area: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``labels (H, W)`` with each instance's 4-connected components as instances 1..K'
+    (those under ``min_area`` pixels: background) and their parents' ``scores (K',)``."""
+    from skimage.measure import label as connected
+
+    parts = torch.from_numpy(connected(labels.cpu().numpy(), background=0, connectivity=1))
+    parts = parts.to(labels.device, torch.int64)
+    area = torch.bincount(parts.flatten())
+    keep = area >= min_area
+    keep[0] = False
+    parent = torch.zeros(len(area), dtype=torch.int64, device=labels.device)
+    parent[parts.flatten()] = labels.flatten()
+    remap = torch.zeros(len(area), dtype=torch.int64, device=labels.device)
+    remap[keep] = torch.arange(1, int(keep.sum()) + 1, device=labels.device)
+    return remap[parts], scores[(parent[keep] - 1).to(scores.device)]

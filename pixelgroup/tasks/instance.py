@@ -33,8 +33,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from pixelgroup.config import ExperimentConfig
-from pixelgroup.data import IGNORE_LABEL, InstanceSample, build_dataset
+from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
+from pixelgroup.data import IGNORE_LABEL, InstanceSample, augmented, build_dataset
+from pixelgroup.data.io import read_image
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.metrics import (
     CocoEvaluator,
@@ -109,6 +110,7 @@ def instances_from_embedding(
         max_points=g.max_points,
         image_size=image_size,
         foreground=_foreground(logits) if semantic else None,
+        split_components=g.split_components,
     )
 
 
@@ -142,8 +144,18 @@ class InstanceTask(InstanceSampleTask):
     """``postprocess`` gives labels at the image's size whatever the model's output size
     (``pixelgroup predict --max-size`` may downscale the model's input)."""
 
+    def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
+        """``(C, H, W)`` float32 in [0, 1], its values mapped as the training images' were
+        (``data.options.normalize``, default ``auto``), so prediction sees what training saw."""
+        normalize = str(cfg.data.options.get("normalize", "auto"))
+        return read_image(path, self.in_channels(cfg), normalize)
+
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
-        dataset = build_dataset(cfg.data.name, cfg.data.root, split, cfg.data.options)
+        aug, options = split_options(AugmentOptions, cfg.data.options)
+        dataset = build_dataset(cfg.data.name, cfg.data.root, split, options)
+        if aug.augment and split == cfg.data.train_split:
+            length = cfg.data.batch_size * (cfg.train.iters_per_epoch or 1)
+            return augmented(dataset, aug, seed=cfg.seed, length=length)
         sizes = set(getattr(dataset, "sizes", ()))  # known without reading the images
         if cfg.data.batch_size > 1 and len(sizes) > 1:
             raise ConfigError(

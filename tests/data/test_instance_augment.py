@@ -1,0 +1,128 @@
+"""Own data's augmentation: joint geometry, determinism by (seed, epoch, item), exact resume,
+the folder dataset with TIFF masks and synthetic microscopy."""
+
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from pixelgroup.config import AugmentOptions, ExperimentConfig, from_dict
+from pixelgroup.data import AugmentedDataset, ImageMaskFolder, InstanceAugment, augmented
+from pixelgroup.data.sample import InstanceSample
+from pixelgroup.data.synthetic_cells import draw_cells, write_cells_folder
+from pixelgroup.engine import load_checkpoint, train
+from pixelgroup.engine.checkpoint import save_checkpoint
+from pixelgroup.errors import ConfigError
+from pixelgroup.tasks import get_task
+
+
+def _sample(h=40, w=56):
+    """Image whose channel 0 encodes the instance id, so geometry can be checked."""
+    instance = torch.zeros(h, w, dtype=torch.int64)
+    instance[5:15, 5:20], instance[20:35, 30:50] = 1, 2
+    image = torch.stack([instance / 2.0, torch.rand(h, w), torch.rand(h, w)]).float()
+    return InstanceSample(image, instance, (instance > 0).long())
+
+
+def test_geometry_is_joint_and_intensity_stays_in_range():
+    aug = InstanceAugment((32, 32), scale=(1.0, 1.0), gamma=0, contrast=0, brightness=0, noise=0)
+    for seed in range(10):
+        out = aug(_sample(), torch.Generator().manual_seed(seed))
+        assert out.image.shape == (3, 32, 32) and out.instance.shape == (32, 32)
+        # channel 0 still equals instance / 2 after the crop, flips and rotations
+        assert torch.equal(out.image[0] * 2, out.instance.float())
+        assert torch.equal(out.semantic, (out.instance > 0).long())
+    noisy = InstanceAugment((24, 24))(_sample(), torch.Generator().manual_seed(1))
+    assert 0.0 <= float(noisy.image.min()) and float(noisy.image.max()) <= 1.0
+
+
+def test_small_images_are_padded_with_background_not_squashed():
+    out = InstanceAugment((64, 64), scale=(1.0, 1.0))(_sample(20, 30), torch.Generator())
+    assert out.image.shape == (3, 64, 64)
+    assert int((out.instance > 0).sum()) == int((_sample(20, 30).instance > 0).sum())
+
+
+def test_draws_depend_on_seed_epoch_and_item_only():
+    base = [_sample(), _sample(50, 40)]
+    data = AugmentedDataset(base, InstanceAugment((24, 24)), seed=3, length=6)
+    assert len(data) == 6
+    first = [data[i].image for i in range(6)]
+    again = [data[i].image for i in reversed(range(6))][::-1]  # any order: same draws
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], first[2])  # a repeat of image 0 is its own draw
+    data.set_epoch(1)
+    assert not torch.equal(data[0].image, first[0])
+    with pytest.raises(IndexError):
+        data[6]
+
+
+def test_augmented_needs_a_crop():
+    with pytest.raises(ConfigError, match=r"data.options.crop: \[H, W\]"):
+        augmented([_sample()], AugmentOptions(augment=True), seed=0, length=4)
+    with pytest.raises(ConfigError, match="data.options.scale"):
+        augmented([_sample()], AugmentOptions(True, (8, 8), (2.0, 1.0)), seed=0, length=4)
+
+
+def test_synthetic_cells_are_touching_nuclei_in_a_low_16_bit_range(tmp_path):
+    cells = draw_cells(np.random.default_rng(0), (128, 128), count=20, max_value=235)
+    assert cells.image.dtype == np.uint16 and int(cells.image.max()) == 235
+    ids = np.unique(cells.instance)
+    assert ids[0] == 0 and np.array_equal(ids[1:], np.arange(1, len(ids)))  # 1..K, no gaps
+    assert len(ids) - 1 >= 10
+    # touching: some pixel of one nucleus has a 4-neighbour of another
+    a, b = cells.instance[:, :-1], cells.instance[:, 1:]
+    assert np.any((a > 0) & (b > 0) & (a != b))
+    root = write_cells_folder(tmp_path, splits={"train": 2}, size=(64, 64), max_value=4095)
+    data = ImageMaskFolder(root, "train")
+    assert len(data) == 2 and data[0].image.shape == (3, 64, 64)
+    assert float(data[0].image.max()) == 1.0  # 12-bit values percentile-normalised
+    stored = tifffile.imread(root / "train" / "masks" / "cells_000.tif")
+    assert torch.equal(data[0].instance, torch.from_numpy(stored.astype(np.int64)))
+
+
+def _cells_config(root, **train):
+    cfg = {
+        "task": "instance",
+        "data": {
+            "name": "folder",
+            "root": str(root),
+            "options": {"augment": True, "crop": [32, 32]},
+            "batch_size": 2,
+        },
+        "model": {
+            "name": "unet",
+            "options": {"width": 4, "depth": 2, "embedding_dim": 4, "num_classes": 2},
+        },
+        "loss": {"num_iters": 1, "max_samples": 100, "loop_stride": 2},
+        "train": {"epochs": 2, "iters_per_epoch": 2, **train},
+        "grouping": {"background": "semantic", "min_area": 4},
+    }
+    return from_dict(ExperimentConfig, cfg)
+
+
+def test_training_on_two_images_resumes_exactly(tmp_path, monkeypatch):
+    root = write_cells_folder(
+        tmp_path / "cells", splits={"train": 2, "test": 1}, size=(48, 40), count=6
+    )
+    cfg = _cells_config(root)
+    dataset = get_task("instance").build_dataset(cfg, "train")
+    assert isinstance(dataset, AugmentedDataset) and len(dataset) == 4  # batch 2 x 2 steps
+    straight = train(cfg, tmp_path / "a", progress=False)
+
+    def save_then_crash(state, path):
+        save_checkpoint(state, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["pixelgroup.engine.train"], "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", progress=False)
+    monkeypatch.undo()
+    resumed = train(None, tmp_path / "b", resume=True, progress=False)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["history"] == b["history"] and len(a["history"]) == 4
+    held_out = get_task("instance").build_dataset(cfg, "test")  # never augmented
+    assert isinstance(held_out, ImageMaskFolder) and held_out[0].image.shape == (3, 48, 40)
