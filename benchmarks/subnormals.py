@@ -21,29 +21,19 @@ import torch
 
 from pixelgroup.analysis.benchmark import cpu_description
 from pixelgroup.config import ExperimentConfig, load_config, resolve_config
-from pixelgroup.engine.checkpoint import build_model_seeded
+from pixelgroup.engine.train import FixedBatchStep
 from pixelgroup.ops.tiled_gbms import tiled_blur
-from pixelgroup.tasks import get_task
 
 
 def _toy_parts() -> dict[str, Callable[[], None]]:
-    cfg = load_config(ExperimentConfig, resolve_config("toy"), [])
-    task = get_task(cfg.task)
-    dataset = task.build_dataset(cfg, "train")
-    batch = task.collate([dataset[i] for i in range(cfg.data.batch_size)])
-    model = build_model_seeded(cfg).train()
-    loss_fn = task.build_loss(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    step = FixedBatchStep.from_config(load_config(ExperimentConfig, resolve_config("toy"), []))
     state: dict[str, torch.Tensor] = {}
 
     def forward() -> None:
-        output = model(batch.image)
-        state["loss"] = loss_fn(output, batch, torch.Generator().manual_seed(0))["loss"]
+        state["loss"] = step.forward()
 
     def backward() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        state.pop("loss").backward()
-        optimizer.step()
+        step.backward(state.pop("loss"))
 
     return {"toy step: net + loss forward": forward, "toy step: backward + Adam": backward}
 

@@ -177,40 +177,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _toy_step():
-    """One training iteration of the demo's recipe (``configs/toy.yaml``: model, loss, a fixed
-    batch, Adam) as a function, and the recipe's number of iterations."""
-    import torch
-
-    from pixelgroup.config import ExperimentConfig, load_config, resolve_config
-    from pixelgroup.engine.checkpoint import build_model_seeded
-    from pixelgroup.tasks import get_task
-
-    cfg = load_config(ExperimentConfig, resolve_config("toy"), [])
-    task = get_task(cfg.task)
-    dataset = task.build_dataset(cfg, "train")
-    batch = task.collate([dataset[i] for i in range(cfg.data.batch_size)])
-    model = build_model_seeded(cfg).train()
-    loss_fn = task.build_loss(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-
-    def step() -> None:
-        loss = loss_fn(model(batch.image), batch, torch.Generator().manual_seed(0))["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step, cfg.train.epochs * cfg.train.iters_per_epoch
-
-
 def _targets(args: argparse.Namespace) -> int:
     from pixelgroup._atomic import write_text
     from pixelgroup.analysis.targets import bench_targets
 
     if args.bsds is not None and not args.bsds.is_dir():
         raise UserError(f"--bsds is not a folder: {args.bsds}")
-    step, iterations = _toy_step()
-    lines = bench_targets(step, iterations, bsds=args.bsds, quick=args.quick, log=_log)
+    from pixelgroup.config import ExperimentConfig, load_config, resolve_config
+    from pixelgroup.engine.train import FixedBatchStep
+
+    step = FixedBatchStep.from_config(load_config(ExperimentConfig, resolve_config("toy"), []))
+    lines = bench_targets(step, step.iterations, bsds=args.bsds, quick=args.quick, log=_log)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:

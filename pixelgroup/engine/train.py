@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -55,6 +56,7 @@ from pixelgroup.engine.distributed import (
 )
 from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import Task, get_task
+from pixelgroup.tasks.base import LossFn
 
 __all__ = [
     "train",
@@ -63,6 +65,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "RESUME_SAFE_KEYS",
     "MIN_EPOCH_IMAGES",
+    "FixedBatchStep",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -428,3 +431,43 @@ def _postfix(record: dict[str, float]) -> dict[str, str]:
         if key.startswith("loss_iter"):
             out[f"l{key[len('loss_iter') :]}"] = f"{value:.3f}"
     return out
+
+
+@dataclass
+class FixedBatchStep:
+    """One training iteration of ``cfg``'s recipe on one fixed batch (the first
+    ``data.batch_size`` training items), for timing it (``pixelgroup bench --suite targets``,
+    ``benchmarks/subnormals.py``): ``forward()`` (network + loss -> the scalar loss),
+    ``backward(loss)`` (gradients + one Adam step at ``optim.lr``), or both by calling it.
+    ``iterations``: the recipe's number of steps (``train.epochs`` x ``train.iters_per_epoch``,
+    the latter 0 when unset)."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    batch: Any
+    image: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    iterations: int
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> FixedBatchStep:
+        task = get_task(cfg.task)
+        dataset = task.build_dataset(cfg, cfg.data.train_split)
+        batch = task.collate([dataset[i] for i in range(cfg.data.batch_size)])
+        model = build_model_seeded(cfg).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+        iterations = cfg.train.epochs * (cfg.train.iters_per_epoch or 0)
+        image = task.batch_image(batch)
+        return cls(model, task.build_loss(cfg), batch, image, optimizer, iterations)
+
+    def forward(self) -> torch.Tensor:
+        output = self.model(self.image)
+        return self.loss_fn(output, self.batch, torch.Generator().manual_seed(0))["loss"]
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def __call__(self) -> None:
+        self.backward(self.forward())
