@@ -99,7 +99,6 @@ def _log(line: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pixelgroup._atomic import write_text
     from pixelgroup.analysis import benchmark
 
     if args.quick:
@@ -169,16 +168,10 @@ def run(args: argparse.Namespace) -> int:
     for name in args.sections:
         out += [f"### {name}", "", *sections[name](), ""]
     out.append(f"load average {os.getloadavg()[0]:.1f} at the end")
-    text = "\n".join(out) + "\n"
-    print(text)
-    if args.out is not None:
-        write_text(text, args.out)
-        print(f"wrote {args.out}")
-    return 0
+    return _report(out, args.out)
 
 
 def _targets(args: argparse.Namespace) -> int:
-    from pixelgroup._atomic import write_text
     from pixelgroup.analysis.targets import bench_targets
 
     if args.bsds is not None and not args.bsds.is_dir():
@@ -188,9 +181,16 @@ def _targets(args: argparse.Namespace) -> int:
 
     step = FixedBatchStep.from_config(load_config(ExperimentConfig, resolve_config("toy"), []))
     lines = bench_targets(step, step.iterations, bsds=args.bsds, quick=args.quick, log=_log)
+    return _report(lines, args.out)
+
+
+def _report(lines: list[str], out: Path | None) -> int:
+    """Print the report's ``lines``, also into ``out`` (written atomically) when given."""
+    from pixelgroup._atomic import write_text
+
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out is not None:
-        write_text(text, args.out)
-        print(f"wrote {args.out}")
+    if out is not None:
+        write_text(text, out)
+        print(f"wrote {out}")
     return 0
