@@ -121,6 +121,9 @@ class LossConfig:
     by the ``boundary`` task only: its loss is ``bce_weight`` x the heads' class-balanced BCE +
     ``pair_weight`` x the side embeddings' pair loss (a term of weight 0 is not computed; the
     original's two stages are ``bce_weight: 0`` then ``pair_weight: 0``).
+    ``center_weight`` weighs the centre-vote loss of a spatial embedding
+    (``model.options.embedding: spatial``, :func:`pixelgroup.losses.center_vote_loss`); the
+    pair loss then compares foreground pixels only (the semantic head finds the background).
     """
 
     margin: float | tuple[float, ...] = _f(0.5, rule(min=0, max=1))
@@ -138,6 +141,7 @@ class LossConfig:
     aux_labels: str = _f("semantic", rule(choices=("semantic", "instance")))
     bce_weight: float = _f(1.0, _AT_LEAST_0)
     pair_weight: float = _f(1.0, _AT_LEAST_0)
+    center_weight: float = _f(1.0, _AT_LEAST_0)
 
 
 @dataclass(frozen=True)

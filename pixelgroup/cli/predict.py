@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from pixelgroup.cli import (
@@ -30,9 +31,11 @@ more images into the same folder merges them into results.json (an image predict
 its records replaced), so it lists every image the folder holds. An image
 whose long side exceeds --max-size (default 1024; 0: no limit) is downscaled for the model
 and its labels are brought back to the image's size, so a huge photo costs bounded time and
-memory (the downscaling applies to instance checkpoints). The model runs on the CPU;
---set device=cuda runs it on the GPU. A voc_instance checkpoint also captions the overlay
-with the VOC class names and gives each JSON record a "category_id" 1..20
+memory (the downscaling applies to instance checkpoints). A model trained on crops at the
+images' native scale (data.options.crop, e.g. --config cells) sees every image at that scale:
+its default is no limit, and an explicit --max-size that downscales is warned about. The
+model runs on the CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also
+captions the overlay with the VOC class names and gives each JSON record a "category_id" 1..20
 (`pixelgroup eval-instances` reads it).
 A boundary-task checkpoint instead writes 16-bit boundary maps
 OUTPUT/raw/STEM.png and OUTPUT/nms/STEM.png (thinned), ready for `pixelgroup eval-boundaries`;
@@ -61,7 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="longest image side the model sees; larger images are downscaled for the model, "
-        "the outputs keep the image's size (default 1024; 0: no limit)",
+        "the outputs keep the image's size (default 1024, or 0 for a model trained on crops "
+        "at the native scale, data.options.crop; 0: no limit)",
     )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -75,14 +79,16 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup.tasks.predictions import read_results_records
 
     set_threads(args.threads)
-    max_size = DEFAULT_MAX_SIZE if args.max_size is None else args.max_size
-    if max_size < 0:
-        raise UserError(f"--max-size must be >= 0 (0: no limit), got {max_size}")
+    if args.max_size is not None and args.max_size < 0:
+        raise UserError(f"--max-size must be >= 0 (0: no limit), got {args.max_size}")
     check_writable_dir(args.output, "-o")
     read_results_records(args.output)  # one that cannot be merged: an error before any work
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
+    # a model trained on crops at the images' own scale sees whole images at that scale too
+    native = cfg.data.options.get("crop") is not None and cfg.data.options.get("size") is None
+    max_size = args.max_size if args.max_size is not None else 0 if native else DEFAULT_MAX_SIZE
     done = predict_files(
         model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size
     )
@@ -94,5 +100,12 @@ def run(args: argparse.Namespace) -> int:
             f"; downscaled for the model to at most {max_size} px on the long side: "
             f"{path.name} {w}x{h} -> {sw}x{sh}{more}; outputs at the image size"
         )
+        if native:
+            print(
+                "warning: this model was trained at the images' native scale "
+                "(data.options.crop): downscaled, objects look smaller than in training; "
+                "--max-size 0 keeps the scale",
+                file=sys.stderr,
+            )
     print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0

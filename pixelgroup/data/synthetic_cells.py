@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.ndimage as ndi
 
+from pixelgroup.data.partial import UNANNOTATED
+
 __all__ = ["CellImage", "draw_cells", "write_cells_folder"]
 
 
@@ -131,6 +133,7 @@ def write_cells_folder(
     size: tuple[int, int] = (256, 256),
     max_value: int = 235,
     seed: int = 0,
+    annotated_fraction: float = 1.0,
     **options: Any,
 ) -> Path:
     """Write ``splits`` (default ``{"train": 2, "test": 2}``) images of ``size`` as
@@ -138,7 +141,9 @@ def write_cells_folder(
     (uint16 ids); ``options`` go to :func:`draw_cells`. Returns ``root``.
 
     Each image is drawn from ``default_rng([seed, split index, image index])``, so adding a
-    split or images never changes the others.
+    split or images never changes the others. ``annotated_fraction < 1`` leaves a seeded share
+    of the nuclei of every ``train`` mask unannotated (mask value
+    :data:`~pixelgroup.data.partial.UNANNOTATED`; the images are the same): partial labels.
     """
     import tifffile
 
@@ -151,5 +156,11 @@ def write_cells_folder(
                 np.random.default_rng([seed, s, i]), size, max_value=max_value, **options
             )
             tifffile.imwrite(root / split / "images" / f"cells_{i:03d}.tif", cells.image)
-            tifffile.imwrite(root / split / "masks" / f"cells_{i:03d}.tif", cells.instance)
+            mask = cells.instance
+            if split == "train" and annotated_fraction < 1.0:
+                ids = np.unique(mask[mask > 0])
+                rng = np.random.default_rng([seed, s, i, 1])
+                hidden = rng.permutation(ids)[round(annotated_fraction * len(ids)) :]
+                mask = np.where(np.isin(mask, hidden), UNANNOTATED, mask).astype(mask.dtype)
+            tifffile.imwrite(root / split / "masks" / f"cells_{i:03d}.tif", mask)
     return root

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pixelgroup.ops.spatial import fourier_frequencies, pixel_positions, spatial_embedding
 from pixelgroup.ops.sphere import normalize_to_sphere
 
-__all__ = ["EmbeddingOutput", "EmbeddingHead"]
+__all__ = ["EmbeddingOutput", "EmbeddingHead", "SpatialEmbeddingHead"]
 
 
 @dataclass
@@ -26,11 +27,14 @@ class EmbeddingOutput:
             confidence some post-processing may use).
         semantic: ``(B, num_classes, H, W)`` class logits of an optional semantic head on the
             same features, or ``None`` for a model without one.
+        votes: ``(B, 2, H, W)`` for a spatial embedding (:class:`SpatialEmbeddingHead`): the
+            (y, x) input pixel each pixel votes for as its object's centre; else ``None``.
     """
 
     embedding: torch.Tensor
     raw: torch.Tensor
     semantic: torch.Tensor | None = None
+    votes: torch.Tensor | None = None
 
 
 class EmbeddingHead(nn.Module):
@@ -51,3 +55,42 @@ class EmbeddingHead(nn.Module):
     def forward(self, features: torch.Tensor) -> EmbeddingOutput:
         raw = self.conv(features)
         return EmbeddingOutput(embedding=normalize_to_sphere(raw, dim=1), raw=raw)
+
+
+class SpatialEmbeddingHead(nn.Module):
+    """Centre votes on the unit sphere (:mod:`pixelgroup.ops.spatial`): a 3 x 3 conv ``C -> 2``
+    predicts each pixel's offset to its object's centre in units of ``scale`` pixels; the vote
+    (the pixel's position plus the offset) becomes a D-dim unit vector whose cosine to another
+    pixel's is about ``exp(-d² / (2 scale²))`` for votes ``d`` pixels apart.
+
+    Args:
+        in_channels: C.
+        embedding_dim: D, even (D / 2 Fourier frequencies).
+        scale: the kernel's length l in input pixels: about a quarter of the objects' diameter
+            (neighbours' centres ~4 l apart have cosine ~0).
+        stride: the features' stride in input pixels (positions of their cells' centres).
+
+    Forward: features ``(B, C, H, W)`` -> :class:`EmbeddingOutput` with ``embedding (B, D, H,
+    W)`` (``raw`` is the same tensor: already unit) and ``votes (B, 2, H, W)``.
+    """
+
+    def __init__(self, in_channels: int, embedding_dim: int, scale: float, stride: int) -> None:
+        super().__init__()
+        if embedding_dim < 2 or embedding_dim % 2:
+            raise ValueError(
+                f"embedding_dim must be even and >= 2 for a spatial embedding (cos and sin of "
+                f"D / 2 frequencies), got {embedding_dim}"
+            )
+        self.conv = nn.Conv2d(in_channels, 2, 3, padding=1, bias=True)
+        nn.init.normal_(self.conv.weight, std=1e-3)
+        nn.init.zeros_(self.conv.bias)  # type: ignore[arg-type]
+        self.scale = float(scale)
+        self.stride = stride
+        frequencies = fourier_frequencies(embedding_dim // 2, self.scale).float()
+        self.register_buffer("frequencies", frequencies, persistent=False)
+
+    def forward(self, features: torch.Tensor) -> EmbeddingOutput:
+        offsets = self.conv(features).float() * self.scale
+        votes = pixel_positions(offsets, self.stride, offsets.dtype) + offsets
+        embedding = spatial_embedding(votes, self.frequencies)  # type: ignore[arg-type]
+        return EmbeddingOutput(embedding=embedding, raw=embedding, votes=votes)

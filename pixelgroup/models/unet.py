@@ -33,12 +33,17 @@ from torch import nn
 
 from pixelgroup._checks import check_rank, check_tensor
 from pixelgroup.models.backbones import build_backbone
-from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
+from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput, SpatialEmbeddingHead
 
-__all__ = ["UNetEmbeddingNet", "ENCODERS"]
+__all__ = ["UNetEmbeddingNet", "ENCODERS", "EMBEDDINGS"]
 
 ENCODERS = ("scratch", "efficientnet_lite0")
 """Values of ``encoder``."""
+SPATIAL_SCALE = 6.0
+"""Default ``spatial_scale`` in pixels (nuclei ~24 px across)."""
+EMBEDDINGS = ("free", "spatial")
+"""Values of ``embedding``: a learned direction per pixel (:class:`EmbeddingHead`) or a vote for
+its object's centre mapped onto the sphere (:class:`SpatialEmbeddingHead`)."""
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -98,6 +103,12 @@ class UNetEmbeddingNet(nn.Module):
         depth: encoder levels read (2..5 for ``efficientnet_lite0``; 2..6 for ``scratch``).
         num_classes: size of a 1 x 1 semantic head (2: foreground), or ``None``.
         pretrained: ImageNet weights for a pretrained encoder.
+        embedding: ``"free"`` (a learned unit vector per pixel, the paper's) or ``"spatial"``
+            (each pixel votes for its object's centre; the vote is mapped onto the sphere so
+            that far-apart objects are apart whatever they look like: the choice for many
+            similar small objects such as nuclei; the output carries ``votes``).
+        spatial_scale: the spatial kernel's length in input pixels, about a quarter of the
+            objects' diameter (``embedding: spatial`` only).
 
     Forward: images ``(B, 3, H, W)`` -> :class:`EmbeddingOutput`, ``embedding (B, D, H_e,
     W_e)`` with ``H_e = ceil(H / embedding_stride)``.
@@ -119,6 +130,8 @@ class UNetEmbeddingNet(nn.Module):
         depth: int = 4,
         num_classes: int | None = None,
         pretrained: bool = False,
+        embedding: str = "free",
+        spatial_scale: float = SPATIAL_SCALE,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -126,6 +139,14 @@ class UNetEmbeddingNet(nn.Module):
         top = 6 if encoder == "scratch" else 5
         if isinstance(depth, bool) or not isinstance(depth, int) or not 2 <= depth <= top:
             raise ValueError(f"depth must be an int in 2..{top} for {encoder}, got {depth!r}")
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
+        if (
+            isinstance(spatial_scale, bool)
+            or not isinstance(spatial_scale, (int, float))
+            or not (0 < spatial_scale < float("inf"))
+        ):
+            raise ValueError(f"spatial_scale must be a length > 0 in pixels, got {spatial_scale!r}")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
         if num_classes is not None and num_classes < 1:
@@ -142,7 +163,13 @@ class UNetEmbeddingNet(nn.Module):
         self.decoder = nn.ModuleList(
             _double_conv(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth - 1))
         )
-        self.head = EmbeddingHead(chans[0], embedding_dim)
+        self.head: nn.Module = (
+            EmbeddingHead(chans[0], embedding_dim)
+            if embedding == "free"
+            else SpatialEmbeddingHead(
+                chans[0], embedding_dim, float(spatial_scale), self.embedding_stride
+            )
+        )
         self.semantic = None if num_classes is None else nn.Conv2d(chans[0], num_classes, 1)
         self.to(memory_format=torch.channels_last)  # oneDNN convs without reorders on CPU
 
@@ -151,7 +178,7 @@ class UNetEmbeddingNet(nn.Module):
         check_rank(images, (4,), "images", "(B, 3, H, W)")
         if images.shape[1] != 3:
             raise ValueError(f"images must have 3 channels (RGB), got {images.shape[1]}")
-        h, w = int(images.shape[2]), int(images.shape[3])
+        h, w = images.shape[2], images.shape[3]  # not int(): a traced graph keeps them dynamic
         m = self.multiple
         x = F.pad(images, (0, -w % m, 0, -h % m), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)

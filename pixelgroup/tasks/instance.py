@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,9 @@ from torch.utils.data import Dataset
 from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
 from pixelgroup.data import IGNORE_LABEL, InstanceSample, augmented, build_dataset
 from pixelgroup.data.io import read_image
+from pixelgroup.data.object_sizes import object_sizes, spatial_scale_advice
 from pixelgroup.errors import ConfigError, DataError
+from pixelgroup.losses import center_vote_loss
 from pixelgroup.metrics import (
     CocoEvaluator,
     InstanceEvaluator,
@@ -45,6 +48,7 @@ from pixelgroup.metrics import (
     MatchingEvaluator,
 )
 from pixelgroup.models import EmbeddingOutput
+from pixelgroup.models.unet import SPATIAL_SCALE
 from pixelgroup.postprocess import extract_instances
 from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss, semantic_ce
 from pixelgroup.tasks.predictions import RESULTS_NAME, write_instance_prediction, write_results_json
@@ -55,6 +59,8 @@ __all__ = [
     "instances_from_embedding",
     "BACKGROUND_MODES",
 ]
+
+_log = logging.getLogger(__name__)
 
 BACKGROUND_MODES = ("largest", "semantic")
 """Values of ``grouping.background``."""
@@ -114,6 +120,28 @@ def instances_from_embedding(
     )
 
 
+def _report_object_sizes(cfg: ExperimentConfig, dataset: Dataset) -> None:
+    """Log the sizes of the objects of up to 16 training samples; warn when the spatial
+    embedding's ``spatial_scale`` does not suit them."""
+    count = min(len(dataset), 16)  # type: ignore[arg-type]  # map-style datasets are sized
+    sizes = object_sizes(dataset[i].instance for i in range(count))
+    if sizes is None:
+        return
+    _log.info("training objects (%d samples): %s", count, sizes)
+    scale = float(cfg.model.options.get("spatial_scale", SPATIAL_SCALE))
+    advice = spatial_scale_advice(sizes, scale)
+    if advice is not None:
+        _log.warning("%s (%s)", advice, sizes)
+
+
+def _foreground_ids(instance: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` ids with the background (0) ignored, so that a spatial embedding's pair loss
+    compares objects only (a background spans the image: it has no centre to vote for); the
+    ids as they are when the batch has no object at all (the loss needs some pixels)."""
+    foreground = instance.masked_fill(instance == 0, IGNORE_LABEL)
+    return foreground if bool((foreground != IGNORE_LABEL).any()) else instance
+
+
 def semantic_target(semantic: torch.Tensor, num_classes: int) -> torch.Tensor:
     """The cross-entropy target of a ``num_classes`` head from a ``(B, H, W)`` semantic map
     (0 background, 1.. classes, :data:`~pixelgroup.data.IGNORE_LABEL` ignored): foreground
@@ -153,6 +181,8 @@ class InstanceTask(InstanceSampleTask):
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         aug, options = split_options(AugmentOptions, cfg.data.options)
         dataset = build_dataset(cfg.data.name, cfg.data.root, split, options)
+        if split == cfg.data.train_split and cfg.model.options.get("embedding") == "spatial":
+            _report_object_sizes(cfg, dataset)
         if aug.augment and split == cfg.data.train_split:
             length = cfg.data.batch_size * (cfg.train.iters_per_epoch or 1)
             return augmented(dataset, aug, seed=cfg.seed, length=length)
@@ -179,11 +209,19 @@ class InstanceTask(InstanceSampleTask):
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
         _check_background(cfg)
         grouping_loss = build_grouping_loss(cfg.loss, ignore_index=IGNORE_LABEL)
+        spatial_scale = float(cfg.model.options.get("spatial_scale", SPATIAL_SCALE))
 
         def loss(
             output: EmbeddingOutput, batch: InstanceSample, generator: torch.Generator
         ) -> dict[str, torch.Tensor]:
-            terms = grouping_loss(output.embedding, batch.instance, generator)
+            if output.votes is None:
+                terms = grouping_loss(output.embedding, batch.instance, generator)
+            else:
+                terms = grouping_loss(output.embedding, _foreground_ids(batch.instance), generator)
+                terms["center"] = center_vote_loss(
+                    output.votes, batch.instance, spatial_scale, IGNORE_LABEL
+                )
+                terms["loss"] = terms["loss"] + cfg.loss.center_weight * terms["center"]
             if output.semantic is not None:
                 target = semantic_target(batch.semantic, int(output.semantic.shape[1]))
                 terms["semantic"] = semantic_ce(output.semantic, target, IGNORE_LABEL)

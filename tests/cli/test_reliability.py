@@ -281,6 +281,7 @@ BAD_VALUES = {
     "loss.aux_weight": ["-1", ".nan"],
     "loss.bce_weight": ["-1", ".nan"],
     "loss.pair_weight": ["-1", ".nan"],
+    "loss.center_weight": ["-1", ".inf"],
     "optim.lr": ["-1", ".nan", ".inf"],
     "optim.momentum": ["-0.1", "1.5", ".nan"],
     "optim.weight_decay": ["-1", ".nan"],

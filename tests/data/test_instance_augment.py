@@ -15,6 +15,7 @@ from pixelgroup.data.synthetic_cells import draw_cells, write_cells_folder
 from pixelgroup.engine import load_checkpoint, train
 from pixelgroup.engine.checkpoint import save_checkpoint
 from pixelgroup.errors import ConfigError
+from pixelgroup.models import build_model
 from pixelgroup.tasks import get_task
 
 
@@ -126,3 +127,71 @@ def test_training_on_two_images_resumes_exactly(tmp_path, monkeypatch):
     assert a["history"] == b["history"] and len(a["history"]) == 4
     held_out = get_task("instance").build_dataset(cfg, "test")  # never augmented
     assert isinstance(held_out, ImageMaskFolder) and held_out[0].image.shape == (3, 48, 40)
+
+
+def test_spatial_model_adds_the_centre_vote_loss_and_warns_on_a_misfit_scale(tmp_path, caplog):
+    """``embedding: spatial``: the loss has a ``center`` term (weighted by
+    ``loss.center_weight``), the pair loss leaves the background out, and training reads the
+    masks' object sizes, warning when ``spatial_scale`` does not suit them."""
+    import dataclasses
+    import logging
+
+    root = write_cells_folder(tmp_path / "cells", splits={"train": 2}, size=(48, 40), count=6)
+    cfg = _cells_config(root)
+    options = {**cfg.model.options, "embedding": "spatial", "spatial_scale": 40.0}
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
+    task = get_task("instance")
+    with caplog.at_level(logging.INFO, logger="pixelgroup.tasks.instance"):
+        dataset = task.build_dataset(cfg, "train")
+    assert "training objects" in caplog.text and "spatial_scale=" in caplog.text
+    batch = task.collate([dataset[0], dataset[1]])
+    model = build_model("unet", **options)
+    terms = task.build_loss(cfg)(model(batch.image), batch, torch.Generator().manual_seed(0))
+    assert float(terms["center"].detach()) > 0
+    expected = terms["loss_iter0"] + terms["loss_iter1"] + terms["center"] + terms["semantic"]
+    torch.testing.assert_close(terms["loss"], expected)
+    heavier = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, center_weight=3.0))
+    again = task.build_loss(heavier)(model(batch.image), batch, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        again["loss"] - terms["loss"], 2 * terms["center"], atol=1e-4, rtol=0
+    )
+
+
+def test_predict_keeps_the_native_scale_of_a_crop_trained_model(tmp_path, capsys, monkeypatch):
+    """A model trained on crops at native scale predicts whole images at that scale by default
+    (no --max-size downscaling); an explicit --max-size that downscales is warned about."""
+    from pixelgroup.cli import main
+
+    root = write_cells_folder(tmp_path / "cells", splits={"train": 2, "test": 1}, size=(48, 40))
+    done = train(_cells_config(root), tmp_path / "run", progress=False)
+    image = str(root / "test" / "images" / "cells_000.tif")
+    args = ["predict", "--checkpoint", str(done.checkpoint), image, "--quiet"]
+    monkeypatch.setattr("pixelgroup.engine.predict.DEFAULT_MAX_SIZE", 24)  # below 48 x 40
+    assert main([*args, "-o", str(tmp_path / "default")]) == 0
+    out = capsys.readouterr()
+    assert "downscaled" not in out.out and "warning" not in out.err
+    assert main([*args, "-o", str(tmp_path / "small"), "--max-size", "24"]) == 0
+    out = capsys.readouterr()
+    assert "downscaled" in out.out and "native scale" in out.err and "--max-size 0" in out.err
+
+
+def test_synthetic_cells_with_half_the_nuclei_unannotated(tmp_path):
+    """``annotated_fraction=0.5``: the same images, half of each training mask's nuclei marked
+    unannotated (read as IGNORE_LABEL), the held-out masks complete."""
+    from pixelgroup.data import IGNORE_LABEL
+
+    full = write_cells_folder(tmp_path / "full", splits={"train": 1, "test": 1}, size=(64, 64))
+    half = write_cells_folder(
+        tmp_path / "half", splits={"train": 1, "test": 1}, size=(64, 64), annotated_fraction=0.5
+    )
+    a = ImageMaskFolder(full, "train")[0]
+    b = ImageMaskFolder(half, "train")[0]
+    assert torch.equal(a.image, b.image)
+    ids = torch.unique(a.instance[a.instance > 0])
+    kept = torch.unique(b.instance[b.instance > 0])
+    assert len(kept) == round(0.5 * len(ids)) and bool(torch.isin(kept, ids).all())
+    hidden = b.instance == IGNORE_LABEL
+    assert bool((a.instance[hidden] > 0).all()) and bool((b.semantic[hidden] == IGNORE_LABEL).all())
+    assert torch.equal(
+        ImageMaskFolder(full, "test")[0].instance, ImageMaskFolder(half, "test")[0].instance
+    )

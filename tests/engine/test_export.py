@@ -174,3 +174,25 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match="opset_version must be >= 17"):
         export_onnx(model, tmp_path / "x.onnx", num_iters=1, bandwidth=0.1, opset_version=13)
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temp file
+
+
+@pytest.mark.parametrize("embedding", ["free", "spatial"])
+def test_unet_exports_keep_height_and_width_dynamic(tmp_path, embedding):
+    """Images larger than the 64 x 64 tracing example, and of odd sizes, come out at their
+    own size (the U-Net's padding and cropping, the spatial head's positions are traced from
+    the input's shape, not baked in as numbers)."""
+    from pixelgroup.models import UNetEmbeddingNet
+
+    torch.manual_seed(0)
+    model = UNetEmbeddingNet(embedding_dim=8, width=4, depth=3, embedding=embedding).eval()
+    onnx_path = export_onnx(model, tmp_path / "u.onnx", num_iters=0, bandwidth=0.2)
+    ts_path = export_torchscript(model, tmp_path / "u.pt", num_iters=0, bandwidth=0.2)
+    for h, w in ((96, 80), (65, 37)):
+        images = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h))
+        with torch.no_grad():
+            expected = model(images).embedding
+        got_onnx = torch.from_numpy(_run_onnx(onnx_path, images)[1])
+        got_ts = torch.jit.load(str(ts_path))(images)[1]
+        for got in (got_onnx, got_ts):
+            assert got.shape == (1, 8, h, w)
+            assert (got - expected).abs().max() <= 1e-4

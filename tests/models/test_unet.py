@@ -55,3 +55,30 @@ def test_split_components_separates_far_apart_objects_of_one_group():
     assert split.max() == 2 and scores.shape == (2,)
     assert int((split == 1).sum()) == 9 and int((split == 2).sum()) == 16
     assert int(split[11, 0]) == 0  # under min_area: background
+
+
+def test_spatial_embedding_votes_for_positions_on_the_sphere():
+    """At initialisation the offsets are ~0: each pixel votes for itself, so the embedding is
+    the Fourier features of its own position (cosine of two pixels ~ exp(-d² / 2 l²))."""
+    torch.manual_seed(0)
+    net = UNetEmbeddingNet(
+        embedding_dim=32, width=4, depth=3, embedding="spatial", spatial_scale=4.0
+    )
+    out = net(torch.rand(1, 3, 30, 41))
+    assert out.embedding.shape == (1, 32, 30, 41) and out.votes.shape == (1, 2, 30, 41)
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(1, 30, 41))
+    assert (out.votes[0, 0, :, 0] - torch.arange(30.0)).abs().max() < 0.2
+    e = out.embedding[0]
+    assert float(e[:, 10, 10] @ e[:, 10, 11]) > 0.9  # neighbours: 1 px apart
+    assert abs(float(e[:, 10, 10] @ e[:, 10, 30])) < 0.3  # 20 px = 5 l apart
+    out.votes.sum().backward()
+    assert net.head.conv.weight.grad is not None
+
+
+def test_spatial_options_are_checked():
+    with pytest.raises(ValueError, match="embedding must be one of free, spatial"):
+        UNetEmbeddingNet(embedding="coords")
+    with pytest.raises(ValueError, match="spatial_scale must be a length > 0"):
+        UNetEmbeddingNet(embedding="spatial", spatial_scale=0)
+    with pytest.raises(ValueError, match="embedding_dim must be even"):
+        UNetEmbeddingNet(embedding="spatial", embedding_dim=5)

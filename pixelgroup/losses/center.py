@@ -1,0 +1,79 @@
+"""The centre-vote loss of a spatial embedding: every pixel of an object votes for its centroid.
+
+For votes ``v_p`` (the (y, x) position each pixel names as its object's centre,
+:class:`pixelgroup.models.heads.SpatialEmbeddingHead`) and the ground truth's instance
+centroids ``c_k`` (in input pixels, from the full-resolution label map)::
+
+    L = mean over instances k of  mean over pixels p of k  of  |v_p - c_k| / scale
+
+instance-aware like the pair loss: a small object weighs as much as a large one. The distance
+is Euclidean (an L1-like pull: the same force at any distance, so far-off votes are not
+ignored as they are by the pair loss once the spatial kernel's cosine is ~0). Background (0)
+and ignored pixels take no part.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pixelgroup._checks import check_rank, check_tensor
+from pixelgroup.ops.labels import resize_labels
+from pixelgroup.ops.spatial import pixel_positions
+
+__all__ = ["center_vote_loss"]
+
+
+def center_vote_loss(
+    votes: torch.Tensor, labels: torch.Tensor, scale: float, ignore_index: int | None = 255
+) -> torch.Tensor:
+    """Mean distance in units of ``scale`` pixels between votes and their instance's centroid.
+
+    Args:
+        votes: ``(B, 2, h, w)`` (y, x) in input pixels, the map at stride ``H / h``.
+        labels: ``(B, H, W)`` integer instance ids, 0 background; ``ignore_index`` skipped.
+        scale: > 0, the unit of the loss in pixels.
+
+    Returns:
+        ``()`` tensor in the votes' dtype: the mean over the batch's instances (each the mean
+        over its pixels at the votes' resolution); 0 (with a gradient path) when there is none.
+
+    Example:
+        >>> labels = torch.zeros(1, 4, 4, dtype=torch.long); labels[0, :2, :2] = 1
+        >>> votes = torch.zeros(1, 2, 4, 4); votes[0, :, :2, :2] = 0.5  # the centroid
+        >>> float(center_vote_loss(votes, labels, 1.0))
+        0.0
+    """
+    votes = check_tensor(votes, "votes")
+    check_rank(votes, (4,), "votes", "(B, 2, h, w)")
+    labels = check_tensor(labels, "labels")
+    check_rank(labels, (3,), "labels", "(B, H, W)")
+    b, _, h, w = votes.shape
+    big_h, big_w = int(labels.shape[1]), int(labels.shape[2])
+    labels = labels.to(votes.device)
+    keep = labels > 0 if ignore_index is None else (labels > 0) & (labels != ignore_index)
+    if not bool(keep.any()):
+        return votes.sum() * 0.0
+    # one key per (image, instance): the image index times (largest id + 1) plus the id
+    span = int(labels.max()) + 1
+    keys = torch.arange(b, device=labels.device)[:, None, None] * span + labels
+    ids, inverse = torch.unique(keys[keep], return_inverse=True)
+    positions = pixel_positions(labels, dtype=votes.dtype)
+    points = positions[None].expand(b, -1, -1, -1).permute(0, 2, 3, 1)[keep]  # (N, 2)
+    sums = votes.new_zeros(len(ids), 2).index_add_(0, inverse, points)
+    counts = torch.bincount(inverse, minlength=len(ids)).to(votes.dtype)
+    centroids = sums / counts[:, None]
+    # votes at their own resolution, labelled by the nearest-resized map
+    small = resize_labels(labels, (h, w)) if (h, w) != (big_h, big_w) else labels
+    small_keys = torch.arange(b, device=labels.device)[:, None, None] * span + small
+    small_keep = (small > 0) if ignore_index is None else (small > 0) & (small != ignore_index)
+    slot = torch.searchsorted(ids, small_keys[small_keep])
+    found = (slot < len(ids)) & (ids[slot.clamp_max(len(ids) - 1)] == small_keys[small_keep])
+    slot = slot[found]
+    v = votes.permute(0, 2, 3, 1)[small_keep][found]  # (n, 2)
+    if len(slot) == 0:
+        return votes.sum() * 0.0
+    distance = ((v - centroids[slot]) ** 2).sum(1).add(1e-12).sqrt() / scale
+    per_instance = votes.new_zeros(len(ids)).index_add_(0, slot, distance)
+    pixels = torch.bincount(slot, minlength=len(ids)).to(votes.dtype)
+    present = pixels > 0
+    return (per_instance[present] / pixels[present]).mean()
