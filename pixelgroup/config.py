@@ -351,10 +351,13 @@ class FolderOptions:
     """``data.name: folder`` (:class:`~pixelgroup.data.ImageMaskFolder`): ``size: [H, W]``
     resizes every sample (needed for batches of images of mixed sizes); ``normalize`` maps
     the stored values to [0, 1] (:data:`pixelgroup.data.io.NORMALIZE_MODES`: ``auto``,
-    ``percentile``, ``fixed``), in training, eval and predict alike."""
+    ``percentile``, ``fixed``), in training, eval and predict alike; ``channels: [i, ...]``
+    picks up to 3 of the stored channels in that order (a 5-channel fluorescence TIFF:
+    ``[2]`` for its nuclear stain alone, ``[2, 0]`` for two stains), also at predict."""
 
     size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
     normalize: str = "auto"
+    channels: tuple[int, ...] | None = _f(None, _AT_LEAST_0)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ no classes). The 16-bit value 65535 (:data:`~pixelgroup.data.partial.UNANNOTATED
 unannotated pixels (objects left unlabelled): both maps hold :data:`IGNORE_LABEL` there, so
 no loss term is taken on them (partial labels).
 Images are read as RGB in [0, 1] by :func:`~pixelgroup.data.io.read_image` with
-``normalize`` (:data:`~pixelgroup.data.io.NORMALIZE_MODES`). Every mask's size and channel
+``normalize`` (:data:`~pixelgroup.data.io.NORMALIZE_MODES`); ``channels`` picks up to 3 of a
+multi-channel image's channels (e.g. ``[1]``: a nuclear stain alone). Every mask's size and channel
 count (one: an RGB mask is an error) is checked against its image when the dataset is opened
 (file headers only), so a mismatch stops the run before training, naming the file.
 ``size = (H, W)`` resizes every sample
@@ -58,6 +59,7 @@ class ImageMaskFolder(Dataset):
         split: str = "train",
         size: tuple[int, int] | None = None,
         normalize: str = "auto",
+        channels: tuple[int, ...] | None = None,
     ) -> None:
         base = Path(root) / split
         images_dir, masks_dir = base / "images", base / "masks"
@@ -78,6 +80,7 @@ class ImageMaskFolder(Dataset):
                 f"(expected {Path(missing[0]).stem}.png or .tif)"
             )
         self.root, self.split, self.normalize = Path(root), split, normalize
+        self.channels = channels
         self.items = [(p, m) for p, m in zip(images, masks, strict=True) if m is not None]
         for image_path, mask_path in self.items:  # headers only: fast, before any training
             if image_size(mask_path) != image_size(image_path):
@@ -102,7 +105,7 @@ class ImageMaskFolder(Dataset):
         instance = read_label_map(mask_path)
         unannotated = instance == UNANNOTATED  # no loss term is taken on these pixels
         sample = InstanceSample(
-            image=read_image(image_path, normalize=self.normalize),
+            image=read_image(image_path, normalize=self.normalize, select=self.channels),
             instance=instance.masked_fill(unannotated, IGNORE_LABEL),
             semantic=(instance > 0).long().masked_fill(unannotated, IGNORE_LABEL),
         )

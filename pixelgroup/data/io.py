@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,32 @@ def _open(path: str | Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: not a readable image file ({e})") from None
 
 
+def _plane_layout(axes: str, shape: tuple[int, ...], path: Path) -> tuple[list[int], int]:
+    """How a TIFF series of ``axes`` (tifffile's letters: Y, X rows and columns; S samples,
+    C channels, Q unknown; Z, T planes and times) and ``shape`` becomes ``(H, W, C)``: the axis
+    order to transpose to and C. Axes of length 1 are dropped first; one axis besides Y and X
+    is the channels (unless it is Z or T: a stack, an error); two or more are an error. Where
+    tifffile cannot name an axis (Q: a plain array written without metadata), the layout is
+    read from the shape: of three axes, the shorter of the first and the last is the channels."""
+    kept = [i for i, (a, n) in enumerate(zip(axes, shape, strict=True)) if n != 1 or a in "YX"]
+    if "Q" in axes or "Y" not in axes or "X" not in axes:
+        kept = [i for i in range(len(shape)) if shape[i] != 1]
+        kept = kept if len(kept) >= 2 else list(range(len(shape)))[-2:]
+        if len(kept) == 3 and shape[kept[0]] < shape[kept[2]]:  # (C, H, W)
+            return [kept[1], kept[2], kept[0]], shape[kept[0]]
+        if len(kept) in (2, 3):
+            return kept, shape[kept[2]] if len(kept) == 3 else 1
+    extra = [i for i in kept if axes[i] not in "YX"]
+    if len(extra) > 1 or any(axes[i] in "ZT" for i in extra):
+        raise DataError(
+            f"{path}: expected a 2-D image (H, W) or (H, W, C), got axes "
+            f"{''.join(axes[i] for i in kept)} of shape {tuple(shape[i] for i in kept)} "
+            "(a stack: save one plane per file)"
+        )
+    order = [axes.index("Y"), axes.index("X"), *extra]
+    return order, shape[extra[0]] if extra else 1
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     """The first series of a TIFF (all its channels, stored as samples or as pages) as
     ``(H, W)`` or ``(H, W, C)`` in its own dtype."""
@@ -68,14 +95,16 @@ def _read_tiff(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        array = tifffile.imread(path, series=0)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            array, axes = series.asarray(), series.axes
     except Exception as e:  # tifffile raises many types for a broken file
         raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
     if array.size == 0:
         raise DataError(f"cannot read image {path}: not a readable TIFF file (no image data)")
-    array = np.squeeze(array) if array.ndim > 2 else array
-    if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:  # (C, H, W) -> (H, W, C)
-        array = array.transpose(1, 2, 0)
+    order, _ = _plane_layout(axes, array.shape, path)
+    kept = array.reshape([array.shape[i] for i in sorted(order)])
+    array = kept.transpose([sorted(order).index(i) for i in order])
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise DataError(
             f"{path}: expected a 2-D image (H, W) or (H, W, C), got shape {array.shape} "
@@ -95,12 +124,11 @@ def image_size(path: str | Path) -> tuple[int, int]:
             raise FileNotFoundError(f"image not found: {path}")
         try:
             with tifffile.TiffFile(path) as tif:
-                shape = tuple(d for d in tif.series[0].shape if d != 1) or (1, 1)
+                shape, axes = tuple(tif.series[0].shape), tif.series[0].axes
         except Exception as e:
             raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
-        if len(shape) == 3 and shape[0] <= 4 < shape[2]:  # (C, H, W), as _read_tiff
-            return int(shape[1]), int(shape[2])
-        return int(shape[0]), int(shape[1])
+        order, _ = _plane_layout(axes, shape, path)  # as _read_tiff
+        return int(shape[order[0]]), int(shape[order[1]])
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
@@ -171,8 +199,18 @@ def normalize_intensity(array: np.ndarray, mode: str = "auto") -> np.ndarray:
     return np.clip(x, 0.0, 1.0)
 
 
-def read_image(path: str | Path, channels: int = 3, normalize: str = "auto") -> torch.Tensor:
+def read_image(
+    path: str | Path,
+    channels: int = 3,
+    normalize: str = "auto",
+    select: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Image file -> ``(C, H, W)`` float32 in [0, 1], ``C = channels`` (3: RGB, 1: grey).
+
+    ``select`` picks up to 3 of the stored channels, in that order, before anything else
+    (``[1]``: the second channel alone, e.g. a nuclear stain; ``[2, 0]``: the third as red and
+    the first as green); a file with fewer channels than a selected index is an error naming
+    it. Without ``select`` every stored channel is used (at most 4).
 
     The stored values (:func:`read_raw`) are brought to [0, 1] by :func:`normalize_intensity`
     with ``normalize`` (``auto``: 8-bit divided by 255, any other type percentile-normalised).
@@ -184,11 +222,13 @@ def read_image(path: str | Path, channels: int = 3, normalize: str = "auto") -> 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     raw = read_raw(path)
+    if select is not None:
+        raw = _select_channels(raw, select, path)
     c = raw.shape[2]
     if c > 4:
         raise DataError(
             f"{path}: {c} channels; pixelgroup reads 1 (grey), 2, 3 (RGB) or 4 (RGBA): "
-            "save the channels to use as one image"
+            "choose up to 3 with data.options.channels: [i, j, k]"
         )
     x = normalize_intensity(raw[:, :, :3], normalize)
     if c == 2:
@@ -199,6 +239,19 @@ def read_image(path: str | Path, channels: int = 3, normalize: str = "auto") -> 
     elif channels == 3 and x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def _select_channels(raw: np.ndarray, select: Sequence[int], path: str | Path) -> np.ndarray:
+    """``raw (H, W, C)`` -> ``(H, W, len(select))``, the channels ``select`` in that order."""
+    if not 1 <= len(select) <= 3:
+        raise ValueError(f"channels must list 1 to 3 channel indices, got {list(select)}")
+    c = raw.shape[2]
+    bad = [i for i in select if not 0 <= i < c]
+    if bad:
+        raise DataError(
+            f"{path}: has {c} channel(s) (0..{c - 1}), data.options.channels asks for {bad[0]}"
+        )
+    return raw[:, :, list(select)]
 
 
 def read_label_map(path: str | Path) -> torch.Tensor:

@@ -63,7 +63,14 @@ def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset
             f"data.options.normalize must be one of {', '.join(NORMALIZE_MODES)}, "
             f"got {o.normalize!r}"
         )
-    return ImageMaskFolder(root, split, size=_size(o.size), normalize=o.normalize)
+    if o.channels is not None and not 1 <= len(o.channels) <= 3:
+        raise ConfigError(
+            f"data.options.channels must list 1 to 3 channel indices, got {list(o.channels)}"
+        )
+    channels = None if o.channels is None else tuple(int(c) for c in o.channels)
+    return ImageMaskFolder(
+        root, split, size=_size(o.size), normalize=o.normalize, channels=channels
+    )
 
 
 def _coco(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:

@@ -174,9 +174,11 @@ class InstanceTask(InstanceSampleTask):
 
     def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
         """``(C, H, W)`` float32 in [0, 1], its values mapped as the training images' were
-        (``data.options.normalize``, default ``auto``), so prediction sees what training saw."""
+        (``data.options.normalize``, default ``auto``; the stored channels
+        ``data.options.channels``), so prediction sees what training saw."""
         normalize = str(cfg.data.options.get("normalize", "auto"))
-        return read_image(path, self.in_channels(cfg), normalize)
+        select = cfg.data.options.get("channels")
+        return read_image(path, self.in_channels(cfg), normalize, select)
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         aug, options = split_options(AugmentOptions, cfg.data.options)

@@ -103,3 +103,42 @@ def test_float_masks_must_hold_whole_numbers(tmp_path):
     tifffile.imwrite(tmp_path / "bad.tif", np.array([[0, 0.5]], np.float32))
     with pytest.raises(DataError, match="integer ids"):
         read_label_map(tmp_path / "bad.tif")
+
+
+def test_channels_pick_stored_channels_of_a_multichannel_tiff(tmp_path):
+    """A 5-channel 16-bit stack: ``select`` picks channels before normalisation; one channel is
+    repeated to RGB, two get a zero third; an index the file lacks is a one-line DataError;
+    the folder dataset and the instance task's predict-time reader apply
+    ``data.options.channels`` alike."""
+    from pixelgroup.config import ExperimentConfig, from_dict
+    from pixelgroup.data import build_dataset
+    from pixelgroup.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    stack = (rng.random((5, 12, 16)) * 4000).astype(np.uint16)
+    stack[2, :6] = 0  # channel 2: dark top half
+    path = tmp_path / "root" / "train" / "images" / "a.tif"
+    path.parent.mkdir(parents=True)
+    tifffile.imwrite(path, stack)  # (C, H, W) with C <= 4 < W: read as (H, W, C)
+    (tmp_path / "root" / "train" / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "root" / "train" / "masks" / "a.tif", np.zeros((12, 16), np.uint16))
+    one = read_image(path, select=[2])
+    assert one.shape == (3, 12, 16) and torch.equal(one[0], one[2])
+    assert float(one[:, :6].max()) == 0.0 and float(one.max()) == 1.0
+    two = read_image(path, select=[2, 0])
+    assert torch.equal(two[0], one[0]) and float(two[2].abs().max()) == 0.0
+    with pytest.raises(DataError, match=r"a.tif: has 5 channel\(s\) \(0..4\), .* asks for 7"):
+        read_image(path, select=[7])
+    with pytest.raises(DataError, match=r"5 channels.*data.options.channels"):
+        read_image(path)
+    options = {"channels": [2, 0]}
+    data = build_dataset("folder", str(tmp_path / "root"), "train", options)
+    assert torch.equal(data[0].image, two)
+    cfg = from_dict(
+        ExperimentConfig,
+        {
+            "task": "instance",
+            "data": {"name": "folder", "root": str(tmp_path / "root"), "options": options},
+        },
+    )
+    assert torch.equal(get_task("instance").read_image(cfg, path), two)
