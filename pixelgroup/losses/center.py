@@ -40,7 +40,7 @@ def center_vote_loss(
     Example:
         >>> labels = torch.zeros(1, 4, 4, dtype=torch.long); labels[0, :2, :2] = 1
         >>> votes = torch.zeros(1, 2, 4, 4); votes[0, :, :2, :2] = 0.5  # the centroid
-        >>> float(center_vote_loss(votes, labels, 1.0))
+        >>> round(float(center_vote_loss(votes, labels, 1.0)), 4)
         0.0
     """
     votes = check_tensor(votes, "votes")
