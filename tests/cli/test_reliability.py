@@ -652,3 +652,38 @@ def test_coco_images_without_instances_warn_and_a_split_without_any_is_an_error(
 def test_studies_check_their_output_before_any_work(command, capsys):
     assert main(command) == 2
     _one_line(capsys, "cannot write in /proc")
+
+
+def _set_mask(path, value, dtype=np.uint8, annotated=False):
+    """Replace the mask at ``path`` by one of its size holding ``value`` everywhere (and an
+    instance id at one pixel if ``annotated``); 16-bit masks are written as TIFF."""
+    ids = np.full(np.asarray(Image.open(path)).shape, value, dtype)
+    ids[0, 0] = 3 if annotated else value
+    path.unlink()
+    Image.fromarray(ids).save(path.with_suffix(".tif") if dtype == np.uint16 else path)
+
+
+def test_folder_masks_without_instances_warn_and_a_split_without_any_is_an_error(
+    tmp_path, caplog, capsys
+):
+    from pixelgroup.data import ImageMaskFolder
+    from pixelgroup.data.partial import UNANNOTATED
+    from tests.data.test_coco_dataset import write_tiny_folder
+
+    root = write_tiny_folder(tmp_path / "data", {"train": 4})
+    masks = sorted((root / "train" / "masks").iterdir())
+    _set_mask(masks[0], 0)  # all background
+    _set_mask(masks[1], UNANNOTATED, np.uint16)  # all unannotated
+    _set_mask(masks[2], UNANNOTATED, np.uint16, annotated=True)  # one annotated pixel
+    with caplog.at_level("WARNING"):
+        ImageMaskFolder(root, "train")
+    assert "2 of 4 masks hold no instance (all background), e.g. train_0.png" in caplog.text
+    _set_mask(masks[2].with_suffix(".tif"), 0)
+    _set_mask(masks[3], 0)
+    config = tmp_path / "folder.yaml"
+    values = {**TINY, "data": {"name": "folder", "root": str(root), "options": {"size": [32, 32]}}}
+    config.write_text(yaml.safe_dump(values))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "-o", str(out), "--quiet"]) == 2
+    _one_line(capsys, "masks: none of its 4 masks holds an instance (every pixel is 0")
+    assert not out.exists()
