@@ -687,3 +687,26 @@ def test_folder_masks_without_instances_warn_and_a_split_without_any_is_an_error
     assert main(["train", "--config", str(config), "-o", str(out), "--quiet"]) == 2
     _one_line(capsys, "masks: none of its 4 masks holds an instance (every pixel is 0")
     assert not out.exists()
+
+
+# --- 19: --quiet is quiet ---------------------------------------------------------------------
+
+
+def test_predict_quiet_states_no_image_conversion(ckpt, tmp_path, monkeypatch, caplog, capsys):
+    """Without --quiet, each kind of conversion is stated once per run; with it, never."""
+    import pixelgroup.data.io
+
+    monkeypatch.setattr(pixelgroup.data.io, "_REPORTED", set())
+    rng = np.random.default_rng(0)
+    images = []
+    for name in ("a.png", "b.png"):
+        images.append(str(tmp_path / name))
+        rgb = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(rgb).convert("P").save(images[-1])
+    args = ["predict", "--checkpoint", str(ckpt), *images]
+    with caplog.at_level("INFO"):
+        assert main([*args, "-o", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert caplog.text == "" and capsys.readouterr().err == ""
+    with caplog.at_level("INFO"):
+        assert main([*args, "-o", str(tmp_path / "loud")]) == 0
+    assert caplog.text.count("images of mode P are converted to RGB on load") == 1
