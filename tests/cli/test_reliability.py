@@ -540,6 +540,28 @@ def test_output_paths_are_checked_before_any_work(ckpt, monkeypatch, capsys):
     _one_line(capsys, "-o /proc: cannot write in /proc")
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--config", "toy", "-o", "/proc/run"],
+        ["predict", "--checkpoint", "CKPT", "IMAGE", "-o", "/proc/preds"],
+        ["export", "--checkpoint", "CKPT", "--format", "onnx", "-o", "/proc/m.onnx"],
+        ["eval-boundaries", "TMP", "TMP", "--output", "/proc/b.json"],
+        ["eval-proposals", "TMP/p.json", "TMP", "--output", "/proc/p.json"],
+        ["eval-instances", "TMP/p.json", "TMP", "--output", "/proc/i.json"],
+        ["rehearse", "-o", "/proc/rehearsal"],
+        ["demo", "-o", "/proc/demo"],
+    ],
+)
+def test_every_command_checks_its_output_first(command, ckpt, image, tmp_path, capsys):
+    args = [
+        a.replace("CKPT", str(ckpt)).replace("IMAGE", str(image)).replace("TMP", str(tmp_path))
+        for a in command
+    ]
+    assert main(args if args[0] == "export" else [*args, "--quiet"]) == 2
+    _one_line(capsys, "cannot write in /proc")
+
+
 def test_files_that_are_not_checkpoints_are_named(ckpt, tmp_path, capsys):
     text = tmp_path / "notes.pt"
     text.write_text("hello, not a checkpoint\n")
