@@ -729,6 +729,11 @@ def test_predict_quiet_states_no_image_conversion(ckpt, tmp_path, monkeypatch, c
     with caplog.at_level("INFO"):
         assert main([*args, "-o", str(tmp_path / "quiet"), "--quiet"]) == 0
     assert caplog.text == "" and capsys.readouterr().err == ""
+    (tmp_path / "bad.png").write_text("not an image")
+    with caplog.at_level("INFO"):  # the error path: the error alone
+        assert main([*args, str(tmp_path / "bad.png"), "-o", str(tmp_path / "q2"), "--quiet"]) == 2
+    assert caplog.text == ""
+    _one_line(capsys, "cannot read image")
     with caplog.at_level("INFO"):
         assert main([*args, "-o", str(tmp_path / "loud")]) == 0
     assert caplog.text.count("images of mode P are converted to RGB on load") == 1
