@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -49,7 +50,7 @@ def _has_instance(mask_path: Path, im: Image.Image) -> bool:
     :data:`UNANNOTATED`): its extrema, from PIL's C code, decide unless its largest value is
     UNANNOTATED; TIFFs (read by tifffile for training too) and such masks are read in full."""
     if mask_path.suffix.lower() not in (".tif", ".tiff"):
-        low, high = im.getextrema()  # type: ignore[misc]
+        low, high = cast("tuple[float, float]", im.getextrema())  # one band: (min, max)
         if high != UNANNOTATED:
             return bool(high > 0)
         if low == high:
