@@ -348,6 +348,8 @@ def test_bad_config_values_stop_every_command_in_one_line(ckpt, tiny_yaml, image
             "train": ["train", "--config", str(tiny_yaml), "-o", str(folder / "run")],
             "eval": ["eval", "--checkpoint", str(ckpt), "-o", str(folder / "m.json")],
             "predict": ["predict", "--checkpoint", str(ckpt), str(image), "-o", str(folder)],
+            "tune": ["tune", "--checkpoint", str(ckpt)],  # would store its best in ckpt
+            "demo": ["demo", "-o", str(folder / "demo")],
         }
         for name, args in commands.items():
             assert main([*args, "--quiet", "--set", f"{key}={value}"]) == 2, (name, key, value)
