@@ -443,13 +443,14 @@ def test_non_finite_weights_are_never_written_nor_used(ckpt, tmp_path, capsys):
 @pytest.mark.parametrize(
     "override", ["model.name=dense", "model.options.embedding_dim=8", "task=semantic"]
 )
-def test_eval_and_predict_refuse_overrides_of_what_the_checkpoint_fixes(
+def test_eval_predict_and_tune_refuse_overrides_of_what_the_checkpoint_fixes(
     ckpt, image, tmp_path, capsys, override
 ):
     key = override.split("=")[0]
     for args in (
         ["eval", "--checkpoint", str(ckpt), "-o", str(tmp_path / "m.json")],
         ["predict", "--checkpoint", str(ckpt), str(image), "-o", str(tmp_path / "p")],
+        ["tune", "--checkpoint", str(ckpt), "--dry-run"],
     ):
         assert main([*args, "--set", override, "--quiet"]) == 2
         _one_line(capsys, f"--set {key}:", "is fixed by")
