@@ -68,15 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "at the native scale, data.options.crop; 0: no limit)",
     )
     add_threads_argument(p)
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bar, no notes of image conversions"
-    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pixelgroup.cli.paths import check_writable_dir
-    from pixelgroup.data.io import conversion_notes
     from pixelgroup.engine import load_model, predict_files
     from pixelgroup.engine.predict import DEFAULT_MAX_SIZE
     from pixelgroup.tasks.predictions import read_results_records
@@ -92,10 +89,9 @@ def run(args: argparse.Namespace) -> int:
     # a model trained on crops at the images' own scale sees whole images at that scale too
     native = cfg.data.options.get("crop") is not None and cfg.data.options.get("size") is None
     max_size = args.max_size if args.max_size is not None else 0 if native else DEFAULT_MAX_SIZE
-    with conversion_notes(not args.quiet):  # --quiet: no "images of mode P are converted"
-        done = predict_files(
-            model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size
-        )
+    done = predict_files(
+        model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size
+    )
     note = ""
     if done.downscaled:
         path, (h, w), (sh, sw) = done.downscaled[0]

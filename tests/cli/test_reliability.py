@@ -718,7 +718,8 @@ def test_folder_masks_without_instances_warn_and_a_split_without_any_is_an_error
 
 
 def test_predict_quiet_states_no_image_conversion(ckpt, tmp_path, monkeypatch, caplog, capsys):
-    """Without --quiet, each kind of conversion is stated once per run; with it, never."""
+    """Without --quiet, each kind of conversion is stated once per run; with it (any
+    subcommand: pixelgroup.cli.main), never."""
     import pixelgroup.data.io
 
     monkeypatch.setattr(pixelgroup.data.io, "_REPORTED", set())
