@@ -129,7 +129,9 @@ def main() -> None:
         subprocess.run(predict + [str(p) for p in tests], check=True)
         preds += [read_label_map(out / f"{p.stem}_labels.png").numpy() for p in tests]
     trained = "(earlier)" if args.trained else f"{seconds:.0f}"
-    rows.append((f"pixelgroup coco_instances ({args.steps} steps/fold)", scores(gts, preds), trained))
+    rows.append(
+        (f"pixelgroup coco_instances ({args.steps} steps/fold)", scores(gts, preds), trained)
+    )
     print(f"\n4 held-out VOC images (2 folds); CPU: {cpu_description()}\n")
     print("| method | TP/(TP+FP+FN) @0.5 | MBO | covering | regions/image | train s (2 folds) |")
     print("|---|---|---|---|---|---|")

@@ -4,7 +4,9 @@ A subcommand module defines ``add_parser(subparsers)`` (registering its parser, 
 its epilog, and ``set_defaults(run=run)``) and ``run(args) -> int``. Modules only parse
 arguments and call into the library. A :class:`~pixelgroup.errors.PixelgroupError` (bad
 config, data, checkpoint or argument) or a missing file becomes one line on stderr and exit
-status 2; any other exception is a bug and shows its traceback.
+status 2; any other exception is a bug and shows its traceback. A subcommand's ``--quiet``
+turns off its progress bars and the notes that images of a mode are converted on load
+(:func:`~pixelgroup.data.io.conversion_notes`); warnings and errors stay.
 """
 
 from __future__ import annotations
@@ -158,6 +160,11 @@ def one_line(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "quiet", False):  # --quiet: no progress bars, no conversion notes
+            from pixelgroup.data.io import conversion_notes
+
+            with conversion_notes(False):
+                return int(args.run(args) or 0)
         return int(args.run(args) or 0)
     except (PixelgroupError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         # the project's own errors and missing/wrong paths are the user's to fix; anything

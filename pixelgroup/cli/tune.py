@@ -10,6 +10,7 @@ from pixelgroup.cli import (
     add_overrides_argument,
     add_threads_argument,
     device_from_overrides,
+    override_checkpoint_config,
     set_threads,
 )
 
@@ -75,7 +76,6 @@ def format_sweep(rows: list[dict[str, float]], metric: str, best: dict[str, floa
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixelgroup.config import override_config
     from pixelgroup.engine import load_model
     from pixelgroup.engine.tune import collect_outputs, store_grouping, sweep_grouping
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if any(a < 0 for a in args.min_areas):
         raise UserError(f"--min-areas must be >= 0, got {args.min_areas}")
     model, cfg, _ = load_model(args.checkpoint)
-    cfg = override_config(cfg, args.overrides)
+    cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
     stored = cfg.grouping.bandwidth
     chosen = args.bandwidths or [round(f * stored, 6) for f in BANDWIDTH_FACTORS]

@@ -11,9 +11,10 @@ weights) and nothing in the model changes with the data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ __all__ = [
     "write_png",
     "image_size",
     "read_json",
+    "conversion_notes",
 ]
 
 _log = logging.getLogger(__name__)
 _REPORTED: set[str] = set()  # conversions already stated once in the log
+_SILENT = [False]  # conversion_notes(False) in force
 _WIDE = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16/32-bit and float grey levels
 _TIFF = (".tif", ".tiff")
 
@@ -140,9 +143,22 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
+@contextlib.contextmanager
+def conversion_notes(enabled: bool) -> Iterator[None]:
+    """Within, the note that images of a mode are converted on load (once per mode and
+    process) is stated if ``enabled``, and not at all otherwise (``--quiet``: a silenced
+    conversion is not counted as stated)."""
+    before = _SILENT[0]
+    _SILENT[0] = not enabled
+    try:
+        yield
+    finally:
+        _SILENT[0] = before
+
+
 def _note(mode: str, target: str) -> None:
     key = f"{mode}->{target}"
-    if key not in _REPORTED:
+    if key not in _REPORTED and not _SILENT[0]:
         _REPORTED.add(key)
         _log.warning("images of mode %s are converted to %s on load", mode, target)
 

@@ -348,6 +348,8 @@ def test_bad_config_values_stop_every_command_in_one_line(ckpt, tiny_yaml, image
             "train": ["train", "--config", str(tiny_yaml), "-o", str(folder / "run")],
             "eval": ["eval", "--checkpoint", str(ckpt), "-o", str(folder / "m.json")],
             "predict": ["predict", "--checkpoint", str(ckpt), str(image), "-o", str(folder)],
+            "tune": ["tune", "--checkpoint", str(ckpt)],  # would store its best in ckpt
+            "demo": ["demo", "-o", str(folder / "demo")],
         }
         for name, args in commands.items():
             assert main([*args, "--quiet", "--set", f"{key}={value}"]) == 2, (name, key, value)
@@ -441,13 +443,14 @@ def test_non_finite_weights_are_never_written_nor_used(ckpt, tmp_path, capsys):
 @pytest.mark.parametrize(
     "override", ["model.name=dense", "model.options.embedding_dim=8", "task=semantic"]
 )
-def test_eval_and_predict_refuse_overrides_of_what_the_checkpoint_fixes(
+def test_eval_predict_and_tune_refuse_overrides_of_what_the_checkpoint_fixes(
     ckpt, image, tmp_path, capsys, override
 ):
     key = override.split("=")[0]
     for args in (
         ["eval", "--checkpoint", str(ckpt), "-o", str(tmp_path / "m.json")],
         ["predict", "--checkpoint", str(ckpt), str(image), "-o", str(tmp_path / "p")],
+        ["tune", "--checkpoint", str(ckpt), "--dry-run"],
     ):
         assert main([*args, "--set", override, "--quiet"]) == 2
         _one_line(capsys, f"--set {key}:", "is fixed by")
@@ -538,6 +541,28 @@ def test_output_paths_are_checked_before_any_work(ckpt, monkeypatch, capsys):
     monkeypatch.setattr(pixelgroup.engine, "evaluate", never)
     assert main(["eval", "--checkpoint", str(ckpt), "-o", "/proc/m.json", "--quiet"]) == 2
     _one_line(capsys, "-o /proc: cannot write in /proc")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--config", "toy", "-o", "/proc/run"],
+        ["predict", "--checkpoint", "CKPT", "IMAGE", "-o", "/proc/preds"],
+        ["export", "--checkpoint", "CKPT", "--format", "onnx", "-o", "/proc/m.onnx"],
+        ["eval-boundaries", "TMP", "TMP", "--output", "/proc/b.json"],
+        ["eval-proposals", "TMP/p.json", "TMP", "--output", "/proc/p.json"],
+        ["eval-instances", "TMP/p.json", "TMP", "--output", "/proc/i.json"],
+        ["rehearse", "-o", "/proc/rehearsal"],
+        ["demo", "-o", "/proc/demo"],
+    ],
+)
+def test_every_command_checks_its_output_first(command, ckpt, image, tmp_path, capsys):
+    args = [
+        a.replace("CKPT", str(ckpt)).replace("IMAGE", str(image)).replace("TMP", str(tmp_path))
+        for a in command
+    ]
+    assert main(args if args[0] == "export" else [*args, "--quiet"]) == 2
+    _one_line(capsys, "cannot write in /proc")
 
 
 def test_files_that_are_not_checkpoints_are_named(ckpt, tmp_path, capsys):
@@ -652,3 +677,67 @@ def test_coco_images_without_instances_warn_and_a_split_without_any_is_an_error(
 def test_studies_check_their_output_before_any_work(command, capsys):
     assert main(command) == 2
     _one_line(capsys, "cannot write in /proc")
+
+
+def _set_mask(path, value, dtype=np.uint8, annotated=False):
+    """Replace the mask at ``path`` by one of its size holding ``value`` everywhere (and an
+    instance id at one pixel if ``annotated``); 16-bit masks are written as TIFF."""
+    ids = np.full(np.asarray(Image.open(path)).shape, value, dtype)
+    ids[0, 0] = 3 if annotated else value
+    path.unlink()
+    Image.fromarray(ids).save(path.with_suffix(".tif") if dtype == np.uint16 else path)
+
+
+def test_folder_masks_without_instances_warn_and_a_split_without_any_is_an_error(
+    tmp_path, caplog, capsys
+):
+    from pixelgroup.data import ImageMaskFolder
+    from pixelgroup.data.partial import UNANNOTATED
+    from tests.data.test_coco_dataset import write_tiny_folder
+
+    root = write_tiny_folder(tmp_path / "data", {"train": 4})
+    masks = sorted((root / "train" / "masks").iterdir())
+    _set_mask(masks[0], 0)  # all background
+    _set_mask(masks[1], UNANNOTATED, np.uint16)  # all unannotated
+    _set_mask(masks[2], UNANNOTATED, np.uint16, annotated=True)  # one annotated pixel
+    with caplog.at_level("WARNING"):
+        ImageMaskFolder(root, "train")
+    assert "2 of 4 masks hold no instance (all background), e.g. train_0.png" in caplog.text
+    _set_mask(masks[2].with_suffix(".tif"), 0)
+    _set_mask(masks[3], 0)
+    config = tmp_path / "folder.yaml"
+    values = {**TINY, "data": {"name": "folder", "root": str(root), "options": {"size": [32, 32]}}}
+    config.write_text(yaml.safe_dump(values))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "-o", str(out), "--quiet"]) == 2
+    _one_line(capsys, "masks: none of its 4 masks holds an instance (every pixel is 0")
+    assert not out.exists()
+
+
+# --- 19: --quiet is quiet ---------------------------------------------------------------------
+
+
+def test_predict_quiet_states_no_image_conversion(ckpt, tmp_path, monkeypatch, caplog, capsys):
+    """Without --quiet, each kind of conversion is stated once per run; with it (any
+    subcommand: pixelgroup.cli.main), never."""
+    import pixelgroup.data.io
+
+    monkeypatch.setattr(pixelgroup.data.io, "_REPORTED", set())
+    rng = np.random.default_rng(0)
+    images = []
+    for name in ("a.png", "b.png"):
+        images.append(str(tmp_path / name))
+        rgb = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(rgb).convert("P").save(images[-1])
+    args = ["predict", "--checkpoint", str(ckpt), *images]
+    with caplog.at_level("INFO"):
+        assert main([*args, "-o", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert caplog.text == "" and capsys.readouterr().err == ""
+    (tmp_path / "bad.png").write_text("not an image")
+    with caplog.at_level("INFO"):  # the error path: the error alone
+        assert main([*args, str(tmp_path / "bad.png"), "-o", str(tmp_path / "q2"), "--quiet"]) == 2
+    assert caplog.text == ""
+    _one_line(capsys, "cannot read image")
+    with caplog.at_level("INFO"):
+        assert main([*args, "-o", str(tmp_path / "loud")]) == 0
+    assert caplog.text.count("images of mode P are converted to RGB on load") == 1

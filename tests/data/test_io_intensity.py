@@ -121,7 +121,9 @@ def test_channels_pick_stored_channels_of_a_multichannel_tiff(tmp_path):
     path.parent.mkdir(parents=True)
     tifffile.imwrite(path, stack)  # (C, H, W) with C <= 4 < W: read as (H, W, C)
     (tmp_path / "root" / "train" / "masks").mkdir()
-    tifffile.imwrite(tmp_path / "root" / "train" / "masks" / "a.tif", np.zeros((12, 16), np.uint16))
+    mask = np.zeros((12, 16), np.uint16)
+    mask[2:5, 3:7] = 1
+    tifffile.imwrite(tmp_path / "root" / "train" / "masks" / "a.tif", mask)
     one = read_image(path, select=[2])
     assert one.shape == (3, 12, 16) and torch.equal(one[0], one[2])
     assert float(one[:, :6].max()) == 0.0 and float(one.max()) == 1.0
