@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -20,6 +20,7 @@ from pixelgroup.data.coco import ImageResults, read_results
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import open_instance_dataset
 from pixelgroup.errors import PixelgroupError
+from pixelgroup.metrics import Evaluator
 
 __all__ = [
     "user_errors",
@@ -30,12 +31,6 @@ __all__ = [
     "open_ground_truth",
     "evaluate_results",
 ]
-
-
-class _Evaluator(Protocol):
-    def process(self, predictions: Sequence[Any], targets: Sequence[Any]) -> None: ...
-
-    def evaluate(self) -> dict[str, float]: ...
 
 
 #: ``(sample, masks (K, H, W), scores (K,), category_ids (K,))`` -> (prediction, target) records
@@ -142,7 +137,7 @@ def open_ground_truth(gt_dir: Path, split: str) -> Any:
 def evaluate_results(
     results: dict[str, ImageResults],
     dataset: Any,
-    evaluator: _Evaluator,
+    evaluator: Evaluator,
     make_records: MakeRecords,
     *,
     gt_dir: Path,

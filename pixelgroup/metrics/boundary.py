@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from pixelgroup.metrics._bsds_match import GroundTruthMatcher, assignment_library, thin
-from pixelgroup.metrics._inputs import as_numpy, check_records
+from pixelgroup.metrics._inputs import as_numpy
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 
 __all__ = [
     "BoundaryPrediction",
@@ -369,7 +370,7 @@ def _track(it: Iterable[BoundaryCounts], total: int, enabled: bool) -> Iterator[
     return iter(tqdm(it, total=total, desc="matching boundaries", unit="job"))
 
 
-class BoundaryEvaluator:
+class BoundaryEvaluator(PerImageEvaluator):
     """The BSDS benchmark over accumulated images: ``reset / process / evaluate``.
 
     ``process(predictions, targets)`` with one :class:`BoundaryPrediction` and one
@@ -396,6 +397,9 @@ class BoundaryEvaluator:
     Cost: T thinnings and T x A assignments per image; about 1-2 CPU-seconds per annotator at
     481x321, T = 99, on a raw map (docs/boundaries.md has measured times).
     """
+
+    prediction_type = BoundaryPrediction
+    target_type = BoundaryTarget
 
     def __init__(
         self,
@@ -424,18 +428,13 @@ class BoundaryEvaluator:
         self._samples: list[tuple[str, np.ndarray, np.ndarray]] = []
         self._scores: BoundaryScores | None = None
 
-    def process(
-        self, predictions: Sequence[BoundaryPrediction], targets: Sequence[BoundaryTarget]
-    ) -> None:
-        """Check and store images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, BoundaryPrediction, BoundaryTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred = as_numpy(prediction.boundary, f"predictions[{i}].boundary").astype(np.float64)
-            gts = as_numpy(target.boundaries, f"targets[{i}].boundaries")
-            gts = gts[None] if gts.ndim == 2 else gts
-            _check_pair(pred, gts)
-            name = target.image_id or str(len(self._samples))
-            self._samples.append((name, pred, gts != 0))
+    def process_image(self, prediction: BoundaryPrediction, target: BoundaryTarget, i: int) -> None:
+        pred = as_numpy(prediction.boundary, f"predictions[{i}].boundary").astype(np.float64)
+        gts = as_numpy(target.boundaries, f"targets[{i}].boundaries")
+        gts = gts[None] if gts.ndim == 2 else gts
+        _check_pair(pred, gts)
+        name = target.image_id or str(len(self._samples))
+        self._samples.append((name, pred, gts != 0))
         self._scores = None
 
     def scores(self) -> BoundaryScores:

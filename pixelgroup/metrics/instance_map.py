@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector, check_records
+from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.matching import greedy_match, mask_iou
 
 __all__ = [
@@ -129,7 +130,7 @@ def voc_average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
-class InstanceMAPEvaluator:
+class InstanceMAPEvaluator(PerImageEvaluator):
     """Accumulates per-image class-labelled masks; reports AP per class and mAP^r at IoUs.
 
     ``reset()``, ``process(predictions, targets)`` with one :class:`InstanceMAPPrediction` and
@@ -151,6 +152,9 @@ class InstanceMAPEvaluator:
         >>> ev.evaluate()["mAP@0.5"]
         1.0
     """
+
+    prediction_type = InstanceMAPPrediction
+    target_type = InstanceMAPTarget
 
     def __init__(
         self,
@@ -187,15 +191,7 @@ class InstanceMAPEvaluator:
         if bad.size:
             raise ValueError(f"{name} must lie in {low}..{self.num_classes}, got {int(bad[0])}")
 
-    def process(
-        self, predictions: Sequence[InstanceMAPPrediction], targets: Sequence[InstanceMAPTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, InstanceMAPPrediction, InstanceMAPTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            self._process_one(prediction, target, i)
-
-    def _process_one(
+    def process_image(
         self, prediction: InstanceMAPPrediction, target: InstanceMAPTarget, i: int
     ) -> None:
         p, t = f"predictions[{i}]", f"targets[{i}]"

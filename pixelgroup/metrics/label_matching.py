@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pixelgroup.metrics._inputs import check_records
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.instance import InstancePrediction, InstanceTarget, check_instance_record
 
 __all__ = [
@@ -236,7 +236,7 @@ def _percent(t: float) -> str:
     return f"{round(100 * t)}"
 
 
-class MatchingEvaluator:
+class MatchingEvaluator(PerImageEvaluator):
     """Accumulates per-image matching counts; reports the data set's scores (counts summed
     over images first, see the module docstring).
 
@@ -256,6 +256,9 @@ class MatchingEvaluator:
         >>> ev.evaluate()["acc50"], ev.evaluate()["tp50"]
         (1.0, 2)
     """
+
+    prediction_type = InstancePrediction
+    target_type = InstanceTarget
 
     def __init__(
         self,
@@ -278,22 +281,17 @@ class MatchingEvaluator:
         self.counts = MatchCounts(self.thresholds, zeros.astype(np.int64), zeros, 0, 0)
         self.images = 0
 
-    def process(
-        self, predictions: Sequence[InstancePrediction], targets: Sequence[InstanceTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, InstancePrediction, InstanceTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred, gt, _ = check_instance_record(prediction, target, i)
-            ignore = None if self.ignore_label is None else gt == self.ignore_label
-            if ignore is not None and not ignore.any():
-                ignore = None
-            rest = gt if ignore is None else gt[~ignore]
-            if rest.size and rest.min() < 0:
-                allowed = "" if self.ignore_label is None else f" or {self.ignore_label} (ignored)"
-                raise ValueError(f"targets[{i}].labels must be >= 0{allowed}, got {rest.min()}")
-            self.counts = self.counts + match_labels(gt, pred, self.thresholds, ignore)
-            self.images += 1
+    def process_image(self, prediction: InstancePrediction, target: InstanceTarget, i: int) -> None:
+        pred, gt, _ = check_instance_record(prediction, target, i)
+        ignore = None if self.ignore_label is None else gt == self.ignore_label
+        if ignore is not None and not ignore.any():
+            ignore = None
+        rest = gt if ignore is None else gt[~ignore]
+        if rest.size and rest.min() < 0:
+            allowed = "" if self.ignore_label is None else f" or {self.ignore_label} (ignored)"
+            raise ValueError(f"targets[{i}].labels must be >= 0{allowed}, got {rest.min()}")
+        self.counts = self.counts + match_labels(gt, pred, self.thresholds, ignore)
+        self.images += 1
 
     def evaluate(self) -> dict[str, float]:
         """The keys of the class docstring (floats; counts as ints)."""

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector, check_records
+from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.matching import box_iou, greedy_match, mask_iou, masks_to_boxes
 
 __all__ = [
@@ -92,7 +93,7 @@ def match_proposals(ious: np.ndarray, counts: Sequence[int] = PROPOSAL_COUNTS) -
     return out
 
 
-class ProposalEvaluator:
+class ProposalEvaluator(PerImageEvaluator):
     """Accumulates per-image matches and reports recall and AR at k proposals per image.
 
     ``reset()``, ``process(predictions, targets)`` with one :class:`ProposalPrediction` and
@@ -111,6 +112,9 @@ class ProposalEvaluator:
         >>> ev.evaluate()["AR@1"]
         1.0
     """
+
+    prediction_type = ProposalPrediction
+    target_type = ProposalTarget
 
     def __init__(
         self,
@@ -131,15 +135,7 @@ class ProposalEvaluator:
         self._mask_matches: list[np.ndarray] = []
         self._box_matches: list[np.ndarray] = []
 
-    def process(
-        self, predictions: Sequence[ProposalPrediction], targets: Sequence[ProposalTarget]
-    ) -> None:
-        """Match each image's proposals to its ground truth."""
-        check_records(predictions, targets, ProposalPrediction, ProposalTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            self._process_one(prediction, target, i)
-
-    def _process_one(self, prediction: ProposalPrediction, target: ProposalTarget, i: int) -> None:
+    def process_image(self, prediction: ProposalPrediction, target: ProposalTarget, i: int) -> None:
         props = as_masks(prediction.masks, f"predictions[{i}].masks")
         gts = as_masks(target.masks, f"targets[{i}].masks")
         scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)

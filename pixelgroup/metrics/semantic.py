@@ -9,7 +9,6 @@ fraction of predicted boundary pixels, recall that of ground-truth ones, pooled 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +16,9 @@ import torch
 from scipy import ndimage
 
 from pixelgroup._checks import check_tensor
-from pixelgroup.metrics._inputs import as_numpy, check_records
+from pixelgroup.metrics._inputs import as_numpy
 from pixelgroup.metrics.boundary import correspond_pixels
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 
 __all__ = [
     "SemanticPrediction",
@@ -165,7 +165,7 @@ def _boundary_scores(counts: np.ndarray) -> dict[str, float]:
     return {"boundary_P": precision, "boundary_R": recall, "boundary_F": f}
 
 
-class SemanticEvaluator:
+class SemanticEvaluator(PerImageEvaluator):
     """Accumulates a confusion matrix (and boundary counts) over images.
 
     ``reset()``, ``process(predictions, targets)`` with one :class:`SemanticPrediction` and one
@@ -180,6 +180,9 @@ class SemanticEvaluator:
         >>> ev.evaluate()["mIoU"]
         1.0
     """
+
+    prediction_type = SemanticPrediction
+    target_type = SemanticTarget
 
     def __init__(
         self,
@@ -197,19 +200,14 @@ class SemanticEvaluator:
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
         self.boundary_counts = np.zeros(4, dtype=np.int64)
 
-    def process(
-        self, predictions: Sequence[SemanticPrediction], targets: Sequence[SemanticTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, SemanticPrediction, SemanticTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred = _as_label_tensor(prediction.labels, f"predictions[{i}].labels")
-            gt = _as_label_tensor(target.labels, f"targets[{i}].labels")
-            self.confusion += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
-            if self.boundary_max_dist is not None:
-                self.boundary_counts += boundary_match_counts(
-                    pred.numpy(), gt.numpy(), self.boundary_max_dist, self.ignore_index
-                )
+    def process_image(self, prediction: SemanticPrediction, target: SemanticTarget, i: int) -> None:
+        pred = _as_label_tensor(prediction.labels, f"predictions[{i}].labels")
+        gt = _as_label_tensor(target.labels, f"targets[{i}].labels")
+        self.confusion += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        if self.boundary_max_dist is not None:
+            self.boundary_counts += boundary_match_counts(
+                pred.numpy(), gt.numpy(), self.boundary_max_dist, self.ignore_index
+            )
 
     def class_iou(self) -> list[float]:
         """IoU of each class ``(C,)``; NaN for classes absent from ground truth and prediction."""
