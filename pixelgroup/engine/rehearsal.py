@@ -14,9 +14,8 @@ config can be rehearsed on, and its evaluator, come from its task (``Task.rehear
    (``train.epochs`` 1 -> 2, the resume path a crashed or extended run takes);
 2. load the final checkpoint, evaluate it on the recipe's eval split (the task's metrics);
 3. predict every image of that split (the task's prediction files);
-4. run the task's dataset-level evaluator on those files (e.g. ``pixelgroup
-   eval-boundaries``) through the ``run_command`` it is given (the CLI passes
-   :func:`pixelgroup.cli.main`; ``None`` skips this step);
+4. run the task's dataset-level evaluation on those files (the library function behind e.g.
+   ``pixelgroup eval-boundaries``; ``evaluate_files=False`` skips this step);
 5. check that every file written (checkpoints, metrics, predictions, evaluator output) exists
    and parses.
 
@@ -62,7 +61,7 @@ from pixelgroup.engine.predict import predict_files
 from pixelgroup.engine.train import CHECKPOINT_NAME, train
 from pixelgroup.errors import ConfigError
 from pixelgroup.tasks import Task, get_task
-from pixelgroup.tasks.rehearsal import RehearsalPlan, release_images
+from pixelgroup.tasks.rehearsal import DatasetEvaluation, RehearsalPlan, release_images
 
 __all__ = ["RecipeReport", "rehearse", "rehearse_recipe", "format_reports", "peak_rss_mib"]
 
@@ -192,7 +191,7 @@ def rehearse_recipe(
     size: str = "tiny",
     iters: int = 2,
     device: str = "cpu",
-    run_command: Callable[[list[str]], int] | None = None,
+    evaluate_files: bool = True,
     keep_checkpoints: bool = True,
     progress: bool = False,
 ) -> RecipeReport:
@@ -232,10 +231,9 @@ def rehearse_recipe(
     report.eval_peak_rss_mib, report.eval_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
     write_json(report.metrics, out / "metrics.json")
     written.append(out / "metrics.json")
-    if plan.evaluator is not None and run_command is not None:
-        argv = plan.evaluator(cfg, pred, out / "evaluator.json") + ["--overwrite"]
-        argv += [] if progress else ["--quiet"]
-        written.append(_run_evaluator(argv, run_command, report))
+    if plan.evaluator is not None and evaluate_files:
+        evaluation = plan.evaluator(cfg, pred, progress)
+        written.append(_run_evaluator(evaluation, out / "evaluator.json", report))
     for path in written:
         problem = _check_file(path)
         report.files_checked += 1
@@ -296,30 +294,20 @@ def _train_stages(
     return checkpoint
 
 
-def _run_evaluator(
-    argv: list[str], run_command: Callable[[list[str]], int], report: RecipeReport
-) -> Path:
-    """Run the dataset-level evaluator ``pixelgroup ARGV`` (it writes ``--output``), record
-    its time, exit status and numeric scores in ``report``; returns its output file."""
-    result = Path(argv[argv.index("--output") + 1])
-    report.commands.append("pixelgroup " + " ".join(argv))
+def _run_evaluator(evaluation: DatasetEvaluation, result: Path, report: RecipeReport) -> Path:
+    """Run the dataset-level evaluation, write its scores to ``result``, record its time and
+    numeric scores (or the exception it raised) in ``report``; returns ``result``."""
+    report.commands.append(f"{evaluation.command} --output {result}")
     start = time.perf_counter()
     try:
-        status = run_command(argv)
+        scores = evaluation.run()
     except Exception as e:  # a bug in the evaluator is a finding, not the end of the run
-        status = None
-        report.problems.append(f"pixelgroup {argv[0]} raised {type(e).__name__}: {e}")
+        report.problems.append(f"{evaluation.command.split()[1]} raised {type(e).__name__}: {e}")
+        scores = None
     report.evaluator_seconds = time.perf_counter() - start
-    if status not in (0, None):
-        report.problems.append(f"pixelgroup {argv[0]} exited with status {status}")
-    if result.is_file():
-        try:
-            scores = json.loads(result.read_text())
-            report.evaluator_metrics = {
-                k: v for k, v in scores.items() if isinstance(v, (int, float))
-            }
-        except ValueError:
-            pass
+    if scores is not None:
+        write_json(scores, result)
+        report.evaluator_metrics = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
     return result
 
 
@@ -344,7 +332,7 @@ def rehearse(
     size: str = "tiny",
     iters: int = 2,
     device: str = "cpu",
-    run_command: Callable[[list[str]], int] | None = None,
+    evaluate_files: bool = True,
     keep_checkpoints: bool = True,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -352,7 +340,7 @@ def rehearse(
     """Write the synthetic releases at ``size`` into ``out_dir/data``, rehearse each config
     into ``out_dir/<name>``, and write ``out_dir/summary.json``; returns that summary
     (``{"size", "device", "iters", "machine", "recipes": {name: RecipeReport.as_dict()}}``).
-    A step that fails (an exception, an evaluator's non-zero exit) is recorded in that
+    A step that fails (an exception) is recorded in that
     recipe's ``problems`` and the next recipe runs; a config that cannot be rehearsed is a
     :class:`ConfigError`. ``log`` (e.g. ``print``) is told when each recipe starts."""
     if size not in LAYOUTS:
@@ -380,7 +368,7 @@ def rehearse(
                 size=size,
                 iters=iters,
                 device=device,
-                run_command=run_command,
+                evaluate_files=evaluate_files,
                 keep_checkpoints=keep_checkpoints,
                 progress=progress,
             )
