@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from pixelgroup.errors import InputError
 from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.instance import (
     InstancePrediction,
@@ -84,9 +85,9 @@ class CocoEvaluator(PerImageEvaluator):
         self, ignore_label: int | None = -1, max_dets: tuple[int, int, int] = (1, 10, 100)
     ) -> None:
         if len(max_dets) != 3 or any(int(m) < 1 for m in max_dets):
-            raise ValueError(f"max_dets must be three positive caps, got {max_dets!r}")
+            raise InputError(f"max_dets must be three positive caps, got {max_dets!r}")
         if ignore_label is not None and ignore_label > 0:
-            raise ValueError(f"ignore_label must be <= 0 (1.. are instances), got {ignore_label}")
+            raise InputError(f"ignore_label must be <= 0 (1.. are instances), got {ignore_label}")
         self.ignore_label = ignore_label
         self.max_dets = tuple(int(m) for m in max_dets)
         self.reset()

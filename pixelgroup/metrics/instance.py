@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pixelgroup.errors import InputError, InputTypeError
 from pixelgroup.metrics._inputs import as_numpy, as_vector
 from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.matching import greedy_match, mask_iou
@@ -65,9 +66,9 @@ class InstanceTarget:
 def _check_label_map(x: object, name: str) -> np.ndarray:
     x = as_numpy(x, name)
     if x.ndim != 2:
-        raise ValueError(f"{name} must be an (H, W) label map, got shape {x.shape}")
+        raise InputError(f"{name} must be an (H, W) label map, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
+        raise InputTypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
     return x
 
 
@@ -80,11 +81,11 @@ def check_instance_record(
     gt = _check_label_map(target.labels, f"targets[{i}].labels")
     scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
     if pred.shape != gt.shape:
-        raise ValueError(
+        raise InputError(
             f"predictions[{i}].labels shape {pred.shape} != targets[{i}].labels shape {gt.shape}"
         )
     if pred.min(initial=0) < 0 or pred.max(initial=0) > len(scores):
-        raise ValueError(
+        raise InputError(
             f"predictions[{i}].labels must lie in 0..K = 0..{len(scores)} (one score per "
             f"instance), got labels {pred.min()}..{pred.max()}"
         )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pixelgroup.errors import InputError
 from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector
 from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.matching import box_iou, greedy_match, mask_iou, masks_to_boxes
@@ -83,7 +84,7 @@ def match_proposals(ious: np.ndarray, counts: Sequence[int] = PROPOSAL_COUNTS) -
     """
     ious = np.asarray(ious, dtype=np.float64)
     if ious.ndim != 2:
-        raise ValueError(f"ious must have shape (K, G), got shape {ious.shape}")
+        raise InputError(f"ious must have shape (K, G), got shape {ious.shape}")
     out = np.zeros((len(counts), ious.shape[1]))
     for row, k in enumerate(counts):
         top = ious[:k]
@@ -124,9 +125,9 @@ class ProposalEvaluator(PerImageEvaluator):
         if not counts or any(
             isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in counts
         ):
-            raise ValueError(f"counts must be positive ints, got {list(counts)}")
+            raise InputError(f"counts must be positive ints, got {list(counts)}")
         if not thresholds or any(not 0.0 < t <= 1.0 for t in thresholds):
-            raise ValueError(f"thresholds must lie in (0, 1], got {list(thresholds)}")
+            raise InputError(f"thresholds must lie in (0, 1], got {list(thresholds)}")
         self.counts = tuple(counts)
         self.thresholds = tuple(thresholds)
         self.reset()
@@ -140,14 +141,14 @@ class ProposalEvaluator(PerImageEvaluator):
         gts = as_masks(target.masks, f"targets[{i}].masks")
         scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
         if len(props) == 0:
-            raise ValueError(f"predictions[{i}] has no proposals; give at least one")
+            raise InputError(f"predictions[{i}] has no proposals; give at least one")
         if scores.shape != (len(props),):
-            raise ValueError(
+            raise InputError(
                 f"predictions[{i}]: expected {len(props)} scores (one per proposal), "
                 f"got {scores.size}"
             )
         if props.shape[1:] != gts.shape[1:]:
-            raise ValueError(
+            raise InputError(
                 f"predictions[{i}]: proposal masks are {props.shape[1]}x{props.shape[2]} but the "
                 f"image's ground truth is {gts.shape[1]}x{gts.shape[2]}; proposals must be at "
                 "image resolution"
@@ -155,7 +156,7 @@ class ProposalEvaluator(PerImageEvaluator):
         if target.void is not None:
             void = as_numpy(target.void, f"targets[{i}].void").astype(bool, copy=False)
             if void.shape != props.shape[1:]:
-                raise ValueError(
+                raise InputError(
                     f"targets[{i}]: void mask is {void.shape}, proposals are {props.shape[1:]}"
                 )
             props = props & ~void
@@ -168,13 +169,13 @@ class ProposalEvaluator(PerImageEvaluator):
     def recall(self, kind: str = "mask") -> np.ndarray:
         """``(len(counts), len(thresholds))`` recall of ``"mask"`` or ``"box"`` proposals."""
         if kind not in ("mask", "box"):
-            raise ValueError(f"kind must be 'mask' or 'box', got {kind!r}")
+            raise InputError(f"kind must be 'mask' or 'box', got {kind!r}")
         matches = self._mask_matches if kind == "mask" else self._box_matches
         if not matches:
-            raise ValueError("no images processed; call process() before evaluate()")
+            raise InputError("no images processed; call process() before evaluate()")
         pooled = np.concatenate(matches, axis=1)  # (len(counts), total GT)
         if pooled.shape[1] == 0:
-            raise ValueError("the processed images hold no ground-truth instances")
+            raise InputError("the processed images hold no ground-truth instances")
         thr = np.asarray(self.thresholds)
         # a small tolerance so that an IoU of exactly t (e.g. 3/5) meets threshold t
         return (pooled[:, :, None] >= thr[None, None, :] - 1e-9).mean(axis=1)
