@@ -23,7 +23,8 @@ It reports per recipe: seconds per training iteration (the median time between t
 steps), seconds per evaluated and per predicted image, the peak memory of training and of
 evaluation (CPU: the process's peak resident set size, ``VmHWM`` of ``/proc/self/status``
 reset through ``/proc/self/clear_refs`` before each phase, so DataLoader workers are not
-counted; CUDA: ``torch.cuda.max_memory_allocated``), and the output check. Timing includes
+counted; CUDA: ``torch.cuda.max_memory_allocated``; both by
+:class:`~pixelgroup.analysis.benchmark.PeakMemory`), and the output check. Timing includes
 the synthetic images' loading and augmentation, as a real run's does.
 """
 
@@ -46,6 +47,7 @@ from PIL import Image
 
 from pixelgroup._atomic import write_json
 from pixelgroup._native import cpu_info
+from pixelgroup.analysis.benchmark import PeakMemory
 from pixelgroup.config import (
     ExperimentConfig,
     StageConfig,
@@ -63,7 +65,7 @@ from pixelgroup.errors import ConfigError
 from pixelgroup.tasks import Task, get_task
 from pixelgroup.tasks.rehearsal import DatasetEvaluation, RehearsalPlan, release_images
 
-__all__ = ["RecipeReport", "rehearse", "rehearse_recipe", "format_reports", "peak_rss_mib"]
+__all__ = ["RecipeReport", "rehearse", "rehearse_recipe", "format_reports"]
 
 
 @dataclass
@@ -101,42 +103,6 @@ class RecipeReport:
         out = dict(vars(self))
         out["ok"] = self.ok
         return out
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mib() -> float | None:
-    """This process's peak resident set size (``VmHWM``) in MiB, or None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-@contextmanager
-def _peak_memory(device: str, into: dict[str, float | None]) -> Iterator[None]:
-    """Peak CPU RSS (and CUDA allocation) of the block into ``into["rss"]``, ``into["cuda"]``."""
-    resettable = _reset_peak_rss()
-    cuda = device.startswith("cuda") and torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    try:
-        yield
-    finally:
-        into["rss"] = peak_rss_mib() if resettable else None
-        if cuda:
-            torch.cuda.synchronize()
-            into["cuda"] = torch.cuda.max_memory_allocated() / 2**20
 
 
 @contextmanager
@@ -210,13 +176,11 @@ def rehearse_recipe(
     stages = expand_stages(base, overrides)
     report = RecipeReport(path.stem, str(path), device, len(stages))
     out = Path(out_dir)
-    memory: dict[str, float | None] = {}
-    with _peak_memory(device, memory):
+    with PeakMemory(device, interval=None) as memory:
         checkpoint = _train_stages(stages, path, out, report, progress, keep_checkpoints)
-    report.train_peak_rss_mib, report.train_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
+    report.train_peak_rss_mib, report.train_peak_cuda_mib = memory.rss_mib, memory.cuda_mib
 
-    memory = {}
-    with _peak_memory(device, memory):
+    with PeakMemory(device, interval=None) as memory:
         model, cfg, _ = load_model(checkpoint, device=torch.device(device))
         images = release_images(plan.release, roots[plan.release], cfg.data.eval_split)
         start = time.perf_counter()
@@ -228,7 +192,7 @@ def rehearse_recipe(
         written = predict_files(model, cfg, images, pred, progress=progress).paths
         report.sec_per_predict_image = (time.perf_counter() - start) / max(1, len(images))
         del model
-    report.eval_peak_rss_mib, report.eval_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
+    report.eval_peak_rss_mib, report.eval_peak_cuda_mib = memory.rss_mib, memory.cuda_mib
     write_json(report.metrics, out / "metrics.json")
     written.append(out / "metrics.json")
     if plan.evaluator is not None and evaluate_files:
