@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixelgroup._checks import check_count
-from pixelgroup.errors import InputError, InputTypeError
+from pixelgroup._checks import check_count, check_real
+from pixelgroup.errors import InputError
 from pixelgroup.metrics._bsds_match import GroundTruthMatcher, assignment_library, thin
 from pixelgroup.metrics._inputs import as_numpy
 from pixelgroup.metrics.evaluator import PerImageEvaluator
@@ -66,8 +66,7 @@ def boundary_thresholds(num: int = 99) -> np.ndarray:
 
 
 def _check_max_dist(max_dist: float) -> None:
-    if isinstance(max_dist, bool) or not isinstance(max_dist, (int, float)):
-        raise InputTypeError(f"max_dist must be a number, got {type(max_dist).__name__}")
+    max_dist = check_real(max_dist, "max_dist")
     if not 0.0 <= max_dist < math.inf:
         raise InputError(
             f"max_dist must be a finite number >= 0 (a fraction of the image diagonal, e.g. "
