@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pixelgroup.analysis.benchmark import cpu_description
 from pixelgroup.cli import main as cli_main
 from pixelgroup.data import ToyDigits
 from pixelgroup.data.io import write_png
@@ -88,14 +88,7 @@ def best_times(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str,
 
 
 def cpu_kind() -> str:
-    model, flags = platform.processor() or "unknown CPU", ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        model = next(ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln)
-        flags = "AVX-512" if " avx512f" in text else "AVX2 only" if " avx2" in text else "no AVX2"
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {flags}, {os.cpu_count()} logical cores"
+    return f"{cpu_description()}, {os.cpu_count()} logical cores"
 
 
 def deploy_labels(shifted: np.ndarray, embedding: np.ndarray, cfg) -> np.ndarray:

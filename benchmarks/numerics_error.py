@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 
 import torch
 
+from pixelgroup.analysis.benchmark import cpu_description
 from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
 
 DTYPES = {
@@ -58,14 +58,7 @@ def row_errors(got: torch.Tensor, expected: torch.Tensor) -> str:
 
 
 def cpu_kind() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    names = [ln.split(":", 1)[1].strip() for ln in flags.splitlines() if "model name" in ln]
-    model = names[0] if names else ""
-    return f"{model or 'unknown CPU'}, {'AVX-512' if 'avx512f' in flags else 'AVX2 only'}"
+    return cpu_description()
 
 
 def main() -> None:

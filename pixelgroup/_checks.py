@@ -21,6 +21,7 @@ __all__ = [
     "MIN_BANDWIDTH",
     "check_tensor",
     "check_rank",
+    "check_shape",
     "check_points",
     "check_labels",
     "check_real",
@@ -30,6 +31,8 @@ __all__ = [
     "check_in_range",
     "check_int",
     "check_non_negative_int",
+    "check_count",
+    "check_size",
     "check_optional_int",
     "check_choice",
     "check_generator",
@@ -56,6 +59,36 @@ def check_rank(x: torch.Tensor, ranks: tuple[int, ...], name: str, layout: str) 
             f"{name} must have shape {layout} ({' or '.join(map(str, ranks))} dims), "
             f"got shape {tuple(x.shape)}"
         )
+
+
+def check_shape(
+    x: torch.Tensor | np.ndarray, layout: Sequence[str | int], name: str
+) -> dict[str, int]:
+    """``x`` has the dims of ``layout`` (as kornia's ``KORNIA_CHECK_SHAPE``): a letter is any
+    size, the same letter twice the same size, an int exactly that size. Returns the size of
+    each letter.
+
+    Example:
+        >>> check_shape(torch.zeros(2, 8, 5, 7), ["B", "D", "H", "W"], "embedding")
+        {'B': 2, 'D': 8, 'H': 5, 'W': 7}
+        >>> check_shape(torch.zeros(3, 5, 7), ["B", 3, "H", "W"], "image")
+        Traceback (most recent call last):
+        ...
+        pixelgroup.errors.InputError: image must have shape (B, 3, H, W), got shape (3, 5, 7)
+    """
+    shape = tuple(int(n) for n in x.shape)
+    sizes: dict[str, int] = {}
+    fits = len(shape) == len(layout)
+    for size, want in zip(shape, layout, strict=False):
+        if isinstance(want, int):
+            fits = fits and size == want
+        else:
+            fits = fits and sizes.setdefault(want, size) == size
+    if not fits:
+        raise InputError(
+            f"{name} must have shape ({', '.join(map(str, layout))}), got shape {shape}"
+        )
+    return sizes
 
 
 def check_points(x: object, name: str = "x") -> torch.Tensor:
@@ -180,6 +213,25 @@ def check_int(value: object, name: str, minimum: int | None = None) -> int:
 
 def check_non_negative_int(value: object, name: str) -> int:
     return check_int(value, name, minimum=0)
+
+
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (Python or NumPy; not bool, not a float) as a Python int;
+    anything else, of whatever type, is one :class:`~pixelgroup.errors.InputError` that
+    states both requirements (``"{name} must be an int >= 1, got 0"``)."""
+    if _is_bool(value) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_size(value: object, name: str = "image_size") -> tuple[int, int]:
+    """An ``(H, W)`` pair of ints >= 1 (any sequence of two) as a tuple of Python ints."""
+    size = tuple(value) if isinstance(value, (Sequence, torch.Size)) else ()
+    if len(size) != 2 or any(
+        _is_bool(v) or not isinstance(v, numbers.Integral) or v < 1 for v in size
+    ):
+        raise InputError(f"{name} must be (H, W) with positive ints, got {value!r}")
+    return int(size[0]), int(size[1])
 
 
 def check_optional_int(value: object, name: str) -> int | None:

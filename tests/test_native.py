@@ -9,8 +9,7 @@ import torch
 
 import pixelgroup._native as native
 from pixelgroup.metrics._bsds_match import GroundTruthMatcher, assignment_library
-from pixelgroup.ops.native import small_dim_kernels
-from pixelgroup.ops.tiled_gbms import tiled_blur
+from pixelgroup.ops.tiled_gbms import small_dim_kernels, tiled_blur
 from tests._reference import correspond_pixels_reference, gbms_blur_lse, random_sphere
 
 

@@ -33,6 +33,7 @@ from pixelgroup.postprocess import group_pixels
 
 __all__ = [
     "PeakMemory",
+    "peak_rss_mib",
     "best_time",
     "gemm_gflops",
     "time_gbms",
@@ -52,12 +53,46 @@ T = TypeVar("T")
 Log = Callable[[str], None]
 
 
-class PeakMemory:
-    """Peak memory increase inside a ``with`` block, in bytes (RSS on CPU, allocator on CUDA)."""
+def _reset_peak_rss() -> bool:
+    """Reset this process's ``VmHWM`` (Linux ``/proc/self/clear_refs``); False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
-    def __init__(self, device: torch.device, interval: float = 0.002) -> None:
-        self.device, self.interval, self.peak = device, interval, 0
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident set size (``VmHWM``) in MiB, or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """Peak memory inside a ``with`` block (the one place the package measures it).
+
+    After the block:
+
+    * ``peak``: the increase over the start, in bytes: on CPU the resident set size sampled
+      every ``interval`` seconds (``None``: no sampling thread, for long runs; then the
+      increase at the end), on CUDA the allocator's peak;
+    * ``rss_mib``: the process's peak resident set size in MiB (``VmHWM``, reset through
+      ``/proc/self/clear_refs`` at the start, so DataLoader worker processes are not counted),
+      or None where it cannot be reset (off Linux);
+    * ``cuda_mib``: on a CUDA device, the peak of ``torch.cuda.max_memory_allocated`` in MiB.
+    """
+
+    def __init__(self, device: torch.device | str, interval: float | None = 0.002) -> None:
+        self.device, self.interval, self.peak = torch.device(device), interval, 0
+        self.rss_mib: float | None = None
+        self.cuda_mib: float | None = None
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @staticmethod
     def _rss() -> int:
@@ -65,29 +100,35 @@ class PeakMemory:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     def _sample(self) -> None:
+        assert self.interval is not None
         while not self._stop.is_set():
             self.peak = max(self.peak, self._rss() - self._base)
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakMemory:
+        self._resettable = _reset_peak_rss()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         else:
             self._base = self._rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            if self.interval is not None:
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+            peak = torch.cuda.max_memory_allocated(self.device)
+            self.peak, self.cuda_mib = peak - self._base, peak / 2**20
         else:
             self._stop.set()
-            self._thread.join()
+            if self._thread is not None:
+                self._thread.join()
             self.peak = max(self.peak, self._rss() - self._base)
+        self.rss_mib = peak_rss_mib() if self._resettable else None
 
 
 def _sync(device: torch.device) -> None:

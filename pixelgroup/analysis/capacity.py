@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import torch
 from scipy.special import betainc
 
-from pixelgroup._checks import check_positive
+from pixelgroup._checks import check_count, check_int, check_positive, check_real
+from pixelgroup.errors import InputError
 from pixelgroup.ops import normalize_to_sphere
 
 __all__ = [
@@ -56,27 +57,24 @@ _EPS = 1e-9  # float slack so that e.g. α = 0.25 (t = −0.5) admits exactly 3 
 
 
 def _check_dim(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    dim = check_int(dim, "dim")
     if dim < 1:
-        raise ValueError(f"dim (embedding dimension D) must be >= 1, got {dim}")
+        raise InputError(f"dim (embedding dimension D) must be >= 1, got {dim}")
     return dim
 
 
 def _check_groups(groups: int) -> int:
-    if isinstance(groups, bool) or not isinstance(groups, int):
-        raise TypeError(f"groups must be an int, got {type(groups).__name__}")
+    groups = check_int(groups, "groups")
     if groups < 2:
-        raise ValueError(f"groups (number of groups n) must be >= 2, got {groups}")
+        raise InputError(f"groups (number of groups n) must be >= 2, got {groups}")
     return groups
 
 
 def margin_to_cosine(margin: float) -> float:
     """Calibrated margin α in [0, 1] → largest allowed cosine ``t = 2α − 1`` in [−1, 1]."""
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
-        raise TypeError(f"margin must be a number, got {type(margin).__name__}")
+    margin = check_real(margin, "margin")
     if not 0.0 <= margin <= 1.0:
-        raise ValueError(f"margin (calibrated α) must be in [0, 1], got {margin}")
+        raise InputError(f"margin (calibrated α) must be in [0, 1], got {margin}")
     return 2.0 * float(margin) - 1.0
 
 
@@ -189,9 +187,7 @@ def pack_sphere(
         :class:`PackingResult` with ``points`` ``(n, D)``.
     """
     n, dim = _check_groups(groups), _check_dim(dim)
-    for value, name in ((restarts, "restarts"), (steps, "steps")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    restarts, steps = check_count(restarts, "restarts"), check_count(steps, "steps")
     check_positive(lr, "lr")
     z = torch.randn(restarts, n, dim, generator=generator, dtype=dtype).to(device)
     z.requires_grad_(True)

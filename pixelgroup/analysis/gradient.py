@@ -25,7 +25,13 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from pixelgroup._checks import check_non_negative_int, check_positive, check_rank, check_tensor
+from pixelgroup._checks import (
+    check_int,
+    check_non_negative_int,
+    check_positive,
+    check_rank,
+    check_tensor,
+)
 
 __all__ = [
     "CLUSTER_MEANS",
@@ -59,10 +65,7 @@ def make_mixture(
         ``x`` ``(N,)`` with ``N = 3 * points_per_cluster`` (clusters in order 3, 4, 5) and
         ``labels`` ``(N,)`` of the same dtype: 1 where ``x < 3.5``, else 2.
     """
-    if isinstance(points_per_cluster, bool) or not isinstance(points_per_cluster, int):
-        raise TypeError(f"points_per_cluster must be an int, got {type(points_per_cluster)}")
-    if points_per_cluster < 1:
-        raise ValueError(f"points_per_cluster must be >= 1, got {points_per_cluster}")
+    points_per_cluster = check_int(points_per_cluster, "points_per_cluster", minimum=1)
     noise = torch.randn(3, points_per_cluster, generator=generator, dtype=dtype)
     means = torch.tensor(CLUSTER_MEANS, dtype=dtype)[:, None]
     stds = torch.tensor(CLUSTER_STDS, dtype=dtype)[:, None]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pixelgroup._native import cpu_info
 from pixelgroup.analysis.benchmark import (
     cpu_description,
     gemm_gflops,
@@ -39,16 +40,10 @@ _FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
 def cpu_flags() -> list[str]:
-    """Which of avx2, fma, avx512f, avx512_fp16, amx_tile, amx_bf16 ``/proc/cpuinfo`` lists."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.partition(":")[2].split())
-                    return [flag for flag in _FLAGS_SHOWN if flag in have]
-    except OSError:
-        pass
-    return []
+    """Which of avx2, fma, avx512f, avx512_fp16, amx_tile, amx_bf16 ``/proc/cpuinfo`` lists
+    (:func:`pixelgroup._native.cpu_info`)."""
+    have = set(cpu_info()[1].partition(":")[2].split())
+    return [flag for flag in _FLAGS_SHOWN if flag in have]
 
 
 def flushes_subnormals() -> bool:

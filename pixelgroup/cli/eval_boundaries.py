@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pixelgroup.cli import UserError
-
-if TYPE_CHECKING:
-    import numpy as np
 
 # numpy, the metrics and the plots are imported when the command runs: --help stays fast
 
@@ -75,23 +71,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def read_prediction(path: Path) -> np.ndarray:
-    """8- or 16-bit grayscale PNG -> ``(H, W)`` float64 in [0, 1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            mode, array = im.mode, np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"cannot read prediction {path}: {e}") from None
-    if mode == "L":
-        return array / 255.0
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
-        return array.astype(np.float64) / 65535.0
-    raise UserError(f"{path}: expected an 8- or 16-bit grayscale PNG, got PIL mode {mode!r}")
-
-
 def _check_arguments(args: argparse.Namespace) -> dict[str, float]:
     """Argument errors, before reading anything; returns the parsed references."""
     from pixelgroup.cli._offline import parse_f_references
@@ -115,14 +94,10 @@ def _check_arguments(args: argparse.Namespace) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from scipy.io.matlab import MatReadError
-
     from pixelgroup._atomic import write_json
-    from pixelgroup.cli._offline import check_output_path, user_errors
+    from pixelgroup.cli._offline import check_output_path
     from pixelgroup.cli.paths import fresh_path
-    from pixelgroup.data.bsds import load_boundary_ground_truth
-    from pixelgroup.metrics.boundary import BoundaryEvaluator, BoundaryPrediction, BoundaryTarget
+    from pixelgroup.tasks.boundary import evaluate_boundary_maps
     from pixelgroup.viz import plot_pr_curves
 
     references = _check_arguments(args)
@@ -137,40 +112,15 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(
             args.plot, "--plot", overwrite=args.overwrite, inputs=inputs, suffix=".png"
         )
-    if not gt_files:
-        raise UserError(f"no <id>.mat ground-truth files in {args.gt_dir}")
-    missing = [g.stem for g in gt_files if not (args.pred_dir / f"{g.stem}.png").is_file()]
-    if missing:
-        raise UserError(
-            f"{len(missing)} of {len(gt_files)} ground-truth images have no prediction in "
-            f"{args.pred_dir} (e.g. {missing[0]}.png)"
-        )
-    evaluator = BoundaryEvaluator(
-        args.thresholds,
+    scores, binary = evaluate_boundary_maps(
+        args.pred_dir,
+        args.gt_dir,
+        thresholds=args.thresholds,
         max_dist=args.max_dist,
         apply_thinning=not args.no_thin,
-        num_workers=args.workers,
+        workers=args.workers,
         progress=not args.quiet,
     )
-    binary = True  # every map has at most two levels: one operating point, AP 0
-    for g in gt_files:
-        pred = read_prediction(args.pred_dir / f"{g.stem}.png")
-        binary = binary and np.unique(pred).size <= 2
-        try:
-            with user_errors():
-                gts = load_boundary_ground_truth(g)
-        except (MatReadError, OSError) as e:
-            raise UserError(f"cannot read ground truth {g}: {e}") from None
-        if pred.shape != gts.shape[1:]:
-            raise UserError(
-                f"{g.stem}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
-                f"is {gts.shape[1]}x{gts.shape[2]}; resize predictions to the image size"
-            )
-        if not gts.any():
-            raise UserError(f"{g}: ground truth is empty (no boundary pixel in any annotator)")
-        with user_errors(f"{g.stem}: "):
-            evaluator.process([BoundaryPrediction(pred)], [BoundaryTarget(gts, g.stem)])
-    scores = evaluator.scores()
     results = scores.to_dict()
     results["num_images"] = len(gt_files)
     write_json(results, output)

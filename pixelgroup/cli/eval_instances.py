@@ -5,13 +5,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from pixelgroup.data.sample import InstanceSample
-    from pixelgroup.metrics.instance_map import InstanceMAPPrediction, InstanceMAPTarget
 
 # numpy, the data readers and the metrics are imported when the command runs: --help stays fast
 
@@ -65,66 +58,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
     from pixelgroup._atomic import write_json
-    from pixelgroup.cli._offline import (
-        check_output_path,
-        evaluate_results,
-        load_results,
-        open_ground_truth,
-    )
+    from pixelgroup.cli._offline import check_output_path
     from pixelgroup.cli.paths import fresh_path
-    from pixelgroup.metrics.instance import InstancePrediction, InstanceTarget
-    from pixelgroup.metrics.instance_map import (
-        VOC_CLASSES,
-        InstanceMAPEvaluator,
-        InstanceMAPPrediction,
-        InstanceMAPTarget,
-        instances_from_maps,
-    )
-    from pixelgroup.metrics.label_matching import MatchingEvaluator
-    from pixelgroup.tasks.predictions import masks_to_labels
+    from pixelgroup.metrics.instance_map import MAP_THRESHOLDS
+    from pixelgroup.tasks.offline import score_results
+    from pixelgroup.tasks.voc_instance import INSTANCE_SCORING
 
     output = args.output or fresh_path(args.predictions.with_suffix(".eval.json"))
     inputs = (args.predictions, args.gt_dir)
     check_output_path(output, "--output", overwrite=args.overwrite, inputs=inputs)
-    results = load_results(args.predictions, "predictions", num_classes=len(VOC_CLASSES))
-    dataset = open_ground_truth(args.gt_dir, args.split)
-    ignore = dataset.ignore_index
-    matching = MatchingEvaluator(ignore_label=-1)
-
-    def records(
-        sample: InstanceSample, masks: np.ndarray, scores: np.ndarray, classes: np.ndarray
-    ) -> tuple[InstanceMAPPrediction, InstanceMAPTarget]:
-        gt_masks, gt_classes = instances_from_maps(sample.instance, sample.semantic, ignore)
-        void = (sample.instance == ignore).numpy()
-        order = np.argsort(-scores, kind="stable")  # fed here: it needs the same images
-        labels = masks_to_labels(torch.from_numpy(masks[order])).astype(np.int64)
-        gt = np.where(void, -1, sample.instance.numpy())
-        matching.process([InstancePrediction(labels, scores[order])], [InstanceTarget(gt)])
-        return (
-            InstanceMAPPrediction(masks, classes, scores),
-            InstanceMAPTarget(gt_masks, gt_classes, void),
-        )
-
-    evaluator = InstanceMAPEvaluator()
-    scores = evaluate_results(
-        results,
-        dataset,
-        evaluator,
-        records,
-        gt_dir=args.gt_dir,
-        noun="prediction",
+    scores = score_results(
+        args.predictions,
+        args.gt_dir,
+        INSTANCE_SCORING,
+        args.split,
         subset=args.subset,
-        desc="eval-instances",
-        missing="empty",
         progress=not args.quiet,
     )
-    for t in evaluator.thresholds:
+    for t in MAP_THRESHOLDS:
         print(f"mAP@{t:g} {scores[f'mAP@{t:g}']:.3f}")
-    scores |= matching.evaluate()
     print(" ".join(f"{k} {scores[k]:.3f}" for k in ("acc50", "f1_50", "pq50", "acc50_95")))
     print(
         f"images {scores['num_images']} instances {scores['num_instances']} "

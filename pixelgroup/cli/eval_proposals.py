@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pixelgroup.cli import UserError
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from pixelgroup.data.sample import InstanceSample
-    from pixelgroup.metrics.proposals import ProposalPrediction, ProposalTarget
 
 # numpy, the data readers and the metrics are imported when the command runs: --help stays fast
 
@@ -71,21 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pixelgroup._atomic import write_json
-    from pixelgroup.cli._offline import (
-        check_output_path,
-        evaluate_results,
-        load_results,
-        open_ground_truth,
-        parse_curve_references,
-    )
+    from pixelgroup.cli._offline import check_output_path, parse_curve_references
     from pixelgroup.cli.paths import fresh_path
-    from pixelgroup.data.voc import instance_masks
-    from pixelgroup.metrics.proposals import (
-        PROPOSAL_COUNTS,
-        ProposalEvaluator,
-        ProposalPrediction,
-        ProposalTarget,
-    )
+    from pixelgroup.metrics.proposals import PROPOSAL_COUNTS
+    from pixelgroup.tasks.offline import score_results
+    from pixelgroup.tasks.proposals import PROPOSAL_SCORING
     from pixelgroup.viz import plot_average_recall
 
     references = parse_curve_references(args.reference)
@@ -98,27 +81,12 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(
             args.plot, "--plot", overwrite=args.overwrite, inputs=inputs, suffix=".png"
         )
-    results = load_results(args.proposals, "proposals")
-    dataset = open_ground_truth(args.gt_dir, args.split)
-    ignore = dataset.ignore_index
-
-    def records(
-        sample: InstanceSample, masks: np.ndarray, scores: np.ndarray, _: np.ndarray
-    ) -> tuple[ProposalPrediction, ProposalTarget]:
-        gt = instance_masks(sample.instance, ignore).numpy()
-        void = (sample.instance == ignore).numpy()
-        return ProposalPrediction(masks, scores), ProposalTarget(gt, void)
-
-    scores = evaluate_results(
-        results,
-        dataset,
-        ProposalEvaluator(),
-        records,
-        gt_dir=args.gt_dir,
-        noun="proposal",
+    scores = score_results(
+        args.proposals,
+        args.gt_dir,
+        PROPOSAL_SCORING,
+        args.split,
         subset=args.subset,
-        desc="eval-proposals",
-        missing="error",
         progress=not args.quiet,
     )
     for key in [

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelgroup.cli import UserError
+from pixelgroup.errors import PixelgroupError
 
 FORMATS = ("onnx", "torchscript")
 
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ImportError as e:
         raise UserError(str(e)) from None
-    except ValueError as e:  # e.g. a boundary model: name the checkpoint and its task
+    except PixelgroupError as e:  # e.g. a boundary model: name the checkpoint and its task
         raise UserError(f"{args.checkpoint} (task {cfg.task!r}): {e}") from None
     print(
         f"{args.format}: {args.output} "

@@ -66,7 +66,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from pixelgroup.cli import main
     from pixelgroup.cli.paths import check_writable_dir
     from pixelgroup.engine.rehearsal import format_reports, rehearse
 
@@ -93,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             iters=args.iters,
             device=device,
-            run_command=main,
             keep_checkpoints=args.keep_checkpoints,
             progress=not args.quiet,
             log=print,

@@ -28,6 +28,7 @@ from scipy import ndimage
 from skimage.transform import AffineTransform, resize
 from torch.utils.data import Dataset
 
+from pixelgroup._checks import check_count
 from pixelgroup.data.sample import InstanceSample
 
 __all__ = ["ToyDigits", "CLASS_COLORS", "SLOT_OFFSETS", "SPLITS", "render_canvas"]
@@ -147,8 +148,7 @@ class ToyDigits(Dataset):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"length must be an int >= 1, got {length!r}")
+        check_count(length, "length")
         if not 0.0 <= same_class_fraction <= 1.0:
             raise ValueError(f"same_class_fraction must lie in [0, 1], got {same_class_fraction}")
         if isinstance(max_digits, bool) or not isinstance(max_digits, int):

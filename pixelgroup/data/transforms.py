@@ -20,6 +20,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from pixelgroup._checks import check_size
 from pixelgroup.config import AugmentOptions
 from pixelgroup.data.bsds import BoundarySample
 from pixelgroup.data.sample import InstanceSample
@@ -198,11 +199,7 @@ class ResizeSample:
     """
 
     def __init__(self, size: tuple[int, int]) -> None:
-        if len(size) != 2 or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size
-        ):
-            raise ValueError(f"size must be (H, W) with positive ints, got {size!r}")
-        self.size = (int(size[0]), int(size[1]))
+        self.size = check_size(size, "size")
 
     def __call__(self, sample: InstanceSample) -> InstanceSample:
         image = F.interpolate(

@@ -39,6 +39,7 @@ from torch import nn
 from pixelgroup._atomic import atomic_path
 from pixelgroup._checks import check_non_negative_int, check_positive
 from pixelgroup.engine.inference import InferenceRunner
+from pixelgroup.errors import DataError, InputError
 from pixelgroup.models.batchnorm import apply_test_bn, untraceable_batch_norms
 from pixelgroup.models.heads import EmbeddingOutput
 from pixelgroup.ops.sphere import pool_to_sphere
@@ -124,7 +125,7 @@ class GroupingGraph(nn.Module):
         self.num_iters = check_non_negative_int(num_iters, "num_iters")
         self.bandwidth = check_positive(bandwidth, "bandwidth")
         if check_non_negative_int(stride, "stride") < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
+            raise InputError(f"stride must be >= 1, got {stride}")
         self.stride = stride
         self.output_names: tuple[str, ...] | None = None
         self.eval()  # exporters re-apply the wrapper's mode to the model (BatchNorm)
@@ -132,7 +133,7 @@ class GroupingGraph(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(images)
         if not isinstance(out, EmbeddingOutput):
-            raise ValueError(
+            raise InputError(
                 f"{type(self.model).__name__} returns {type(out).__name__}, not an "
                 "EmbeddingOutput: only embedding models can be exported with their grouping "
                 "loops"
@@ -184,7 +185,7 @@ def _quiet_tracing() -> Iterator[None]:
 def _example_images(in_channels: int, example: torch.Tensor | None) -> torch.Tensor:
     if example is not None:
         if not isinstance(example, torch.Tensor) or example.dim() != 4:
-            raise ValueError(
+            raise InputError(
                 "example must be an images tensor (B, C, H, W), got "
                 f"{tuple(example.shape) if isinstance(example, torch.Tensor) else example!r}"
             )
@@ -207,7 +208,7 @@ def _graph(
     model = copy.deepcopy(model).to("cpu", torch.float32)  # leave the caller's model alone
     if test_bn == "batch" and (layers := untraceable_batch_norms(model)):
         kind = type(model.get_submodule(layers[0])).__name__
-        raise ValueError(
+        raise InputError(
             f"test_bn='batch' exports per-image BatchNorm as instance normalisation, which "
             f"needs torch's BatchNorm classes; {layers[0]} is a {kind} (export with "
             f"test_bn='running')"
@@ -253,7 +254,7 @@ def export_onnx(
     Needs the ``export`` extra (``onnx``; ``onnxruntime`` to run the file).
     """
     if opset_version < 17:
-        raise ValueError(f"opset_version must be >= 17, got {opset_version}")
+        raise InputError(f"opset_version must be >= 17, got {opset_version}")
     example = _example_images(in_channels, example)
     graph = _graph(model, num_iters, bandwidth, stride, example, test_bn)
     try:
@@ -349,7 +350,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def _typed(raw: dict[str, str]) -> dict[str, Any]:
     missing = [k for k in ("num_iters", "bandwidth", "stride", "outputs") if k not in raw]
     if missing:
-        raise ValueError(f"not a pixelgroup export (metadata lacks {', '.join(missing)})")
+        raise DataError(f"not a pixelgroup export (metadata lacks {', '.join(missing)})")
     outputs: Sequence[str] = raw["outputs"].split(",") if raw["outputs"] else []
     return {
         "num_iters": int(raw["num_iters"]),

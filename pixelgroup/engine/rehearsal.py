@@ -14,9 +14,8 @@ config can be rehearsed on, and its evaluator, come from its task (``Task.rehear
    (``train.epochs`` 1 -> 2, the resume path a crashed or extended run takes);
 2. load the final checkpoint, evaluate it on the recipe's eval split (the task's metrics);
 3. predict every image of that split (the task's prediction files);
-4. run the task's dataset-level evaluator on those files (e.g. ``pixelgroup
-   eval-boundaries``) through the ``run_command`` it is given (the CLI passes
-   :func:`pixelgroup.cli.main`; ``None`` skips this step);
+4. run the task's dataset-level evaluation on those files (the library function behind e.g.
+   ``pixelgroup eval-boundaries``; ``evaluate_files=False`` skips this step);
 5. check that every file written (checkpoints, metrics, predictions, evaluator output) exists
    and parses.
 
@@ -24,7 +23,8 @@ It reports per recipe: seconds per training iteration (the median time between t
 steps), seconds per evaluated and per predicted image, the peak memory of training and of
 evaluation (CPU: the process's peak resident set size, ``VmHWM`` of ``/proc/self/status``
 reset through ``/proc/self/clear_refs`` before each phase, so DataLoader workers are not
-counted; CUDA: ``torch.cuda.max_memory_allocated``), and the output check. Timing includes
+counted; CUDA: ``torch.cuda.max_memory_allocated``; both by
+:class:`~pixelgroup.analysis.benchmark.PeakMemory`), and the output check. Timing includes
 the synthetic images' loading and augmentation, as a real run's does.
 """
 
@@ -47,6 +47,7 @@ from PIL import Image
 
 from pixelgroup._atomic import write_json
 from pixelgroup._native import cpu_info
+from pixelgroup.analysis.benchmark import PeakMemory
 from pixelgroup.config import (
     ExperimentConfig,
     StageConfig,
@@ -62,9 +63,9 @@ from pixelgroup.engine.predict import predict_files
 from pixelgroup.engine.train import CHECKPOINT_NAME, train
 from pixelgroup.errors import ConfigError
 from pixelgroup.tasks import Task, get_task
-from pixelgroup.tasks.rehearsal import RehearsalPlan, release_images
+from pixelgroup.tasks.rehearsal import DatasetEvaluation, RehearsalPlan, release_images
 
-__all__ = ["RecipeReport", "rehearse", "rehearse_recipe", "format_reports", "peak_rss_mib"]
+__all__ = ["RecipeReport", "rehearse", "rehearse_recipe", "format_reports"]
 
 
 @dataclass
@@ -102,42 +103,6 @@ class RecipeReport:
         out = dict(vars(self))
         out["ok"] = self.ok
         return out
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mib() -> float | None:
-    """This process's peak resident set size (``VmHWM``) in MiB, or None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-@contextmanager
-def _peak_memory(device: str, into: dict[str, float | None]) -> Iterator[None]:
-    """Peak CPU RSS (and CUDA allocation) of the block into ``into["rss"]``, ``into["cuda"]``."""
-    resettable = _reset_peak_rss()
-    cuda = device.startswith("cuda") and torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    try:
-        yield
-    finally:
-        into["rss"] = peak_rss_mib() if resettable else None
-        if cuda:
-            torch.cuda.synchronize()
-            into["cuda"] = torch.cuda.max_memory_allocated() / 2**20
 
 
 @contextmanager
@@ -192,7 +157,7 @@ def rehearse_recipe(
     size: str = "tiny",
     iters: int = 2,
     device: str = "cpu",
-    run_command: Callable[[list[str]], int] | None = None,
+    evaluate_files: bool = True,
     keep_checkpoints: bool = True,
     progress: bool = False,
 ) -> RecipeReport:
@@ -211,13 +176,11 @@ def rehearse_recipe(
     stages = expand_stages(base, overrides)
     report = RecipeReport(path.stem, str(path), device, len(stages))
     out = Path(out_dir)
-    memory: dict[str, float | None] = {}
-    with _peak_memory(device, memory):
+    with PeakMemory(device, interval=None) as memory:
         checkpoint = _train_stages(stages, path, out, report, progress, keep_checkpoints)
-    report.train_peak_rss_mib, report.train_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
+    report.train_peak_rss_mib, report.train_peak_cuda_mib = memory.rss_mib, memory.cuda_mib
 
-    memory = {}
-    with _peak_memory(device, memory):
+    with PeakMemory(device, interval=None) as memory:
         model, cfg, _ = load_model(checkpoint, device=torch.device(device))
         images = release_images(plan.release, roots[plan.release], cfg.data.eval_split)
         start = time.perf_counter()
@@ -229,13 +192,12 @@ def rehearse_recipe(
         written = predict_files(model, cfg, images, pred, progress=progress).paths
         report.sec_per_predict_image = (time.perf_counter() - start) / max(1, len(images))
         del model
-    report.eval_peak_rss_mib, report.eval_peak_cuda_mib = memory.get("rss"), memory.get("cuda")
+    report.eval_peak_rss_mib, report.eval_peak_cuda_mib = memory.rss_mib, memory.cuda_mib
     write_json(report.metrics, out / "metrics.json")
     written.append(out / "metrics.json")
-    if plan.evaluator is not None and run_command is not None:
-        argv = plan.evaluator(cfg, pred, out / "evaluator.json") + ["--overwrite"]
-        argv += [] if progress else ["--quiet"]
-        written.append(_run_evaluator(argv, run_command, report))
+    if plan.evaluator is not None and evaluate_files:
+        evaluation = plan.evaluator(cfg, pred, progress)
+        written.append(_run_evaluator(evaluation, out / "evaluator.json", report))
     for path in written:
         problem = _check_file(path)
         report.files_checked += 1
@@ -296,30 +258,20 @@ def _train_stages(
     return checkpoint
 
 
-def _run_evaluator(
-    argv: list[str], run_command: Callable[[list[str]], int], report: RecipeReport
-) -> Path:
-    """Run the dataset-level evaluator ``pixelgroup ARGV`` (it writes ``--output``), record
-    its time, exit status and numeric scores in ``report``; returns its output file."""
-    result = Path(argv[argv.index("--output") + 1])
-    report.commands.append("pixelgroup " + " ".join(argv))
+def _run_evaluator(evaluation: DatasetEvaluation, result: Path, report: RecipeReport) -> Path:
+    """Run the dataset-level evaluation, write its scores to ``result``, record its time and
+    numeric scores (or the exception it raised) in ``report``; returns ``result``."""
+    report.commands.append(f"{evaluation.command} --output {result}")
     start = time.perf_counter()
     try:
-        status = run_command(argv)
+        scores = evaluation.run()
     except Exception as e:  # a bug in the evaluator is a finding, not the end of the run
-        status = None
-        report.problems.append(f"pixelgroup {argv[0]} raised {type(e).__name__}: {e}")
+        report.problems.append(f"{evaluation.command.split()[1]} raised {type(e).__name__}: {e}")
+        scores = None
     report.evaluator_seconds = time.perf_counter() - start
-    if status not in (0, None):
-        report.problems.append(f"pixelgroup {argv[0]} exited with status {status}")
-    if result.is_file():
-        try:
-            scores = json.loads(result.read_text())
-            report.evaluator_metrics = {
-                k: v for k, v in scores.items() if isinstance(v, (int, float))
-            }
-        except ValueError:
-            pass
+    if scores is not None:
+        write_json(scores, result)
+        report.evaluator_metrics = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
     return result
 
 
@@ -344,7 +296,7 @@ def rehearse(
     size: str = "tiny",
     iters: int = 2,
     device: str = "cpu",
-    run_command: Callable[[list[str]], int] | None = None,
+    evaluate_files: bool = True,
     keep_checkpoints: bool = True,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -352,7 +304,7 @@ def rehearse(
     """Write the synthetic releases at ``size`` into ``out_dir/data``, rehearse each config
     into ``out_dir/<name>``, and write ``out_dir/summary.json``; returns that summary
     (``{"size", "device", "iters", "machine", "recipes": {name: RecipeReport.as_dict()}}``).
-    A step that fails (an exception, an evaluator's non-zero exit) is recorded in that
+    A step that fails (an exception) is recorded in that
     recipe's ``problems`` and the next recipe runs; a config that cannot be rehearsed is a
     :class:`ConfigError`. ``log`` (e.g. ``print``) is told when each recipe starts."""
     if size not in LAYOUTS:
@@ -380,7 +332,7 @@ def rehearse(
                 size=size,
                 iters=iters,
                 device=device,
-                run_command=run_command,
+                evaluate_files=evaluate_files,
                 keep_checkpoints=keep_checkpoints,
                 progress=progress,
             )

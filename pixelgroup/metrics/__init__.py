@@ -1,7 +1,10 @@
 """Model-agnostic metrics: pure functions and evaluators with one protocol.
 
-Every evaluator has ``reset()``, ``process(predictions, targets)`` (two sequences of per-image
-records, predictions first) and ``evaluate() -> dict[str, float]``; structured results for
+Every evaluator is an :class:`Evaluator`: ``reset()``, ``process(predictions, targets)`` (two
+sequences of per-image records, predictions first) and ``evaluate() -> dict[str, float]``.
+They are written on :class:`~pixelgroup.metrics.evaluator.PerImageEvaluator` (the records
+checked, then added image by image); :class:`CompositeEvaluator` feeds several the same records
+and merges their scores under prefixes, refusing a key reported twice. Structured results for
 plots come from a separate method (``BoundaryEvaluator.scores()``,
 ``ProposalEvaluator.recall()``, ``InstanceMAPEvaluator.curves()``,
 ``SemanticEvaluator.class_iou()``).
@@ -30,6 +33,7 @@ from pixelgroup.metrics.boundary import (
     BoundaryTarget,
 )
 from pixelgroup.metrics.coco import CocoEvaluator
+from pixelgroup.metrics.evaluator import CompositeEvaluator, Evaluator
 from pixelgroup.metrics.instance import (
     InstanceEvaluator,
     InstancePrediction,
@@ -57,6 +61,8 @@ from pixelgroup.metrics.proposals import ProposalEvaluator, ProposalPrediction, 
 from pixelgroup.metrics.semantic import SemanticEvaluator, SemanticPrediction, SemanticTarget
 
 __all__ = [
+    "Evaluator",
+    "CompositeEvaluator",
     "InstanceEvaluator",
     "InstancePrediction",
     "InstanceTarget",

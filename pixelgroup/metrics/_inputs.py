@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from pixelgroup._checks import check_shape
+from pixelgroup.errors import InputError, InputTypeError
+
 __all__ = ["as_numpy", "as_masks", "as_vector", "check_records"]
 
 
@@ -15,15 +18,16 @@ def as_numpy(x: object, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array or torch.Tensor, got {type(x).__name__}")
+        raise InputTypeError(
+            f"{name} must be a numpy array or torch.Tensor, got {type(x).__name__}"
+        )
     return x
 
 
 def as_masks(x: object, name: str) -> np.ndarray:
     """``(K, H, W)`` boolean masks from a tensor or array."""
     masks = as_numpy(x, name)
-    if masks.ndim != 3:
-        raise ValueError(f"{name} must have shape (K, H, W), got shape {masks.shape}")
+    check_shape(masks, ("K", "H", "W"), name)
     return masks.astype(bool, copy=False)
 
 
@@ -34,9 +38,9 @@ def as_vector(x: object, name: str, dtype: type) -> np.ndarray:
     try:
         arr: np.ndarray = np.asarray(x, dtype=dtype).reshape(-1)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of numbers, got {x!r:.60}") from None
+        raise InputTypeError(f"{name} must be a sequence of numbers, got {x!r:.60}") from None
     if dtype is float and not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite, got {arr[~np.isfinite(arr)][:3].tolist()}")
+        raise InputError(f"{name} must be finite, got {arr[~np.isfinite(arr)][:3].tolist()}")
     return arr
 
 
@@ -50,12 +54,12 @@ def check_records(
     image, of the evaluator's record types."""
     for name, records in (("predictions", predictions), ("targets", targets)):
         if isinstance(records, (str, bytes)) or not isinstance(records, Sequence):
-            raise TypeError(
+            raise InputTypeError(
                 f"{name} must be a sequence (e.g. a list) of per-image records, "
                 f"got {type(records).__name__}"
             )
     if len(predictions) != len(targets):
-        raise ValueError(
+        raise InputError(
             f"expected one target per prediction, got {len(predictions)} predictions and "
             f"{len(targets)} targets"
         )
@@ -65,6 +69,6 @@ def check_records(
     ):
         for i, record in enumerate(records):
             if not isinstance(record, kind):
-                raise TypeError(
+                raise InputTypeError(
                     f"{name}[{i}] must be a {kind.__name__}, got {type(record).__name__}"
                 )

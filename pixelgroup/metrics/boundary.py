@@ -40,8 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pixelgroup._checks import check_count, check_real
+from pixelgroup.errors import InputError
 from pixelgroup.metrics._bsds_match import GroundTruthMatcher, assignment_library, thin
-from pixelgroup.metrics._inputs import as_numpy, check_records
+from pixelgroup.metrics._inputs import as_numpy
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 
 __all__ = [
     "BoundaryPrediction",
@@ -58,16 +61,14 @@ __all__ = [
 
 def boundary_thresholds(num: int = 99) -> np.ndarray:
     """``(T,)`` thresholds ``1/(T+1), ..., T/(T+1)`` (0.01 ... 0.99 for T = 99), as in BSDS."""
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ValueError(f"num_thresholds must be an int >= 1, got {num!r}")
+    num = check_count(num, "num_thresholds")
     return np.linspace(1.0 / (num + 1), 1.0 - 1.0 / (num + 1), num)
 
 
 def _check_max_dist(max_dist: float) -> None:
-    if isinstance(max_dist, bool) or not isinstance(max_dist, (int, float)):
-        raise TypeError(f"max_dist must be a number, got {type(max_dist).__name__}")
+    max_dist = check_real(max_dist, "max_dist")
     if not 0.0 <= max_dist < math.inf:
-        raise ValueError(
+        raise InputError(
             f"max_dist must be a finite number >= 0 (a fraction of the image diagonal, e.g. "
             f"0.0075), got {max_dist}"
         )
@@ -100,7 +101,7 @@ def correspond_pixels(
     conflict; 6-36 ms on a 481x321 map (AVX-512 kind).
     """
     if pred.shape != gt.shape:
-        raise ValueError(f"pred and gt must have the same shape, got {pred.shape} and {gt.shape}")
+        raise InputError(f"pred and gt must have the same shape, got {pred.shape} and {gt.shape}")
     _check_max_dist(max_dist)
     radius = max_dist * math.hypot(*pred.shape)
     matched_pred = np.zeros(pred.shape, dtype=bool)
@@ -124,19 +125,19 @@ class BoundaryCounts:
 
 def _check_pair(pred: np.ndarray, gts: np.ndarray) -> None:
     if pred.ndim != 2:
-        raise ValueError(f"pred must be an (H, W) map, got shape {pred.shape}")
+        raise InputError(f"pred must be an (H, W) map, got shape {pred.shape}")
     if gts.ndim != 3 or gts.shape[1:] != pred.shape:
-        raise ValueError(
+        raise InputError(
             f"ground truth must be (A, H, W) annotator maps matching pred (H, W) = {pred.shape}, "
             f"got shape {gts.shape}; resize the prediction to the image size"
         )
     if gts.shape[0] == 0 or not gts.any():
-        raise ValueError("ground truth is empty: no annotator marks any boundary pixel")
+        raise InputError("ground truth is empty: no annotator marks any boundary pixel")
     if not np.isfinite(pred).all():
-        raise ValueError("pred contains non-finite values (NaN or inf)")
+        raise InputError("pred contains non-finite values (NaN or inf)")
     lo, hi = float(pred.min()), float(pred.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(
+        raise InputError(
             f"pred values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]; "
             "divide 8-bit maps by 255 and 16-bit maps by 65535"
         )
@@ -275,10 +276,10 @@ def boundary_scores(counts: Sequence[BoundaryCounts], names: Sequence[str] = ())
     All images must share one threshold array ``(T,)``. ``names`` label ``per_image_best``.
     """
     if len(counts) == 0:
-        raise ValueError("no images to score: process at least one prediction first")
+        raise InputError("no images to score: process at least one prediction first")
     ts = counts[0].thresholds
     if any(not np.array_equal(c.thresholds, ts) for c in counts):
-        raise ValueError("all images must be evaluated at the same thresholds")
+        raise InputError("all images must be evaluated at the same thresholds")
     names = list(names) or [str(i) for i in range(len(counts))]
     stack = {k: np.stack([getattr(c, k) for c in counts]) for k in ("count_r", "sum_r")}
     stack |= {k: np.stack([getattr(c, k) for c in counts]) for k in ("count_p", "sum_p")}
@@ -369,7 +370,7 @@ def _track(it: Iterable[BoundaryCounts], total: int, enabled: bool) -> Iterator[
     return iter(tqdm(it, total=total, desc="matching boundaries", unit="job"))
 
 
-class BoundaryEvaluator:
+class BoundaryEvaluator(PerImageEvaluator):
     """The BSDS benchmark over accumulated images: ``reset / process / evaluate``.
 
     ``process(predictions, targets)`` with one :class:`BoundaryPrediction` and one
@@ -397,6 +398,9 @@ class BoundaryEvaluator:
     481x321, T = 99, on a raw map (docs/boundaries.md has measured times).
     """
 
+    prediction_type = BoundaryPrediction
+    target_type = BoundaryTarget
+
     def __init__(
         self,
         num_thresholds: int = 99,
@@ -409,7 +413,7 @@ class BoundaryEvaluator:
         if num_workers is not None and (
             isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
         ):
-            raise ValueError(
+            raise InputError(
                 f"num_workers must be an int >= 1 (1 = in this process) or None (all CPUs), "
                 f"got {num_workers!r}"
             )
@@ -424,18 +428,13 @@ class BoundaryEvaluator:
         self._samples: list[tuple[str, np.ndarray, np.ndarray]] = []
         self._scores: BoundaryScores | None = None
 
-    def process(
-        self, predictions: Sequence[BoundaryPrediction], targets: Sequence[BoundaryTarget]
-    ) -> None:
-        """Check and store images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, BoundaryPrediction, BoundaryTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred = as_numpy(prediction.boundary, f"predictions[{i}].boundary").astype(np.float64)
-            gts = as_numpy(target.boundaries, f"targets[{i}].boundaries")
-            gts = gts[None] if gts.ndim == 2 else gts
-            _check_pair(pred, gts)
-            name = target.image_id or str(len(self._samples))
-            self._samples.append((name, pred, gts != 0))
+    def process_image(self, prediction: BoundaryPrediction, target: BoundaryTarget, i: int) -> None:
+        pred = as_numpy(prediction.boundary, f"predictions[{i}].boundary").astype(np.float64)
+        gts = as_numpy(target.boundaries, f"targets[{i}].boundaries")
+        gts = gts[None] if gts.ndim == 2 else gts
+        _check_pair(pred, gts)
+        name = target.image_id or str(len(self._samples))
+        self._samples.append((name, pred, gts != 0))
         self._scores = None
 
     def scores(self) -> BoundaryScores:

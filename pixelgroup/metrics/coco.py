@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pixelgroup.metrics._inputs import check_records
+from pixelgroup.errors import InputError
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.instance import (
     InstancePrediction,
     InstanceTarget,
@@ -53,7 +53,7 @@ def _encode(masks: np.ndarray) -> list[dict[str, Any]]:
     return list(mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))))
 
 
-class CocoEvaluator:
+class CocoEvaluator(PerImageEvaluator):
     """Accumulates images and reports COCO mask AP / AR (see the module docstring).
 
     ``reset()``, ``process(predictions, targets)`` with one
@@ -78,13 +78,16 @@ class CocoEvaluator:
         1.0
     """
 
+    prediction_type = InstancePrediction
+    target_type = InstanceTarget
+
     def __init__(
         self, ignore_label: int | None = -1, max_dets: tuple[int, int, int] = (1, 10, 100)
     ) -> None:
         if len(max_dets) != 3 or any(int(m) < 1 for m in max_dets):
-            raise ValueError(f"max_dets must be three positive caps, got {max_dets!r}")
+            raise InputError(f"max_dets must be three positive caps, got {max_dets!r}")
         if ignore_label is not None and ignore_label > 0:
-            raise ValueError(f"ignore_label must be <= 0 (1.. are instances), got {ignore_label}")
+            raise InputError(f"ignore_label must be <= 0 (1.. are instances), got {ignore_label}")
         self.ignore_label = ignore_label
         self.max_dets = tuple(int(m) for m in max_dets)
         self.reset()
@@ -92,27 +95,22 @@ class CocoEvaluator:
     def reset(self) -> None:
         self.images: list[_Image] = []
 
-    def process(
-        self, predictions: Sequence[InstancePrediction], targets: Sequence[InstanceTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, InstancePrediction, InstanceTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred, gt, scores = check_instance_record(prediction, target, i)
-            pred_ids = np.array([k for k in range(1, len(scores) + 1) if (pred == k).any()])
-            gt_ids = np.unique(gt[gt > 0])
-            crowd = None
-            if self.ignore_label is not None and (gt == self.ignore_label).any():
-                crowd = _encode((gt == self.ignore_label)[None])[0]
-            self.images.append(
-                _Image(
-                    size=(int(gt.shape[0]), int(gt.shape[1])),
-                    gt=_encode(gt[None] == gt_ids.reshape(-1, 1, 1)),
-                    crowd=crowd,
-                    pred=_encode(pred[None] == pred_ids.reshape(-1, 1, 1)),
-                    scores=scores[pred_ids - 1] if len(pred_ids) else np.zeros(0),
-                )
+    def process_image(self, prediction: InstancePrediction, target: InstanceTarget, i: int) -> None:
+        pred, gt, scores = check_instance_record(prediction, target, i)
+        pred_ids = np.array([k for k in range(1, len(scores) + 1) if (pred == k).any()])
+        gt_ids = np.unique(gt[gt > 0])
+        crowd = None
+        if self.ignore_label is not None and (gt == self.ignore_label).any():
+            crowd = _encode((gt == self.ignore_label)[None])[0]
+        self.images.append(
+            _Image(
+                size=(int(gt.shape[0]), int(gt.shape[1])),
+                gt=_encode(gt[None] == gt_ids.reshape(-1, 1, 1)),
+                crowd=crowd,
+                pred=_encode(pred[None] == pred_ids.reshape(-1, 1, 1)),
+                scores=scores[pred_ids - 1] if len(pred_ids) else np.zeros(0),
             )
+        )
 
     def _datasets(self) -> tuple[dict[str, Any], dict[str, Any]]:
         images = [

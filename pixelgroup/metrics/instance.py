@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pixelgroup.metrics._inputs import as_numpy, as_vector, check_records
+from pixelgroup.errors import InputError, InputTypeError
+from pixelgroup.metrics._inputs import as_numpy, as_vector
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.matching import greedy_match, mask_iou
 
 __all__ = [
@@ -64,9 +66,9 @@ class InstanceTarget:
 def _check_label_map(x: object, name: str) -> np.ndarray:
     x = as_numpy(x, name)
     if x.ndim != 2:
-        raise ValueError(f"{name} must be an (H, W) label map, got shape {x.shape}")
+        raise InputError(f"{name} must be an (H, W) label map, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
+        raise InputTypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
     return x
 
 
@@ -79,11 +81,11 @@ def check_instance_record(
     gt = _check_label_map(target.labels, f"targets[{i}].labels")
     scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
     if pred.shape != gt.shape:
-        raise ValueError(
+        raise InputError(
             f"predictions[{i}].labels shape {pred.shape} != targets[{i}].labels shape {gt.shape}"
         )
     if pred.min(initial=0) < 0 or pred.max(initial=0) > len(scores):
-        raise ValueError(
+        raise InputError(
             f"predictions[{i}].labels must lie in 0..K = 0..{len(scores)} (one score per "
             f"instance), got labels {pred.min()}..{pred.max()}"
         )
@@ -154,8 +156,11 @@ class _Image:
     ari: float
 
 
-class InstanceEvaluator:
+class InstanceEvaluator(PerImageEvaluator):
     """Accumulates images and reports AP@0.5, AP@0.7, MBO, covering and ARI.
+
+    With ``ignore_label``, the pixels a target labels so (e.g. crowd regions) are background
+    in both label maps.
 
     ``reset()``, ``process(predictions, targets)`` with one :class:`InstancePrediction` and one
     :class:`InstanceTarget` per image, ``evaluate() -> dict``.
@@ -168,25 +173,26 @@ class InstanceEvaluator:
         1.0
     """
 
-    def __init__(self, iou_thresholds: Sequence[float] = AP_IOUS) -> None:
+    prediction_type = InstancePrediction
+    target_type = InstanceTarget
+
+    def __init__(
+        self, iou_thresholds: Sequence[float] = AP_IOUS, ignore_label: int | None = None
+    ) -> None:
         self.iou_thresholds = tuple(iou_thresholds)
+        self.ignore_label = ignore_label
         self.reset()
 
     def reset(self) -> None:
         self.images: list[_Image] = []
 
-    def process(
-        self, predictions: Sequence[InstancePrediction], targets: Sequence[InstanceTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, InstancePrediction, InstanceTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            self._process_one(prediction, target, i)
-
-    def _process_one(self, prediction: InstancePrediction, target: InstanceTarget, i: int) -> None:
+    def process_image(self, prediction: InstancePrediction, target: InstanceTarget, i: int) -> None:
         from sklearn.metrics import adjusted_rand_score  # scikit-learn takes ~1 s to import
 
         pred, gt, scores = check_instance_record(prediction, target, i)
+        if self.ignore_label is not None and (gt == self.ignore_label).any():
+            ignore = gt == self.ignore_label
+            pred, gt = np.where(ignore, 0, pred), np.where(ignore, 0, gt)
         pred_ids = np.arange(1, len(scores) + 1)
         present = np.isin(pred_ids, pred)
         gt_ids = np.unique(gt[gt > 0])

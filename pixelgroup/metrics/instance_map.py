@@ -27,7 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector, check_records
+from pixelgroup._checks import check_count
+from pixelgroup.errors import InputError
+from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.matching import greedy_match, mask_iou
 
 __all__ = [
@@ -95,7 +98,7 @@ def instances_from_maps(
         frequent non-void, non-background class of ``semantic`` inside each mask (0 if none).
     """
     if instance.shape != semantic.shape or instance.dim() != 2:
-        raise ValueError(
+        raise InputError(
             f"instance and semantic must be (H, W) maps of one shape, got "
             f"{tuple(instance.shape)} and {tuple(semantic.shape)}"
         )
@@ -129,7 +132,7 @@ def voc_average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
-class InstanceMAPEvaluator:
+class InstanceMAPEvaluator(PerImageEvaluator):
     """Accumulates per-image class-labelled masks; reports AP per class and mAP^r at IoUs.
 
     ``reset()``, ``process(predictions, targets)`` with one :class:`InstanceMAPPrediction` and
@@ -152,16 +155,18 @@ class InstanceMAPEvaluator:
         1.0
     """
 
+    prediction_type = InstanceMAPPrediction
+    target_type = InstanceMAPTarget
+
     def __init__(
         self,
         num_classes: int = 20,
         thresholds: Sequence[float] = MAP_THRESHOLDS,
         class_names: Sequence[str] | None = None,
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        check_count(num_classes, "num_classes")
         if not thresholds or any(not 0.0 < t <= 1.0 for t in thresholds):
-            raise ValueError(f"thresholds must be IoUs in (0, 1], got {list(thresholds)}")
+            raise InputError(f"thresholds must be IoUs in (0, 1], got {list(thresholds)}")
         if class_names is None:
             class_names = (
                 VOC_CLASSES
@@ -169,7 +174,7 @@ class InstanceMAPEvaluator:
                 else [f"class{k}" for k in range(1, num_classes + 1)]
             )
         if len(class_names) != num_classes:
-            raise ValueError(f"expected {num_classes} class names, got {len(class_names)}")
+            raise InputError(f"expected {num_classes} class names, got {len(class_names)}")
         self.num_classes = num_classes
         self.thresholds = tuple(float(t) for t in thresholds)
         self.class_names = tuple(class_names)
@@ -185,17 +190,9 @@ class InstanceMAPEvaluator:
         low = 0 if allow_zero else 1
         bad = classes[(classes < low) | (classes > self.num_classes)]
         if bad.size:
-            raise ValueError(f"{name} must lie in {low}..{self.num_classes}, got {int(bad[0])}")
+            raise InputError(f"{name} must lie in {low}..{self.num_classes}, got {int(bad[0])}")
 
-    def process(
-        self, predictions: Sequence[InstanceMAPPrediction], targets: Sequence[InstanceMAPTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, InstanceMAPPrediction, InstanceMAPTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            self._process_one(prediction, target, i)
-
-    def _process_one(
+    def process_image(
         self, prediction: InstanceMAPPrediction, target: InstanceMAPTarget, i: int
     ) -> None:
         p, t = f"predictions[{i}]", f"targets[{i}]"
@@ -205,23 +202,23 @@ class InstanceMAPEvaluator:
         p_score = as_vector(prediction.scores, f"{p}.scores", float)
         g_cls = as_vector(target.classes, f"{t}.classes", np.int64)
         if not len(p_cls) == len(p_score) == len(preds):
-            raise ValueError(
+            raise InputError(
                 f"{p}: expected one class and score per predicted mask ({len(preds)}), got "
                 f"{len(p_cls)} classes and {len(p_score)} scores"
             )
         if len(g_cls) != len(gts):
-            raise ValueError(f"{t}: expected {len(gts)} classes (one per mask), got {len(g_cls)}")
+            raise InputError(f"{t}: expected {len(gts)} classes (one per mask), got {len(g_cls)}")
         self._check_classes(p_cls, f"{p}.classes", allow_zero=False)
         self._check_classes(g_cls, f"{t}.classes", allow_zero=True)
         if preds.shape[1:] != gts.shape[1:]:
-            raise ValueError(
+            raise InputError(
                 f"{p}: predicted masks are {preds.shape[1]}x{preds.shape[2]} but the ground "
                 f"truth is {gts.shape[1]}x{gts.shape[2]}; predict at the image's resolution"
             )
         if target.void is not None:
             void = as_numpy(target.void, f"{t}.void").astype(bool, copy=False)
             if void.shape != preds.shape[1:]:
-                raise ValueError(f"{t}: void mask is {void.shape}, masks are {preds.shape[1:]}")
+                raise InputError(f"{t}: void mask is {void.shape}, masks are {preds.shape[1:]}")
             preds = preds & ~void[None]
         ious = mask_iou(preds, gts)
         for c in range(1, self.num_classes + 1):
@@ -254,7 +251,7 @@ class InstanceMAPEvaluator:
         """
         present = np.flatnonzero(self._num_gt > 0)
         if not len(present):
-            raise ValueError(f"no ground-truth instances with a class in {self._num_images} images")
+            raise InputError(f"no ground-truth instances with a class in {self._num_images} images")
         out: dict[str, float] = {}
         for i, t in enumerate(self.thresholds):
             aps = []

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pixelgroup.metrics._inputs import check_records
+from pixelgroup.errors import InputError, InputTypeError
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.instance import InstancePrediction, InstanceTarget, check_instance_record
 
 __all__ = [
@@ -81,21 +82,21 @@ def label_iou(gt: np.ndarray, pred: np.ndarray, ignore: np.ndarray | None = None
     """
     gt, pred = np.asarray(gt), np.asarray(pred)
     if gt.shape != pred.shape or gt.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"gt and pred must be (H, W) maps of one shape, got {gt.shape} and {pred.shape}"
         )
     for name, x in (("gt", gt), ("pred", pred)):
         if not np.issubdtype(x.dtype, np.integer):
-            raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
+            raise InputTypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
     if ignore is not None:
         ignore = np.asarray(ignore, dtype=bool)
         if ignore.shape != gt.shape:
-            raise ValueError(f"ignore must have the maps' shape {gt.shape}, got {ignore.shape}")
+            raise InputError(f"ignore must have the maps' shape {gt.shape}, got {ignore.shape}")
         gt, pred = gt[~ignore], pred[~ignore]
     gt, pred = gt.ravel(), pred.ravel()
     for name, x in (("gt", gt), ("pred", pred)):
         if x.size and x.min() < 0:
-            raise ValueError(f"{name} labels must be >= 0 (0 = background), got {x.min()}")
+            raise InputError(f"{name} labels must be >= 0 (0 = background), got {x.min()}")
     num_gt, g = _dense_ids(gt)
     num_pred, p = _dense_ids(pred)
     joint = np.bincount(g * (num_pred + 1) + p, minlength=(num_gt + 1) * (num_pred + 1))
@@ -135,7 +136,7 @@ class MatchCounts:
 
     def __add__(self, other: MatchCounts) -> MatchCounts:
         if self.thresholds != other.thresholds:
-            raise ValueError(
+            raise InputError(
                 f"cannot add counts at thresholds {self.thresholds} and {other.thresholds}"
             )
         return MatchCounts(
@@ -150,7 +151,7 @@ class MatchCounts:
 def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, ...]:
     out = tuple(float(t) for t in thresholds)
     if not out or any(not 0.0 < t <= 1.0 for t in out):
-        raise ValueError(f"thresholds must be IoUs in (0, 1], got {list(thresholds)}")
+        raise InputError(f"thresholds must be IoUs in (0, 1], got {list(thresholds)}")
     return out
 
 
@@ -169,7 +170,7 @@ def match_iou(iou: np.ndarray, thresholds: Sequence[float] = MATCH_THRESHOLDS) -
     thresholds = _check_thresholds(thresholds)
     iou = np.asarray(iou, dtype=np.float64)
     if iou.ndim != 2:
-        raise ValueError(f"iou must have shape (G, P), got shape {iou.shape}")
+        raise InputError(f"iou must have shape (G, P), got shape {iou.shape}")
     tp = np.zeros(len(thresholds), dtype=np.int64)
     iou_sum = np.zeros(len(thresholds))
     for i, t in enumerate(thresholds):
@@ -236,7 +237,7 @@ def _percent(t: float) -> str:
     return f"{round(100 * t)}"
 
 
-class MatchingEvaluator:
+class MatchingEvaluator(PerImageEvaluator):
     """Accumulates per-image matching counts; reports the data set's scores (counts summed
     over images first, see the module docstring).
 
@@ -257,6 +258,9 @@ class MatchingEvaluator:
         (1.0, 2)
     """
 
+    prediction_type = InstancePrediction
+    target_type = InstanceTarget
+
     def __init__(
         self,
         thresholds: Sequence[float] = MATCH_THRESHOLDS,
@@ -266,9 +270,9 @@ class MatchingEvaluator:
         self.thresholds = _check_thresholds(thresholds)
         missing = [t for t in detail if float(t) not in self.thresholds]
         if missing:
-            raise ValueError(f"detail thresholds {missing} are not among {list(self.thresholds)}")
+            raise InputError(f"detail thresholds {missing} are not among {list(self.thresholds)}")
         if ignore_label is not None and ignore_label > 0:
-            raise ValueError(f"ignore_label must be <= 0 (1.. are objects), got {ignore_label}")
+            raise InputError(f"ignore_label must be <= 0 (1.. are objects), got {ignore_label}")
         self.detail = tuple(float(t) for t in detail)
         self.ignore_label = ignore_label
         self.reset()
@@ -278,22 +282,17 @@ class MatchingEvaluator:
         self.counts = MatchCounts(self.thresholds, zeros.astype(np.int64), zeros, 0, 0)
         self.images = 0
 
-    def process(
-        self, predictions: Sequence[InstancePrediction], targets: Sequence[InstanceTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, InstancePrediction, InstanceTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred, gt, _ = check_instance_record(prediction, target, i)
-            ignore = None if self.ignore_label is None else gt == self.ignore_label
-            if ignore is not None and not ignore.any():
-                ignore = None
-            rest = gt if ignore is None else gt[~ignore]
-            if rest.size and rest.min() < 0:
-                allowed = "" if self.ignore_label is None else f" or {self.ignore_label} (ignored)"
-                raise ValueError(f"targets[{i}].labels must be >= 0{allowed}, got {rest.min()}")
-            self.counts = self.counts + match_labels(gt, pred, self.thresholds, ignore)
-            self.images += 1
+    def process_image(self, prediction: InstancePrediction, target: InstanceTarget, i: int) -> None:
+        pred, gt, _ = check_instance_record(prediction, target, i)
+        ignore = None if self.ignore_label is None else gt == self.ignore_label
+        if ignore is not None and not ignore.any():
+            ignore = None
+        rest = gt if ignore is None else gt[~ignore]
+        if rest.size and rest.min() < 0:
+            allowed = "" if self.ignore_label is None else f" or {self.ignore_label} (ignored)"
+            raise InputError(f"targets[{i}].labels must be >= 0{allowed}, got {rest.min()}")
+        self.counts = self.counts + match_labels(gt, pred, self.thresholds, ignore)
+        self.images += 1
 
     def evaluate(self) -> dict[str, float]:
         """The keys of the class docstring (floats; counts as ints)."""

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from pixelgroup.errors import InputError
 from pixelgroup.metrics._inputs import as_masks
 
 __all__ = ["mask_iou", "box_iou", "masks_to_boxes", "greedy_match"]
@@ -35,7 +36,7 @@ def mask_iou(masks: object, others: object) -> np.ndarray:
     """
     a, b = as_masks(masks, "masks"), as_masks(others, "others")
     if a.shape[1:] != b.shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"both mask sets must have one size (H, W), got {a.shape[1]}x{a.shape[2]} and "
             f"{b.shape[1]}x{b.shape[2]}"
         )
@@ -114,11 +115,11 @@ def greedy_match(
     """
     ious = np.asarray(ious, dtype=np.float64)
     if ious.ndim != 2:
-        raise ValueError(f"ious must have shape (K, M), got shape {ious.shape}")
+        raise InputError(f"ious must have shape (K, M), got shape {ious.shape}")
     if order not in ("rows", "iou"):
-        raise ValueError(f"order must be 'rows' or 'iou', got {order!r}")
+        raise InputError(f"order must be 'rows' or 'iou', got {order!r}")
     if best_only and order != "rows":
-        raise ValueError("best_only applies to order='rows' only")
+        raise InputError("best_only applies to order='rows' only")
     num_rows, num_cols = ious.shape
     match = np.full(num_rows, -1, dtype=np.int64)
     if num_rows == 0 or num_cols == 0:

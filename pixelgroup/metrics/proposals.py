@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector, check_records
+from pixelgroup.errors import InputError
+from pixelgroup.metrics._inputs import as_masks, as_numpy, as_vector
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 from pixelgroup.metrics.matching import box_iou, greedy_match, mask_iou, masks_to_boxes
 
 __all__ = [
@@ -82,7 +84,7 @@ def match_proposals(ious: np.ndarray, counts: Sequence[int] = PROPOSAL_COUNTS) -
     """
     ious = np.asarray(ious, dtype=np.float64)
     if ious.ndim != 2:
-        raise ValueError(f"ious must have shape (K, G), got shape {ious.shape}")
+        raise InputError(f"ious must have shape (K, G), got shape {ious.shape}")
     out = np.zeros((len(counts), ious.shape[1]))
     for row, k in enumerate(counts):
         top = ious[:k]
@@ -92,7 +94,7 @@ def match_proposals(ious: np.ndarray, counts: Sequence[int] = PROPOSAL_COUNTS) -
     return out
 
 
-class ProposalEvaluator:
+class ProposalEvaluator(PerImageEvaluator):
     """Accumulates per-image matches and reports recall and AR at k proposals per image.
 
     ``reset()``, ``process(predictions, targets)`` with one :class:`ProposalPrediction` and
@@ -112,6 +114,9 @@ class ProposalEvaluator:
         1.0
     """
 
+    prediction_type = ProposalPrediction
+    target_type = ProposalTarget
+
     def __init__(
         self,
         counts: Sequence[int] = PROPOSAL_COUNTS,
@@ -120,9 +125,9 @@ class ProposalEvaluator:
         if not counts or any(
             isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in counts
         ):
-            raise ValueError(f"counts must be positive ints, got {list(counts)}")
+            raise InputError(f"counts must be positive ints, got {list(counts)}")
         if not thresholds or any(not 0.0 < t <= 1.0 for t in thresholds):
-            raise ValueError(f"thresholds must lie in (0, 1], got {list(thresholds)}")
+            raise InputError(f"thresholds must lie in (0, 1], got {list(thresholds)}")
         self.counts = tuple(counts)
         self.thresholds = tuple(thresholds)
         self.reset()
@@ -131,27 +136,19 @@ class ProposalEvaluator:
         self._mask_matches: list[np.ndarray] = []
         self._box_matches: list[np.ndarray] = []
 
-    def process(
-        self, predictions: Sequence[ProposalPrediction], targets: Sequence[ProposalTarget]
-    ) -> None:
-        """Match each image's proposals to its ground truth."""
-        check_records(predictions, targets, ProposalPrediction, ProposalTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            self._process_one(prediction, target, i)
-
-    def _process_one(self, prediction: ProposalPrediction, target: ProposalTarget, i: int) -> None:
+    def process_image(self, prediction: ProposalPrediction, target: ProposalTarget, i: int) -> None:
         props = as_masks(prediction.masks, f"predictions[{i}].masks")
         gts = as_masks(target.masks, f"targets[{i}].masks")
         scores = as_vector(prediction.scores, f"predictions[{i}].scores", float)
         if len(props) == 0:
-            raise ValueError(f"predictions[{i}] has no proposals; give at least one")
+            raise InputError(f"predictions[{i}] has no proposals; give at least one")
         if scores.shape != (len(props),):
-            raise ValueError(
+            raise InputError(
                 f"predictions[{i}]: expected {len(props)} scores (one per proposal), "
                 f"got {scores.size}"
             )
         if props.shape[1:] != gts.shape[1:]:
-            raise ValueError(
+            raise InputError(
                 f"predictions[{i}]: proposal masks are {props.shape[1]}x{props.shape[2]} but the "
                 f"image's ground truth is {gts.shape[1]}x{gts.shape[2]}; proposals must be at "
                 "image resolution"
@@ -159,7 +156,7 @@ class ProposalEvaluator:
         if target.void is not None:
             void = as_numpy(target.void, f"targets[{i}].void").astype(bool, copy=False)
             if void.shape != props.shape[1:]:
-                raise ValueError(
+                raise InputError(
                     f"targets[{i}]: void mask is {void.shape}, proposals are {props.shape[1:]}"
                 )
             props = props & ~void
@@ -172,13 +169,13 @@ class ProposalEvaluator:
     def recall(self, kind: str = "mask") -> np.ndarray:
         """``(len(counts), len(thresholds))`` recall of ``"mask"`` or ``"box"`` proposals."""
         if kind not in ("mask", "box"):
-            raise ValueError(f"kind must be 'mask' or 'box', got {kind!r}")
+            raise InputError(f"kind must be 'mask' or 'box', got {kind!r}")
         matches = self._mask_matches if kind == "mask" else self._box_matches
         if not matches:
-            raise ValueError("no images processed; call process() before evaluate()")
+            raise InputError("no images processed; call process() before evaluate()")
         pooled = np.concatenate(matches, axis=1)  # (len(counts), total GT)
         if pooled.shape[1] == 0:
-            raise ValueError("the processed images hold no ground-truth instances")
+            raise InputError("the processed images hold no ground-truth instances")
         thr = np.asarray(self.thresholds)
         # a small tolerance so that an IoU of exactly t (e.g. 3/5) meets threshold t
         return (pooled[:, :, None] >= thr[None, None, :] - 1e-9).mean(axis=1)

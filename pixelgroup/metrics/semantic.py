@@ -9,7 +9,6 @@ fraction of predicted boundary pixels, recall that of ground-truth ones, pooled 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +16,10 @@ import torch
 from scipy import ndimage
 
 from pixelgroup._checks import check_tensor
-from pixelgroup.metrics._inputs import as_numpy, check_records
+from pixelgroup.errors import InputError, InputTypeError
+from pixelgroup.metrics._inputs import as_numpy
 from pixelgroup.metrics.boundary import correspond_pixels
+from pixelgroup.metrics.evaluator import PerImageEvaluator
 
 __all__ = [
     "SemanticPrediction",
@@ -49,9 +50,9 @@ def _as_label_tensor(x: object, name: str) -> torch.Tensor:
     """An ``(H, W)`` integer CPU tensor from a tensor or array."""
     labels = torch.from_numpy(as_numpy(x, name)) if not isinstance(x, torch.Tensor) else x
     if labels.dim() != 2:
-        raise ValueError(f"{name} must be an (H, W) class map, got shape {tuple(labels.shape)}")
+        raise InputError(f"{name} must be an (H, W) class map, got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
+        raise InputTypeError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
     return labels.detach().cpu()
 
 
@@ -67,15 +68,15 @@ def confusion_matrix(
     """
     pred, target = check_tensor(pred, "pred"), check_tensor(target, "target")
     if pred.shape != target.shape:
-        raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        raise InputError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise InputError(f"num_classes must be >= 1, got {num_classes}")
     pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
     keep = target != ignore_index if ignore_index is not None else torch.ones_like(target).bool()
     pred, target = pred[keep], target[keep]
     for name, t in (("pred", pred), ("target", target)):
         if t.numel() and (t.min() < 0 or t.max() >= num_classes):
-            raise ValueError(
+            raise InputError(
                 f"{name} has class ids outside [0, {num_classes}): "
                 f"min {int(t.min())}, max {int(t.max())}"
             )
@@ -118,7 +119,7 @@ def label_boundaries(labels: np.ndarray, ignore_index: int | None = 255) -> np.n
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
-        raise ValueError(f"labels must be an (H, W) map, got shape {labels.shape}")
+        raise InputError(f"labels must be an (H, W) map, got shape {labels.shape}")
     if ignore_index is not None:
         void = labels == ignore_index
         if void.all():
@@ -148,7 +149,7 @@ def boundary_match_counts(
     """
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape or pred.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"pred and target must be (H, W) maps of one shape, got {pred.shape} and {target.shape}"
         )
     pb, gb = label_boundaries(pred, None), label_boundaries(target, ignore_index)
@@ -165,7 +166,7 @@ def _boundary_scores(counts: np.ndarray) -> dict[str, float]:
     return {"boundary_P": precision, "boundary_R": recall, "boundary_F": f}
 
 
-class SemanticEvaluator:
+class SemanticEvaluator(PerImageEvaluator):
     """Accumulates a confusion matrix (and boundary counts) over images.
 
     ``reset()``, ``process(predictions, targets)`` with one :class:`SemanticPrediction` and one
@@ -181,6 +182,9 @@ class SemanticEvaluator:
         1.0
     """
 
+    prediction_type = SemanticPrediction
+    target_type = SemanticTarget
+
     def __init__(
         self,
         num_classes: int,
@@ -188,7 +192,7 @@ class SemanticEvaluator:
         boundary_max_dist: float | None = None,
     ) -> None:
         if boundary_max_dist is not None and not boundary_max_dist > 0:
-            raise ValueError(f"boundary_max_dist must be > 0 or None, got {boundary_max_dist}")
+            raise InputError(f"boundary_max_dist must be > 0 or None, got {boundary_max_dist}")
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.boundary_max_dist = boundary_max_dist
         self.reset()
@@ -197,19 +201,14 @@ class SemanticEvaluator:
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
         self.boundary_counts = np.zeros(4, dtype=np.int64)
 
-    def process(
-        self, predictions: Sequence[SemanticPrediction], targets: Sequence[SemanticTarget]
-    ) -> None:
-        """Add images: ``predictions[i]`` and ``targets[i]`` describe image i."""
-        check_records(predictions, targets, SemanticPrediction, SemanticTarget)
-        for i, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-            pred = _as_label_tensor(prediction.labels, f"predictions[{i}].labels")
-            gt = _as_label_tensor(target.labels, f"targets[{i}].labels")
-            self.confusion += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
-            if self.boundary_max_dist is not None:
-                self.boundary_counts += boundary_match_counts(
-                    pred.numpy(), gt.numpy(), self.boundary_max_dist, self.ignore_index
-                )
+    def process_image(self, prediction: SemanticPrediction, target: SemanticTarget, i: int) -> None:
+        pred = _as_label_tensor(prediction.labels, f"predictions[{i}].labels")
+        gt = _as_label_tensor(target.labels, f"targets[{i}].labels")
+        self.confusion += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        if self.boundary_max_dist is not None:
+            self.boundary_counts += boundary_match_counts(
+                pred.numpy(), gt.numpy(), self.boundary_max_dist, self.ignore_index
+            )
 
     def class_iou(self) -> list[float]:
         """IoU of each class ``(C,)``; NaN for classes absent from ground truth and prediction."""

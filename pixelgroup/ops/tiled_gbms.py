@@ -24,7 +24,7 @@ this one is shared by all rows, so ``G`` stays symmetric). Because Q = K = V = X
 Rows that the shared shift leaves with a tiny kernel mass are recomputed with their own
 maximum (flash-attention style); the exponent is floored at −115 so that no kernel value is
 subnormal; on the CPU at D <= 8 the symmetric pass runs in fused C++ kernels
-(``_gbms_small_dim.cpp`` through :mod:`pixelgroup.ops.native`). Why, what each choice costs
+(``_gbms_small_dim.cpp``, :func:`small_dim_kernels`). Why, what each choice costs
 and the error bounds: docs/benchmarks.md, "1.0 How the tiled layer works". Double backward is
 not supported.
 """
@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from pixelgroup._native import compiled_library
 from pixelgroup.ops.attention import no_autocast
-from pixelgroup.ops.native import MAX_NATIVE_DIM, small_dim_kernels
 
-__all__ = ["tiled_blur", "DEFAULT_TILE"]
+__all__ = ["tiled_blur", "DEFAULT_TILE", "small_dim_kernels", "MAX_NATIVE_DIM"]
 
 DEFAULT_TILE = 256
 # a strip chunk holds _CHUNK tiles: kernel buffers of (_CHUNK·tile, tile) entries (1 MiB each
@@ -92,6 +94,33 @@ def _padded(t: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(t, (0, _MIN_WIDTH - width)) if width < _MIN_WIDTH else t
 
 
+MAX_NATIVE_DIM = 8
+_SOURCE = Path(__file__).with_name("_gbms_small_dim.cpp")
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """The result types of the library's two size queries."""
+    for query in (lib.pg_block_rows, lib.pg_scratch_elements):
+        query.restype = ctypes.c_int64
+
+
+def small_dim_kernels() -> ctypes.CDLL | None:
+    """The fused small-D GBMS kernels of ``_gbms_small_dim.cpp`` (``pg_forward_f32_d3``,
+    ``pg_backward_f64_d8``, ...), compiled at first use, or None where they are disabled or
+    cannot be built (then the torch path runs: same results within rounding).
+
+    Built once per machine by :func:`pixelgroup._native.compiled_library` (system compiler,
+    ``-march=native``, cached; see there for the folders and variables); the build took 5.3 s
+    on the AVX-512 kind (gcc 12; 4.4 s for AVX2 code). Where no compiler works (one warning if
+    a compile failed) or with ``PIXELGROUP_NATIVE=0`` this returns None. ``PIXELGROUP_NATIVE``
+    is read at every call, so a benchmark can set it to compare both paths in one process."""
+    if os.environ.get("PIXELGROUP_NATIVE", "1") == "0":
+        return None
+    return compiled_library(
+        _SOURCE, "the fused small-D GBMS kernels", "the GBMS layer runs its torch path", _declare
+    )
+
+
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 # fused kernels: columns padded to a multiple of 16 (whole 64-byte vectors in either dtype);
 # rows split among threads by equal numbers of pairs when N is at least this
@@ -101,7 +130,7 @@ _NATIVE_MIN_SPLIT = 2048
 
 def _native_kernels(x: torch.Tensor) -> ctypes.CDLL | None:
     """The fused kernels where they apply to ``x`` ``(N, D)``: CPU, float32 or float64,
-    D <= 8, and a compiler that built them (:mod:`pixelgroup.ops.native`)."""
+    D <= 8, and a compiler that built them (:func:`small_dim_kernels`)."""
     if x.device.type != "cpu" or x.dtype not in _SUFFIX or x.shape[1] > MAX_NATIVE_DIM:
         return None
     return small_dim_kernels()

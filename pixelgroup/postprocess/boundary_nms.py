@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import convolve1d
 
+from pixelgroup._checks import check_count
+from pixelgroup.errors import InputError
+
 __all__ = ["triangle_smooth", "boundary_orientation", "boundary_nms"]
 
 
@@ -90,19 +93,16 @@ def boundary_nms(
     """
     edges = np.asarray(edges, dtype=np.float64)
     if edges.ndim != 2 or min(edges.shape) < 2:
-        raise ValueError(f"edges must be an (H, W) map with H, W >= 2, got shape {edges.shape}")
+        raise InputError(f"edges must be an (H, W) map with H, W >= 2, got shape {edges.shape}")
     if not np.isfinite(edges).all():
-        raise ValueError("edges contains non-finite values (NaN or inf)")
+        raise InputError("edges contains non-finite values (NaN or inf)")
     if orientation is None:
         orientation = boundary_orientation(edges, smooth_radius)
     elif np.shape(orientation) != edges.shape:
-        raise ValueError(
+        raise InputError(
             f"orientation must match edges {edges.shape}, got shape {np.shape(orientation)}"
         )
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
-        raise ValueError(f"radius must be an int >= 1, got {radius!r}")
-    if isinstance(border, bool) or not isinstance(border, int) or border < 0:
-        raise ValueError(f"border must be an int >= 0, got {border!r}")
+    radius, border = check_count(radius, "radius"), check_count(border, "border", minimum=0)
     h, w = edges.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     cos, sin = np.cos(orientation), np.sin(orientation)

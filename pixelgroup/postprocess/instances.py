@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from pixelgroup._checks import check_rank, check_tensor
+from pixelgroup._checks import check_count, check_rank, check_size, check_tensor
+from pixelgroup.errors import InputError
 from pixelgroup.ops.labels import resize_labels
 from pixelgroup.ops.sphere import pool_to_sphere
 from pixelgroup.postprocess.grouping import group_pixels
@@ -120,22 +121,18 @@ def extract_instances(
         >>> extract_instances(emb, num_iters=0, min_area=1, image_size=(32, 30))[0].shape
         torch.Size([32, 30])
     """
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    stride = check_count(stride, "stride")
     if upsample not in UPSAMPLE_MODES:
-        raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        raise InputError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
     embedding = check_tensor(embedding, "embedding")
     check_rank(embedding, (3,), "embedding", "(D, H, W)")
     h, w = int(embedding.shape[1]), int(embedding.shape[2])
-    size = (h, w) if image_size is None else tuple(image_size)
-    if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
-        raise ValueError(f"image_size must be (H, W) with positive ints, got {image_size!r}")
-    size = (int(size[0]), int(size[1]))
+    size = (h, w) if image_size is None else check_size(image_size)
     fg = None
     if foreground is not None:
         foreground = check_tensor(foreground, "foreground")
         if tuple(foreground.shape) != (h, w):
-            raise ValueError(
+            raise InputError(
                 f"foreground must be (H, W) = {(h, w)} like the embedding, "
                 f"got {tuple(foreground.shape)}"
             )

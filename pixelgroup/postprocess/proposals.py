@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
 
-from pixelgroup._checks import check_positive, check_rank, check_tensor
+from pixelgroup._checks import check_count, check_positive, check_rank, check_size, check_tensor
+from pixelgroup.errors import InputError
 from pixelgroup.postprocess.grouping import group_pixels
 
 __all__ = ["Proposals", "propose", "score_masks"]
@@ -192,19 +193,16 @@ def propose(
     embedding = check_tensor(embedding, "embedding")
     check_rank(embedding, (3,), "embedding", "(D, H, W)")
     if not bandwidths or not num_iters:
-        raise ValueError(
+        raise InputError(
             f"bandwidths and num_iters need at least one value each, got {list(bandwidths)} "
             f"and {list(num_iters)}"
         )
     for b in bandwidths:
         check_positive(b, "bandwidths")
     if not 0.0 < dedup_iou <= 1.0:
-        raise ValueError(f"dedup_iou must lie in (0, 1], got {dedup_iou}")
-    if isinstance(max_proposals, bool) or not isinstance(max_proposals, int) or max_proposals < 1:
-        raise ValueError(f"max_proposals must be an int >= 1, got {max_proposals!r}")
-    size = tuple(embedding.shape[1:]) if image_size is None else tuple(image_size)
-    if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"image_size must be (H, W) with positive ints, got {image_size!r}")
+        raise InputError(f"dedup_iou must lie in (0, 1], got {dedup_iou}")
+    check_count(max_proposals, "max_proposals")
+    size = check_size(embedding.shape[1:] if image_size is None else image_size)
 
     with torch.no_grad():
         emb = embedding.detach()

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pixelgroup._checks import check_rank, check_tensor
+from pixelgroup._checks import check_rank, check_size, check_tensor
+from pixelgroup.errors import InputError, InputTypeError
 from pixelgroup.postprocess.grouping import group_pixels
 
 __all__ = ["SemanticInstances", "semantic_instances"]
@@ -83,18 +84,16 @@ def semantic_instances(
     check_rank(embedding, (3,), "embedding", "(D, H, W)")
     check_rank(logits, (3,), "logits", "(C, H, W)")
     if logits.shape[1:] != embedding.shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"logits must be (C, H, W) at the embedding's resolution "
             f"{tuple(embedding.shape[1:])}, got {tuple(logits.shape)}"
         )
     if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+        raise InputTypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
     num_classes = logits.shape[0]
     if not 0 <= background < num_classes:
-        raise ValueError(f"background must be a class id in 0..{num_classes - 1}, got {background}")
-    size = tuple(embedding.shape[1:]) if image_size is None else tuple(image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"image_size must be (H, W) with positive ints, got {image_size!r}")
+        raise InputError(f"background must be a class id in 0..{num_classes - 1}, got {background}")
+    size = check_size(embedding.shape[1:] if image_size is None else image_size)
 
     with torch.no_grad():
         grouping = group_pixels(

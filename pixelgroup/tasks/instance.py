@@ -42,6 +42,7 @@ from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import center_vote_loss
 from pixelgroup.metrics import (
     CocoEvaluator,
+    CompositeEvaluator,
     InstanceEvaluator,
     InstancePrediction,
     InstanceTarget,
@@ -263,46 +264,41 @@ class InstanceTask(InstanceSampleTask):
 
 
 class InstanceTaskEvaluator:
-    """Groups each embedding of a batch at its ground truth's resolution and feeds an
-    :class:`InstanceEvaluator`, a :class:`MatchingEvaluator` (``acc50``, ``f1_50``, ``pq50``,
-    ...) and a :class:`CocoEvaluator` (keys prefixed ``coco_``).
+    """Groups each embedding of a batch at its ground truth's resolution and feeds a
+    :class:`~pixelgroup.metrics.CompositeEvaluator` of an :class:`InstanceEvaluator`, a
+    :class:`MatchingEvaluator` (``acc50``, ``f1_50``, ``pq50``, ...) and a
+    :class:`CocoEvaluator` (keys prefixed ``coco_``).
 
-    Ignored (crowd) pixels are set to background in both label maps for the
+    Ignored (crowd) pixels are set to background in both label maps by the
     :class:`InstanceEvaluator`, left out of both by the :class:`MatchingEvaluator`; the
     :class:`CocoEvaluator` treats them as COCO's crowd."""
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         _check_background(cfg)
         self.cfg = cfg
-        self.metrics = InstanceEvaluator()
-        self.matching = MatchingEvaluator(ignore_label=IGNORE_LABEL)
-        self.coco = CocoEvaluator(ignore_label=IGNORE_LABEL)
+        self.metrics = CompositeEvaluator(
+            [
+                InstanceEvaluator(ignore_label=IGNORE_LABEL),
+                MatchingEvaluator(ignore_label=IGNORE_LABEL),
+                CocoEvaluator(ignore_label=IGNORE_LABEL),
+            ],
+            prefixes=["", "", "coco_"],
+        )
 
     def reset(self) -> None:
         self.metrics.reset()
-        self.matching.reset()
-        self.coco.reset()
 
     def process(self, output: EmbeddingOutput, batch: InstanceSample) -> None:
-        predictions, targets, coco_predictions, coco_targets = [], [], [], []
+        predictions, targets = [], []
         semantic = output.semantic if output.semantic is not None else [None] * len(batch.instance)
         for embedding, logits, gt in zip(output.embedding, semantic, batch.instance, strict=True):
             size = (int(gt.shape[0]), int(gt.shape[1]))
             labels, scores = instances_from_embedding(
                 embedding, self.cfg, image_size=size, logits=logits
             )
-            labels, scores, gt = labels.cpu(), scores.cpu(), gt.cpu()
-            coco_predictions.append(InstancePrediction(labels, scores))
-            coco_targets.append(InstanceTarget(gt))
-            ignore = gt == IGNORE_LABEL
-            if bool(ignore.any()):
-                labels, gt = labels.masked_fill(ignore, 0), gt.masked_fill(ignore, 0)
-            predictions.append(InstancePrediction(labels, scores))
-            targets.append(InstanceTarget(gt))
+            predictions.append(InstancePrediction(labels.cpu(), scores.cpu()))
+            targets.append(InstanceTarget(gt.cpu()))
         self.metrics.process(predictions, targets)
-        self.matching.process(coco_predictions, coco_targets)
-        self.coco.process(coco_predictions, coco_targets)
 
     def evaluate(self) -> dict[str, float]:
-        coco = {f"coco_{k}": v for k, v in self.coco.evaluate().items()}
-        return {**self.metrics.evaluate(), **self.matching.evaluate(), **coco}
+        return self.metrics.evaluate()

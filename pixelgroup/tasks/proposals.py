@@ -13,7 +13,7 @@
   then :class:`~pixelgroup.metrics.ProposalEvaluator` (AR@k, recall@0.5@k). AR is measured at
   the resolution of the samples as loaded (after ``size``, if given).
 * Predict: ``STEM.json`` per image, the ranked proposals as COCO results (RLE masks, scores),
-  which ``pixelgroup eval-proposals`` reads.
+  which :data:`PROPOSAL_SCORING` (``pixelgroup eval-proposals``) scores offline.
 """
 
 from __future__ import annotations
@@ -39,9 +39,39 @@ from pixelgroup.tasks.base import (
     build_embedding_loss,
     grouping_arguments,
 )
+from pixelgroup.tasks.offline import MakeRecords, ResultsScoring
 from pixelgroup.tasks.rehearsal import RehearsalPlan, results_evaluator
 
-__all__ = ["ProposalTask", "ProposalTaskEvaluator", "proposals_from_embedding"]
+__all__ = [
+    "ProposalTask",
+    "ProposalTaskEvaluator",
+    "proposals_from_embedding",
+    "proposal_target",
+    "PROPOSAL_SCORING",
+]
+
+
+def proposal_target(instance: torch.Tensor, ignore_index: int) -> ProposalTarget:
+    """The ground truth of one ``(H, W)`` instance map: its instance masks, void pixels
+    (``ignore_index``) left out of every proposal."""
+    return ProposalTarget(
+        instance_masks(instance, ignore_index), void=(instance == ignore_index).cpu()
+    )
+
+
+def _start_scoring(ignore_index: int) -> tuple[ProposalEvaluator, MakeRecords]:
+    def records(
+        sample: InstanceSample, masks: Any, scores: Any, _: Any
+    ) -> tuple[ProposalPrediction, ProposalTarget]:
+        return ProposalPrediction(masks, scores), proposal_target(sample.instance, ignore_index)
+
+    return ProposalEvaluator(), records
+
+
+#: Saved proposals (``pixelgroup predict``'s COCO results) scored by AR@k
+#: (:func:`~pixelgroup.tasks.offline.score_results`, ``pixelgroup eval-proposals``); every
+#: ground-truth image needs proposals.
+PROPOSAL_SCORING = ResultsScoring("eval-proposals", "proposal", "error", _start_scoring)
 
 
 def proposals_from_embedding(
@@ -85,7 +115,7 @@ class ProposalTask(InstanceSampleTask):
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
         """A synthetic VOC 2012 release, scored by ``pixelgroup eval-proposals``."""
         _options(cfg)
-        return RehearsalPlan("voc", evaluator=results_evaluator("eval-proposals"))
+        return RehearsalPlan("voc", evaluator=results_evaluator(PROPOSAL_SCORING))
 
     def postprocess(
         self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
@@ -126,12 +156,7 @@ class ProposalTaskEvaluator:
         for embedding, instance in zip(output.embedding, batch.instance, strict=True):
             props = proposals_from_embedding(embedding, tuple(instance.shape), self.cfg)
             predictions.append(ProposalPrediction(props.masks.cpu(), props.scores.cpu()))
-            targets.append(
-                ProposalTarget(
-                    instance_masks(instance, self.ignore_index),
-                    void=(instance == self.ignore_index).cpu(),
-                )
-            )
+            targets.append(proposal_target(instance, self.ignore_index))
         self.metrics.process(predictions, targets)
 
     def evaluate(self) -> dict[str, float]:

@@ -1,5 +1,6 @@
 """What ``pixelgroup rehearse`` needs of a task: which synthetic release its ``data.root`` can
-point at, the image files of a split there, and its dataset-level evaluator command.
+point at, the image files of a split there, and its dataset-level evaluation of the
+prediction files (the library function behind its ``pixelgroup eval-*`` command).
 
 The synthetic releases are those of :func:`pixelgroup.data.synthetic.write_layouts`:
 ``"bsds"`` (a BSDS500 ``BSR`` folder), ``"voc"`` (a folder holding ``VOCdevkit/VOC2012``) and
@@ -14,15 +15,31 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pixelgroup._atomic import write_json
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.data.bsds import BSDS500
+from pixelgroup.tasks.offline import ResultsScoring, score_results
 
-__all__ = ["RehearsalPlan", "release_images", "boundary_evaluator", "results_evaluator"]
+__all__ = ["RehearsalPlan", "DatasetEvaluation", "release_images", "results_evaluator"]
 
-EvaluatorArgv = Callable[[ExperimentConfig, Path, Path], list[str]]
-"""``(cfg, prediction folder, output JSON) -> argv`` of a ``pixelgroup`` subcommand."""
+
+@dataclass(frozen=True)
+class DatasetEvaluation:
+    """A dataset-level evaluation of the prediction files.
+
+    Attributes:
+        command: the ``pixelgroup eval-*`` command line that computes the same, for the report.
+        run: computes the scores.
+    """
+
+    command: str
+    run: Callable[[], dict[str, Any]]
+
+
+PlanEvaluation = Callable[[ExperimentConfig, Path, bool], DatasetEvaluation]
+"""``(cfg, prediction folder, progress) -> DatasetEvaluation``."""
 
 
 @dataclass(frozen=True)
@@ -33,12 +50,12 @@ class RehearsalPlan:
         release: the synthetic release ``data.root`` is set to: ``"bsds"``, ``"voc"``, ``"sbd"``.
         overrides: ``--set`` strings for the rehearsal's size (data sizes only, e.g. a resize
             larger than the tiny images); applied after every stage's own overrides.
-        evaluator: the dataset-level evaluator command on the prediction files, or None.
+        evaluator: the dataset-level evaluation of the prediction files, or None.
     """
 
     release: str
     overrides: tuple[str, ...] = ()
-    evaluator: EvaluatorArgv | None = None
+    evaluator: PlanEvaluation | None = None
 
 
 def release_images(release: str, root: str | Path, split: str) -> list[Path]:
@@ -56,28 +73,21 @@ def release_images(release: str, root: str | Path, split: str) -> list[Path]:
     raise ValueError(f"release must be bsds, voc or sbd, got {release!r}")
 
 
-def boundary_evaluator(cfg: ExperimentConfig, pred: Path, out: Path) -> list[str]:
-    """``pixelgroup eval-boundaries`` on the thinned maps ``pred/nms`` against the split's
-    BSDS500 ground truth, with ``data.options.eval_thresholds``."""
-    split = cfg.data.eval_split
-    assert cfg.data.root is not None  # the rehearsal sets it
-    gt = BSDS500(cfg.data.root, split).root / "groundTruth" / split
-    thresholds = cfg.data.options.get("eval_thresholds", 99)
-    return ["eval-boundaries", str(pred / "nms"), str(gt), "--thresholds", str(thresholds),
-            "--output", str(out)]  # fmt: skip
+def results_evaluator(scoring: ResultsScoring) -> PlanEvaluation:
+    """:func:`~pixelgroup.tasks.offline.score_results` with ``scoring`` on the per-image
+    ``STEM.json`` of the prediction folder, joined into one ``results.json`` beside it,
+    against ``data.root``'s eval split."""
 
-
-def results_evaluator(command: str) -> EvaluatorArgv:
-    """``pixelgroup <command> RESULTS ROOT --split S``, RESULTS the per-image ``STEM.json``
-    of the prediction folder joined into one ``results.json`` beside it."""
-
-    def argv(cfg: ExperimentConfig, pred: Path, out: Path) -> list[str]:
+    def plan(cfg: ExperimentConfig, pred: Path, progress: bool) -> DatasetEvaluation:
         results = pred.parent / "results.json"
         records = []
         for path in sorted(pred.glob("*.json")):
             records += json.loads(path.read_text())
         write_json(records, results)
-        split = cfg.data.eval_split
-        return [command, str(results), str(cfg.data.root), "--split", split, "--output", str(out)]
+        root, split = Path(str(cfg.data.root)), cfg.data.eval_split
+        return DatasetEvaluation(
+            f"pixelgroup {scoring.command} {results} {root} --split {split}",
+            lambda: score_results(results, root, scoring, split, progress=progress),
+        )
 
-    return argv
+    return plan

@@ -25,9 +25,11 @@ silently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -36,7 +38,14 @@ from pixelgroup.data import AugmentedDataset, InstanceSample
 from pixelgroup.data.voc import open_instance_dataset
 from pixelgroup.data.voc_augment import VOCAugment
 from pixelgroup.errors import ConfigError
-from pixelgroup.metrics import InstanceMAPEvaluator, InstanceMAPPrediction, InstanceMAPTarget
+from pixelgroup.metrics import (
+    InstanceMAPEvaluator,
+    InstanceMAPPrediction,
+    InstanceMAPTarget,
+    InstancePrediction,
+    InstanceTarget,
+    MatchingEvaluator,
+)
 from pixelgroup.metrics.instance_map import VOC_CLASSES, instances_from_maps
 from pixelgroup.postprocess.semantic_instances import SemanticInstances, semantic_instances
 from pixelgroup.tasks.base import (
@@ -45,10 +54,80 @@ from pixelgroup.tasks.base import (
     build_embedding_loss,
     grouping_arguments,
 )
-from pixelgroup.tasks.predictions import write_semantic_prediction
+from pixelgroup.tasks.offline import MakeRecords, ResultsScoring
+from pixelgroup.tasks.predictions import masks_to_labels, write_semantic_prediction
 from pixelgroup.tasks.rehearsal import RehearsalPlan, results_evaluator
 
-__all__ = ["VOCInstanceTask", "VOCInstanceEvaluator", "instances_from_output"]
+__all__ = [
+    "VOCInstanceTask",
+    "VOCInstanceEvaluator",
+    "instances_from_output",
+    "instance_map_target",
+    "INSTANCE_SCORING",
+]
+
+
+def instance_map_target(
+    instance: torch.Tensor, semantic: torch.Tensor, ignore_index: int
+) -> InstanceMAPTarget:
+    """The ground truth of one image's ``(H, W)`` instance and class maps: each instance's
+    mask and majority class, void pixels (``ignore_index``) left out of every prediction."""
+    gt_masks, gt_classes = instances_from_maps(instance, semantic, ignore_index)
+    return InstanceMAPTarget(gt_masks, gt_classes, void=(instance == ignore_index).cpu())
+
+
+class _ResultsEvaluator:
+    """mAP^r of the class-labelled masks and, classes aside, the object matching of the masks
+    painted into one label map (the higher score on top); records are pairs (one of each)."""
+
+    def __init__(self) -> None:
+        self.map = InstanceMAPEvaluator()
+        self.matching = MatchingEvaluator(ignore_label=-1)
+
+    def reset(self) -> None:
+        self.map.reset()
+        self.matching.reset()
+
+    def process(
+        self, predictions: Sequence[tuple[Any, Any]], targets: Sequence[tuple[Any, Any]]
+    ) -> None:
+        self.map.process([p for p, _ in predictions], [t for t, _ in targets])
+        self.matching.process([p for _, p in predictions], [t for _, t in targets])
+
+    def evaluate(self) -> dict[str, float]:
+        return self.map.evaluate() | self.matching.evaluate()
+
+
+def _start_scoring(ignore_index: int) -> tuple[_ResultsEvaluator, MakeRecords]:
+    def records(
+        sample: InstanceSample, masks: np.ndarray, scores: np.ndarray, classes: np.ndarray
+    ) -> tuple[
+        tuple[InstanceMAPPrediction, InstancePrediction], tuple[InstanceMAPTarget, InstanceTarget]
+    ]:
+        order = np.argsort(-scores, kind="stable")
+        labels = masks_to_labels(torch.from_numpy(masks[order])).astype(np.int64)
+        gt = np.where((sample.instance == ignore_index).numpy(), -1, sample.instance.numpy())
+        return (
+            (
+                InstanceMAPPrediction(masks, classes, scores),
+                InstancePrediction(labels, scores[order]),
+            ),
+            (
+                instance_map_target(sample.instance, sample.semantic, ignore_index),
+                InstanceTarget(gt),
+            ),
+        )
+
+    return _ResultsEvaluator(), records
+
+
+#: Saved class-labelled masks (COCO results with a ``category_id`` in 1..20, VOC order) scored
+#: by VOC mAP^r and, classes aside, the object matching of StarDist / Cellpose (``acc50``,
+#: ``f1_50``, ...) (:func:`~pixelgroup.tasks.offline.score_results`, ``pixelgroup
+#: eval-instances``); an image without results counts its instances as missed.
+INSTANCE_SCORING = ResultsScoring(
+    "eval-instances", "prediction", "empty", _start_scoring, num_classes=len(VOC_CLASSES)
+)
 
 
 def _options(cfg: ExperimentConfig) -> VOCInstanceOptions:
@@ -110,7 +189,7 @@ class VOCInstanceTask(InstanceSampleTask):
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan:
         """A synthetic SBD release, scored by ``pixelgroup eval-instances``."""
         _options(cfg)
-        return RehearsalPlan("sbd", evaluator=results_evaluator("eval-instances"))
+        return RehearsalPlan("sbd", evaluator=results_evaluator(INSTANCE_SCORING))
 
     def postprocess(
         self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
@@ -150,13 +229,10 @@ class VOCInstanceEvaluator:
             output.embedding, semantic, batch.instance, batch.semantic, strict=True
         ):
             pred = instances_from_output(embedding, logits, tuple(instance.shape), self.cfg)
-            gt_masks, gt_classes = instances_from_maps(instance, classes, self.ignore_index)
             predictions.append(
                 InstanceMAPPrediction(pred.masks.cpu(), pred.classes.cpu(), pred.scores.cpu())
             )
-            targets.append(
-                InstanceMAPTarget(gt_masks, gt_classes, void=(instance == self.ignore_index).cpu())
-            )
+            targets.append(instance_map_target(instance, classes, self.ignore_index))
         self.metrics.process(predictions, targets)
 
     def evaluate(self) -> dict[str, float]:

@@ -6,8 +6,7 @@ import torch
 import pixelgroup.ops.tiled_gbms as tiled_gbms
 from pixelgroup.ops import gbms_step, normalize_to_sphere, recurrent_mean_shift
 from pixelgroup.ops.mean_shift import _blur_dense
-from pixelgroup.ops.native import small_dim_kernels
-from pixelgroup.ops.tiled_gbms import tiled_blur
+from pixelgroup.ops.tiled_gbms import small_dim_kernels, tiled_blur
 from tests._reference import (
     clustered_sphere,
     gbms_blur_lse,
