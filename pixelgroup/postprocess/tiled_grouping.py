@@ -1,0 +1,205 @@
+"""Instances of an image grouped tile by tile, joined across tiles in embedding space.
+
+Each tile's window (core plus halo, :mod:`pixelgroup.postprocess.tiles`) is grouped on its own
+(by the caller, e.g. :func:`~pixelgroup.postprocess.extract_instances`); every group of a tile
+has a unit mean embedding, its centre. Two groups of tiles whose windows overlap are one
+instance when
+
+* their centres' cosine is at least ``1 - 2δ²`` (δ = ``bandwidth``: two views of one object
+  are the same point on the sphere, up to the grouping's spread), **and**
+* they share pixels in the overlap (the pixels both windows cover): a look-alike object
+  elsewhere never joins.
+
+A union-find over all groups gives one global id per instance, and every pixel takes the
+label its own tile (the one whose core holds it) gave it. An object that crosses two or four
+tiles is seen whole in the halo of each, so its groups meet in the overlaps and come out as
+one instance (tiles without a halo never overlap: nothing is joined). Unlike joining masks by
+IoU in a strip (EmbedSeg, InstanSeg) or requiring every object to be smaller than the overlap
+(StarDist), the decision is made where the grouping makes it: on the sphere.
+
+Memory: the ``(H, W)`` label map, plus the window labels of the tiles whose windows a later
+tile can still overlap (about two rows of tiles); never the image's embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from pixelgroup._checks import check_bandwidth
+from pixelgroup.ops.labels import resize_labels
+from pixelgroup.postprocess.tiles import Tile
+
+__all__ = ["TileGroups", "tile_groups", "join_tiles"]
+
+
+@dataclass(frozen=True)
+class TileGroups:
+    """The groups of one tile's window.
+
+    Attributes:
+        tile: the tile (its ``window`` is what ``labels`` covers).
+        labels: ``(h, w)`` int64 in 0..K over the window, at image resolution.
+        centers: ``(K + 1, D)`` unit mean embedding of each label (row 0: label 0's; zeros for
+            a label without pixels).
+        scores: ``(K + 1,)`` float32 compactness in [0, 1]: mean ``(1 + cos) / 2`` of the
+            label's embeddings to its centre.
+    """
+
+    tile: Tile
+    labels: torch.Tensor
+    centers: torch.Tensor
+    scores: torch.Tensor
+
+
+def tile_groups(tile: Tile, embedding: torch.Tensor, labels: torch.Tensor) -> TileGroups:
+    """Centres and scores of the labels ``(h, w)`` (0..K, over ``tile.window`` at image
+    resolution) of a window's unit embedding ``(D, h_e, w_e)`` (any stride: the labels are
+    resized to it by nearest neighbour). Cost O(h_e·w_e·D)."""
+    if tuple(labels.shape) != tile.window.size:
+        raise ValueError(
+            f"labels must cover the tile's window {tile.window.size} (H, W), "
+            f"got {tuple(labels.shape)}"
+        )
+    d = embedding.shape[0]
+    grid = (int(embedding.shape[1]), int(embedding.shape[2]))
+    small = resize_labels(labels[None], grid)[0].flatten().to(embedding.device)
+    x = embedding.flatten(1).T.float()  # (N, D)
+    num = int(labels.max()) + 1
+    sums = x.new_zeros(num, d).index_add_(0, small, x)
+    centers = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    cos = (x * centers[small]).sum(dim=1)
+    count = torch.bincount(small, minlength=num).clamp_min(1)
+    scores = 0.5 * (1.0 + x.new_zeros(num).index_add_(0, small, cos) / count)
+    return TileGroups(tile, labels.cpu(), centers.cpu(), scores.clamp(0.0, 1.0).cpu())
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+
+    def add(self, count: int) -> None:
+        self.parent.extend(range(len(self.parent), len(self.parent) + count))
+
+    def find(self, a: int) -> int:
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def join_tiles(
+    tiles: Iterable[TileGroups],
+    size: tuple[int, int],
+    *,
+    bandwidth: float,
+    background_is_group: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``(H, W)`` instance label map of an image of ``size`` from its tiles' groups.
+
+    Args:
+        tiles: the :class:`TileGroups` of every tile of a
+            :func:`~pixelgroup.postprocess.tiles.plan_tiles` plan, in its (row-major) order.
+        size: ``(H, W)`` of the image.
+        bandwidth: δ of the grouping: groups of overlapping windows whose centres have a
+            cosine >= ``1 - 2δ²`` and that share pixels in the overlap are one instance.
+        background_is_group: False (a semantic head decided the background): label 0 of every
+            tile is background and joins nothing. True (the background is the largest group,
+            ``grouping.background: largest``): label 0 of a tile is a group like the others
+            (a tile inside one large object calls it its largest group), and the largest
+            instance of the image, by area, becomes the background.
+
+    Returns:
+        ``labels (H, W)`` int64 (0 background, 1..K) and ``scores (K,)`` float32: each
+        instance's compactness, its groups' scores weighted by their areas.
+
+    Cost: O(H·W) for the labels plus, per pair of overlapping windows, O(overlap) to find the
+    pairs of groups that meet there.
+
+    Example:
+        >>> from pixelgroup.postprocess.tiles import plan_tiles
+        >>> a, b = plan_tiles((16, 32), tile=16, halo=16)
+        >>> one = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # rows: label 0, label 1
+        >>> groups = [TileGroups(t, torch.ones(16, 32, dtype=torch.int64), one, torch.ones(2))
+        ...           for t in (a, b)]
+        >>> join_tiles(groups, (16, 32), bandwidth=0.1)[0].unique().tolist()
+        [1]
+    """
+    bandwidth = check_bandwidth(bandwidth)
+    cover = 1.0 - 2.0 * bandwidth**2
+    labels = torch.zeros(size, dtype=torch.int64)
+    groups = _UnionFind()
+    centers: list[torch.Tensor] = []
+    scores: list[torch.Tensor] = []
+    areas: list[torch.Tensor] = []
+    first_ids: list[int] = []  # the global id of each tile's label 0
+    kept: list[tuple[Tile, torch.Tensor]] = []  # windows a later tile may overlap
+    for t in tiles:
+        tile, num = t.tile, len(t.centers)
+        offset = len(groups.parent)
+        groups.add(num)
+        first_ids.append(offset)
+        ids = t.labels + offset
+        core = tile.core.within(tile.window).slices()
+        labels[tile.core.slices()] = ids[core]
+        areas.append(torch.bincount(t.labels[core].flatten(), minlength=num))
+        centers.append(t.centers.float())
+        scores.append(t.scores.float())
+        all_centers = torch.cat(centers)
+        kept = [(o, ol) for o, ol in kept if o.window.bottom > tile.window.top]
+        for other, other_ids in kept:
+            overlap = tile.window.intersect(other.window)
+            if overlap is None:
+                continue
+            mine = ids[overlap.within(tile.window).slices()].flatten()
+            theirs = other_ids[overlap.within(other.window).slices()].flatten()
+            pairs = torch.unique(torch.stack([mine, theirs]), dim=1)
+            if not background_is_group:  # a tile's label 0 is background: joins nothing
+                keep = (pairs[0] != offset) & ~_is_first(pairs[1], first_ids)
+                pairs = pairs[:, keep]
+            cos = (all_centers[pairs[0]] * all_centers[pairs[1]]).sum(dim=1)
+            for a, b in pairs[:, cos >= cover].T.tolist():
+                groups.union(a, b)
+        kept.append((tile, ids))
+    if not centers:
+        raise ValueError("no tiles to join")
+    return _relabel(
+        labels, groups, torch.cat(areas), torch.cat(scores), first_ids, background_is_group
+    )
+
+
+def _is_first(ids: torch.Tensor, first_ids: list[int]) -> torch.Tensor:
+    """``(P,)`` bool: which global ids are some tile's label 0."""
+    return torch.isin(ids, torch.tensor(first_ids, dtype=ids.dtype))
+
+
+def _relabel(
+    labels: torch.Tensor,
+    groups: _UnionFind,
+    areas: torch.Tensor,
+    scores: torch.Tensor,
+    first_ids: list[int],
+    background_is_group: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global ids -> instances 1..K (in order of their first tile), background 0, and each
+    instance's area-weighted score."""
+    root = torch.tensor([groups.find(i) for i in range(len(groups.parent))], dtype=torch.int64)
+    weight = areas.double()
+    area = torch.zeros(len(root), dtype=torch.float64).index_add_(0, root, weight)
+    mass = torch.zeros(len(root), dtype=torch.float64).index_add_(0, root, weight * scores)
+    present = area > 0
+    if background_is_group:
+        present[int(torch.argmax(area))] = False
+    else:
+        present[torch.tensor(first_ids)] = False  # roots of background ids are themselves
+    instance = torch.zeros(len(root), dtype=torch.int64)
+    roots = torch.nonzero(present).flatten()
+    instance[roots] = torch.arange(1, len(roots) + 1)
+    return instance[root][labels], (mass[roots] / area[roots]).float()
