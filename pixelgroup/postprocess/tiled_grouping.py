@@ -1,14 +1,17 @@
 """Instances of an image grouped tile by tile, joined across tiles in embedding space.
 
-Each tile's window (core plus halo, :mod:`pixelgroup.postprocess.tiles`) is grouped on its own
-(by the caller, e.g. :func:`~pixelgroup.postprocess.extract_instances`); every group of a tile
-has a unit mean embedding, its centre. Two groups of tiles whose windows overlap are one
+Each tile (:mod:`pixelgroup.postprocess.tiles`) is grouped on its own over its core grown by
+half the halo, its **region** (:meth:`~pixelgroup.postprocess.tiles.Tile.region`: the outer
+half of the halo is context for the model only, its output there lacks context itself), by
+the caller, e.g. with :func:`~pixelgroup.postprocess.extract_instances`; every group of a tile
+has a unit mean embedding, its centre. Two groups of tiles whose regions overlap are one
 instance when
 
 * their centres' cosine is at least ``1 - 2δ²`` (δ = ``bandwidth``: two views of one object
   are the same point on the sphere, up to the grouping's spread), **and**
-* they share pixels in the overlap (the pixels both windows cover): a look-alike object
-  elsewhere never joins.
+* they share pixels in the overlap (the pixels both regions cover; at least ``min_shared``,
+  half, of the smaller group's pixels there): a look-alike object elsewhere never joins, nor
+  does a touching neighbour whose border the two tiles drew a pixel apart.
 
 A union-find over all groups gives one global id per instance, and every pixel takes the
 label its own tile (the one whose core holds it) gave it. An object that crosses two or four
@@ -17,7 +20,7 @@ one instance (tiles without a halo never overlap: nothing is joined). Unlike joi
 IoU in a strip (EmbedSeg, InstanSeg) or requiring every object to be smaller than the overlap
 (StarDist), the decision is made where the grouping makes it: on the sphere.
 
-Memory: the ``(H, W)`` label map, plus the window labels of the tiles whose windows a later
+Memory: the ``(H, W)`` label map, plus the region labels of the tiles whose regions a later
 tile can still overlap (about two rows of tiles); never the image's embedding.
 """
 
@@ -30,38 +33,41 @@ import torch
 
 from pixelgroup._checks import check_bandwidth
 from pixelgroup.ops.labels import resize_labels
-from pixelgroup.postprocess.tiles import Tile
+from pixelgroup.postprocess.tiles import Box
 
 __all__ = ["TileGroups", "tile_groups", "join_tiles"]
 
 
 @dataclass(frozen=True)
 class TileGroups:
-    """The groups of one tile's window.
+    """The groups of one tile's region.
 
     Attributes:
-        tile: the tile (its ``window`` is what ``labels`` covers).
-        labels: ``(h, w)`` int64 in 0..K over the window, at image resolution.
+        core: the tile's core: the pixels it labels.
+        region: the pixels it grouped (``labels`` covers them), the core among them.
+        labels: ``(h, w)`` int64 in 0..K over the region, at image resolution.
         centers: ``(K + 1, D)`` unit mean embedding of each label (row 0: label 0's; zeros for
             a label without pixels).
         scores: ``(K + 1,)`` float32 compactness in [0, 1]: mean ``(1 + cos) / 2`` of the
             label's embeddings to its centre.
     """
 
-    tile: Tile
+    core: Box
+    region: Box
     labels: torch.Tensor
     centers: torch.Tensor
     scores: torch.Tensor
 
 
-def tile_groups(tile: Tile, embedding: torch.Tensor, labels: torch.Tensor) -> TileGroups:
-    """Centres and scores of the labels ``(h, w)`` (0..K, over ``tile.window`` at image
-    resolution) of a window's unit embedding ``(D, h_e, w_e)`` (any stride: the labels are
+def tile_groups(
+    core: Box, region: Box, embedding: torch.Tensor, labels: torch.Tensor
+) -> TileGroups:
+    """Centres and scores of the labels ``(h, w)`` (0..K, over ``region`` at image
+    resolution) of the region's unit embedding ``(D, h_e, w_e)`` (any stride: the labels are
     resized to it by nearest neighbour). Cost O(h_e·w_e·D)."""
-    if tuple(labels.shape) != tile.window.size:
+    if tuple(labels.shape) != region.size:
         raise ValueError(
-            f"labels must cover the tile's window {tile.window.size} (H, W), "
-            f"got {tuple(labels.shape)}"
+            f"labels must cover the tile's region {region.size} (H, W), got {tuple(labels.shape)}"
         )
     d = embedding.shape[0]
     grid = (int(embedding.shape[1]), int(embedding.shape[2]))
@@ -73,7 +79,7 @@ def tile_groups(tile: Tile, embedding: torch.Tensor, labels: torch.Tensor) -> Ti
     cos = (x * centers[small]).sum(dim=1)
     count = torch.bincount(small, minlength=num).clamp_min(1)
     scores = 0.5 * (1.0 + x.new_zeros(num).index_add_(0, small, cos) / count)
-    return TileGroups(tile, labels.cpu(), centers.cpu(), scores.clamp(0.0, 1.0).cpu())
+    return TileGroups(core, region, labels.cpu(), centers.cpu(), scores.clamp(0.0, 1.0).cpu())
 
 
 class _UnionFind:
@@ -101,20 +107,26 @@ def join_tiles(
     *,
     bandwidth: float,
     background_is_group: bool = False,
+    min_shared: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ``(H, W)`` instance label map of an image of ``size`` from its tiles' groups.
 
     Args:
         tiles: the :class:`TileGroups` of every tile of a
-            :func:`~pixelgroup.postprocess.tiles.plan_tiles` plan, in its (row-major) order.
+            :func:`~pixelgroup.postprocess.tiles.plan_tiles` plan, in its (row-major) order:
+            the cores partition the image.
         size: ``(H, W)`` of the image.
-        bandwidth: δ of the grouping: groups of overlapping windows whose centres have a
+        bandwidth: δ of the grouping: groups of overlapping regions whose centres have a
             cosine >= ``1 - 2δ²`` and that share pixels in the overlap are one instance.
         background_is_group: False (a semantic head decided the background): label 0 of every
             tile is background and joins nothing. True (the background is the largest group,
             ``grouping.background: largest``): label 0 of a tile is a group like the others
             (a tile inside one large object calls it its largest group), and the largest
             instance of the image, by area, becomes the background.
+        min_shared: two groups share pixels in the overlap when at least this fraction of
+            the smaller one's overlap pixels are the other's: pixels the tiles give to
+            different groups where two touching objects meet (a border drawn a pixel apart)
+            never join those objects.
 
     Returns:
         ``labels (H, W)`` int64 (0 background, 1..K) and ``scores (K,)`` float32: each
@@ -127,8 +139,8 @@ def join_tiles(
         >>> from pixelgroup.postprocess.tiles import plan_tiles
         >>> a, b = plan_tiles((16, 32), tile=16, halo=16)
         >>> one = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # rows: label 0, label 1
-        >>> groups = [TileGroups(t, torch.ones(16, 32, dtype=torch.int64), one, torch.ones(2))
-        ...           for t in (a, b)]
+        >>> ones = torch.ones(16, 32, dtype=torch.int64)  # each region: the whole image
+        >>> groups = [TileGroups(t.core, t.window, ones, one, torch.ones(2)) for t in (a, b)]
         >>> join_tiles(groups, (16, 32), bandwidth=0.1)[0].unique().tolist()
         [1]
     """
@@ -140,39 +152,48 @@ def join_tiles(
     scores: list[torch.Tensor] = []
     areas: list[torch.Tensor] = []
     first_ids: list[int] = []  # the global id of each tile's label 0
-    kept: list[tuple[Tile, torch.Tensor]] = []  # windows a later tile may overlap
+    kept: list[tuple[Box, torch.Tensor]] = []  # regions a later tile may overlap
     for t in tiles:
-        tile, num = t.tile, len(t.centers)
+        num = len(t.centers)
         offset = len(groups.parent)
         groups.add(num)
         first_ids.append(offset)
         ids = t.labels + offset
-        core = tile.core.within(tile.window).slices()
-        labels[tile.core.slices()] = ids[core]
+        core = t.core.within(t.region).slices()
+        labels[t.core.slices()] = ids[core]
         areas.append(torch.bincount(t.labels[core].flatten(), minlength=num))
         centers.append(t.centers.float())
         scores.append(t.scores.float())
         all_centers = torch.cat(centers)
-        kept = [(o, ol) for o, ol in kept if o.window.bottom > tile.window.top]
+        kept = [(o, ol) for o, ol in kept if o.bottom > t.region.top]
         for other, other_ids in kept:
-            overlap = tile.window.intersect(other.window)
+            overlap = t.region.intersect(other)
             if overlap is None:
                 continue
-            mine = ids[overlap.within(tile.window).slices()].flatten()
-            theirs = other_ids[overlap.within(other.window).slices()].flatten()
-            pairs = torch.unique(torch.stack([mine, theirs]), dim=1)
+            mine = ids[overlap.within(t.region).slices()].flatten()
+            theirs = other_ids[overlap.within(other).slices()].flatten()
+            pairs, shared = torch.unique(torch.stack([mine, theirs]), dim=1, return_counts=True)
             if not background_is_group:  # a tile's label 0 is background: joins nothing
                 keep = (pairs[0] != offset) & ~_is_first(pairs[1], first_ids)
-                pairs = pairs[:, keep]
+                pairs, shared = pairs[:, keep], shared[keep]
+            # pixels on which the tiles disagree (a border drawn a pixel apart) join nothing
+            smaller = torch.minimum(_areas_in(mine, pairs[0]), _areas_in(theirs, pairs[1]))
             cos = (all_centers[pairs[0]] * all_centers[pairs[1]]).sum(dim=1)
-            for a, b in pairs[:, cos >= cover].T.tolist():
+            join = (cos >= cover) & (shared >= min_shared * smaller)
+            for a, b in pairs[:, join].T.tolist():
                 groups.union(a, b)
-        kept.append((tile, ids))
+        kept.append((t.region, ids))
     if not centers:
         raise ValueError("no tiles to join")
     return _relabel(
         labels, groups, torch.cat(areas), torch.cat(scores), first_ids, background_is_group
     )
+
+
+def _areas_in(ids: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """``(P,)`` pixel count in ``ids`` (the overlap's labels) of each id of ``which``."""
+    values, counts = torch.unique(ids, return_counts=True)
+    return counts[torch.searchsorted(values, which.contiguous())]
 
 
 def _is_first(ids: torch.Tensor, first_ids: list[int]) -> torch.Tensor:

@@ -17,7 +17,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["Box", "Tile", "plan_tiles", "check_tile_sizes", "stitch_cores", "TILE_MULTIPLE"]
+__all__ = [
+    "Box",
+    "Tile",
+    "plan_tiles",
+    "check_tile_sizes",
+    "output_stride",
+    "stitch_cores",
+    "TILE_MULTIPLE",
+]
 
 TILE_MULTIPLE = 16
 """``tile`` and ``halo`` are multiples of this: every window then starts on the grid of the
@@ -53,6 +61,15 @@ class Box:
         bottom, right = min(self.bottom, other.bottom), min(self.right, other.right)
         return Box(top, left, bottom, right) if top < bottom and left < right else None
 
+    def grown(self, pixels: int, limit: Box) -> Box:
+        """This box ``pixels`` larger on every side, clipped to ``limit``."""
+        return Box(
+            max(limit.top, self.top - pixels),
+            max(limit.left, self.left - pixels),
+            min(limit.bottom, self.bottom + pixels),
+            min(limit.right, self.right + pixels),
+        )
+
     def within(self, outer: Box) -> Box:
         """This box in the coordinates of ``outer`` (which contains it)."""
         return Box(
@@ -66,12 +83,20 @@ class Box:
 @dataclass(frozen=True)
 class Tile:
     """One tile: its ``core`` (the pixels whose output it gives) inside its ``window`` (core
-    plus halo, clipped at the border: what the model sees); ``row``, ``col`` in the grid."""
+    plus ``halo``, clipped at the border: what the model sees); ``row``, ``col`` in the grid."""
 
     row: int
     col: int
     core: Box
     window: Box
+    halo: int
+
+    @property
+    def region(self) -> Box:
+        """The core grown by half the halo (a multiple of 8), clipped at the border: the
+        pixels whose output has at least half the halo of context (the outer half's own
+        context lies beyond the window). A tile is grouped over its region."""
+        return self.core.grown(self.halo // 16 * 8, self.window)
 
 
 def _check_multiple(value: object, name: str, minimum: int) -> int:
@@ -112,17 +137,11 @@ def plan_tiles(size: tuple[int, int], tile: int, halo: int) -> list[Tile]:
     for row, top in enumerate(range(0, h, tile)):
         for col, left in enumerate(range(0, w, tile)):
             core = Box(top, left, min(top + tile, h), min(left + tile, w))
-            window = Box(
-                max(0, core.top - halo),
-                max(0, core.left - halo),
-                min(h, core.bottom + halo),
-                min(w, core.right + halo),
-            )
-            tiles.append(Tile(row, col, core, window))
+            tiles.append(Tile(row, col, core, core.grown(halo, Box(0, 0, h, w)), halo))
     return tiles
 
 
-def _stride(window: Box, map_size: tuple[int, int]) -> int:
+def output_stride(window: Box, map_size: tuple[int, int]) -> int:
     """The stride of an output map of ``map_size = (h, w)`` for ``window``: the smallest power
     of two up to :data:`TILE_MULTIPLE` with ``ceil(window side / stride)`` cells per side."""
     stride = 1
@@ -151,7 +170,7 @@ def stitch_cores(tiles: Iterable[tuple[Tile, Any]], size: tuple[int, int]) -> An
             first = output
         fields = _tensor_fields(output)
         for name, part in fields.items():
-            stride = _stride(tile.window, (int(part.shape[-2]), int(part.shape[-1])))
+            stride = output_stride(tile.window, (int(part.shape[-2]), int(part.shape[-1])))
             if name not in full:
                 rows, cols = Box(0, 0, *size).slices(stride)
                 shape = (*part.shape[:-2], rows.stop, cols.stop)

@@ -33,12 +33,12 @@ def _tiled(embedding, tile, halo, foreground=None):
 
     def groups():
         for t in plan_tiles(size, tile, halo):
-            rows, cols = t.window.slices()
+            rows, cols = t.region.slices()
             fg = None if foreground is None else foreground[rows, cols]
             labels, _ = extract_instances(
                 embedding[:, rows, cols], bandwidth=BANDWIDTH, min_area=1, foreground=fg
             )
-            yield tile_groups(t, embedding[:, rows, cols], labels)
+            yield tile_groups(t.core, t.region, embedding[:, rows, cols], labels)
 
     return join_tiles(groups(), size, bandwidth=BANDWIDTH, background_is_group=foreground is None)
 
@@ -54,7 +54,7 @@ def _scene() -> torch.Tensor:
     return ids
 
 
-@pytest.mark.parametrize(("tile", "halo"), [(32, 16), (16, 16), (48, 32)])
+@pytest.mark.parametrize(("tile", "halo"), [(32, 16), (16, 16), (16, 32), (48, 32)])
 def test_objects_across_seams_and_corners_come_out_whole(tile, halo):
     ids = _scene()
     embedding = _embedding(ids, _directions(5))
@@ -78,6 +78,19 @@ def test_look_alikes_that_never_meet_stay_apart():
     assert partition_agreement(labels, ids) == 1.0
 
 
+def test_regions_without_overlap_join_nothing():
+    ids = torch.zeros(32, 64, dtype=torch.int64)
+    ids[4:28, 20:44] = 1
+    groups = []
+    for t in plan_tiles((32, 64), 32, 0):
+        rows, cols = t.region.slices()
+        embedding = _embedding(ids, _directions(2))[:, rows, cols]
+        labels, _ = extract_instances(embedding, bandwidth=BANDWIDTH, min_area=1)
+        groups.append(tile_groups(t.core, t.region, embedding, labels))
+    labels, _ = join_tiles(groups, (32, 64), bandwidth=BANDWIDTH, background_is_group=True)
+    assert labels[10, 25] != labels[10, 40]  # a halo of 0: the seam splits the object
+
+
 def test_touching_objects_across_a_seam_stay_apart():
     ids = torch.zeros(32, 64, dtype=torch.int64)
     ids[4:28, 10:32], ids[4:28, 32:54] = 1, 2  # they touch on the seam at column 32
@@ -96,23 +109,24 @@ def test_semantic_background_stays_zero():
     assert partition_agreement(labels, ids) == 1.0
 
 
-def test_tile_groups_checks_the_window_and_gives_unit_centres():
-    t = plan_tiles((40, 40), 16, 16)[4]  # the middle tile: window 48 x 48 clipped to 40
+def test_tile_groups_checks_the_region_and_gives_unit_centres():
+    t = plan_tiles((40, 40), 16, 16)[4]  # the middle tile: region 32 x 32 of 8..40
+    assert t.region.size == (32, 32)
     embedding = _embedding(_scene()[:40, :40], _directions(5))
-    rows, cols = t.window.slices()
+    rows, cols = t.region.slices()
     labels = _scene()[rows, cols]
-    groups = tile_groups(t, embedding[:, rows, cols], labels)
+    groups = tile_groups(t.core, t.region, embedding[:, rows, cols], labels)
     assert isinstance(groups, TileGroups)
     norms = groups.centers.norm(dim=1)
     present = torch.bincount(labels.flatten(), minlength=len(norms)) > 0
     torch.testing.assert_close(norms[present], torch.ones(int(present.sum())))
-    with pytest.raises(ValueError, match=r"labels must cover the tile's window \(40, 40\)"):
-        tile_groups(t, embedding[:, rows, cols], labels[:-1])
+    with pytest.raises(ValueError, match=r"labels must cover the tile's region \(32, 32\)"):
+        tile_groups(t.core, t.region, embedding[:, rows, cols], labels[:-1])
 
 
 def test_a_stride_4_embedding_gives_the_labels_centres():
     t = plan_tiles((64, 64), 32, 0)[0]
     ids = _scene()[:32, :32]
     embedding = _embedding(ids, _directions(5))[:, 2::4, 2::4]  # cell centres: (D, 8, 8)
-    groups = tile_groups(t, embedding, ids)
+    groups = tile_groups(t.core, t.window, embedding, ids)
     torch.testing.assert_close(groups.centers[1], _directions(5)[1])
