@@ -1,0 +1,198 @@
+"""Tiled prediction: how far tiles are from the whole image, and what they cost.
+
+Two tables (docs/large_images.md):
+
+* ``halo``: per model, the largest |tiled - whole| of the embedding (and of the semantic
+  logits) over every pixel, per halo, tiles of 128 px on a 384 x 384 random image; models
+  built from a shipped config (weights at initialisation, every conv weight drawn again with
+  std 1 / sqrt(fan-in) so that each output depends on its whole receptive field) or read from
+  a checkpoint (``--checkpoint``).
+* ``speed``: per image size, one fresh process each (peak RSS by ``getrusage`` is per
+  process), one thread: the time of the model and the grouping (no files written) of a
+  synthetic cells image (``draw_cells``), whole and tiled, the megapixels per second, the peak
+  RSS, and how far the tiled labels are from the whole image's (``partition_agreement``) where
+  both ran.
+
+    python benchmarks/tiled_predict.py halo --config toy --config cells --config coco_instances
+    python benchmarks/tiled_predict.py halo --checkpoint tests/fixtures/toy_demo.pt
+    python benchmarks/tiled_predict.py speed --checkpoint CKPT --sizes 512 1024 2048 \\
+        --tile 512 --halo 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+HALOS = (0, 16, 32, 48, 64, 96, 128)
+
+
+def _model(config: str | None, checkpoint: str | None):  # -> (model, cfg)
+    import torch
+
+    from pixelgroup.config import ExperimentConfig, load_config, override_config, resolve_config
+    from pixelgroup.engine import load_model
+    from pixelgroup.tasks import get_task
+
+    if checkpoint is not None:
+        model, cfg, _ = load_model(checkpoint)
+        return model, cfg
+    cfg = load_config(ExperimentConfig, resolve_config(str(config)))
+    if cfg.model.options.get("pretrained"):  # its weights are drawn again below anyway
+        cfg = override_config(cfg, ["model.options.pretrained=false"])
+    torch.manual_seed(0)
+    model = get_task(cfg.task).build_model(cfg)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            torch.nn.init.normal_(m.weight, std=1 / math.sqrt(fan_in))
+    return model.eval(), cfg
+
+
+def halo_table(
+    configs: list[str], checkpoints: list[str], tile: int, side: int, halos: list[int]
+) -> None:
+    import torch
+
+    from pixelgroup.engine.inference import InferenceRunner
+
+    torch.set_num_threads(1)
+    images = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    print(f"| model | {' | '.join(f'halo {h}' for h in halos)} |")
+    print(f"|---|{'---|' * len(halos)}")
+    sources = [(c, None) for c in configs] + [(None, p) for p in checkpoints]
+    for config, checkpoint in sources:
+        model, cfg = _model(config, checkpoint)
+        run = InferenceRunner.from_config(model, cfg)
+        whole = run(images)
+        cells = []
+        for halo in halos:
+            tiled = run(images, tile=tile, halo=halo)
+            diff = (tiled.embedding - whole.embedding).abs().max().item()
+            if whole.semantic is not None:
+                semantic = (tiled.semantic - whole.semantic).abs().max().item()
+                cells.append(f"{diff:.1e} / {semantic:.1e}")
+            else:
+                cells.append(f"{diff:.1e}")
+        name = config or checkpoint
+        print(f"| {name} ({cfg.model.name}) | {' | '.join(cells)} |", flush=True)
+
+
+def _one(checkpoint: str, side: int, tile: int, halo: int, compare: bool) -> None:
+    """One size in this process: print a JSON line of time, peak RSS, agreement."""
+    import numpy as np
+    import torch
+
+    from pixelgroup.data.synthetic_cells import draw_cells
+    from pixelgroup.engine import load_model
+    from pixelgroup.engine.inference import InferenceRunner
+    from pixelgroup.metrics.partition import partition_agreement
+    from pixelgroup.tasks import get_task
+
+    torch.set_num_threads(1)
+    model, cfg, _ = load_model(checkpoint)
+    task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
+    count = max(1, side * side // 1100)  # the 256 x 256 default's crowding (60 nuclei)
+    cells = draw_cells(np.random.default_rng(0), (side, side), count=count)
+    image = torch.from_numpy(cells.image.astype(np.float32) / 235.0).clamp(0, 1)
+    image = image.expand(3, side, side)[None]
+    size = (side, side)
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    if tile:
+        labels, _ = task.postprocess_tiles(cfg, run.tiles(image, tile=tile, halo=halo), size, size)
+    else:
+        labels, _ = task.postprocess(cfg, run(image), size)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    agreement = None
+    if compare:
+        whole, _ = task.postprocess(cfg, run(image), size)
+        agreement = partition_agreement(labels, whole)
+    print(
+        json.dumps(
+            {
+                "side": side,
+                "tile": tile,
+                "seconds": seconds,
+                "mpix_per_s": side * side / 1e6 / seconds,
+                "peak_mib": peak,
+                "loaded_mib": loaded,
+                "instances": int(labels.max()),
+                "agreement": agreement,
+            }
+        )
+    )
+
+
+def speed_table(checkpoint: str, sizes: list[int], tile: int, halo: int, whole_max: int) -> None:
+    print(
+        "| side | whole s | whole MP/s | whole peak MiB | tiled s | tiled MP/s | "
+        "tiled peak MiB | agreement |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for side in sizes:
+        rows = {}
+        for t in (0, tile):
+            if t == 0 and side > whole_max:
+                continue
+            compare = t != 0 and side <= whole_max
+            cmd = [sys.executable, __file__, "one", checkpoint, str(side), str(t), str(halo)]
+            out = subprocess.run(
+                [*cmd, "--compare"] if compare else cmd,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rows[t] = json.loads(out.stdout.strip().splitlines()[-1])
+        w, tl = rows.get(0), rows[tile]
+        whole = (
+            f"{w['seconds']:.1f} | {w['mpix_per_s']:.3f} | {w['peak_mib']:.0f}"
+            if w
+            else "- | - | -"
+        )
+        agree = "-" if tl["agreement"] is None else f"{tl['agreement']:.5f}"
+        print(
+            f"| {side} | {whole} | {tl['seconds']:.1f} | {tl['mpix_per_s']:.3f} | "
+            f"{tl['peak_mib']:.0f} | {agree} |",
+            flush=True,
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    h = sub.add_parser("halo", help="max |tiled - whole| per halo")
+    h.add_argument("--config", action="append", default=[])
+    h.add_argument("--checkpoint", action="append", default=[])
+    h.add_argument("--tile", type=int, default=128)
+    h.add_argument("--side", type=int, default=384)
+    h.add_argument("--halos", type=int, nargs="+", default=list(HALOS))
+    s = sub.add_parser("speed", help="time and peak RSS per image size, whole and tiled")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    s.add_argument("--tile", type=int, default=512)
+    s.add_argument("--halo", type=int, default=64)
+    s.add_argument("--whole-max", type=int, default=2048, help="largest side run whole")
+    o = sub.add_parser("one")
+    o.add_argument("checkpoint")
+    o.add_argument("side", type=int)
+    o.add_argument("tile", type=int)
+    o.add_argument("halo", type=int)
+    o.add_argument("--compare", action="store_true")
+    args = p.parse_args()
+    if args.what == "halo":
+        halo_table(args.config, args.checkpoint, args.tile, args.side, args.halos)
+    elif args.what == "speed":
+        speed_table(args.checkpoint, args.sizes, args.tile, args.halo, args.whole_max)
+    else:
+        _one(args.checkpoint, args.side, args.tile, args.halo, args.compare)
+
+
+if __name__ == "__main__":
+    main()
