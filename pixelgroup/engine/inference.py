@@ -43,8 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_SIZE = 1024
-"""Longest image side the model sees when ``pixelgroup predict --max-size`` is given no value
-by a caller that downscales (:func:`pixelgroup.engine.predict_files`)."""
+"""Longest image side the model sees by default (``pixelgroup predict --max-size``)."""
 
 DEFAULT_HALO = 64
 """Pixels of context on every side of a tile: beyond it the shipped models' tiled embedding
@@ -159,7 +158,11 @@ class InferenceRunner:
             )
         images = self._resized(images, input_size)
         size = (int(images.shape[-2]), int(images.shape[-1]))
-        for t in plan_tiles(size, tile, halo):
+        return self._windows(images, plan_tiles(size, tile, halo))
+
+    def _windows(self, images: torch.Tensor, plan: list[Tile]) -> Iterator[tuple[Tile, Any]]:
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        for t in plan:
             rows, cols = t.window.slices()
             window = images[..., rows, cols].to(self.device)
             crop = (t.window.top, t.window.left, *size) if self.takes_crop else None

@@ -148,42 +148,38 @@ def join_tiles(
     cover = 1.0 - 2.0 * bandwidth**2
     labels = torch.zeros(size, dtype=torch.int64)
     groups = _UnionFind()
-    centers: list[torch.Tensor] = []
     scores: list[torch.Tensor] = []
     areas: list[torch.Tensor] = []
     first_ids: list[int] = []  # the global id of each tile's label 0
-    kept: list[tuple[Box, torch.Tensor]] = []  # regions a later tile may overlap
+    kept: list[tuple[int, TileGroups]] = []  # (id offset, groups) a later tile may overlap
     for t in tiles:
-        num = len(t.centers)
         offset = len(groups.parent)
-        groups.add(num)
+        groups.add(len(t.centers))
         first_ids.append(offset)
         ids = t.labels + offset
         core = t.core.within(t.region).slices()
         labels[t.core.slices()] = ids[core]
-        areas.append(torch.bincount(t.labels[core].flatten(), minlength=num))
-        centers.append(t.centers.float())
+        areas.append(torch.bincount(t.labels[core].flatten(), minlength=len(t.centers)))
         scores.append(t.scores.float())
-        all_centers = torch.cat(centers)
-        kept = [(o, ol) for o, ol in kept if o.bottom > t.region.top]
-        for other, other_ids in kept:
-            overlap = t.region.intersect(other)
+        kept = [(o, g) for o, g in kept if g.region.bottom > t.region.top]
+        for other_offset, other in kept:
+            overlap = t.region.intersect(other.region)
             if overlap is None:
                 continue
-            mine = ids[overlap.within(t.region).slices()].flatten()
-            theirs = other_ids[overlap.within(other).slices()].flatten()
+            mine = t.labels[overlap.within(t.region).slices()].flatten()
+            theirs = other.labels[overlap.within(other.region).slices()].flatten()
             pairs, shared = torch.unique(torch.stack([mine, theirs]), dim=1, return_counts=True)
             if not background_is_group:  # a tile's label 0 is background: joins nothing
-                keep = (pairs[0] != offset) & ~_is_first(pairs[1], first_ids)
+                keep = (pairs[0] > 0) & (pairs[1] > 0)
                 pairs, shared = pairs[:, keep], shared[keep]
             # pixels on which the tiles disagree (a border drawn a pixel apart) join nothing
             smaller = torch.minimum(_areas_in(mine, pairs[0]), _areas_in(theirs, pairs[1]))
-            cos = (all_centers[pairs[0]] * all_centers[pairs[1]]).sum(dim=1)
+            cos = (t.centers.float()[pairs[0]] * other.centers.float()[pairs[1]]).sum(dim=1)
             join = (cos >= cover) & (shared >= min_shared * smaller)
             for a, b in pairs[:, join].T.tolist():
-                groups.union(a, b)
-        kept.append((t.region, ids))
-    if not centers:
+                groups.union(offset + a, other_offset + b)
+        kept.append((offset, t))
+    if not scores:
         raise ValueError("no tiles to join")
     return _relabel(
         labels, groups, torch.cat(areas), torch.cat(scores), first_ids, background_is_group
@@ -194,11 +190,6 @@ def _areas_in(ids: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     """``(P,)`` pixel count in ``ids`` (the overlap's labels) of each id of ``which``."""
     values, counts = torch.unique(ids, return_counts=True)
     return counts[torch.searchsorted(values, which.contiguous())]
-
-
-def _is_first(ids: torch.Tensor, first_ids: list[int]) -> torch.Tensor:
-    """``(P,)`` bool: which global ids are some tile's label 0."""
-    return torch.isin(ids, torch.tensor(first_ids, dtype=ids.dtype))
 
 
 def _relabel(
