@@ -7,6 +7,9 @@ Two tables (docs/large_images.md):
   built from a shipped config (weights at initialisation, every conv weight drawn again with
   std 1 / sqrt(fan-in) so that each output depends on its whole receptive field) or read from
   a checkpoint (``--checkpoint``).
+* ``agreement``: tiled labels against the whole image's as partitions
+  (``partition_agreement``), per tile / halo, on toy canvases (``--images toy``: 12 of the
+  val split) or a synthetic cells image (``--images cells``, ``--side`` px a side).
 * ``speed``: per image size, one fresh process each (peak RSS by ``getrusage`` is per
   process), one thread: the time of the model and the grouping (no files written) of a
   synthetic cells image (``draw_cells``), whole and tiled, the megapixels per second, the peak
@@ -15,6 +18,9 @@ Two tables (docs/large_images.md):
 
     python benchmarks/tiled_predict.py halo --config toy --config cells --config coco_instances
     python benchmarks/tiled_predict.py halo --checkpoint tests/fixtures/toy_demo.pt
+    python benchmarks/tiled_predict.py agreement --checkpoint tests/fixtures/toy_demo.pt \
+        --images toy --tiles 16:32 32:32 48:32 32:64
+    python benchmarks/tiled_predict.py agreement --checkpoint CKPT --images cells --side 512
     python benchmarks/tiled_predict.py speed --checkpoint CKPT --sizes 512 1024 2048 \\
         --tile 512 --halo 64
 """
@@ -83,12 +89,22 @@ def halo_table(
         print(f"| {name} ({cfg.model.name}) | {' | '.join(cells)} |", flush=True)
 
 
-def _one(checkpoint: str, side: int, tile: int, halo: int, compare: bool) -> None:
-    """One size in this process: print a JSON line of time, peak RSS, agreement."""
+def _cells_image(side: int):  # -> (1, 3, side, side) in [0, 1]
     import numpy as np
     import torch
 
     from pixelgroup.data.synthetic_cells import draw_cells
+
+    count = max(1, side * side // 1100)  # the 256 x 256 default's crowding (60 nuclei)
+    cells = draw_cells(np.random.default_rng(0), (side, side), count=count)
+    image = torch.from_numpy(cells.image.astype(np.float32) / 235.0).clamp(0, 1)
+    return image.expand(3, side, side)[None]
+
+
+def agreement_table(checkpoint: str, images: str, side: int, tiles: list[str]) -> None:
+    import torch
+
+    from pixelgroup.data.toy import ToyDigits
     from pixelgroup.engine import load_model
     from pixelgroup.engine.inference import InferenceRunner
     from pixelgroup.metrics.partition import partition_agreement
@@ -97,11 +113,42 @@ def _one(checkpoint: str, side: int, tile: int, halo: int, compare: bool) -> Non
     torch.set_num_threads(1)
     model, cfg, _ = load_model(checkpoint)
     task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
-    count = max(1, side * side // 1100)  # the 256 x 256 default's crowding (60 nuclei)
-    cells = draw_cells(np.random.default_rng(0), (side, side), count=count)
-    image = torch.from_numpy(cells.image.astype(np.float32) / 235.0).clamp(0, 1)
-    image = image.expand(3, side, side)[None]
-    size = (side, side)
+    if images == "toy":
+        canvases = ToyDigits("val", 12)
+        batch = [canvases[i].image[None] for i in range(12)]
+    else:
+        batch = [_cells_image(side)]
+    print("| tile / halo | min | mean |")
+    print("|---|---|---|")
+    wholes = []
+    for image in batch:
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        wholes.append(task.postprocess(cfg, run(image), size)[0])
+    for spec in tiles:
+        tile, halo = (int(v) for v in spec.split(":"))
+        got = []
+        for image, whole in zip(batch, wholes, strict=True):
+            size = (int(image.shape[-2]), int(image.shape[-1]))
+            windows = run.tiles(image, tile=tile, halo=halo)
+            got.append(
+                partition_agreement(task.postprocess_tiles(cfg, windows, size, size)[0], whole)
+            )
+        print(f"| {tile} / {halo} | {min(got):.5f} | {sum(got) / len(got):.5f} |", flush=True)
+
+
+def _one(checkpoint: str, side: int, tile: int, halo: int, compare: bool) -> None:
+    """One size in this process: print a JSON line of time, peak RSS, agreement."""
+    import torch
+
+    from pixelgroup.engine import load_model
+    from pixelgroup.engine.inference import InferenceRunner
+    from pixelgroup.metrics.partition import partition_agreement
+    from pixelgroup.tasks import get_task
+
+    torch.set_num_threads(1)
+    model, cfg, _ = load_model(checkpoint)
+    task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
+    image, size = _cells_image(side), (side, side)
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     if tile:
@@ -173,6 +220,11 @@ def main() -> None:
     h.add_argument("--tile", type=int, default=128)
     h.add_argument("--side", type=int, default=384)
     h.add_argument("--halos", type=int, nargs="+", default=list(HALOS))
+    a = sub.add_parser("agreement", help="tiled vs whole labels per tile / halo")
+    a.add_argument("--checkpoint", required=True)
+    a.add_argument("--images", choices=("toy", "cells"), default="cells")
+    a.add_argument("--side", type=int, default=512)
+    a.add_argument("--tiles", nargs="+", default=["64:32", "128:32", "128:64", "256:64"])
     s = sub.add_parser("speed", help="time and peak RSS per image size, whole and tiled")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
@@ -188,6 +240,8 @@ def main() -> None:
     args = p.parse_args()
     if args.what == "halo":
         halo_table(args.config, args.checkpoint, args.tile, args.side, args.halos)
+    elif args.what == "agreement":
+        agreement_table(args.checkpoint, args.images, args.side, args.tiles)
     elif args.what == "speed":
         speed_table(args.checkpoint, args.sizes, args.tile, args.halo, args.whole_max)
     else:

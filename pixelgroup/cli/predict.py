@@ -35,8 +35,8 @@ and its labels are brought back to the image's size, so a huge photo costs bound
 memory (the downscaling applies to instance checkpoints). A model trained on crops at the
 images' native scale (data.options.crop, e.g. --config cells) sees every image at that scale:
 its default is no limit, and an explicit --max-size that downscales is warned about.
-An image the model sees larger than 2048 px on a side goes through it in tiles (--tile, default
-1024 px, each seen with --halo px of context on every side, default 64); instances are joined
+An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
+512 px, each seen with --halo px of context on every side, default 64); instances are joined
 across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
 Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids). The
 model runs on the CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also
@@ -78,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="run the model on tiles of N x N px (a multiple of 16) of an image larger than N "
-        "on a side (default: 1024 for images larger than 2048; 0: never tile)",
+        "on a side (default: 512 for images larger than 1024; 0: never tile)",
     )
     p.add_argument(
         "--halo",

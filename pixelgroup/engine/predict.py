@@ -35,12 +35,13 @@ __all__ = [
     "model_input_size",
 ]
 
-DEFAULT_TILE = 1024
-"""Core side of the tiles of an image predicted in tiles (``pixelgroup predict --tile``)."""
+DEFAULT_TILE = 512
+"""Core side of the tiles of an image predicted in tiles (``pixelgroup predict --tile``): a
+crowded 512 px tile peaks at about 2 GB with a ``--config cells`` model (docs/large_images.md)."""
 
-AUTO_TILE_ABOVE = 2048
+AUTO_TILE_ABOVE = 1024
 """An image whose side, as the model sees it, is longer goes through the model in tiles by
-default (docs/large_images.md: above it, tiles cost less time and bounded memory)."""
+default (docs/large_images.md: a crowded 1024 x 1024 image whole took over 13 GB)."""
 
 
 @dataclass(frozen=True)
