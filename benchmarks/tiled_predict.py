@@ -12,9 +12,9 @@ Two tables (docs/large_images.md):
   val split) or a synthetic cells image (``--images cells``, ``--side`` px a side).
 * ``speed``: per image size, one fresh process each (peak RSS by ``getrusage`` is per
   process), one thread: the time of the model and the grouping (no files written) of a
-  synthetic cells image (``draw_cells``), whole and tiled, the megapixels per second, the peak
-  RSS, and how far the tiled labels are from the whole image's (``partition_agreement``) where
-  both ran.
+  synthetic cells image (``draw_cells``, a 512 px one repeated), whole and tiled, the
+  megapixels per second, the peak RSS, and how far the tiled labels are from the whole
+  image's (``partition_agreement``) where both ran.
 
     python benchmarks/tiled_predict.py halo --config toy --config cells --config coco_instances
     python benchmarks/tiled_predict.py halo --checkpoint tests/fixtures/toy_demo.pt
@@ -90,14 +90,18 @@ def halo_table(
 
 
 def _cells_image(side: int):  # -> (1, 3, side, side) in [0, 1]
+    """Synthetic nuclei at the crowding of the 256 x 256 default (60 nuclei); past 512 px a
+    512 px image repeated (placing nuclei costs O(count²))."""
     import numpy as np
     import torch
 
     from pixelgroup.data.synthetic_cells import draw_cells
 
-    count = max(1, side * side // 1100)  # the 256 x 256 default's crowding (60 nuclei)
-    cells = draw_cells(np.random.default_rng(0), (side, side), count=count)
-    image = torch.from_numpy(cells.image.astype(np.float32) / 235.0).clamp(0, 1)
+    block = min(side, 512)
+    cells = draw_cells(np.random.default_rng(0), (block, block), count=block * block // 1100)
+    reps = -(-side // block)
+    image = np.tile(cells.image, (reps, reps))[:side, :side]
+    image = torch.from_numpy(image.astype(np.float32) / 235.0).clamp(0, 1)
     return image.expand(3, side, side)[None]
 
 
