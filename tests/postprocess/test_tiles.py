@@ -81,3 +81,11 @@ def test_stitches_a_plain_tensor_and_refuses_nothing():
     assert torch.equal(got, image)
     with pytest.raises(ValueError, match="no tiles"):
         stitch_cores([], (40, 40))
+
+
+@pytest.mark.parametrize(("halo", "margin"), [(0, 0), (16, 8), (32, 16), (48, 24), (64, 32)])
+def test_a_region_is_the_core_grown_by_half_the_halo_in_the_window(halo, margin):
+    for t in plan_tiles((100, 130), 32, halo):
+        assert t.region == t.core.grown(margin, t.window)
+        assert t.core.intersect(t.region) == t.core
+        assert t.region.intersect(t.window) == t.region
