@@ -20,6 +20,7 @@ EPILOG = """examples:
   pixelgroup predict --checkpoint runs/demo/checkpoint.pt photos/*.jpg -o preds/ \\
       --set grouping.num_iters=20
   pixelgroup predict --checkpoint runs/coco/checkpoint.pt big.jpg -o preds/ --max-size 2048
+  pixelgroup predict --checkpoint runs/cells/checkpoint.pt slide.tif -o preds/ --tile 512
   pixelgroup predict --checkpoint runs/coco/checkpoint.pt photos/*.jpg -o preds/ \\
       --set device=cuda --set grouping.background=semantic
 
@@ -33,7 +34,11 @@ whose long side exceeds --max-size (default 1024; 0: no limit) is downscaled for
 and its labels are brought back to the image's size, so a huge photo costs bounded time and
 memory (the downscaling applies to instance checkpoints). A model trained on crops at the
 images' native scale (data.options.crop, e.g. --config cells) sees every image at that scale:
-its default is no limit, and an explicit --max-size that downscales is warned about. The
+its default is no limit, and an explicit --max-size that downscales is warned about.
+An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
+512 px, each seen with --halo px of context on every side, default 64); instances are joined
+across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
+Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids). The
 model runs on the CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also
 captions the overlay with the VOC class names and gives each JSON record a "category_id" 1..20
 (`pixelgroup eval-instances` reads it).
@@ -67,6 +72,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the outputs keep the image's size (default 1024, or 0 for a model trained on crops "
         "at the native scale, data.options.crop; 0: no limit)",
     )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the model on tiles of N x N px (a multiple of 16) of an image larger than N "
+        "on a side (default: 512 for images larger than 1024; 0: never tile)",
+    )
+    p.add_argument(
+        "--halo",
+        type=int,
+        default=None,
+        metavar="N",
+        help="px of context around each tile, a multiple of 16 >= 16 (default 64: tiles equal "
+        "the whole image for the shipped models)",
+    )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -75,12 +96,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixelgroup.cli.paths import check_writable_dir
     from pixelgroup.engine import load_model, predict_files
-    from pixelgroup.engine.predict import DEFAULT_MAX_SIZE
+    from pixelgroup.engine.predict import DEFAULT_HALO, DEFAULT_MAX_SIZE, DEFAULT_TILE
+    from pixelgroup.postprocess.tiles import check_tile_sizes
     from pixelgroup.tasks.predictions import read_results_records
 
     set_threads(args.threads)
     if args.max_size is not None and args.max_size < 0:
         raise UserError(f"--max-size must be >= 0 (0: no limit), got {args.max_size}")
+    halo = DEFAULT_HALO if args.halo is None else args.halo
+    try:
+        check_tile_sizes(args.tile or DEFAULT_TILE, halo, min_halo=16)
+    except ValueError as e:
+        raise UserError(f"--tile / --halo: {e}") from None
     check_writable_dir(args.output, "-o")
     read_results_records(args.output)  # one that cannot be merged: an error before any work
     model, cfg, _ = load_model(args.checkpoint)
@@ -90,7 +117,14 @@ def run(args: argparse.Namespace) -> int:
     native = cfg.data.options.get("crop") is not None and cfg.data.options.get("size") is None
     max_size = args.max_size if args.max_size is not None else 0 if native else DEFAULT_MAX_SIZE
     done = predict_files(
-        model, cfg, args.images, args.output, progress=not args.quiet, max_size=max_size
+        model,
+        cfg,
+        args.images,
+        args.output,
+        progress=not args.quiet,
+        max_size=max_size,
+        tile=args.tile,
+        halo=halo,
     )
     note = ""
     if done.downscaled:
@@ -107,5 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 "--max-size 0 keeps the scale",
                 file=sys.stderr,
             )
+    if done.tiled:
+        note += f"; {len(done.tiled)} in tiles"
     print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0

@@ -296,6 +296,17 @@ def write_png(array: np.ndarray, path: str | Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def write_tiff(array: np.ndarray, path: str | Path) -> None:
+    """Write an ``(H, W)`` array (e.g. uint32 instance ids) atomically as a tiled TIFF
+    (512 x 512 tiles; BigTIFF past 2 GB), as QuPath, Fiji and ``tifffile`` read it."""
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp, array, tile=(512, 512), bigtiff=array.nbytes > 2**31, photometric="minisblack"
+        )
+
+
 def read_json(path: str | Path, what: str) -> Any:
     """The JSON value in ``path``; a missing file names ``what`` (e.g. "COCO annotations"),
     a file that is not UTF-8 JSON is a one-line :class:`~pixelgroup.errors.DataError`."""

@@ -10,11 +10,16 @@ it found it in. Tasks never call a model; they turn the runner's outputs into pr
 
 Anything that changes how an image reaches the model (tiling an image larger than memory, a
 volume slice by slice) belongs inside :meth:`InferenceRunner.__call__`, so that every caller
-gets it at once.
+gets it at once. With ``tile`` the model sees the image one window at a time (a tile's core
+plus a ``halo``, :func:`pixelgroup.postprocess.tiles.plan_tiles`) and only the cores of its
+outputs are kept: :meth:`InferenceRunner.__call__` stitches them into the whole image's
+output, :meth:`InferenceRunner.tiles` hands them over one by one (a caller that groups each
+tile never holds the whole output).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,12 +30,24 @@ from torch import nn
 
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.distributed import autocast, float32_outputs
+from pixelgroup.errors import ConfigError
 from pixelgroup.models import apply_test_bn
+from pixelgroup.postprocess.tiles import Tile, plan_tiles, stitch_cores
 
-__all__ = ["InferenceRunner", "inference_context", "model_input_size", "DEFAULT_MAX_SIZE"]
+__all__ = [
+    "InferenceRunner",
+    "inference_context",
+    "model_input_size",
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_HALO",
+]
 
 DEFAULT_MAX_SIZE = 1024
 """Longest image side the model sees by default (``pixelgroup predict --max-size``)."""
+
+DEFAULT_HALO = 64
+"""Pixels of context on every side of a tile: beyond it the shipped models' tiled embedding
+equals the whole image's to float rounding (docs/large_images.md, the halo table)."""
 
 
 def model_input_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:
@@ -74,7 +91,11 @@ class InferenceRunner:
     Call it with ``images (B, C, H, W)`` (any device; moved to the model's) and optionally
     ``input_size = (h, w)``: the images are then resized (bilinear, antialiased) to it first.
     It returns the model's output (e.g. :class:`~pixelgroup.models.EmbeddingOutput`) on the
-    model's device.
+    model's device. With ``tile`` (> 0; a multiple of 16) the model runs on one window of
+    ``tile + 2 * halo`` pixels a side at a time, each window moved to the model's device on its
+    own, and the output is stitched from the windows' cores (on the images' device). A model
+    whose ``forward`` takes ``crop = (top, left, H, W)`` is told where each window lies (its
+    coordinate channels or centre votes are then the whole image's).
 
     Example:
         >>> from pixelgroup.models import ToyEmbeddingNet
@@ -85,7 +106,9 @@ class InferenceRunner:
 
     def __init__(self, model: nn.Module, *, test_bn: str = "running", amp: str = "none") -> None:
         self.model = apply_test_bn(model, test_bn)
+        self.test_bn = test_bn
         self.amp = amp
+        self.takes_crop = "crop" in inspect.signature(self.model.forward).parameters
         autocast(amp, self.device)  # checks amp before any work
 
     @classmethod
@@ -100,13 +123,67 @@ class InferenceRunner:
             return p.device
         return torch.device("cpu")
 
-    def __call__(self, images: torch.Tensor, input_size: tuple[int, int] | None = None) -> Any:
-        images = images.to(self.device)
-        if input_size is not None and tuple(images.shape[-2:]) != tuple(input_size):
-            low, high = images.amin(), images.amax()
-            images = F.interpolate(
-                images, size=input_size, mode="bilinear", antialias=True, align_corners=False
-            ).clamp(low, high)  # the filter's weights are >= 0: only rounding leaves the range
+    def __call__(
+        self,
+        images: torch.Tensor,
+        input_size: tuple[int, int] | None = None,
+        *,
+        tile: int = 0,
+        halo: int = DEFAULT_HALO,
+    ) -> Any:
+        if tile:
+            return stitch_cores(
+                self.tiles(images, input_size, tile=tile, halo=halo), _size(images, input_size)
+            )
+        return self._forward(self._resized(images.to(self.device), input_size))
+
+    def tiles(
+        self,
+        images: torch.Tensor,
+        input_size: tuple[int, int] | None = None,
+        *,
+        tile: int,
+        halo: int = DEFAULT_HALO,
+    ) -> Iterator[tuple[Tile, Any]]:
+        """``(tile, output)`` for each tile of the (resized) images in row-major order:
+        ``output`` the model's output of the tile's window (on the model's device), of which
+        the caller keeps the core. Memory: one window's output at a time.
+
+        Raises :class:`~pixelgroup.errors.ConfigError` with ``test_bn`` ``"batch"`` (each
+        window would be normalised by its own statistics: tiles would disagree)."""
+        if self.test_bn == "batch":
+            raise ConfigError(
+                "model.test_bn: batch normalises each tile by its own statistics, so tiles "
+                "would disagree with each other; use model.test_bn: running or no tiles"
+            )
+        images = self._resized(images, input_size)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        return self._windows(images, plan_tiles(size, tile, halo))
+
+    def _windows(self, images: torch.Tensor, plan: list[Tile]) -> Iterator[tuple[Tile, Any]]:
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        for t in plan:
+            rows, cols = t.window.slices()
+            window = images[..., rows, cols].to(self.device)
+            crop = (t.window.top, t.window.left, *size) if self.takes_crop else None
+            yield t, self._forward(window, crop)
+
+    def _resized(self, images: torch.Tensor, input_size: tuple[int, int] | None) -> torch.Tensor:
+        if input_size is None or tuple(images.shape[-2:]) == tuple(input_size):
+            return images
+        low, high = images.amin(), images.amax()
+        return F.interpolate(
+            images, size=input_size, mode="bilinear", antialias=True, align_corners=False
+        ).clamp(low, high)  # the filter's weights are >= 0: only rounding leaves the range
+
+    def _forward(self, images: torch.Tensor, crop: tuple[int, int, int, int] | None = None) -> Any:
         with inference_context(self.model), autocast(self.amp, self.device):
-            output = self.model(images)
+            output = self.model(images) if crop is None else self.model(images, crop=crop)
         return float32_outputs(output)
+
+
+def _size(images: torch.Tensor, input_size: tuple[int, int] | None) -> tuple[int, int]:
+    """``(H, W)`` the model sees: ``input_size``, or the images' own."""
+    if input_size is not None:
+        return (int(input_size[0]), int(input_size[1]))
+    return (int(images.shape[-2]), int(images.shape[-1]))

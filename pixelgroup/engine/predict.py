@@ -1,6 +1,8 @@
 """Inference on image files with any task: read and check every image, then run the model on
 each (:class:`~pixelgroup.engine.inference.InferenceRunner`) and write the task's prediction
 files (``Task.postprocess`` then ``Task.write``; ``Task.finish_prediction`` after the last).
+An image whose side (as the model sees it) exceeds :data:`AUTO_TILE_ABOVE` goes through the
+model in tiles of :data:`DEFAULT_TILE` pixels (``Task.postprocess_tiles``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,33 @@ from torch import nn
 from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
-from pixelgroup.engine.inference import DEFAULT_MAX_SIZE, InferenceRunner, model_input_size
+from pixelgroup.engine.inference import (
+    DEFAULT_HALO,
+    DEFAULT_MAX_SIZE,
+    InferenceRunner,
+    model_input_size,
+)
 from pixelgroup.errors import DataError
+from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes
 from pixelgroup.tasks import get_task
 
-__all__ = ["predict_files", "Predictions", "DEFAULT_MAX_SIZE", "model_input_size"]
+__all__ = [
+    "predict_files",
+    "Predictions",
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_HALO",
+    "DEFAULT_TILE",
+    "AUTO_TILE_ABOVE",
+    "model_input_size",
+]
+
+DEFAULT_TILE = 512
+"""Core side of the tiles of an image predicted in tiles (``pixelgroup predict --tile``): a
+crowded 512 px tile peaks at about 2 GB with a ``--config cells`` model (docs/large_images.md)."""
+
+AUTO_TILE_ABOVE = 1024
+"""An image whose side, as the model sees it, is longer goes through the model in tiles by
+default (docs/large_images.md: a crowded 1024 x 1024 image whole took over 13 GB)."""
 
 
 @dataclass(frozen=True)
@@ -28,10 +52,12 @@ class Predictions:
         paths: every file written, in order.
         downscaled: ``(image, (H, W), (h, w))`` for each image the model saw downscaled from
             ``(H, W)`` to ``(h, w)`` (its files still have the image's size ``(H, W)``).
+        tiled: the images the model saw in tiles.
     """
 
     paths: list[Path]
     downscaled: list[tuple[Path, tuple[int, int], tuple[int, int]]]
+    tiled: list[Path]
 
 
 def predict_files(
@@ -42,6 +68,8 @@ def predict_files(
     *,
     progress: bool = True,
     max_size: int | None = DEFAULT_MAX_SIZE,
+    tile: int | None = None,
+    halo: int = DEFAULT_HALO,
 ) -> Predictions:
     """Write ``cfg.task``'s prediction files of each image file into ``out_dir``.
 
@@ -52,9 +80,19 @@ def predict_files(
     size, an image whose long side is larger is downscaled for the model only: the model's
     time and memory stay bounded, the files keep the image's size (labels brought back by the
     task).
+
+    An image whose long side, as the model sees it, exceeds ``tile`` goes through the model
+    in tiles of ``tile`` pixels, each seen with ``halo`` pixels of context on every side
+    (multiples of 16, ``halo`` >= 16: tiles meet in their halos;
+    :meth:`InferenceRunner.tiles`), and the task predicts from the tiles
+    (``Task.postprocess_tiles``). ``tile=None`` (default): tiles of :data:`DEFAULT_TILE` for
+    an image longer than :data:`AUTO_TILE_ABOVE`; 0: never.
     """
     if max_size is not None and (isinstance(max_size, bool) or max_size < 0):
         raise ValueError(f"max_size must be >= 0 (0 or None: no limit), got {max_size!r}")
+    if tile is not None and (isinstance(tile, bool) or tile < 0):
+        raise ValueError(f"tile must be >= 0 (0: no tiles, None: automatic), got {tile!r}")
+    check_tile_sizes(tile or DEFAULT_TILE, halo, min_halo=TILE_MULTIPLE)
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
@@ -75,13 +113,19 @@ def predict_files(
     del image
     run = InferenceRunner.from_config(model, cfg)
     written: list[Path] = []
-    downscaled = []
+    downscaled, tiled = [], []
     for path, stem, size in tqdm(list(zip(paths, stems, sizes, strict=True)), disable=not progress):
         small = model_input_size(size, max_size) if task.predicts_at_image_size else size
         if small != size:
             downscaled.append((path, size, small))
+        side = tile if tile is not None else DEFAULT_TILE if max(small) > AUTO_TILE_ABOVE else 0
         image = task.read_image(cfg, path)
-        prediction = task.postprocess(cfg, run(image[None], input_size=small), size)
+        if side and max(small) > side:
+            tiled.append(path)
+            windows = run.tiles(image[None], input_size=small, tile=side, halo=halo)
+            prediction = task.postprocess_tiles(cfg, windows, small, size)
+        else:
+            prediction = task.postprocess(cfg, run(image[None], input_size=small), size)
         written += task.write(cfg, prediction, image, Path(out_dir), stem)
     written += task.finish_prediction(Path(out_dir), stems)
-    return Predictions(written, downscaled)
+    return Predictions(written, downscaled, tiled)

@@ -71,7 +71,9 @@ class SpatialEmbeddingHead(nn.Module):
         stride: the features' stride in input pixels (positions of their cells' centres).
 
     Forward: features ``(B, C, H, W)`` -> :class:`EmbeddingOutput` with ``embedding (B, D, H,
-    W)`` (``raw`` is the same tensor: already unit) and ``votes (B, 2, H, W)``.
+    W)`` (``raw`` is the same tensor: already unit) and ``votes (B, 2, H, W)``; ``origin =
+    (top, left)`` (input pixels) places the features' first cell in a larger image (a tile's
+    window), so that votes, and the embedding, are positions in that image.
     """
 
     def __init__(self, in_channels: int, embedding_dim: int, scale: float, stride: int) -> None:
@@ -89,8 +91,10 @@ class SpatialEmbeddingHead(nn.Module):
         frequencies = fourier_frequencies(embedding_dim // 2, self.scale).float()
         self.register_buffer("frequencies", frequencies, persistent=False)
 
-    def forward(self, features: torch.Tensor) -> EmbeddingOutput:
+    def forward(self, features: torch.Tensor, origin: tuple[int, int] = (0, 0)) -> EmbeddingOutput:
         offsets = self.conv(features).float() * self.scale
         votes = pixel_positions(offsets, self.stride, offsets.dtype) + offsets
+        if origin != (0, 0):
+            votes = votes + offsets.new_tensor(origin)[:, None, None]
         embedding = spatial_embedding(votes, self.frequencies)  # type: ignore[arg-type]
         return EmbeddingOutput(embedding=embedding, raw=embedding, votes=votes)

@@ -73,6 +73,8 @@ class ToyEmbeddingNet(nn.Module):
 
     Forward: image ``(B, C, H, W)`` (any H, W) -> :class:`EmbeddingOutput` with
     ``embedding (B, D, H, W)`` (and ``semantic (B, num_classes, H, W)`` logits with a head).
+    ``crop = (top, left, H_full, W_full)`` says the image is that crop of a larger image (a
+    tile): the coordinate channels are then the larger image's, so tiles agree with it.
     """
 
     def __init__(
@@ -103,7 +105,9 @@ class ToyEmbeddingNet(nn.Module):
         self.semantic = None if num_classes is None else nn.Conv2d(width, num_classes, 1)
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, image: torch.Tensor) -> EmbeddingOutput:
+    def forward(
+        self, image: torch.Tensor, crop: tuple[int, int, int, int] | None = None
+    ) -> EmbeddingOutput:
         image = check_tensor(image, "image")
         check_rank(image, (4,), "image", "(B, C, H, W)")
         if image.shape[1] != self.in_channels:
@@ -113,7 +117,12 @@ class ToyEmbeddingNet(nn.Module):
             )
         if self.coords:
             b, _, h, w = image.shape
-            rows, cols = _coords(h, image), _coords(w, image)
+            if crop is None:
+                rows, cols = _coords(h, image), _coords(w, image)
+            else:
+                top, left, full_h, full_w = crop
+                rows = _coords(full_h, image)[top : top + h]
+                cols = _coords(full_w, image)[left : left + w]
             grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).expand(b, 2, h, w)
             image = torch.cat([image, grid], dim=1)
         features = self.blocks(self.stem(image.contiguous(memory_format=torch.channels_last)))

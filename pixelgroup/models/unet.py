@@ -111,7 +111,9 @@ class UNetEmbeddingNet(nn.Module):
             objects' diameter (``embedding: spatial`` only).
 
     Forward: images ``(B, 3, H, W)`` -> :class:`EmbeddingOutput`, ``embedding (B, D, H_e,
-    W_e)`` with ``H_e = ceil(H / embedding_stride)``.
+    W_e)`` with ``H_e = ceil(H / embedding_stride)``. ``crop = (top, left, H_full, W_full)``
+    says the images are that crop of larger images (a tile): a spatial embedding's votes are
+    then positions in the larger image, so tiles agree with it.
 
     Cost (``scratch``, width 32, depth 4): about 7.8 GFLOPs per 256 x 256 image.
 
@@ -173,7 +175,9 @@ class UNetEmbeddingNet(nn.Module):
         self.semantic = None if num_classes is None else nn.Conv2d(chans[0], num_classes, 1)
         self.to(memory_format=torch.channels_last)  # oneDNN convs without reorders on CPU
 
-    def forward(self, images: torch.Tensor) -> EmbeddingOutput:
+    def forward(
+        self, images: torch.Tensor, crop: tuple[int, int, int, int] | None = None
+    ) -> EmbeddingOutput:
         images = check_tensor(images, "images")
         check_rank(images, (4,), "images", "(B, 3, H, W)")
         if images.shape[1] != 3:
@@ -189,6 +193,9 @@ class UNetEmbeddingNet(nn.Module):
             x = up(torch.cat([x, skip], dim=1))
         s = self.embedding_stride
         x = x[:, :, : -(-h // s), : -(-w // s)]
-        out = self.head(x)
+        if isinstance(self.head, SpatialEmbeddingHead) and crop is not None:
+            out = self.head(x, origin=(crop[0], crop[1]))
+        else:
+            out = self.head(x)
         out.semantic = None if self.semantic is None else self.semantic(x)
         return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from pixelgroup.errors import ConfigError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS
 from pixelgroup.ops.sphere import pool_to_sphere
+from pixelgroup.postprocess.tiles import Tile, stitch_cores
 from pixelgroup.tasks.rehearsal import RehearsalPlan
 
 __all__ = [
@@ -79,6 +80,10 @@ class Task(Protocol):
     * ``read_image(cfg, path) -> (C, H, W)`` float32: an image file as the model takes it;
     * ``postprocess(cfg, output, image_size) -> prediction``: the model's output for a batch
       of one image -> the task's prediction at ``image_size = (H, W)``;
+    * ``postprocess_tiles(cfg, tiles, input_size, image_size) -> prediction``: the same from
+      the ``(tile, output)`` of each window of a tiled image the model saw at ``input_size``
+      (:meth:`~pixelgroup.engine.inference.InferenceRunner.tiles`); by default the cores
+      stitched into one output, then ``postprocess``;
     * ``write(cfg, prediction, image (C, H, W), out_dir, stem) -> list[Path]``: its files;
     * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
     * ``reserved_stems``: image file stems whose files would collide with a combined file;
@@ -116,6 +121,14 @@ class Task(Protocol):
         self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]
     ) -> Any: ...
 
+    def postprocess_tiles(
+        self,
+        cfg: ExperimentConfig,
+        tiles: Iterable[tuple[Tile, Any]],
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+    ) -> Any: ...
+
     def write(
         self, cfg: ExperimentConfig, prediction: Any, image: torch.Tensor, out_dir: Path, stem: str
     ) -> list[Path]: ...
@@ -147,6 +160,21 @@ class TaskBase:
     def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
         """``(C, H, W)`` float32 in [0, 1], C = :meth:`in_channels`."""
         return read_image(path, self.in_channels(cfg))
+
+    def postprocess(self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not predict image files")
+
+    def postprocess_tiles(
+        self,
+        cfg: ExperimentConfig,
+        tiles: Iterable[tuple[Tile, Any]],
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+    ) -> Any:
+        """The windows' cores stitched into the output of the whole image the model saw
+        (``input_size``), then :meth:`postprocess`: outputs of every tile cropped to its
+        core (boundary maps, class logits)."""
+        return self.postprocess(cfg, stitch_cores(tiles, input_size), image_size)
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
         return []

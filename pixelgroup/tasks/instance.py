@@ -23,12 +23,14 @@
 * Predict: ``STEM_labels.png``, ``STEM_overlay.png`` and ``STEM.json`` per image at the
   image's size (:func:`~pixelgroup.tasks.predictions.write_instance_prediction`), and all
   records in one ``results.json`` (:func:`~pixelgroup.tasks.predictions.write_results_json`).
+  A tiled image is grouped tile by tile and joined across tiles in embedding space
+  (:func:`~pixelgroup.postprocess.tiled_grouping.join_tiles`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -50,7 +52,10 @@ from pixelgroup.metrics import (
 )
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.models.unet import SPATIAL_SCALE
+from pixelgroup.ops.labels import resize_labels
 from pixelgroup.postprocess import extract_instances
+from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
+from pixelgroup.postprocess.tiles import Tile, output_stride
 from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss, semantic_ce
 from pixelgroup.tasks.predictions import RESULTS_NAME, write_instance_prediction, write_results_json
 
@@ -246,6 +251,37 @@ class InstanceTask(InstanceSampleTask):
             output.embedding[0], cfg, image_size=image_size, logits=logits
         )
         return labels.cpu(), scores.cpu()
+
+    def postprocess_tiles(
+        self,
+        cfg: ExperimentConfig,
+        tiles: Iterable[tuple[Tile, EmbeddingOutput]],
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows of a tiled image -> ``labels (H, W)`` at ``image_size`` and ``scores
+        (K,)``, on the CPU: each tile's region (its core and half its halo) grouped as
+        :meth:`postprocess` groups an image, the groups joined across tiles in embedding
+        space (:func:`join_tiles`). The image's embedding is never held whole."""
+        semantic = _check_background(cfg) == "semantic"
+
+        def groups() -> Iterable[TileGroups]:
+            for tile, output in tiles:
+                region = tile.region
+                grid = (int(output.embedding.shape[-2]), int(output.embedding.shape[-1]))
+                stride = output_stride(tile.window, grid)
+                rows, cols = region.within(tile.window).slices(stride)
+                embedding = output.embedding[0, :, rows, cols]
+                logits = None if output.semantic is None else output.semantic[0, :, rows, cols]
+                labels, _ = instances_from_embedding(
+                    embedding, cfg, image_size=region.size, logits=logits
+                )
+                yield tile_groups(tile.core, region, embedding, labels)
+
+        labels, scores = join_tiles(
+            groups(), input_size, bandwidth=cfg.grouping.bandwidth, background_is_group=not semantic
+        )
+        return resize_labels(labels[None], image_size)[0], scores
 
     def write(
         self,

@@ -19,7 +19,7 @@ import torch
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup.data.coco import masks_to_results
-from pixelgroup.data.io import write_png
+from pixelgroup.data.io import write_png, write_tiff
 from pixelgroup.errors import DataError
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
 from pixelgroup.viz.captions import draw_captions
@@ -56,15 +56,21 @@ def write_instance_prediction(
     out_dir: str | Path, stem: str, image: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor
 ) -> list[Path]:
     """Write the instances ``labels (H, W)`` (0 background, 1..K) with ``scores (K,)`` of
-    ``image (C, H, W)`` in [0, 1]: ``STEM_labels.png`` (uint16 ids), ``STEM_overlay.png`` and
-    ``STEM.json`` (COCO results, category 1, RLE masks). Returns the three paths."""
+    ``image (C, H, W)`` in [0, 1]: ``STEM_labels.png`` (uint16 ids; ``STEM_labels.tif``, uint32,
+    when K > 65,535), ``STEM_overlay.png`` and ``STEM.json`` (COCO results, category 1, RLE
+    masks). Returns the three paths."""
     paths = _paths(out_dir, stem)
     lab = labels.numpy()
+    wide = lab.size > 0 and int(lab.max()) > np.iinfo(np.uint16).max
     score = scores.numpy()
     records = []
     for k in np.unique(lab[(lab > 0) & (lab <= len(score))]).tolist():  # O(H·W) memory
         records += masks_to_results(stem, (lab == k)[None], score[[k - 1]])
-    write_png(lab.astype(np.uint16), paths[0])
+    if wide:
+        paths[0] = paths[0].with_suffix(".tif")
+        write_tiff(lab.astype(np.uint32), paths[0])
+    else:
+        write_png(lab.astype(np.uint16), paths[0])
     rgb = image.permute(1, 2, 0).numpy()
     write_png((overlay(rgb, lab) * 255).round().astype(np.uint8), paths[1])
     _write_json(records, paths[2])

@@ -1,0 +1,256 @@
+"""Tiled prediction: how far tiles are from the whole image, and what they cost.
+
+Two tables (docs/large_images.md):
+
+* ``halo``: per model, the largest |tiled - whole| of the embedding (and of the semantic
+  logits) over every pixel, per halo, tiles of 128 px on a 384 x 384 random image; models
+  built from a shipped config (weights at initialisation, every conv weight drawn again with
+  std 1 / sqrt(fan-in) so that each output depends on its whole receptive field) or read from
+  a checkpoint (``--checkpoint``).
+* ``agreement``: tiled labels against the whole image's as partitions
+  (``partition_agreement``), per tile / halo, on toy canvases (``--images toy``: 12 of the
+  val split) or a synthetic cells image (``--images cells``, ``--side`` px a side).
+* ``speed``: per image size, one fresh process each (peak RSS by ``getrusage`` is per
+  process), one thread: the time of the model and the grouping (no files written) of a
+  synthetic cells image (``draw_cells``, a 512 px one repeated), whole and tiled, the
+  megapixels per second, the peak RSS, and how far the tiled labels are from the whole
+  image's (``partition_agreement``) where both ran.
+
+    python benchmarks/tiled_predict.py halo --config toy --config cells --config coco_instances
+    python benchmarks/tiled_predict.py halo --checkpoint tests/fixtures/toy_demo.pt
+    python benchmarks/tiled_predict.py agreement --checkpoint tests/fixtures/toy_demo.pt \
+        --images toy --tiles 16:32 32:32 48:32 32:64
+    python benchmarks/tiled_predict.py agreement --checkpoint CKPT --images cells --side 512
+    python benchmarks/tiled_predict.py speed --checkpoint CKPT --sizes 512 1024 2048 \\
+        --tile 512 --halo 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+HALOS = (0, 16, 32, 48, 64, 96, 128)
+
+
+def _model(config: str | None, checkpoint: str | None):  # -> (model, cfg)
+    import torch
+
+    from pixelgroup.config import ExperimentConfig, load_config, override_config, resolve_config
+    from pixelgroup.engine import load_model
+    from pixelgroup.tasks import get_task
+
+    if checkpoint is not None:
+        model, cfg, _ = load_model(checkpoint)
+        return model, cfg
+    cfg = load_config(ExperimentConfig, resolve_config(str(config)))
+    if cfg.model.options.get("pretrained"):  # its weights are drawn again below anyway
+        cfg = override_config(cfg, ["model.options.pretrained=false"])
+    torch.manual_seed(0)
+    model = get_task(cfg.task).build_model(cfg)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            torch.nn.init.normal_(m.weight, std=1 / math.sqrt(fan_in))
+    return model.eval(), cfg
+
+
+def halo_table(
+    configs: list[str], checkpoints: list[str], tile: int, side: int, halos: list[int]
+) -> None:
+    import torch
+
+    from pixelgroup.engine.inference import InferenceRunner
+
+    torch.set_num_threads(1)
+    images = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    print(f"| model | {' | '.join(f'halo {h}' for h in halos)} |")
+    print(f"|---|{'---|' * len(halos)}")
+    sources = [(c, None) for c in configs] + [(None, p) for p in checkpoints]
+    for config, checkpoint in sources:
+        model, cfg = _model(config, checkpoint)
+        run = InferenceRunner.from_config(model, cfg)
+        whole = run(images)
+        cells = []
+        for halo in halos:
+            tiled = run(images, tile=tile, halo=halo)
+            diff = (tiled.embedding - whole.embedding).abs().max().item()
+            if whole.semantic is not None:
+                semantic = (tiled.semantic - whole.semantic).abs().max().item()
+                cells.append(f"{diff:.1e} / {semantic:.1e}")
+            else:
+                cells.append(f"{diff:.1e}")
+        name = config or checkpoint
+        print(f"| {name} ({cfg.model.name}) | {' | '.join(cells)} |", flush=True)
+
+
+def _cells_image(side: int):  # -> (1, 3, side, side) in [0, 1]
+    """Synthetic nuclei at the crowding of the 256 x 256 default (60 nuclei); past 512 px a
+    512 px image repeated (placing nuclei costs O(count²))."""
+    import numpy as np
+    import torch
+
+    from pixelgroup.data.synthetic_cells import draw_cells
+
+    block = min(side, 512)
+    cells = draw_cells(np.random.default_rng(0), (block, block), count=block * block // 1100)
+    reps = -(-side // block)
+    image = np.tile(cells.image, (reps, reps))[:side, :side]
+    image = torch.from_numpy(image.astype(np.float32) / 235.0).clamp(0, 1)
+    return image.expand(3, side, side)[None]
+
+
+def agreement_table(checkpoint: str, images: str, side: int, tiles: list[str]) -> None:
+    import torch
+
+    from pixelgroup.data.toy import ToyDigits
+    from pixelgroup.engine import load_model
+    from pixelgroup.engine.inference import InferenceRunner
+    from pixelgroup.metrics.partition import partition_agreement
+    from pixelgroup.tasks import get_task
+
+    torch.set_num_threads(1)
+    model, cfg, _ = load_model(checkpoint)
+    task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
+    if images == "toy":
+        canvases = ToyDigits("val", 12)
+        batch = [canvases[i].image[None] for i in range(12)]
+    else:
+        batch = [_cells_image(side)]
+    print("| tile / halo | min | mean |")
+    print("|---|---|---|")
+    wholes = []
+    for image in batch:
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        wholes.append(task.postprocess(cfg, run(image), size)[0])
+    for spec in tiles:
+        tile, halo = (int(v) for v in spec.split(":"))
+        got = []
+        for image, whole in zip(batch, wholes, strict=True):
+            size = (int(image.shape[-2]), int(image.shape[-1]))
+            windows = run.tiles(image, tile=tile, halo=halo)
+            got.append(
+                partition_agreement(task.postprocess_tiles(cfg, windows, size, size)[0], whole)
+            )
+        print(f"| {tile} / {halo} | {min(got):.5f} | {sum(got) / len(got):.5f} |", flush=True)
+
+
+def _one(checkpoint: str, side: int, tile: int, halo: int, compare: bool) -> None:
+    """One size in this process: print a JSON line of time, peak RSS, agreement."""
+    import torch
+
+    from pixelgroup.engine import load_model
+    from pixelgroup.engine.inference import InferenceRunner
+    from pixelgroup.metrics.partition import partition_agreement
+    from pixelgroup.tasks import get_task
+
+    torch.set_num_threads(1)
+    model, cfg, _ = load_model(checkpoint)
+    task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
+    image, size = _cells_image(side), (side, side)
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    if tile:
+        labels, _ = task.postprocess_tiles(cfg, run.tiles(image, tile=tile, halo=halo), size, size)
+    else:
+        labels, _ = task.postprocess(cfg, run(image), size)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    agreement = None
+    if compare:
+        whole, _ = task.postprocess(cfg, run(image), size)
+        agreement = partition_agreement(labels, whole)
+    print(
+        json.dumps(
+            {
+                "side": side,
+                "tile": tile,
+                "seconds": seconds,
+                "mpix_per_s": side * side / 1e6 / seconds,
+                "peak_mib": peak,
+                "loaded_mib": loaded,
+                "instances": int(labels.max()),
+                "agreement": agreement,
+            }
+        )
+    )
+
+
+def speed_table(checkpoint: str, sizes: list[int], tile: int, halo: int, whole_max: int) -> None:
+    print(
+        "| side | whole s | whole MP/s | whole peak MiB | tiled s | tiled MP/s | "
+        "tiled peak MiB | agreement |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for side in sizes:
+        rows = {}
+        for t in (0, tile):
+            if t == 0 and side > whole_max:
+                continue
+            compare = t != 0 and side <= whole_max
+            cmd = [sys.executable, __file__, "one", checkpoint, str(side), str(t), str(halo)]
+            out = subprocess.run(
+                [*cmd, "--compare"] if compare else cmd,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rows[t] = json.loads(out.stdout.strip().splitlines()[-1])
+        w, tl = rows.get(0), rows[tile]
+        whole = (
+            f"{w['seconds']:.1f} | {w['mpix_per_s']:.3f} | {w['peak_mib']:.0f}"
+            if w
+            else "- | - | -"
+        )
+        agree = "-" if tl["agreement"] is None else f"{tl['agreement']:.5f}"
+        print(
+            f"| {side} | {whole} | {tl['seconds']:.1f} | {tl['mpix_per_s']:.3f} | "
+            f"{tl['peak_mib']:.0f} | {agree} |",
+            flush=True,
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    h = sub.add_parser("halo", help="max |tiled - whole| per halo")
+    h.add_argument("--config", action="append", default=[])
+    h.add_argument("--checkpoint", action="append", default=[])
+    h.add_argument("--tile", type=int, default=128)
+    h.add_argument("--side", type=int, default=384)
+    h.add_argument("--halos", type=int, nargs="+", default=list(HALOS))
+    a = sub.add_parser("agreement", help="tiled vs whole labels per tile / halo")
+    a.add_argument("--checkpoint", required=True)
+    a.add_argument("--images", choices=("toy", "cells"), default="cells")
+    a.add_argument("--side", type=int, default=512)
+    a.add_argument("--tiles", nargs="+", default=["64:32", "128:32", "128:64", "256:64"])
+    s = sub.add_parser("speed", help="time and peak RSS per image size, whole and tiled")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    s.add_argument("--tile", type=int, default=512)
+    s.add_argument("--halo", type=int, default=64)
+    s.add_argument("--whole-max", type=int, default=2048, help="largest side run whole")
+    o = sub.add_parser("one")
+    o.add_argument("checkpoint")
+    o.add_argument("side", type=int)
+    o.add_argument("tile", type=int)
+    o.add_argument("halo", type=int)
+    o.add_argument("--compare", action="store_true")
+    args = p.parse_args()
+    if args.what == "halo":
+        halo_table(args.config, args.checkpoint, args.tile, args.side, args.halos)
+    elif args.what == "agreement":
+        agreement_table(args.checkpoint, args.images, args.side, args.tiles)
+    elif args.what == "speed":
+        speed_table(args.checkpoint, args.sizes, args.tile, args.halo, args.whole_max)
+    else:
+        _one(args.checkpoint, args.side, args.tile, args.halo, args.compare)
+
+
+if __name__ == "__main__":
+    main()

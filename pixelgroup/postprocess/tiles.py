@@ -1,0 +1,201 @@
+"""Tiles of an image larger than memory: a plan of cores and halos, and cores stitched back.
+
+An ``(H, W)`` image is cut into a grid of **cores** of ``tile x tile`` pixels (the last row and
+column smaller) that partition it; the model sees each core with a **halo** of ``halo`` pixels
+on every side (clipped at the image border), its **window**, and only the core of its output is
+kept. Where the halo covers the model's receptive field, the kept cores equal the whole-image
+output (docs/large_images.md measures it per model). Corners and sizes are multiples of
+:data:`TILE_MULTIPLE` so that every window starts on the pooling grid of the whole image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "Box",
+    "Tile",
+    "plan_tiles",
+    "check_tile_sizes",
+    "output_stride",
+    "stitch_cores",
+    "TILE_MULTIPLE",
+]
+
+TILE_MULTIPLE = 16
+"""``tile`` and ``halo`` are multiples of this: every window then starts on the grid of the
+strided convolutions and poolings of the shipped models (U-Net depth <= 5, dense output
+stride <= 16), so a window's features are the whole image's."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """Rows ``top:bottom`` and columns ``left:right`` of an image (pixels, end exclusive)."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return (self.bottom - self.top, self.right - self.left)
+
+    def slices(self, stride: int = 1) -> tuple[slice, slice]:
+        """The box on a map at ``stride`` (rounded outwards, as a strided output's cells)."""
+        s = stride
+        return (
+            slice(self.top // s, -(-self.bottom // s)),
+            slice(self.left // s, -(-self.right // s)),
+        )
+
+    def intersect(self, other: Box) -> Box | None:
+        """The pixels both boxes cover, or None when they do not meet."""
+        top, left = max(self.top, other.top), max(self.left, other.left)
+        bottom, right = min(self.bottom, other.bottom), min(self.right, other.right)
+        return Box(top, left, bottom, right) if top < bottom and left < right else None
+
+    def grown(self, pixels: int, limit: Box) -> Box:
+        """This box ``pixels`` larger on every side, clipped to ``limit``."""
+        return Box(
+            max(limit.top, self.top - pixels),
+            max(limit.left, self.left - pixels),
+            min(limit.bottom, self.bottom + pixels),
+            min(limit.right, self.right + pixels),
+        )
+
+    def within(self, outer: Box) -> Box:
+        """This box in the coordinates of ``outer`` (which contains it)."""
+        return Box(
+            self.top - outer.top,
+            self.left - outer.left,
+            self.bottom - outer.top,
+            self.right - outer.left,
+        )
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its ``core`` (the pixels whose output it gives) inside its ``window`` (core
+    plus ``halo``, clipped at the border: what the model sees); ``row``, ``col`` in the grid."""
+
+    row: int
+    col: int
+    core: Box
+    window: Box
+    halo: int
+
+    @property
+    def region(self) -> Box:
+        """The core grown by half the halo (a multiple of 8), clipped at the border: the
+        pixels whose output has at least half the halo of context (the outer half's own
+        context lies beyond the window). A tile is grouped over its region."""
+        return self.core.grown(self.halo // 16 * 8, self.window)
+
+
+def _check_multiple(value: object, name: str, minimum: int) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or value % TILE_MULTIPLE
+    ):
+        raise ValueError(
+            f"{name} must be a multiple of {TILE_MULTIPLE} pixels >= {minimum}, got {value!r}"
+        )
+    return value
+
+
+def check_tile_sizes(tile: object, halo: object, min_halo: int = 0) -> tuple[int, int]:
+    """``(tile, halo)`` when ``tile`` (>= 16) and ``halo`` (>= ``min_halo``) are multiples of
+    :data:`TILE_MULTIPLE`; else ``ValueError`` naming the one that is not. (Tiles grouped on
+    their own meet only in their halos: joining them needs ``min_halo=16``.)"""
+    return _check_multiple(tile, "tile", TILE_MULTIPLE), _check_multiple(halo, "halo", min_halo)
+
+
+def plan_tiles(size: tuple[int, int], tile: int, halo: int) -> list[Tile]:
+    """Tiles of an image of ``size = (H, W)`` in row-major order: cores of ``tile x tile``
+    (the last row and column take what is left) that partition the image, each in a window
+    ``halo`` pixels larger on every side, clipped at the border.
+
+    Raises ``ValueError`` unless ``tile`` (>= 16) and ``halo`` (>= 0) are multiples of
+    :data:`TILE_MULTIPLE`.
+
+    Example:
+        >>> [t.window for t in plan_tiles((40, 20), tile=32, halo=16)]
+        [Box(top=0, left=0, bottom=40, right=20), Box(top=16, left=0, bottom=40, right=20)]
+    """
+    h, w = size
+    tile, halo = check_tile_sizes(tile, halo)
+    tiles = []
+    for row, top in enumerate(range(0, h, tile)):
+        for col, left in enumerate(range(0, w, tile)):
+            core = Box(top, left, min(top + tile, h), min(left + tile, w))
+            tiles.append(Tile(row, col, core, core.grown(halo, Box(0, 0, h, w)), halo))
+    return tiles
+
+
+def output_stride(window: Box, map_size: tuple[int, int]) -> int:
+    """The stride of an output map of ``map_size = (h, w)`` for ``window``: the smallest power
+    of two up to :data:`TILE_MULTIPLE` with ``ceil(window side / stride)`` cells per side."""
+    stride = 1
+    while stride <= TILE_MULTIPLE:
+        if all(-(-n // stride) == m for n, m in zip(window.size, map_size, strict=True)):
+            return stride
+        stride *= 2
+    raise ValueError(
+        f"an output of {map_size} cells for a window of {window.size} pixels has no stride "
+        f"that divides {TILE_MULTIPLE}; such a model cannot be tiled"
+    )
+
+
+def stitch_cores(tiles: Iterable[tuple[Tile, Any]], size: tuple[int, int]) -> Any:
+    """The model outputs of each tile's window, cores pasted into one output of the image.
+
+    ``tiles`` yields ``(tile, output)``: ``output`` a tensor ``(B, C, h, w)`` or a dataclass
+    of them (e.g. :class:`~pixelgroup.models.EmbeddingOutput`; ``None`` fields stay None), at
+    a stride ``s`` of the window (``h = ceil(window height / s)``). Returns the same type with
+    maps of ``ceil(H / s) x ceil(W / s)`` for ``size = (H, W)``. Memory: the whole output.
+    """
+    full: dict[str, torch.Tensor] = {}
+    first: Any = None
+    for tile, output in tiles:
+        if first is None:
+            first = output
+        fields = _tensor_fields(output)
+        for name, part in fields.items():
+            stride = output_stride(tile.window, (int(part.shape[-2]), int(part.shape[-1])))
+            if name not in full:
+                rows, cols = Box(0, 0, *size).slices(stride)
+                shape = (*part.shape[:-2], rows.stop, cols.stop)
+                full[name] = part.new_empty(shape)
+            core = tile.core.slices(stride)
+            inside = tile.core.within(tile.window).slices(stride)
+            full[name][..., core[0], core[1]] = part[..., inside[0], inside[1]]
+    if first is None:
+        raise ValueError("no tiles to stitch")
+    if isinstance(first, torch.Tensor):
+        return full[""]
+    return dataclasses.replace(first, **full)
+
+
+def _tensor_fields(output: Any) -> dict[str, torch.Tensor]:
+    """The tensor maps of an output: ``{"": output}`` for a tensor, else its dataclass fields
+    that are tensors."""
+    if isinstance(output, torch.Tensor):
+        return {"": output}
+    if not dataclasses.is_dataclass(output):
+        raise TypeError(
+            f"tiles are stitched for a tensor or a dataclass of tensors, got {type(output)}"
+        )
+    return {
+        f.name: getattr(output, f.name)
+        for f in dataclasses.fields(output)
+        if isinstance(getattr(output, f.name), torch.Tensor)
+    }

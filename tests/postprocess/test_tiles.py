@@ -1,0 +1,91 @@
+"""The tile plan (cores partition the image, windows are cores plus a clipped halo) and the
+stitching of the windows' cores (postprocess/tiles.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixelgroup.models import EmbeddingOutput
+from pixelgroup.postprocess.tiles import Box, check_tile_sizes, plan_tiles, stitch_cores
+
+
+@pytest.mark.parametrize("size", [(100, 70), (16, 16), (64, 32), (5, 200)])
+@pytest.mark.parametrize(("tile", "halo"), [(16, 0), (32, 16), (48, 64)])
+def test_cores_partition_the_image_and_halos_are_clipped(size, tile, halo):
+    h, w = size
+    tiles = plan_tiles(size, tile, halo)
+    covered = torch.zeros(size, dtype=torch.int64)
+    for t in tiles:
+        covered[t.core.slices()] += 1
+        assert t.core.intersect(t.window) == t.core  # the core lies in its window
+        assert t.window == Box(
+            max(0, t.core.top - halo),
+            max(0, t.core.left - halo),
+            min(h, t.core.bottom + halo),
+            min(w, t.core.right + halo),
+        )
+        assert t.core.top % tile == 0 and t.core.left % tile == 0
+        assert max(t.core.size) <= tile
+    assert bool((covered == 1).all())
+    assert [(t.row, t.col) for t in tiles] == sorted((t.row, t.col) for t in tiles)
+
+
+@pytest.mark.parametrize(
+    ("tile", "halo", "match"),
+    [
+        (0, 0, "tile must be a multiple of 16 pixels >= 16, got 0"),
+        (24, 0, "tile"),
+        (32, 8, "halo must be a multiple of 16 pixels >= 0, got 8"),
+        (32, -16, "halo"),
+        (True, 0, "tile"),
+        (32.0, 0, "tile"),
+    ],
+)
+def test_bad_tile_sizes_are_errors(tile, halo, match):
+    with pytest.raises(ValueError, match=match):
+        check_tile_sizes(tile, halo)
+    with pytest.raises(ValueError, match=match):
+        plan_tiles((64, 64), tile, halo)
+
+
+def _pooled(image: torch.Tensor, stride: int) -> EmbeddingOutput:
+    """A position-independent "model": ``stride`` x ``stride`` average pooling (ceil mode)."""
+    out = F.avg_pool2d(image, stride, ceil_mode=True) if stride > 1 else image
+    return EmbeddingOutput(embedding=out, raw=out * 2)
+
+
+@pytest.mark.parametrize("stride", [1, 4, 8])
+def test_stitched_cores_equal_the_whole_output(stride):
+    image = torch.rand(2, 3, 75, 90)
+    tiles = plan_tiles((75, 90), 32, 16)
+    windows = (
+        (t, _pooled(image[..., t.window.slices()[0], t.window.slices()[1]], stride)) for t in tiles
+    )
+    stitched = stitch_cores(windows, (75, 90))
+    whole = _pooled(image, stride)
+    assert stitched.semantic is None
+    # pooling cells lie inside a window (corners are multiples of 16), except the last
+    # row's and column's ceil-mode cells, which windows clipped at the border see whole too
+    torch.testing.assert_close(stitched.embedding, whole.embedding)
+    torch.testing.assert_close(stitched.raw, whole.raw)
+
+
+def test_stitches_a_plain_tensor_and_refuses_nothing():
+    image = torch.rand(1, 1, 40, 40)
+    tiles = plan_tiles((40, 40), 16, 0)
+    got = stitch_cores(
+        ((t, image[..., t.window.slices()[0], t.window.slices()[1]]) for t in tiles), (40, 40)
+    )
+    assert torch.equal(got, image)
+    with pytest.raises(ValueError, match="no tiles"):
+        stitch_cores([], (40, 40))
+
+
+@pytest.mark.parametrize(("halo", "margin"), [(0, 0), (16, 8), (32, 16), (48, 24), (64, 32)])
+def test_a_region_is_the_core_grown_by_half_the_halo_in_the_window(halo, margin):
+    for t in plan_tiles((100, 130), 32, halo):
+        assert t.region == t.core.grown(margin, t.window)
+        assert t.core.intersect(t.region) == t.core
+        assert t.region.intersect(t.window) == t.region
