@@ -63,6 +63,28 @@ def _assign(
     return out
 
 
+def _assign_to_centers(
+    centers: torch.Tensor,
+    embedding: torch.Tensor,
+    foreground: torch.Tensor | None,
+    size: tuple[int, int],
+    allowed: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`_assign` of the cosines of ``embedding (D, h, w)`` to the ``(K, D)`` centres.
+    An embedding already at ``size`` is scored one block of rows at a time (memory O(K·W·rows),
+    not O(K·H·W): a crowded full-resolution image has hundreds of groups)."""
+    if tuple(embedding.shape[1:]) != tuple(size):
+        return _assign(torch.einsum("kd,dhw->khw", centers, embedding), foreground, size, allowed)
+    out = torch.empty(size, dtype=torch.int64, device=embedding.device)
+    step = max(1, _CHUNK // max(1, len(centers) * size[1]))
+    for y0 in range(0, size[0], step):
+        y1 = min(size[0], y0 + step)
+        cosine = torch.einsum("kd,dhw->khw", centers, embedding[:, y0:y1])
+        block_fg = None if foreground is None else foreground[y0:y1]
+        out[y0:y1] = _assign(cosine, block_fg, (y1 - y0, size[1]), allowed)
+    return out
+
+
 def extract_instances(
     embedding: torch.Tensor,
     *,
@@ -166,14 +188,13 @@ def extract_instances(
             allowed[background] = False
         if bool(allowed.any()):
             centers = grouping.centers.to(embedding.dtype)
-            cosine = torch.einsum("kd,dhw->khw", centers, embedding)
-            labels = _assign(cosine, fg, size, allowed)
+            labels = _assign_to_centers(centers, embedding, fg, size, allowed)
             # groups of blended pixels (at instance borders) may win only a few pixels:
             # those join their next-nearest group
             area = torch.bincount(labels.flatten() + 1, minlength=num + 1)[1:]
             tiny = allowed & (area < min_area)
             if bool(tiny.any()) and bool((allowed & ~tiny).any()):
-                labels = _assign(cosine, fg, size, allowed & ~tiny)
+                labels = _assign_to_centers(centers, embedding, fg, size, allowed & ~tiny)
         else:  # nothing but background
             labels = torch.full(size, -1, dtype=torch.int64, device=labels.device)
     # background (and "not foreground", -1) -> 0; the instance groups present -> 1..K
