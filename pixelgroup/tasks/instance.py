@@ -134,8 +134,10 @@ def _report_object_sizes(cfg: ExperimentConfig, dataset: Dataset) -> None:
     if sizes is None:
         return
     _log.info("training objects (%d samples): %s", count, sizes)
-    scale = float(cfg.model.options.get("spatial_scale", SPATIAL_SCALE))
-    advice = spatial_scale_advice(sizes, scale)
+    scale = cfg.model.options.get("spatial_scale", SPATIAL_SCALE)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        return  # the model's own check names the bad value
+    advice = spatial_scale_advice(sizes, float(scale))
     if advice is not None:
         _log.warning("%s (%s)", advice, sizes)
 
