@@ -64,11 +64,12 @@ def _open(path: str | Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: not a readable image file ({e})") from None
 
 
-def _plane_layout(axes: str, shape: tuple[int, ...], path: Path) -> tuple[list[int], int]:
+def _plane_layout(axes: str, shape: tuple[int, ...], path: Path) -> list[int]:
     """How a TIFF series of ``axes`` (tifffile's letters: Y, X rows and columns; S samples,
-    C channels, Q unknown; Z, T planes and times) and ``shape`` becomes ``(H, W, C)``: the axis
-    order to transpose to and C. Axes of length 1 are dropped first; one axis besides Y and X
-    is the channels (unless it is Z or T: a stack, an error); two or more are an error. Where
+    C channels, Q unknown; Z, T planes and times) and ``shape`` becomes ``(H, W)`` or
+    ``(H, W, C)``: the axes to keep, in that order (the others have length 1). Axes of
+    length 1 are dropped first; one axis besides Y and X is the channels (unless it is Z or
+    T: a stack, an error); two or more are an error. Where
     tifffile cannot name an axis (Q: a plain array written without metadata), the layout is
     read from the shape: of three axes, the shorter of the first and the last is the channels."""
     kept = [i for i, (a, n) in enumerate(zip(axes, shape, strict=True)) if n != 1 or a in "YX"]
@@ -76,9 +77,9 @@ def _plane_layout(axes: str, shape: tuple[int, ...], path: Path) -> tuple[list[i
         kept = [i for i in range(len(shape)) if shape[i] != 1]
         kept = kept if len(kept) >= 2 else list(range(len(shape)))[-2:]
         if len(kept) == 3 and shape[kept[0]] < shape[kept[2]]:  # (C, H, W)
-            return [kept[1], kept[2], kept[0]], shape[kept[0]]
+            return [kept[1], kept[2], kept[0]]
         if len(kept) in (2, 3):
-            return kept, shape[kept[2]] if len(kept) == 3 else 1
+            return kept
     extra = [i for i in kept if axes[i] not in "YX"]
     if len(extra) > 1 or any(axes[i] in "ZT" for i in extra):
         raise DataError(
@@ -86,8 +87,7 @@ def _plane_layout(axes: str, shape: tuple[int, ...], path: Path) -> tuple[list[i
             f"{''.join(axes[i] for i in kept)} of shape {tuple(shape[i] for i in kept)} "
             "(a stack: save one plane per file)"
         )
-    order = [axes.index("Y"), axes.index("X"), *extra]
-    return order, shape[extra[0]] if extra else 1
+    return [axes.index("Y"), axes.index("X"), *extra]
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -105,9 +105,9 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
     if array.size == 0:
         raise DataError(f"cannot read image {path}: not a readable TIFF file (no image data)")
-    order, _ = _plane_layout(axes, array.shape, path)
-    kept = array.reshape([array.shape[i] for i in sorted(order)])
-    array = kept.transpose([sorted(order).index(i) for i in order])
+    order = _plane_layout(axes, array.shape, path)
+    dropped = [i for i in range(array.ndim) if i not in order]  # all of length 1
+    array = array.transpose(order + dropped).reshape([array.shape[i] for i in order])
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise DataError(
             f"{path}: expected a 2-D image (H, W) or (H, W, C), got shape {array.shape} "
@@ -130,7 +130,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
                 shape, axes = tuple(tif.series[0].shape), tif.series[0].axes
         except Exception as e:
             raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
-        order, _ = _plane_layout(axes, shape, path)  # as _read_tiff
+        order = _plane_layout(axes, shape, path)  # as _read_tiff
         return int(shape[order[0]]), int(shape[order[1]])
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")

@@ -23,6 +23,17 @@ from pixelgroup.ops.spatial import pixel_positions
 __all__ = ["center_vote_loss"]
 
 
+def _object_keys(
+    labels: torch.Tensor, span: int, ignore_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One key per (image, instance) of ``labels (B, H, W)``: the image index times ``span``
+    (largest id + 1) plus the id, and the ``(B, H, W)`` mask of object pixels (id > 0, not
+    ``ignore_index``)."""
+    keep = labels > 0 if ignore_index is None else (labels > 0) & (labels != ignore_index)
+    image = torch.arange(labels.shape[0], device=labels.device)[:, None, None]
+    return image * span + labels, keep
+
+
 def center_vote_loss(
     votes: torch.Tensor, labels: torch.Tensor, scale: float, ignore_index: int | None = 255
 ) -> torch.Tensor:
@@ -50,12 +61,10 @@ def center_vote_loss(
     b, _, h, w = votes.shape
     big_h, big_w = int(labels.shape[1]), int(labels.shape[2])
     labels = labels.to(votes.device)
-    keep = labels > 0 if ignore_index is None else (labels > 0) & (labels != ignore_index)
+    span = int(labels.max()) + 1
+    keys, keep = _object_keys(labels, span, ignore_index)
     if not bool(keep.any()):
         return votes.sum() * 0.0
-    # one key per (image, instance): the image index times (largest id + 1) plus the id
-    span = int(labels.max()) + 1
-    keys = torch.arange(b, device=labels.device)[:, None, None] * span + labels
     ids, inverse = torch.unique(keys[keep], return_inverse=True)
     positions = pixel_positions(labels, dtype=votes.dtype)
     points = positions[None].expand(b, -1, -1, -1).permute(0, 2, 3, 1)[keep]  # (N, 2)
@@ -64,8 +73,7 @@ def center_vote_loss(
     centroids = sums / counts[:, None]
     # votes at their own resolution, labelled by the nearest-resized map
     small = resize_labels(labels, (h, w)) if (h, w) != (big_h, big_w) else labels
-    small_keys = torch.arange(b, device=labels.device)[:, None, None] * span + small
-    small_keep = (small > 0) if ignore_index is None else (small > 0) & (small != ignore_index)
+    small_keys, small_keep = _object_keys(small, span, ignore_index)
     slot = torch.searchsorted(ids, small_keys[small_keep])
     found = (slot < len(ids)) & (ids[slot.clamp_max(len(ids) - 1)] == small_keys[small_keep])
     slot = slot[found]

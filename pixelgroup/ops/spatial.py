@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from pixelgroup._checks import check_int, check_rank, check_tensor
+from pixelgroup._checks import check_int, check_positive, check_rank, check_tensor
 
 __all__ = ["fourier_frequencies", "pixel_positions", "spatial_embedding"]
 
@@ -37,8 +37,7 @@ def fourier_frequencies(count: int, scale: float) -> torch.Tensor:
         (16, 2)
     """
     count = check_int(count, "count", 1)
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a finite length > 0 in pixels, got {scale!r}")
+    scale = check_positive(scale, "scale")
     k = torch.arange(count, dtype=torch.float64)
     radius = torch.sqrt(-2.0 * torch.log1p(-(k + 0.5) / count)) / scale
     angle = k * math.pi * (3.0 - math.sqrt(5.0))
