@@ -20,9 +20,11 @@ Prints a Markdown table with the CPU model.
 from __future__ import annotations
 
 import argparse
+import operator
 import subprocess
 import sys
 import time
+from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +48,8 @@ def _pairs(root: Path) -> list[tuple[Path, Path]]:
 def _score(gts: list[np.ndarray], preds: list[np.ndarray]) -> dict[str, float]:
     """Scores of the counts summed over the images: accuracy / F1 / precision / recall at
     IoU 0.5 and accuracy at 0.75."""
-    counts: MatchCounts = sum(
-        (match_labels(g, p, THRESHOLDS) for g, p in zip(gts, preds, strict=True)),
-        start=match_labels(np.zeros((1, 1), np.int64), np.zeros((1, 1), np.int64), THRESHOLDS),
+    counts: MatchCounts = reduce(
+        operator.add, (match_labels(g, p, THRESHOLDS) for g, p in zip(gts, preds, strict=True))
     )
     s = matching_scores(counts)
     return {

@@ -17,18 +17,24 @@ from torch.utils.data import Dataset
 from pixelgroup.data.coco_dataset import IGNORE_LABEL
 from pixelgroup.data.sample import InstanceSample
 
-__all__ = ["PartialAnnotation", "hide_instances", "UNANNOTATED"]
+__all__ = ["PartialAnnotation", "hide_instances", "hidden_ids", "UNANNOTATED"]
 
 UNANNOTATED = 65535
 """Mask value of an unannotated pixel in a folder dataset's (16-bit) mask PNG."""
 
 
+def hidden_ids(ids: np.ndarray, fraction: float, seed: list[int]) -> np.ndarray:
+    """The ids left unannotated when ``round(fraction · K)`` of the K instance ``ids (K,)``
+    stay annotated: a seeded choice (``numpy.random.default_rng(seed)``), ``(K - kept,)``."""
+    return np.random.default_rng(seed).permutation(ids)[round(fraction * len(ids)) :]
+
+
 def hide_instances(sample: InstanceSample, fraction: float, seed: list[int]) -> InstanceSample:
-    """``sample`` with all but ``round(fraction · K)`` of its K instances (a seeded choice)
-    relabelled :data:`IGNORE_LABEL` in ``instance (H, W)`` and ``semantic (H, W)``."""
-    ids = [int(i) for i in torch.unique(sample.instance) if i > 0]
-    keep = round(fraction * len(ids))
-    hidden = np.random.default_rng(seed).permutation(ids)[keep:]
+    """``sample`` with all but ``round(fraction · K)`` of its K instances (a seeded choice,
+    :func:`hidden_ids`) relabelled :data:`IGNORE_LABEL` in ``instance (H, W)`` and
+    ``semantic (H, W)``."""
+    ids = np.array([int(i) for i in torch.unique(sample.instance) if i > 0], dtype=np.int64)
+    hidden = hidden_ids(ids, fraction, seed)
     if len(hidden) == 0:
         return sample
     mask = torch.isin(sample.instance, torch.as_tensor(hidden, dtype=sample.instance.dtype))

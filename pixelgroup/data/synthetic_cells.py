@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.ndimage as ndi
 
-from pixelgroup.data.partial import UNANNOTATED
+from pixelgroup.data.partial import UNANNOTATED, hidden_ids
 
 __all__ = ["CellImage", "draw_cells", "write_cells_folder"]
 
@@ -159,8 +159,7 @@ def write_cells_folder(
             mask = cells.instance
             if split == "train" and annotated_fraction < 1.0:
                 ids = np.unique(mask[mask > 0])
-                rng = np.random.default_rng([seed, s, i, 1])
-                hidden = rng.permutation(ids)[round(annotated_fraction * len(ids)) :]
+                hidden = hidden_ids(ids, annotated_fraction, [seed, s, i, 1])
                 mask = np.where(np.isin(mask, hidden), UNANNOTATED, mask).astype(mask.dtype)
             tifffile.imwrite(root / split / "masks" / f"cells_{i:03d}.tif", mask)
     return root
