@@ -170,6 +170,9 @@ class TrainConfig:
     ``init_from`` names a checkpoint whose weights initialise the model (loaded strictly: the
     same model and options) before training starts; its optimiser, schedule and epoch are not
     used, so it starts the next stage of a schedule (a resumed run keeps its own weights).
+    ``tune_split`` names a split on which the grouping is chosen after the last step, as
+    ``pixelgroup tune --split SPLIT`` does (:func:`pixelgroup.engine.tune.tune_grouping`;
+    ``None``: not tuned).
     """
 
     epochs: int = _f(10, _AT_LEAST_1)
@@ -179,6 +182,7 @@ class TrainConfig:
     amp: str = _f("none", rule(choices=("none", "bf16", "fp16")))
     checkpoint_every: int | None = _f(None, _AT_LEAST_1)
     init_from: str | None = None
+    tune_split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,9 @@ class GroupingConfig:
     ``background`` decides which pixels are background (label 0) in the instance task:
     ``"largest"``, the largest group; ``"semantic"``, the pixels the model's semantic head
     (``model.options.num_classes: 2``, class 0 = background) calls background.
+    ``tune_metric`` is the evaluator key that ``pixelgroup tune`` maximises by default
+    (``AP70``: AP at IoU 0.7; ``acc50``: matched objects TP / (TP + FP + FN) at IoU 0.5, the
+    microscopy number).
     """
 
     bandwidth: float = _f(0.1, _POSITIVE)
@@ -204,6 +211,7 @@ class GroupingConfig:
     max_points: int | None = _f(1024, _AT_LEAST_1)
     background: str = _f("largest", rule(choices=("largest", "semantic")))
     split_components: bool = False
+    tune_metric: str = "AP70"
 
 
 @dataclass(frozen=True)

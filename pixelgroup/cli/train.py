@@ -83,5 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         raise UserError(str(e)) from None
     if not results or results[-1].dist.is_main:  # under torchrun every rank returns here
+        if results and results[-1].tuned is not None:
+            print(results[-1].tuned.report())
         print(f"checkpoint: {stage_dirs(cfg, run_dir)[-1] / CHECKPOINT_NAME}")
     return 0

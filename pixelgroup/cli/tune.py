@@ -14,10 +14,6 @@ from pixelgroup.cli import (
     set_threads,
 )
 
-BANDWIDTH_FACTORS = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6)
-"""The default bandwidths: these multiples of the stored ``grouping.bandwidth``."""
-MIN_AREAS = (4, 8, 16, 32)
-
 EPILOG = """examples:
   pixelgroup tune --checkpoint runs/toy/checkpoint.pt
   pixelgroup tune --checkpoint runs/toy/checkpoint.pt --bandwidths 0.2 0.25 0.3 --min-areas 8 16
@@ -44,20 +40,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt from train")
     p.add_argument("--split", default="val", help="split to tune on (default: val)")
-    p.add_argument("--metric", default="AP70", help="evaluator key to maximise (default: AP70)")
+    p.add_argument(
+        "--metric",
+        help="evaluator key to maximise (default: the config's grouping.tune_metric: AP70, "
+        "or acc50 for --config cells)",
+    )
     p.add_argument(
         "--bandwidths",
         type=float,
         nargs="+",
         help="grouping.bandwidth values (default: the stored one times "
-        f"{' '.join(map(str, BANDWIDTH_FACTORS))})",
+        "0.6 0.7 0.8 0.9 1.0 1.1 1.2 1.4 1.6)",
     )
     p.add_argument(
         "--min-areas",
         type=int,
         nargs="+",
-        default=list(MIN_AREAS),
-        help=f"grouping.min_area values in image pixels (default: {' '.join(map(str, MIN_AREAS))})",
+        help="grouping.min_area values in image pixels (default: 4 8 16 32)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the table, change nothing")
     add_overrides_argument(p, "override a stored config value for the sweep (repeatable)")
@@ -66,41 +65,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def format_sweep(rows: list[dict[str, float]], metric: str, best: dict[str, float]) -> str:
-    """Markdown table of the sweep, the winner marked."""
-    lines = [f"| bandwidth | min_area | {metric} |", "|---|---|---|"]
-    for row in rows:
-        mark = " (best)" if row is best else ""
-        lines.append(f"| {row['bandwidth']:g} | {row['min_area']} | {row[metric]:.4f}{mark} |")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     from pixelgroup.engine import load_model
-    from pixelgroup.engine.tune import collect_outputs, store_grouping, sweep_grouping
+    from pixelgroup.engine.tune import store_grouping, tune_grouping
 
     set_threads(args.threads)
     if args.bandwidths is not None and any(b <= 0 for b in args.bandwidths):
         raise UserError(f"--bandwidths must be > 0, got {args.bandwidths}")
-    if any(a < 0 for a in args.min_areas):
+    if args.min_areas is not None and any(a < 0 for a in args.min_areas):
         raise UserError(f"--min-areas must be >= 0, got {args.min_areas}")
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
-    stored = cfg.grouping.bandwidth
-    chosen = args.bandwidths or [round(f * stored, 6) for f in BANDWIDTH_FACTORS]
-    bandwidths = sorted({*chosen, stored})
-    min_areas = sorted({*args.min_areas, cfg.grouping.min_area})
-    outputs = collect_outputs(model, cfg, args.split, progress=not args.quiet)
-    result = sweep_grouping(
-        cfg, outputs, bandwidths, min_areas, args.metric, progress=not args.quiet
+    result = tune_grouping(
+        model,
+        cfg,
+        args.split,
+        bandwidths=args.bandwidths,
+        min_areas=args.min_areas,
+        metric=args.metric,
+        progress=not args.quiet,
     )
-    print(format_sweep(result.rows, args.metric, result.best))
-    best = f"bandwidth {result.best['bandwidth']:g}, min_area {result.best['min_area']}"
-    print(f"best on {args.split}: {best} ({args.metric} {result.best[args.metric]:.4f})")
+    print(result.report())
     if args.dry_run:
         print("--dry-run: checkpoint unchanged")
     else:
-        store_grouping(args.checkpoint, result, args.split)
+        store_grouping(args.checkpoint, result)
         print(f"stored in {args.checkpoint} (grouping.bandwidth, grouping.min_area)")
     return 0

@@ -54,6 +54,7 @@ from pixelgroup.engine.distributed import (
     unwrap_model,
     wrap_model,
 )
+from pixelgroup.engine.tune import SweepResult, store_grouping, tune_grouping
 from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import Task, get_task
 from pixelgroup.tasks.base import LossFn
@@ -90,11 +91,13 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where the run's checkpoint is and the per-iteration loss terms of the whole run."""
+    """Where the run's checkpoint is, the per-iteration loss terms of the whole run and, with
+    ``train.tune_split``, the grouping sweep whose winner the checkpoint stores (rank 0)."""
 
     checkpoint: Path
     history: list[dict[str, float]]
     dist: DistInfo = DistInfo()  # this process's rank (only rank 0 writes the checkpoint)
+    tuned: SweepResult | None = None
 
 
 def _optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
@@ -194,6 +197,8 @@ def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
     info, device = init_distributed(cfg.device)
     micro = micro_batch_size(cfg.data.batch_size, info.world_size, cfg.train.grad_accum)
     dataset = task.build_dataset(cfg, cfg.data.train_split)
+    if cfg.train.tune_split is not None:  # a missing split stops the run now, not after it
+        task.build_dataset(cfg, cfg.train.tune_split)
     num_items = len(dataset)  # type: ignore[arg-type]  # map-style datasets are sized
     batch = cfg.data.batch_size
     per_epoch = cfg.train.iters_per_epoch or max(num_items // batch, -(-MIN_EPOCH_IMAGES // batch))
@@ -421,7 +426,11 @@ def train(
         steps = (epoch + 1) * run.per_epoch
         if every is None or steps % every == 0 or epoch + 1 == cfg.train.epochs:
             _save(run, epoch + 1, 0)
-    return TrainResult(checkpoint=ckpt_path, history=run.history, dist=run.info)
+    tuned = None
+    if cfg.train.tune_split is not None and run.info.is_main:
+        tuned = tune_grouping(unwrap_model(run.model), cfg, cfg.train.tune_split, progress=progress)
+        store_grouping(ckpt_path, tuned)
+    return TrainResult(checkpoint=ckpt_path, history=run.history, dist=run.info, tuned=tuned)
 
 
 def _postfix(record: dict[str, float]) -> dict[str, str]:

@@ -21,13 +21,28 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from pixelgroup._atomic import write_json
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.checkpoint import load_checkpoint, save_checkpoint
 from pixelgroup.engine.inference import InferenceRunner
 from pixelgroup.errors import ConfigError
 from pixelgroup.tasks import get_task
 
-__all__ = ["collect_outputs", "sweep_grouping", "store_grouping", "SweepResult"]
+__all__ = [
+    "collect_outputs",
+    "sweep_grouping",
+    "store_grouping",
+    "tune_grouping",
+    "SweepResult",
+    "BANDWIDTH_FACTORS",
+    "MIN_AREAS",
+]
+
+BANDWIDTH_FACTORS = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6)
+"""The default bandwidths: these multiples of the stored ``grouping.bandwidth``."""
+
+MIN_AREAS = (4, 8, 16, 32)
+"""The default ``grouping.min_area`` values (image pixels), besides the stored one."""
 
 
 @dataclass(frozen=True)
@@ -38,11 +53,25 @@ class SweepResult:
         metric: the key of the evaluator's output that chose the winner.
         rows: one ``{"bandwidth", "min_area", **metrics}`` dict per setting, in grid order.
         best: the row of the largest ``metric`` (the first such row on a tie).
+        split: the split whose outputs were scored (``None``: not known).
     """
 
     metric: str
     rows: list[dict[str, float]]
     best: dict[str, float]
+    split: str | None = None
+
+    def report(self) -> str:
+        """The sweep as a Markdown table, the winner marked, and a line naming it."""
+        lines = [f"| bandwidth | min_area | {self.metric} |", "|---|---|---|"]
+        for row in self.rows:
+            mark = " (best)" if row is self.best else ""
+            value = f"{row[self.metric]:.4f}{mark}"
+            lines.append(f"| {row['bandwidth']:g} | {row['min_area']} | {value} |")
+        best = f"bandwidth {self.best['bandwidth']:g}, min_area {self.best['min_area']}"
+        where = self.split or "these outputs"
+        lines.append(f"best on {where}: {best} ({self.metric} {self.best[self.metric]:.4f})")
+        return "\n".join(lines)
 
 
 def collect_outputs(
@@ -114,14 +143,47 @@ def sweep_grouping(
     return SweepResult(metric=metric, rows=rows, best=best)
 
 
-def store_grouping(path: str | Path, result: SweepResult, split: str) -> None:
+def tune_grouping(
+    model: nn.Module,
+    cfg: ExperimentConfig,
+    split: str,
+    *,
+    bandwidths: Sequence[float] | None = None,
+    min_areas: Sequence[int] | None = None,
+    metric: str | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """One model pass over ``split`` (:func:`collect_outputs`), then :func:`sweep_grouping`
+    over ``bandwidths`` (default: the stored ``grouping.bandwidth`` times
+    :data:`BANDWIDTH_FACTORS`) x ``min_areas`` (default :data:`MIN_AREAS`), the stored setting
+    always included, maximising
+    ``metric`` (default ``cfg.grouping.tune_metric``)."""
+    stored = cfg.grouping.bandwidth
+    chosen = bandwidths or [round(f * stored, 6) for f in BANDWIDTH_FACTORS]
+    outputs = collect_outputs(model, cfg, split, progress=progress)
+    result = sweep_grouping(
+        cfg,
+        outputs,
+        sorted({*chosen, stored}),
+        sorted({*(min_areas or MIN_AREAS), cfg.grouping.min_area}),
+        metric or cfg.grouping.tune_metric,
+        progress=progress,
+    )
+    return dataclasses.replace(result, split=split)
+
+
+def store_grouping(path: str | Path, result: SweepResult) -> None:
     """Write the winning ``grouping.bandwidth`` and ``grouping.min_area`` into the config of
     the checkpoint at ``path`` (atomically, the replaced one kept as ``*.prev.pt``), with the
-    sweep under the checkpoint's ``"tune"`` key."""
+    sweep under the checkpoint's ``"tune"`` key; a ``config.json`` beside it is rewritten to
+    match."""
     state = load_checkpoint(path)
     grouping = dict(state["config"].get("grouping", {}))
     grouping["bandwidth"] = result.best["bandwidth"]
     grouping["min_area"] = int(result.best["min_area"])
     state["config"] = {**state["config"], "grouping": grouping}
-    state["tune"] = {"metric": result.metric, "split": split, "rows": result.rows}
+    state["tune"] = {"metric": result.metric, "split": result.split, "rows": result.rows}
     save_checkpoint(state, path)
+    beside = Path(path).with_name("config.json")
+    if beside.is_file():
+        write_json(state["config"], beside)

@@ -6,6 +6,7 @@ import yaml
 
 from pixelgroup.cli import main
 from pixelgroup.data import InstanceSample
+from pixelgroup.data.synthetic_cells import write_cells_folder
 from pixelgroup.engine import load_checkpoint, load_model
 from pixelgroup.engine.tune import sweep_grouping
 from pixelgroup.errors import ConfigError
@@ -79,6 +80,13 @@ def test_cli_prints_the_sweep_and_stores_the_winner(checkpoint, capsys):
     assert (cfg.grouping.bandwidth, cfg.grouping.min_area) == (float(best[1]), int(best[2]))
 
 
+def test_cli_maximises_the_configs_tune_metric_by_default(checkpoint, capsys):
+    argv = ["tune", "--checkpoint", str(checkpoint), "--quiet", "--dry-run", "--min-areas", "2"]
+    assert main([*argv, "--bandwidths", "0.3", "--set", "grouping.tune_metric=acc50"]) == 0
+    out = capsys.readouterr().out
+    assert "| bandwidth | min_area | acc50 |" in out and "(acc50 " in out
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -91,3 +99,45 @@ def test_cli_bad_input_is_one_line(checkpoint, capsys, extra, message):
     assert main(["tune", "--checkpoint", str(checkpoint), "--quiet", "--dry-run", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_train_tunes_on_its_tune_split_after_the_last_step(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    argv = ["train", "--config", str(config), "--quiet", "--set", "train.tune_split=val"]
+    assert main([*argv, "-o", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    best = next(line for line in out.splitlines() if "(best)" in line).split("|")
+    assert "best on val:" in out and "| bandwidth | min_area | AP70 |" in out
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    stored = state["config"]["grouping"]
+    assert (stored["bandwidth"], stored["min_area"]) == (float(best[1]), int(best[2]))
+    assert state["tune"]["split"] == "val" and len(state["tune"]["rows"]) == 9 * 4  # stored: 0.1, 4
+    beside = yaml.safe_load((tmp_path / "run" / "config.json").read_text())
+    assert beside["grouping"] == stored  # config.json still describes the checkpoint
+
+
+def test_train_refuses_a_missing_tune_split_before_training(tmp_path, capsys):
+    root = write_cells_folder(tmp_path / "cells", splits={"train": 4}, size=(32, 32))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    argv = ["train", "--config", str(config), "--quiet", "-o", str(tmp_path / "run")]
+    assert (
+        main(
+            [
+                *argv,
+                "--set",
+                "data.name=folder",
+                "--set",
+                f"data.root={root}",
+                "--set",
+                "data.options={}",
+                "--set",
+                "train.tune_split=val",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert "val" in err and "\n" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
