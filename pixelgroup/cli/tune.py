@@ -20,13 +20,16 @@ EPILOG = """examples:
   pixelgroup tune --checkpoint runs/toy/checkpoint.pt --metric AP50 --dry-run
 
 The model runs once over the split; its outputs are then grouped with every (bandwidth,
-min_area) of the grid (by default the stored bandwidth times 0.6 ... 1.6 and min_area 4, 8,
-16, 32; the stored setting is always included) and scored with the task's evaluator. The
-setting with the largest --metric (AP70 by default: the instance task's AP at IoU 0.7; the
-first in the table on a tie) is written into the checkpoint's config (atomically, the replaced
-file kept as checkpoint.prev.pt), so `pixelgroup eval` and `predict` use it; --dry-run only
-prints the table. --set changes the stored config for the sweep (e.g.
-data.options.eval_length to tune on fewer images, grouping.max_points)."""
+min_area) of the grid (by default the stored bandwidth times 0.6 ... 2 and the stored
+min_area times 0.25, 0.5, 1, 2; the stored setting is always included) and scored with the
+task's evaluator. The setting with the largest --metric (by default the config's
+grouping.tune_metric: AP70, the instance task's AP at IoU 0.7, or acc50, matched objects at
+IoU 0.5, for --config cells; the first in the table on a tie) is written into the
+checkpoint's config (atomically, the replaced file kept as checkpoint.prev.pt; config.json
+beside it rewritten), so `pixelgroup eval` and `predict` use it; --dry-run only prints the
+table. --set changes the stored config for the sweep (e.g. data.options.eval_length to tune
+on fewer images, grouping.max_points). `pixelgroup train --set train.tune_split=val` runs
+the same sweep after its last step."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,13 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         nargs="+",
         help="grouping.bandwidth values (default: the stored one times "
-        "0.6 0.7 0.8 0.9 1.0 1.1 1.2 1.4 1.6)",
+        "0.6 0.7 0.8 0.9 1.0 1.1 1.2 1.4 1.6 2.0)",
     )
     p.add_argument(
         "--min-areas",
         type=int,
         nargs="+",
-        help="grouping.min_area values in image pixels (default: 4 8 16 32)",
+        help="grouping.min_area values in image pixels (default: the stored one times "
+        "0.25 0.5 1 2)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the table, change nothing")
     add_overrides_argument(p, "override a stored config value for the sweep (repeatable)")

@@ -35,14 +35,15 @@ __all__ = [
     "tune_grouping",
     "SweepResult",
     "BANDWIDTH_FACTORS",
-    "MIN_AREAS",
+    "MIN_AREA_FACTORS",
 ]
 
-BANDWIDTH_FACTORS = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6)
+BANDWIDTH_FACTORS = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 2.0)
 """The default bandwidths: these multiples of the stored ``grouping.bandwidth``."""
 
-MIN_AREAS = (4, 8, 16, 32)
-"""The default ``grouping.min_area`` values (image pixels), besides the stored one."""
+MIN_AREA_FACTORS = (0.25, 0.5, 1.0, 2.0)
+"""The default ``grouping.min_area`` values: these multiples of the stored one (rounded; the
+toy's 16 gives 4, 8, 16, 32, the cells config's 30 gives 8, 15, 30, 60)."""
 
 
 @dataclass(frozen=True)
@@ -155,17 +156,18 @@ def tune_grouping(
 ) -> SweepResult:
     """One model pass over ``split`` (:func:`collect_outputs`), then :func:`sweep_grouping`
     over ``bandwidths`` (default: the stored ``grouping.bandwidth`` times
-    :data:`BANDWIDTH_FACTORS`) x ``min_areas`` (default :data:`MIN_AREAS`), the stored setting
-    always included, maximising
+    :data:`BANDWIDTH_FACTORS`) x ``min_areas`` (default: the stored ``grouping.min_area`` times
+    :data:`MIN_AREA_FACTORS`), the stored setting always included, maximising
     ``metric`` (default ``cfg.grouping.tune_metric``)."""
-    stored = cfg.grouping.bandwidth
+    stored, area = cfg.grouping.bandwidth, cfg.grouping.min_area
     chosen = bandwidths or [round(f * stored, 6) for f in BANDWIDTH_FACTORS]
+    areas = min_areas or [round(f * area) for f in MIN_AREA_FACTORS]
     outputs = collect_outputs(model, cfg, split, progress=progress)
     result = sweep_grouping(
         cfg,
         outputs,
         sorted({*chosen, stored}),
-        sorted({*(min_areas or MIN_AREAS), cfg.grouping.min_area}),
+        sorted({*areas, area}),
         metric or cfg.grouping.tune_metric,
         progress=progress,
     )
