@@ -201,3 +201,15 @@ def test_read_volume_layouts_and_bad_files(tmp_path):
     tifffile.imwrite(tmp_path / "f.tif", stack[:, 0].astype(np.float32), photometric="minisblack")
     with pytest.raises(DataError, match="integer ids"):
         read_label_volume(tmp_path / "f.tif")
+
+
+def test_orthogonal_slices_png_and_shape_errors(tmp_path):
+    from pixelgroup.viz.volumes import orthogonal_slices
+
+    image = np.random.default_rng(0).random((4, 10, 12))
+    labels = np.zeros((4, 10, 12), np.int64)
+    labels[1:3, 2:6, 3:8] = 1
+    path = orthogonal_slices(image, [labels, labels], tmp_path / "s.png", titles=("a", "b"))
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="one shape"):
+        orthogonal_slices(image, labels[:2], tmp_path / "t.png")

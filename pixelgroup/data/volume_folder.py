@@ -114,7 +114,7 @@ class VolumeAugment:
             slice(s, s + min(n, c))
             for s, n, c in zip(starts, instance.shape, self.crop, strict=True)
         )
-        image, instance = image[(slice(None), *region)], instance[region]
+        image, instance = image[(slice(None),) + region], instance[region]
         for axis in (-3, -2, -1):
             if bool(torch.rand((), generator=generator) < 0.5):
                 image, instance = image.flip(axis), instance.flip(axis)

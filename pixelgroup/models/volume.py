@@ -30,7 +30,11 @@ __all__ = ["VolumeEmbeddingNet"]
 def _conv(
     cin: int, cout: int, kernel: tuple[int, int, int], dilation: tuple[int, int, int] = (1, 1, 1)
 ) -> nn.Sequential:
-    padding = tuple(d * (k // 2) for k, d in zip(kernel, dilation, strict=True))
+    padding = (
+        dilation[0] * (kernel[0] // 2),
+        dilation[1] * (kernel[1] // 2),
+        dilation[2] * (kernel[2] // 2),
+    )
     return nn.Sequential(
         nn.Conv3d(cin, cout, kernel, padding=padding, dilation=dilation, bias=False),
         nn.BatchNorm3d(cout),
@@ -86,7 +90,7 @@ class VolumeEmbeddingNet(nn.Module):
             raise ValueError(f"spatial_scale must be > 0, got {spatial_scale}")
         if min(in_channels, width, num_classes) < 1 or num_blocks < 0:
             raise ValueError("in_channels, width, num_classes must be >= 1, num_blocks >= 0")
-        self.voxel_size = tuple(float(v) for v in voxel_size)
+        self.voxel_size = (float(voxel_size[0]), float(voxel_size[1]), float(voxel_size[2]))
         self.in_channels = in_channels
         anisotropy = self.voxel_size[0] / self.voxel_size[1]
         kz = 1 if anisotropy >= 1.5 else 3

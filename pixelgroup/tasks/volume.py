@@ -48,7 +48,13 @@ __all__ = [
     "instances_from_volume",
     "voxel_size",
     "volume_figures",
+    "label_stack_path",
 ]
+
+
+def label_stack_path(out_dir: str | Path, stem: str) -> Path:
+    """Where predict writes the label stack of the volume file ``STEM.tif``."""
+    return Path(out_dir) / f"{stem}_labels.tif"
 
 
 def voxel_size(cfg: ExperimentConfig) -> tuple[float, float, float]:
@@ -187,7 +193,7 @@ class VolumeTask(InstanceSampleTask):
         labels, _ = prediction
         out_dir = Path(out_dir)
         return [
-            write_label_volume(labels, out_dir / f"{stem}_labels.tif", voxel_size(cfg)),
+            write_label_volume(labels, label_stack_path(out_dir, stem), voxel_size(cfg)),
             orthogonal_slices(
                 image[0].numpy(),
                 labels.numpy(),

@@ -88,6 +88,11 @@ def test_train_eval_predict_on_tiny_volumes(run3d, tmp_path, capsys):
     assert labels.shape == (5, 20, 28) and labels.dtype == np.uint16
     assert (out / "stack_slices.png").stat().st_size > 0
     capsys.readouterr()
+    again = ["predict", "--checkpoint", str(ckpt), str(tmp_path / "stack.tif"), "-o", str(out)]
+    assert main([*again, "--quiet"]) == 2
+    _one_line(capsys, "stack_labels.tif exists", "--overwrite")
+    assert main([*again, "--quiet", "--overwrite"]) == 0
+    capsys.readouterr()
     # a 2-D image to the 3-D model: one line, exit 2
     tifffile.imwrite(tmp_path / "plane.tif", stack[0])
     assert (
@@ -219,3 +224,11 @@ def test_bad_label_stacks_are_one_line(tmp_path, capsys, kind, fragment):
     config = _folder_config(root, tmp_path)
     assert main(["train", "--config", str(config), "-o", str(tmp_path / "run"), "--quiet"]) == 2
     _one_line(capsys, "a.tif", fragment)
+
+
+def test_demo_on_a_volume_run_draws_orthogonal_slices(run3d, capsys):
+    config, out = run3d / "tiny3d.yaml", run3d / "run"
+    assert main(["demo", "--config", str(config), "-o", str(out), "--quiet"]) == 0
+    assert "reusing the finished run" in capsys.readouterr().out
+    for name in ("slices_0.png", "slices_1.png", "loss_curves.png"):
+        assert (out / "figures" / name).stat().st_size > 0
