@@ -213,3 +213,26 @@ def test_orthogonal_slices_png_and_shape_errors(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="one shape"):
         orthogonal_slices(image, labels[:2], tmp_path / "t.png")
+
+
+def test_reading_a_stack_of_another_anisotropy_warns(tmp_path, caplog):
+    from pixelgroup.config import ExperimentConfig, from_dict
+    from pixelgroup.tasks.volume import VolumeTask
+
+    cfg = from_dict(
+        ExperimentConfig, {"task": "volume", "model": {"options": {"voxel_size": [2, 1, 1]}}}
+    )
+    stack = np.arange(4 * 6 * 6, dtype=np.uint16).reshape(4, 6, 6)
+    for name, spacing in (("same.tif", 2.0), ("other.tif", 4.0)):
+        tifffile.imwrite(
+            tmp_path / name,
+            stack,
+            imagej=True,
+            resolution=(1.0, 1.0),
+            metadata={"axes": "ZYX", "spacing": spacing},
+        )
+    with caplog.at_level("WARNING"):
+        assert VolumeTask().read_image(cfg, tmp_path / "same.tif").shape == (1, 4, 6, 6)
+        assert not caplog.records
+        VolumeTask().read_image(cfg, tmp_path / "other.tif")
+    assert "z/y 4.00" in caplog.text and "stretched" in caplog.text

@@ -21,6 +21,7 @@ embedding.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from torch.utils.data import Dataset
 from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
 from pixelgroup.data import IGNORE_LABEL, AugmentedDataset, InstanceSample, build_dataset
 from pixelgroup.data.volume_folder import VolumeAugment
-from pixelgroup.data.volumes import read_volume, write_label_volume
+from pixelgroup.data.volumes import read_volume, voxel_size_of, write_label_volume
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import center_vote_loss
 from pixelgroup.metrics import InstancePrediction, InstanceTarget, MatchingEvaluator
@@ -50,6 +51,8 @@ __all__ = [
     "volume_figures",
     "label_stack_path",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 def label_stack_path(out_dir: str | Path, stem: str) -> Path:
@@ -112,7 +115,21 @@ class VolumeTask(InstanceSampleTask):
         with ``data.options.normalize`` and ``channels``)."""
         normalize = str(cfg.data.options.get("normalize", "auto"))
         select = cfg.data.options.get("channels")
-        return read_volume(path, self.in_channels(cfg), normalize, select)
+        volume = read_volume(path, self.in_channels(cfg), normalize, select)
+        stored, model = voxel_size_of(path), voxel_size(cfg)
+        if stored is not None and abs(stored[0] / stored[1] - model[0] / model[1]) > 0.05 * (
+            model[0] / model[1]
+        ):
+            _log.warning(
+                "%s: voxel size %s (z/y %.2f), the model was trained at %s (z/y %.2f): objects "
+                "look stretched to it",
+                path,
+                stored,
+                stored[0] / stored[1],
+                list(model),
+                model[0] / model[1],
+            )
+        return volume
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         """The split's volumes; the training split of ``data.options.augment: true`` through
