@@ -29,8 +29,9 @@ class VolumeFolder(Dataset):
     :class:`~pixelgroup.data.InstanceSample` (``image (C, Z, Y, X)`` float32 in [0, 1],
     ``instance (Z, Y, X)`` int64, ``semantic`` 1 on objects), held in memory.
 
-    ``voxel_size (z, y, x)``: the size the model was configured with; a file whose stored
-    voxel size has another z / y ratio is logged (the model would see other shapes). A mask of
+    ``voxel_size (z, y, x)``: the voxel size expected (``data.options.voxel_size``); a file
+    whose stored voxel size has another z / y ratio is logged (the model would see other
+    shapes). A mask of
     another shape than its image, a missing mask and a mask without any object are
     :class:`~pixelgroup.errors.DataError` naming the file.
     """
@@ -75,7 +76,7 @@ class VolumeFolder(Dataset):
                 want, got = voxel_size[0] / voxel_size[1], stored[0] / stored[1]
                 if abs(want - got) > 0.05 * want:
                     _log.warning(
-                        "%s: voxel size %s (z/y %.2f) differs from model.options.voxel_size %s "
+                        "%s: voxel size %s (z/y %.2f) differs from data.options.voxel_size %s "
                         "(z/y %.2f)",
                         path,
                         stored,
