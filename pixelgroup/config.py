@@ -355,6 +355,36 @@ class ToyOptions:
 
 
 @dataclass(frozen=True)
+class Toy3DOptions:
+    """``data.name: toy3d`` (:class:`~pixelgroup.data.synthetic_volumes.ToyVolumes`): synthetic
+    nuclei stacks drawn on the fly, ``length`` for the training split, ``eval_length`` else;
+    ``shape: [Z, Y, X]`` voxels (``train_shape`` for the training split, default ``shape``),
+    ``voxel_size: [z, y, x]``, up to ``count`` nuclei ``diameter: [lo, hi]`` units across."""
+
+    length: int = _f(2000, _AT_LEAST_1)
+    eval_length: int = _f(8, _AT_LEAST_1)
+    seed: int = _f(0, _AT_LEAST_0)
+    shape: tuple[int, ...] = _f((16, 64, 64), _AT_LEAST_1)
+    train_shape: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
+    voxel_size: tuple[float, ...] = _f((2.0, 1.0, 1.0), rule(above=0))
+    count: int = _f(14, _AT_LEAST_1)
+    diameter: tuple[float, ...] = _f((10.0, 18.0), rule(above=0))
+
+
+@dataclass(frozen=True)
+class VolumeFolderOptions:
+    """``data.name: volume_folder`` (:class:`~pixelgroup.data.volume_folder.VolumeFolder`):
+    ``normalize`` and ``channels`` as the 2-D ``folder`` (per volume); ``voxel_size: [z, y,
+    x]``, the model's, against which the files' stored voxel sizes are checked (a warning);
+    ``in_channels`` of the model (the channels read)."""
+
+    normalize: str = "auto"
+    channels: tuple[int, ...] | None = _f(None, _AT_LEAST_0)
+    voxel_size: tuple[float, ...] | None = _f(None, rule(above=0))
+    in_channels: int = _f(1, _AT_LEAST_1)
+
+
+@dataclass(frozen=True)
 class FolderOptions:
     """``data.name: folder`` (:class:`~pixelgroup.data.ImageMaskFolder`): ``size: [H, W]``
     resizes every sample (needed for batches of images of mixed sizes); ``normalize`` maps

@@ -13,6 +13,7 @@ EPILOG = """examples:
   pixelgroup demo --set train.epochs=1 -o runs/quick
   pixelgroup demo --skip-train                      # re-evaluate and redraw runs/demo
   pixelgroup demo --skip-train --set grouping.bandwidth=0.2
+  pixelgroup demo --config toy3d -o runs/demo3d  # the 3-D toy (nuclei stacks, docs/volumes.md)
 
 Writes OUTPUT/checkpoint.pt, OUTPUT/metrics.json and the figures OUTPUT/figures/*.png. Run
 again with the same config, it reuses the finished checkpoint (or resumes an interrupted one);
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         train,
     )
     from pixelgroup.tasks.tutorial import make_figures
+    from pixelgroup.tasks.volume import volume_figures
 
     set_threads(args.threads)
     import torch
@@ -115,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     write_json(metrics, metrics_path)
     print(format_table(metrics))
     print("[3/3] drawing figures")
-    figures = make_figures(
+    draw = volume_figures if cfg.task == "volume" else make_figures
+    figures = draw(
         InferenceRunner.from_config(model, cfg), cfg, figures_dir, history=state["history"]
     )
     done = time.perf_counter()

@@ -38,7 +38,10 @@ its default is no limit, and an explicit --max-size that downscales is warned ab
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
 512 px, each seen with --halo px of context on every side, default 64); instances are joined
 across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
-Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids). The
+Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids). A volume
+checkpoint (task volume, docs/volumes.md) reads TIFF stacks and writes STEM_labels.tif (a
+16-bit label stack, 32-bit over 65,535 objects) and STEM_slices.png (three orthogonal slices),
+refusing to replace an existing label stack without --overwrite. The
 model runs on the CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also
 captions the overlay with the VOC class names and gives each JSON record a "category_id" 1..20
 (`pixelgroup eval-instances` reads it).
@@ -88,6 +91,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="px of context around each tile, a multiple of 16 >= 16 (default 64: tiles equal "
         "the whole image for the shipped models)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace label stacks already in the output folder (volume checkpoints)",
+    )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -112,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
     read_results_records(args.output)  # one that cannot be merged: an error before any work
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
+    if cfg.task == "volume" and not args.overwrite:
+        from pixelgroup.tasks.volume import label_stack_path
+
+        taken = [
+            p for p in (label_stack_path(args.output, i.stem) for i in args.images) if p.exists()
+        ]
+        if taken:
+            raise UserError(f"{taken[0]} exists; pass --overwrite to replace it, or another -o")
     model = model.to(device_from_overrides(cfg.device, args.overrides))
     # a model trained on crops at the images' own scale sees whole images at that scale too
     native = cfg.data.options.get("crop") is not None and cfg.data.options.get("size") is None

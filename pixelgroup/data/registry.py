@@ -17,17 +17,21 @@ from torch.utils.data import Dataset
 from pixelgroup.config import (
     CocoOptions,
     FolderOptions,
+    Toy3DOptions,
     ToyOptions,
     VOCOptions,
+    VolumeFolderOptions,
     parse_options,
 )
 from pixelgroup.data.coco_dataset import CocoInstances
 from pixelgroup.data.folder import ImageMaskFolder
 from pixelgroup.data.io import NORMALIZE_MODES
 from pixelgroup.data.partial import PartialAnnotation
+from pixelgroup.data.synthetic_volumes import ToyVolumes
 from pixelgroup.data.toy import ToyDigits
 from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.data.voc import open_instance_dataset
+from pixelgroup.data.volume_folder import VolumeFolder
 from pixelgroup.errors import ConfigError
 
 __all__ = ["DATASETS", "build_dataset"]
@@ -52,6 +56,48 @@ def _toy(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     if split != "train" or o.annotated_fraction == 1.0:  # scores need every instance
         return toy
     return PartialAnnotation(toy, o.annotated_fraction, seed=o.seed)
+
+
+def _toy3d(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
+    o = parse_options(Toy3DOptions, options)
+    shape = o.train_shape if split == "train" and o.train_shape is not None else o.shape
+    for key, value in (("shape", shape), ("voxel_size", o.voxel_size)):
+        if len(value) != 3:
+            raise ConfigError(f"data.options.{key} must be [Z, Y, X], got {list(value)}")
+    if len(o.diameter) != 2 or o.diameter[0] > o.diameter[1]:
+        raise ConfigError(f"data.options.diameter must be [lo, hi], got {list(o.diameter)}")
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"the toy3d dataset has the splits train, val and test, not {split!r}")
+    return ToyVolumes(
+        split,
+        o.length if split == "train" else o.eval_length,
+        seed=o.seed,
+        shape=tuple(int(n) for n in shape),
+        spacing=tuple(float(v) for v in o.voxel_size),
+        count=o.count,
+        diameter=(float(o.diameter[0]), float(o.diameter[1])),
+    )
+
+
+def _volume_folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
+    o = parse_options(VolumeFolderOptions, options)
+    if root is None:
+        raise ConfigError("data.root must name a folder for the 'volume_folder' dataset")
+    if o.normalize not in NORMALIZE_MODES:
+        raise ConfigError(
+            f"data.options.normalize must be one of {', '.join(NORMALIZE_MODES)}, "
+            f"got {o.normalize!r}"
+        )
+    if o.voxel_size is not None and len(o.voxel_size) != 3:
+        raise ConfigError(f"data.options.voxel_size must be [z, y, x], got {list(o.voxel_size)}")
+    return VolumeFolder(
+        root,
+        split,
+        channels=o.in_channels,
+        normalize=o.normalize,
+        select=None if o.channels is None else tuple(int(c) for c in o.channels),
+        voxel_size=o.voxel_size,
+    )
 
 
 def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
@@ -107,6 +153,8 @@ def _voc(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
 
 DATASETS: dict[str, Callable[[str | None, str, Mapping[str, Any]], Dataset]] = {
     "toy": _toy,
+    "toy3d": _toy3d,
+    "volume_folder": _volume_folder,
     "folder": _folder,
     "coco": _coco,
     "voc": _voc,

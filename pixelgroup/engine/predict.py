@@ -109,7 +109,7 @@ def predict_files(
     sizes = []
     for p in paths:  # read and check all before writing anything (kept: only the sizes)
         image = task.read_image(cfg, p)
-        sizes.append((int(image.shape[1]), int(image.shape[2])))
+        sizes.append(tuple(int(n) for n in image.shape[1:]))  # (H, W), a volume's (Z, Y, X)
     del image
     run = InferenceRunner.from_config(model, cfg)
     written: list[Path] = []
@@ -119,13 +119,16 @@ def predict_files(
         if small != size:
             downscaled.append((path, size, small))
         side = tile if tile is not None else DEFAULT_TILE if max(small) > AUTO_TILE_ABOVE else 0
+        if len(size) != 2:  # a volume: whole, at its own size (no 3-D tiles yet)
+            side, small = 0, size
         image = task.read_image(cfg, path)
         if side and max(small) > side:
             tiled.append(path)
             windows = run.tiles(image[None], input_size=small, tile=side, halo=halo)
             prediction = task.postprocess_tiles(cfg, windows, small, size)
         else:
-            prediction = task.postprocess(cfg, run(image[None], input_size=small), size)
+            resize = None if small == size else small
+            prediction = task.postprocess(cfg, run(image[None], input_size=resize), size)
         written += task.write(cfg, prediction, image, Path(out_dir), stem)
     written += task.finish_prediction(Path(out_dir), stems)
     return Predictions(written, downscaled, tiled)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pixelgroup._checks import (
@@ -23,7 +24,7 @@ from pixelgroup._checks import (
 from pixelgroup.losses.pairwise import check_pair_options, pairwise_embedding_loss
 from pixelgroup.ops.labels import resize_labels
 from pixelgroup.ops.mean_shift import GBMS_IMPLS, recurrent_mean_shift
-from pixelgroup.ops.sphere import pool_to_sphere
+from pixelgroup.ops.sphere import normalize_to_sphere, pool_to_sphere
 
 __all__ = ["RecurrentGroupingLoss"]
 
@@ -72,7 +73,8 @@ class RecurrentGroupingLoss(nn.Module):
         embedding ``(B, D, H, W)`` unit vectors along dim 1; labels ``(B, H', W')`` integer
         instance ids (nearest-resized to ``(H, W)`` when they differ); optional
         ``torch.Generator``. Returns ``{"loss", "loss_iter0".."loss_iterT", "pos_iter0"..,
-        "neg_iter0"..}``, each a scalar ``()`` tensor.
+        "neg_iter0"..}``, each a scalar ``()`` tensor. A volume: embedding ``(B, D, Z, Y, X)``,
+        labels ``(B, Z', Y', X')``; its loops' pooling is 1 x s x s (YX only).
     """
 
     def __init__(
@@ -129,18 +131,22 @@ class RecurrentGroupingLoss(nn.Module):
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         embedding = check_tensor(embedding, "embedding")
-        check_rank(embedding, (4,), "embedding", "(B, D, H, W)")
+        check_rank(embedding, (4, 5), "embedding", "(B, D, H, W) or (B, D, Z, Y, X)")
         if not embedding.is_floating_point():
             raise TypeError(
                 f"embedding must be a floating-point tensor, got dtype {embedding.dtype}"
             )
+        volume = embedding.dim() == 5
         if min(embedding.shape) == 0:
+            layout = "(B, D, Z, Y, X)" if volume else "(B, D, H, W)"
             raise ValueError(
-                f"embedding must have B >= 1 images with D, H, W >= 1 (B, D, H, W), "
+                f"embedding must have B >= 1 images with D, H, W >= 1 {layout}, "
                 f"got shape {tuple(embedding.shape)}"
             )
         labels = check_tensor(labels, "labels")
-        check_rank(labels, (3,), "labels", "(B, H, W)")
+        check_rank(
+            labels, (embedding.dim() - 1,), "labels", "(B, Z, Y, X)" if volume else "(B, H, W)"
+        )
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
         if labels.shape[0] != embedding.shape[0]:
@@ -157,7 +163,7 @@ class RecurrentGroupingLoss(nn.Module):
         if self.num_iters > 0:
             loop_points = points
             if self.loop_stride > 1:
-                pooled = pool_to_sphere(embedding, self.loop_stride)
+                pooled = (_pool_volume if volume else pool_to_sphere)(embedding, self.loop_stride)
                 loop_points, loop_labels = _flatten(pooled, labels)
             loops = recurrent_mean_shift(
                 loop_points, self.bandwidth, self.num_iters, impl=self.impl
@@ -187,6 +193,13 @@ class RecurrentGroupingLoss(nn.Module):
 
 def _flatten(embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, D, h, w)`` -> points ``(B, h·w, D)`` and labels ``(B, H, W)`` nearest-resized to
-    ``(h, w)`` -> ``(B, h·w)``."""
-    b, _, h, w = embedding.shape
-    return embedding.flatten(2).transpose(1, 2), resize_labels(labels, (h, w)).reshape(b, h * w)
+    ``(h, w)`` -> ``(B, h·w)``; a volume ``(B, D, z, y, x)`` and ``(B, Z, Y, X)`` alike."""
+    b, grid = embedding.shape[0], tuple(embedding.shape[2:])
+    return embedding.flatten(2).transpose(1, 2), resize_labels(labels, grid).reshape(b, -1)
+
+
+def _pool_volume(embedding: torch.Tensor, stride: int) -> torch.Tensor:
+    """A volume's embedding ``(B, D, Z, Y, X)`` 1 x s x s average-pooled (YX only: z is
+    usually the coarse axis) and back on the sphere -> ``(B, D, Z, ceil(Y/s), ceil(X/s))``."""
+    pooled = F.avg_pool3d(embedding, (1, stride, stride), ceil_mode=True)
+    return normalize_to_sphere(pooled, dim=1)

@@ -22,6 +22,7 @@ from pixelgroup.models.dense import DenseEmbeddingNet
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
 from pixelgroup.models.toy import ToyEmbeddingNet
 from pixelgroup.models.unet import UNetEmbeddingNet
+from pixelgroup.models.volume import VolumeEmbeddingNet
 
 __all__ = [
     "MODELS",
@@ -31,6 +32,7 @@ __all__ = [
     "ToyEmbeddingNet",
     "DenseEmbeddingNet",
     "UNetEmbeddingNet",
+    "VolumeEmbeddingNet",
     "BoundaryNet",
     "BoundaryOutput",
     "apply_test_bn",
@@ -42,6 +44,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "toy": ToyEmbeddingNet,
     "dense": DenseEmbeddingNet,
     "unet": UNetEmbeddingNet,
+    "volume": VolumeEmbeddingNet,
 }
 
 

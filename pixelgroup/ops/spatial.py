@@ -14,6 +14,11 @@ the radii, golden-angle turns for the directions), so the kernel is the same for
 and the largest side lobe stays near 0.25 for M = 16. Two pixels voting for the same centre
 have cosine 1, pixels of objects whose centres lie 3 l or more apart have cosine near 0: the
 sphere's mean shift groups objects by where they are as well as by what they look like.
+
+Volumes: votes are ``(z, y, x)`` positions in physical units (one unit: the YX voxel side, so
+``z`` is scaled by the voxel size's z / y ratio, :func:`voxel_positions`), and the frequencies
+``(M, 3)`` sample a 3-D Gaussian (:func:`fourier_frequencies_3d`): the kernel is isotropic in
+space however coarse the z sampling.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ import torch
 
 from pixelgroup._checks import check_int, check_positive, check_rank, check_tensor
 
-__all__ = ["fourier_frequencies", "pixel_positions", "spatial_embedding"]
+__all__ = [
+    "fourier_frequencies",
+    "fourier_frequencies_3d",
+    "pixel_positions",
+    "voxel_positions",
+    "spatial_embedding",
+]
 
 
 def fourier_frequencies(count: int, scale: float) -> torch.Tensor:
@@ -42,6 +53,32 @@ def fourier_frequencies(count: int, scale: float) -> torch.Tensor:
     radius = torch.sqrt(-2.0 * torch.log1p(-(k + 0.5) / count)) / scale
     angle = k * math.pi * (3.0 - math.sqrt(5.0))
     return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)
+
+
+def fourier_frequencies_3d(count: int, scale: float) -> torch.Tensor:
+    """``(count, 3)`` float64 (z, y, x) frequencies of a 3-D Gaussian kernel of length ``scale``:
+    radius ``sqrt(2 P^-1(3/2, u_k)) / scale`` (the chi distribution's quantile, 3 degrees of
+    freedom; P the regularised lower incomplete gamma function) at ``u_k = (k + 0.5) / count``,
+    directions from a low-discrepancy (R2) sequence on the sphere decorrelated from the radii.
+
+    Example:
+        >>> tuple(fourier_frequencies_3d(16, 6.0).shape)
+        (16, 3)
+    """
+    from scipy.special import gammaincinv
+
+    count = check_int(count, "count", 1)
+    scale = check_positive(scale, "scale")
+    k = torch.arange(count, dtype=torch.float64)
+    quantile = ((k + 0.5) / count).numpy()
+    radius = torch.from_numpy(2.0 * gammaincinv(1.5, quantile)).sqrt() / scale
+    g = 1.32471795724474602596  # the plastic number: R2 sequence constants 1/g, 1/g²
+    u, v = torch.frac(0.5 + k / g), torch.frac(0.5 + k / g**2)
+    cos_polar = 1.0 - 2.0 * u
+    sin_polar = torch.sqrt((1.0 - cos_polar**2).clamp_min(0.0))
+    turn = 2.0 * math.pi * v
+    direction = torch.stack([cos_polar, sin_polar * torch.sin(turn), sin_polar * torch.cos(turn)])
+    return (direction * radius).T.contiguous()
 
 
 def pixel_positions(
@@ -64,9 +101,32 @@ def pixel_positions(
     return cells * s + (s - 1) / 2
 
 
+def voxel_positions(
+    like: torch.Tensor,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """``(3, Z, Y, X)`` (z, y, x) positions of the voxels of a volume ``like (..., Z, Y, X)``
+    in physical units: voxel ``(i, j, k)`` at ``(i·sz, j·sy, k·sx)`` for ``spacing = (sz, sy,
+    sx)``; on ``like``'s device.
+
+    Example:
+        >>> voxel_positions(torch.zeros(2, 1, 1), (2.0, 1.0, 1.0))[0].flatten().tolist()
+        [0.0, 2.0]
+    """
+    check_rank(like, (3, 4, 5), "like", "(..., Z, Y, X)")
+    z, y, x = (int(n) for n in like.shape[-3:])
+    axes = [
+        torch.arange(n, dtype=dtype, device=like.device) * float(s)
+        for n, s in zip((z, y, x), spacing, strict=True)
+    ]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
 def spatial_embedding(votes: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
     """Unit vectors ``(B, 2M, H, W)`` of votes ``(B, 2, H, W)`` ((y, x) in pixels) for
-    frequencies ``(M, 2)``: ``sqrt(1 / M) [cos(W v), sin(W v)]`` along dim 1 (module doc).
+    frequencies ``(M, 2)``: ``sqrt(1 / M) [cos(W v), sin(W v)]`` along dim 1 (module doc); of a
+    volume, ``(B, 2M, Z, Y, X)`` from votes ``(B, 3, Z, Y, X)`` and frequencies ``(M, 3)``.
 
     Exactly unit norm (no projection needed), differentiable in ``votes``; the cosine of two
     outputs is ``mean_k cos(w_k . (u - v))``.
@@ -78,10 +138,13 @@ def spatial_embedding(votes: torch.Tensor, frequencies: torch.Tensor) -> torch.T
         ((1, 16, 3, 3), 1.0)
     """
     votes = check_tensor(votes, "votes")
-    check_rank(votes, (4,), "votes", "(B, 2, H, W)")
-    if votes.shape[1] != 2:
-        raise ValueError(f"votes must have 2 channels (y, x), got {votes.shape[1]}")
-    check_rank(frequencies, (2,), "frequencies", "(M, 2)")
-    phase = torch.einsum("md,bdhw->bmhw", frequencies.to(votes.dtype), votes)
+    check_rank(votes, (4, 5), "votes", "(B, 2, H, W) or (B, 3, Z, Y, X)")
+    dims = votes.dim() - 2
+    if votes.shape[1] != dims:
+        axes = "(y, x)" if dims == 2 else "(z, y, x)"
+        raise ValueError(f"votes must have {dims} channels {axes}, got {votes.shape[1]}")
+    check_rank(frequencies, (2,), "frequencies", f"(M, {dims})")
+    pattern = "md,bdhw->bmhw" if dims == 2 else "md,bdzyx->bmzyx"
+    phase = torch.einsum(pattern, frequencies.to(votes.dtype), votes)
     norm = frequencies.shape[0] ** -0.5
     return torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * norm

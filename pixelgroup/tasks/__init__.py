@@ -13,6 +13,7 @@ from pixelgroup.tasks.instance import InstanceTask
 from pixelgroup.tasks.proposals import ProposalTask
 from pixelgroup.tasks.semantic import SemanticTask
 from pixelgroup.tasks.voc_instance import VOCInstanceTask
+from pixelgroup.tasks.volume import VolumeTask
 
 __all__ = ["TASKS", "get_task", "Task", "TaskEvaluator"]
 
@@ -22,6 +23,7 @@ TASKS: dict[str, Task] = {
     "proposals": ProposalTask(),
     "voc_instance": VOCInstanceTask(),
     "boundary": BoundaryTask(),
+    "volume": VolumeTask(),
 }
 
 
