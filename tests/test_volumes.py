@@ -196,7 +196,7 @@ def test_read_volume_layouts_and_bad_files(tmp_path):
         read_volume(tmp_path / "plane.tif")
     with pytest.raises(DataError, match="channel"):
         read_volume(tmp_path / "zc.tif", 1, select=[2])
-    tifffile.imwrite(tmp_path / "i.tif", stack[:3, 0])  # stored as 3 samples: still Z for labels
+    tifffile.imwrite(tmp_path / "i.tif", stack[:3, 0], photometric="rgb")  # 3 samples: still Z
     assert read_label_volume(tmp_path / "i.tif").shape == (3, 8, 9)
     tifffile.imwrite(tmp_path / "f.tif", stack[:, 0].astype(np.float32), photometric="minisblack")
     with pytest.raises(DataError, match="integer ids"):
