@@ -96,7 +96,7 @@ class ModelConfig:
 
     ``test_bn`` is how BatchNorm normalises in ``pixelgroup eval`` / ``predict``:
     ``"running"`` (the running statistics gathered in training, PyTorch's eval mode) or
-    ``"batch"`` (each image by its own statistics, as training at batch 1 and the original's
+    ``"batch"`` (each image by its own statistics, as training at batch 1 and the original's VOC
     evaluation; see :func:`pixelgroup.models.apply_test_bn`).
     """
 

@@ -1,11 +1,13 @@
-"""BatchNorm at test time: running statistics, or each image's own (the original's evaluation).
+"""BatchNorm at test time: running statistics, or each image's own (the original's VOC evaluation).
 
 PyTorch's eval mode normalises with the running statistics gathered in training. The original
-MatConvNet code evaluates in its ``"normal"`` mode instead (docs/method.md), i.e.
-with the statistics of the batch, and its VOC models run at batch 1: every image is normalised
-by its own per-channel mean and variance. A model trained at batch 1 (the VOC recipes) has seen
-only such per-image statistics, so its running averages (a mean of per-image variances, blind
-to the variance of the means) describe no input it was trained on.
+MatConvNet code evaluates its toy, proposal and VOC models in its ``"normal"`` mode instead
+(docs/method.md), i.e. with the statistics of the batch, and its VOC models run at batch 1:
+every image is normalised by its own per-channel mean and variance (its toy batches are files
+of 6 test canvases; its boundary model uses the running statistics). A model trained at
+batch 1 (the VOC recipes) has seen only such per-image statistics, so its running averages (a
+mean of per-image variances, blind to the variance of the means) describe no input it was
+trained on.
 
 :func:`apply_test_bn` gives the model to evaluate for ``model.test_bn``: the model itself for
 ``"running"``, or a :class:`BatchStatistics` wrapper for ``"batch"`` whose forward normalises

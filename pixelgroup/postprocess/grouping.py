@@ -274,10 +274,10 @@ def group_pixels(
 
     Args:
         embedding: ``(D, H, W)`` unit-norm embedding (e.g. one image of the model output).
-        bandwidth: δ of the GBMS loops; use the training value (0.1 by default, 0.2 for the
-            original's stored toy model).
-        num_iters: T, the most GBMS loops (the original visualises 10–20); stops earlier once
-            converged.
+        bandwidth: δ of the GBMS loops; use the training value (0.1 by default, as the
+            original's toy training).
+        num_iters: T, the most GBMS loops (the original's toy scripts unroll 5 in training and
+            visualisation, 20 in ``main001_addMeanShift4Eval.m``); stops earlier once converged.
         threshold: cosine τ in [-1, 1] for joining a seed; default ``1 - bandwidth**2``,
             at least -1 (see module doc).
         min_area: groups with fewer pixels are merged into the nearest kept group.

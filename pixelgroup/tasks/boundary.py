@@ -17,7 +17,8 @@
   A pixel is boundary when at least half of the annotators mark it, non-boundary when none
   does, and ignored in between (RCF's rule; the single-map samples are 0/1). Batches of
   differently sized images are zero-padded to the largest; padding is ignored. (The model's
-  ``input_scale`` option shrinks the network input, as the original's halving.)
+  ``input_scale`` option shrinks the network input, as the original's halving; the maps are
+  still upsampled to the input size before the loss and the thinning: docs/boundaries.md.)
 * Loss: HED's class-balanced binary cross-entropy on every side logit and the fused logit
   (positives weighted by the fraction of negatives in the image and vice versa, averaged over
   the image's labelled pixels, summed over heads) plus the pixel-pair loss on every side
