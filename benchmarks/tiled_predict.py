@@ -256,7 +256,9 @@ def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool) ->
     size = image_size(image)
     with tempfile.TemporaryDirectory(dir=".") as out:
         start = time.perf_counter()
-        predict_files(model, cfg, [image], out, progress=False, tile=tile, halo=halo, lazy=lazy)
+        predict_files(
+            model, cfg, [image], out, progress=False, max_size=0, tile=tile, halo=halo, lazy=lazy
+        )
         seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"size": size, "seconds": seconds, "peak_mib": peak}))

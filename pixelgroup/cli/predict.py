@@ -41,9 +41,10 @@ An image the model sees larger than 1024 px on a side goes through it in tiles (
 across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
 Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids).
 A TIFF or zarr / OME-Zarr image over 2048 x 2048 px that the model sees at its size (--lazy:
-any) is never held whole: it is read window by window and its labels are written tile by tile
-to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), and nothing else;
-an existing one is replaced only with --overwrite. The
+any) is never held whole: it is read window by window, its labels are written tile by tile
+to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), and their outlines to
+STEM.geojson (polygons, QuPath's detections); existing ones are replaced only with
+--overwrite. The
 model runs on the CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also
 captions the overlay with the VOC class names and gives each JSON record a "category_id" 1..20
 (`pixelgroup eval-instances` reads it).
@@ -98,11 +99,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="read a TIFF / zarr image window by window and write its labels tile by tile to "
-        "STEM_labels.tif, a tiled BigTIFF (default: images over 2048 x 2048 px that the model "
-        "sees at their size; --no-lazy: never)",
+        "STEM_labels.tif, a tiled BigTIFF, and outlines to STEM.geojson (default: images over "
+        "2048 x 2048 px that the model sees at their size; --no-lazy: never)",
     )
     p.add_argument(
-        "--overwrite", action="store_true", help="replace the STEM_labels.tif of a lazy image"
+        "--overwrite",
+        action="store_true",
+        help="replace the STEM_labels.tif and STEM.geojson of a lazy image",
     )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -162,6 +165,6 @@ def run(args: argparse.Namespace) -> int:
     if done.tiled:
         note += f"; {len(done.tiled)} in tiles"
     if done.lazy:
-        note += f"; {len(done.lazy)} read by window, labels in STEM_labels.tif"
+        note += f"; {len(done.lazy)} read by window: STEM_labels.tif, STEM.geojson"
     print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0

@@ -299,11 +299,11 @@ class InstanceTask(InstanceSampleTask):
         overwrite: bool,
     ) -> list[Path]:
         """The windows of an image larger than memory, seen at ``image_size`` -> its labels
-        as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile:
-        :func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped and joined as
-        :meth:`postprocess_tiles` does."""
+        as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile) and their outlines as
+        ``STEM.geojson`` (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped
+        and joined as :meth:`postprocess_tiles` does."""
         semantic = _check_background(cfg) == "semantic"
-        path, _ = write_tiled_labels(
+        paths, _ = write_tiled_labels(
             _tile_groups(cfg, tiles),
             image_size,
             out_dir,
@@ -312,7 +312,7 @@ class InstanceTask(InstanceSampleTask):
             background_is_group=not semantic,
             overwrite=overwrite,
         )
-        return [path]
+        return paths
 
     def write(
         self,

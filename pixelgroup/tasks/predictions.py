@@ -22,10 +22,12 @@ import torch
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup.data.coco import masks_to_results
+from pixelgroup.data.geojson import write_polygons
 from pixelgroup.data.io import write_png, write_tiff
 from pixelgroup.errors import DataError
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
 from pixelgroup.postprocess.tiled_grouping import TileGroups, TileJoiner
+from pixelgroup.postprocess.tiles import Box
 from pixelgroup.viz.captions import draw_captions
 from pixelgroup.viz.colors import overlay
 
@@ -96,13 +98,16 @@ def write_tiled_labels(
     bandwidth: float,
     background_is_group: bool,
     overwrite: bool = False,
-) -> tuple[Path, torch.Tensor]:
+    geojson: bool = True,
+) -> tuple[list[Path], torch.Tensor]:
     """The instances of an image of ``size = (H, W)`` from its tiles' groups
     (:class:`~pixelgroup.postprocess.tiled_grouping.TileJoiner`; ``bandwidth`` and
     ``background_is_group`` as in :func:`~pixelgroup.postprocess.tiled_grouping.join_tiles`),
     written as ``out_dir/STEM_labels.tif``: a tiled BigTIFF of :data:`LABEL_TILE` px tiles,
-    zlib-compressed, uint16 ids (uint32 past 65,535 instances), 0 background. Returns its path
-    and ``scores (K,)``; the labels equal :func:`join_tiles`' map.
+    zlib-compressed, uint16 ids (uint32 past 65,535 instances), 0 background, and with
+    ``geojson`` their outlines as ``out_dir/STEM.geojson`` (QuPath's detections,
+    :func:`~pixelgroup.data.geojson.write_polygons`). Returns the paths written (the TIFF
+    first) and ``scores (K,)``; the labels equal :func:`join_tiles`' map.
 
     Never holds a map of the image: each tile's core labels (as group ids) are spilled to a
     temporary zarr store in ``out_dir`` (removed at the end), then mapped to instance ids
@@ -114,8 +119,10 @@ def write_tiled_labels(
     import zarr
 
     path = Path(out_dir) / f"{stem}_labels.tif"
-    if path.exists() and not overwrite:
-        raise DataError(f"{path} exists; pass --overwrite to replace it")
+    geojson_path = Path(out_dir) / f"{stem}.geojson"
+    for existing in (path, geojson_path) if geojson else (path,):
+        if existing.exists() and not overwrite:
+            raise DataError(f"{existing} exists; pass --overwrite to replace it")
     spill = Path(out_dir) / f".{stem}_labels.spill.zarr"
     joiner = TileJoiner(size, bandwidth=bandwidth, background_is_group=background_is_group)
     block = (LABEL_TILE, LABEL_TILE)
@@ -131,12 +138,21 @@ def write_tiled_labels(
         instance, scores = joiner.instances()
         dtype = np.uint16 if len(scores) <= np.iinfo(np.uint16).max else np.uint32
         lookup = instance.numpy().astype(dtype)
+        boxes = _BoxAccumulator(len(scores))
+
+        def read(box: Box) -> np.ndarray:
+            rows, cols = box.slices()
+            return lookup[np.asarray(store[rows, cols])]
 
         def blocks() -> Iterator[np.ndarray]:
             for top in range(0, size[0], LABEL_TILE):
                 for left in range(0, size[1], LABEL_TILE):
-                    ids = np.asarray(store[top : top + LABEL_TILE, left : left + LABEL_TILE])
-                    yield lookup[ids]
+                    box = Box(
+                        top, left, min(top + LABEL_TILE, size[0]), min(left + LABEL_TILE, size[1])
+                    )
+                    labels = read(box)
+                    boxes.add(labels, top, left)
+                    yield labels
 
         with atomic_path(path) as tmp:
             tifffile.imwrite(
@@ -149,9 +165,36 @@ def write_tiled_labels(
                 photometric="minisblack",
                 compression="zlib",
             )
+        if geojson:
+            write_polygons(read, boxes.boxes(), scores.numpy(), size, geojson_path)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    return path, scores
+    return [path, geojson_path] if geojson else [path], scores
+
+
+class _BoxAccumulator:
+    """The bounding box ``(top, left, bottom, right)`` of each instance 1..K, from blocks."""
+
+    def __init__(self, count: int) -> None:
+        big = torch.iinfo(torch.int64).max
+        self._low = torch.full((2, count + 1), big, dtype=torch.int64)
+        self._high = torch.full((2, count + 1), -1, dtype=torch.int64)
+
+    def add(self, labels: np.ndarray, top: int, left: int) -> None:
+        ids = torch.from_numpy(labels.astype(np.int64)).flatten()
+        rows, cols = torch.meshgrid(
+            torch.arange(labels.shape[0]) + top, torch.arange(labels.shape[1]) + left, indexing="ij"
+        )
+        for axis, where in enumerate((rows.flatten(), cols.flatten())):
+            self._low[axis].scatter_reduce_(0, ids, where, "amin")
+            self._high[axis].scatter_reduce_(0, ids, where + 1, "amax")
+
+    def boxes(self) -> np.ndarray:
+        """``(K, 4)`` int64 (an instance without pixels: an empty box at 0)."""
+        low, high = self._low[:, 1:], self._high[:, 1:].clamp_min(0)
+        return torch.stack(
+            [low[0].clamp_max(high[0]), low[1].clamp_max(high[1]), high[0], high[1]], 1
+        ).numpy()
 
 
 def read_results_records(out_dir: str | Path) -> list[dict]:

@@ -4,6 +4,7 @@ as the image read whole and tiled; chosen by size; broken inputs exit 2 in one l
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,10 @@ def test_labels_by_window_equal_the_whole_read_tiled_image(slide, tmp_path):
         labels = tifffile.imread(out / labels_name(name))
         assert labels.dtype == np.uint16 and expected.max() > 10
         assert np.array_equal(labels, expected), name
-        assert sorted(p.name for p in out.iterdir()) == [labels_name(name)]
+        stem = Path(name).stem
+        assert sorted(p.name for p in out.iterdir()) == [f"{stem}.geojson", f"{stem}_labels.tif"]
+        features = json.loads((out / f"{stem}.geojson").read_text())["features"]
+        assert sorted(f["properties"]["id"] for f in features) == list(range(1, labels.max() + 1))
 
 
 def labels_name(name: str) -> str:
@@ -92,6 +96,7 @@ def test_large_tiffs_are_read_by_window_by_default(slide, tmp_path, monkeypatch)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == [
         "results.json",
+        "slide.geojson",
         "slide_labels.tif",
         "small.json",
         "small_labels.png",

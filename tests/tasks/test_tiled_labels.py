@@ -4,10 +4,13 @@ ids, atomic, never replacing a file without ``overwrite``."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
 import torch
+from skimage import draw
 
 from pixelgroup.errors import DataError
 from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
@@ -39,10 +42,11 @@ def test_the_written_labels_are_the_in_memory_join(tmp_path, scene_groups):
     expected, expected_scores = join_tiles(
         groups, (300, 280), bandwidth=BANDWIDTH, background_is_group=True
     )
-    path, scores = write_tiled_labels(
+    paths, scores = write_tiled_labels(
         groups, (300, 280), tmp_path, "slide", bandwidth=BANDWIDTH, background_is_group=True
     )
-    assert path == tmp_path / "slide_labels.tif"
+    path = paths[0]
+    assert paths == [tmp_path / "slide_labels.tif", tmp_path / "slide.geojson"]
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         assert tif.is_bigtiff and page.is_tiled
@@ -51,7 +55,20 @@ def test_the_written_labels_are_the_in_memory_join(tmp_path, scene_groups):
     assert labels.dtype == np.uint16 and labels.shape == (300, 280)
     assert np.array_equal(labels, expected.numpy())
     torch.testing.assert_close(scores, expected_scores)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["slide_labels.tif"]  # spill removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slide.geojson", "slide_labels.tif"]
+    # QuPath's detections: one polygon per instance, whose filled outline is its mask
+    collection = json.loads(paths[1].read_text())
+    features = collection["features"]
+    assert collection["type"] == "FeatureCollection" and len(features) == int(labels.max())
+    for feature in features:
+        k = feature["properties"]["id"]
+        assert feature["properties"]["objectType"] == "detection"
+        assert feature["properties"]["score"] == pytest.approx(float(scores[k - 1]))
+        ring = np.array(feature["geometry"]["coordinates"][0])
+        assert (ring[0] == ring[-1]).all()
+        filled = draw.polygon2mask(labels.shape, ring[:, ::-1] - 0.5)  # (row, col) of centres
+        mask = labels == k
+        assert (filled & mask).sum() >= 0.9 * mask.sum() and (filled & ~mask).sum() == 0, k
 
 
 def test_past_65535_instances_the_ids_are_32_bit(tmp_path):
@@ -63,10 +80,16 @@ def test_past_65535_instances_the_ids_are_32_bit(tmp_path):
         labels = torch.arange(1, h * w + 1).reshape(h, w)
         centers = direction.expand(h * w + 1, 2)
         groups.append(TileGroups(t.core, t.region, labels, centers, torch.ones(h * w + 1)))
-    path, scores = write_tiled_labels(
-        groups, size, tmp_path, "many", bandwidth=BANDWIDTH, background_is_group=False
+    paths, scores = write_tiled_labels(
+        groups,
+        size,
+        tmp_path,
+        "many",
+        bandwidth=BANDWIDTH,
+        background_is_group=False,
+        geojson=False,
     )
-    labels = tifffile.imread(path)
+    labels = tifffile.imread(paths[0])
     assert labels.dtype == np.uint32 and len(scores) == 69_632
     assert len(np.unique(labels)) == 69_632 and labels.min() == 1
 
