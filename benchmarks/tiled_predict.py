@@ -32,6 +32,11 @@ Two tables (docs/large_images.md):
   window, its labels written tile by tile to a tiled BigTIFF; wall time, megapixels per
   second and peak RSS (``getrusage``) of the whole call, reading and writing included; up to
   ``--eager-max`` pixels also read whole (``lazy=False``: label PNG, overlay, COCO JSON).
+* ``join``: the same without the model (what grows with the image besides the windows):
+  each tile's regions labelled with the true nuclei, joined and written
+  (``write_tiled_labels``: spill, BigTIFF, GeoJSON); time and peak RSS per size.
+
+    python benchmarks/tiled_predict.py join --sizes 2048 8192 20480
 """
 
 from __future__ import annotations
@@ -295,6 +300,67 @@ def large_table(
             )
 
 
+def _one_join(h: int, w: int, tile: int, halo: int) -> None:
+    """The join and the writing alone (no model) of an ``h`` x ``w`` image in this process:
+    each tile's region labelled with the true nuclei of a repeated 512 px ``draw_cells``
+    block (each copy its own objects), each object's groups one point on the sphere, joined
+    and written by ``write_tiled_labels`` (BigTIFF and GeoJSON); a JSON line."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from pixelgroup.data.synthetic_cells import draw_cells
+    from pixelgroup.postprocess.tiled_grouping import TileGroups
+    from pixelgroup.postprocess.tiles import plan_tiles
+    from pixelgroup.tasks.predictions import write_tiled_labels
+
+    torch.set_num_threads(1)
+    gt = draw_cells(np.random.default_rng(0), (512, 512), count=512 * 512 // 1100).instance
+    gt = torch.from_numpy(gt.astype(np.int64))
+    table = torch.nn.functional.normalize(torch.randn(4099, 8), dim=1)
+    blocks_per_row = -(-w // 512)
+
+    def groups():
+        for t in plan_tiles((h, w), tile, halo):
+            r = torch.arange(t.region.top, t.region.bottom)
+            c = torch.arange(t.region.left, t.region.right)
+            local = gt[r % 512][:, c % 512]
+            copy = (r // 512)[:, None] * blocks_per_row + (c // 512)[None, :]
+            ids = torch.where(local > 0, local + copy * 10_000, 0)
+            values, labels = torch.unique(ids, return_inverse=True)
+            if values[0] != 0:
+                values, labels = torch.cat([values.new_zeros(1), values]), labels + 1
+            centers = table[values % 4099]
+            yield TileGroups(t.core, t.region, labels, centers, torch.ones(len(values)))
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=".") as out:
+        _, scores = write_tiled_labels(
+            groups(), (h, w), out, "join", bandwidth=0.2, background_is_group=False
+        )
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"size": [h, w], "seconds": seconds, "peak_mib": peak, "K": len(scores)}))
+
+
+def join_table(sizes: list[str], tile: int, halo: int) -> None:
+    print("| H x W | megapixels | instances | s | peak RSS MiB | peak / first row's |")
+    print("|---|---|---|---|---|---|")
+    first = None
+    for spec in sizes:
+        h, w = (int(v) for v in (spec.split("x") if "x" in spec else (spec, spec)))
+        cmd = [sys.executable, __file__, "one-join", str(h), str(w), str(tile), str(halo)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        first = first or row["peak_mib"]
+        print(
+            f"| {h} x {w} | {h * w / 1e6:.1f} | {row['K']:,} | {row['seconds']:.0f} | "
+            f"{row['peak_mib']:.0f} | {row['peak_mib'] / first:.2f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -322,6 +388,13 @@ def main() -> None:
     g.add_argument("--halo", type=int, default=64)
     g.add_argument("--folder", default=".", help="where the synthetic TIFFs are (written)")
     g.add_argument("--eager-max", type=int, default=2048 * 2048, help="px also run read whole")
+    j = sub.add_parser("join", help="the join and the writing alone: time and peak RSS")
+    j.add_argument("--sizes", nargs="+", default=["2048", "8192", "20480"], help="N or HxW")
+    j.add_argument("--tile", type=int, default=512)
+    j.add_argument("--halo", type=int, default=64)
+    oj = sub.add_parser("one-join")
+    for name in ("h", "w", "tile", "halo"):
+        oj.add_argument(name, type=int)
     ol = sub.add_parser("one-large")
     ol.add_argument("checkpoint")
     ol.add_argument("image")
@@ -341,6 +414,10 @@ def main() -> None:
         agreement_table(args.checkpoint, args.images, args.side, args.tiles)
     elif args.what == "large":
         large_table(args.checkpoint, args.sizes, args.tile, args.halo, args.folder, args.eager_max)
+    elif args.what == "join":
+        join_table(args.sizes, args.tile, args.halo)
+    elif args.what == "one-join":
+        _one_join(args.h, args.w, args.tile, args.halo)
     elif args.what == "one-large":
         _one_large(args.checkpoint, args.image, args.tile, args.halo, not args.whole)
     elif args.what == "speed":
