@@ -1,9 +1,10 @@
 """Image files opened as arrays that are read window by window, never whole.
 
 A TIFF / BigTIFF / OME-TIFF (tiled or striped; of a pyramid, its full-resolution level) is
-opened through ``tifffile.imread(path, aszarr=True)`` and ``zarr.open``; a zarr or OME-Zarr
-directory through ``zarr.open`` (of a group, the first dataset of its OME ``multiscales``,
-the highest resolution, or else its largest array). :func:`open_array` gives a
+opened through ``tifffile.imread(path, aszarr=True)`` and ``zarr.open`` (an uncompressed
+image stored in one piece, through a memory map: zarr would see it as a single chunk); a
+zarr or OME-Zarr directory through ``zarr.open`` (of a group, the first dataset of its OME
+``multiscales``, the highest resolution, or else its largest array). :func:`open_array` gives a
 :class:`RawArray`: the file's ``(H, W, C)`` values in its own dtype, of which
 :meth:`RawArray.read` decodes only the chunks a window touches. :func:`plane_layout` says how
 a stored array's axes become ``(H, W)`` or ``(H, W, C)``; it is shared with the eager reader
@@ -114,18 +115,44 @@ def open_array(path: str | Path) -> RawArray:
             node = zarr.open(str(path), mode="r")
         except Exception as e:
             raise DataError(f"cannot read image {path}: not a zarr array or group ({e})") from None
-        array, axes = _zarr_image(node, path)
-        return RawArray(path, array, axes)
+        return RawArray(path, *_zarr_image(node, path))
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            axes = tif.series[0].axes
-        store = tifffile.imread(path, aszarr=True, series=0, level=0)
-        array = zarr.open(store, mode="r")
+            series = tif.series[0]
+            axes, offset = series.axes, series.dataoffset
+            if (
+                offset is not None
+                and len(series.levels) == 1
+                and path.stat().st_size >= (offset + series.nbytes)
+            ):
+                stored = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+                array: Any = _Mapped(path, offset, tuple(series.shape), stored)
+            else:
+                store = tifffile.imread(path, aszarr=True, series=0, level=0)
+                array = zarr.open(store, mode="r")
     except Exception as e:  # tifffile raises many types for a broken file
         raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
     return RawArray(path, array, axes)
+
+
+class _Mapped:
+    """An uncompressed TIFF whose image is stored in one piece (tifffile's and ImageJ's
+    default: one strip, one chunk for zarr), read by window through a memory map opened for
+    each read and closed after it, so that pages read do not stay in the process."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], stored: np.dtype) -> None:
+        self.path, self.offset, self.shape, self.stored = path, offset, shape, stored
+        self.dtype = stored.newbyteorder("=")  # what reads give: the machine's byte order
+        self.ndim = len(shape)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        mapped = np.memmap(self.path, self.stored, "r", self.offset, self.shape)
+        try:
+            return np.asarray(mapped[index]).astype(self.dtype)
+        finally:
+            mapped._mmap.close()  # type: ignore[attr-defined]
 
 
 def _zarr_image(node: Any, path: Path) -> tuple[Any, str]:
