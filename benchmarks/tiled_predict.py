@@ -23,6 +23,20 @@ Two tables (docs/large_images.md):
     python benchmarks/tiled_predict.py agreement --checkpoint CKPT --images cells --side 512
     python benchmarks/tiled_predict.py speed --checkpoint CKPT --sizes 512 1024 2048 \\
         --tile 512 --halo 64
+    python benchmarks/tiled_predict.py large --checkpoint tests/fixtures/cells_small.pt \\
+        --sizes 2048 8192 1024x20480 --tile 512 --halo 64
+
+* ``large``: per image size, ``pixelgroup predict --lazy`` as a library call
+  (``predict_files(lazy=True)``) in a fresh process, one thread: a tiled BigTIFF of synthetic
+  nuclei (a 512 px ``draw_cells`` block repeated, written block by block) read window by
+  window, its labels written tile by tile to a tiled BigTIFF; wall time, megapixels per
+  second and peak RSS (``getrusage``) of the whole call, reading and writing included; up to
+  ``--eager-max`` pixels also read whole (``lazy=False``: label PNG, overlay, COCO JSON).
+* ``join``: the same without the model (what grows with the image besides the windows):
+  each tile's regions labelled with the true nuclei, joined and written
+  (``write_tiled_labels``: spill, BigTIFF, GeoJSON); time and peak RSS per size.
+
+    python benchmarks/tiled_predict.py join --sizes 2048 8192 20480
 """
 
 from __future__ import annotations
@@ -215,6 +229,138 @@ def speed_table(checkpoint: str, sizes: list[int], tile: int, halo: int, whole_m
         )
 
 
+def _write_slide(path: str, size: tuple[int, int]) -> None:
+    """A ``size = (H, W)`` uint16 tiled BigTIFF of synthetic nuclei, written block by block."""
+    import numpy as np
+    import tifffile
+
+    from pixelgroup.data.synthetic_cells import draw_cells
+
+    block = draw_cells(np.random.default_rng(0), (512, 512), count=512 * 512 // 1100).image
+    block = block.astype(np.uint16) * 200  # 16-bit: percentile normalisation from a sample
+
+    def blocks():
+        for top in range(0, size[0], 512):
+            for left in range(0, size[1], 512):
+                yield block[: min(512, size[0] - top), : min(512, size[1] - left)]
+
+    tifffile.imwrite(path, blocks(), shape=size, dtype=np.uint16, tile=(512, 512), bigtiff=True)
+
+
+def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool) -> None:
+    """``predict_files(lazy=lazy)`` of one image in this process: a JSON line."""
+    import tempfile
+
+    import torch
+
+    from pixelgroup.data.io import image_size
+    from pixelgroup.engine import load_model, predict_files
+
+    torch.set_num_threads(1)
+    model, cfg, _ = load_model(checkpoint)
+    size = image_size(image)
+    with tempfile.TemporaryDirectory(dir=".") as out:
+        start = time.perf_counter()
+        predict_files(
+            model, cfg, [image], out, progress=False, max_size=0, tile=tile, halo=halo, lazy=lazy
+        )
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"size": size, "seconds": seconds, "peak_mib": peak}))
+
+
+def large_table(
+    checkpoint: str, sizes: list[str], tile: int, halo: int, folder: str, eager_max: int
+) -> None:
+    """``sizes``: ``N`` (N x N) or ``HxW``; images of at most ``eager_max`` pixels also run
+    read whole (``lazy=False``: label PNG, overlay, COCO JSON)."""
+    import os
+
+    print("| H x W | megapixels | path | s | MP/s | peak RSS MiB | peak / first row's |")
+    print("|---|---|---|---|---|---|---|")
+    first = None
+    for spec in sizes:
+        h, w = (int(v) for v in (spec.split("x") if "x" in spec else (spec, spec)))
+        image = os.path.join(folder, f"slide_{h}x{w}.tif")
+        if not os.path.exists(image):
+            _write_slide(image, (h, w))
+        for lazy in (True, False) if h * w <= eager_max else (True,):
+            cmd = [sys.executable, __file__, "one-large", checkpoint, image, str(tile), str(halo)]
+            out = subprocess.run(
+                cmd if lazy else [*cmd, "--whole"], capture_output=True, text=True, check=True
+            )
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            first = first or row["peak_mib"]
+            mp = h * w / 1e6
+            print(
+                f"| {h} x {w} | {mp:.1f} | {'by window' if lazy else 'read whole'} | "
+                f"{row['seconds']:.0f} | {mp / row['seconds']:.3f} | {row['peak_mib']:.0f} | "
+                f"{row['peak_mib'] / first:.2f} |",
+                flush=True,
+            )
+
+
+def _one_join(h: int, w: int, tile: int, halo: int) -> None:
+    """The join and the writing alone (no model) of an ``h`` x ``w`` image in this process:
+    each tile's region labelled with the true nuclei of a repeated 512 px ``draw_cells``
+    block (each copy its own objects), each object's groups one point on the sphere, joined
+    and written by ``write_tiled_labels`` (BigTIFF and GeoJSON); a JSON line."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from pixelgroup.data.synthetic_cells import draw_cells
+    from pixelgroup.postprocess.tiled_grouping import TileGroups
+    from pixelgroup.postprocess.tiles import plan_tiles
+    from pixelgroup.tasks.predictions import write_tiled_labels
+
+    torch.set_num_threads(1)
+    gt = draw_cells(np.random.default_rng(0), (512, 512), count=512 * 512 // 1100).instance
+    gt = torch.from_numpy(gt.astype(np.int64))
+    table = torch.nn.functional.normalize(torch.randn(4099, 8), dim=1)
+    blocks_per_row = -(-w // 512)
+
+    def groups():
+        for t in plan_tiles((h, w), tile, halo):
+            r = torch.arange(t.region.top, t.region.bottom)
+            c = torch.arange(t.region.left, t.region.right)
+            local = gt[r % 512][:, c % 512]
+            copy = (r // 512)[:, None] * blocks_per_row + (c // 512)[None, :]
+            ids = torch.where(local > 0, local + copy * 10_000, 0)
+            values, labels = torch.unique(ids, return_inverse=True)
+            if values[0] != 0:
+                values, labels = torch.cat([values.new_zeros(1), values]), labels + 1
+            centers = table[values % 4099]
+            yield TileGroups(t.core, t.region, labels, centers, torch.ones(len(values)))
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=".") as out:
+        _, scores = write_tiled_labels(
+            groups(), (h, w), out, "join", bandwidth=0.2, background_is_group=False
+        )
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"size": [h, w], "seconds": seconds, "peak_mib": peak, "K": len(scores)}))
+
+
+def join_table(sizes: list[str], tile: int, halo: int) -> None:
+    print("| H x W | megapixels | instances | s | peak RSS MiB | peak / first row's |")
+    print("|---|---|---|---|---|---|")
+    first = None
+    for spec in sizes:
+        h, w = (int(v) for v in (spec.split("x") if "x" in spec else (spec, spec)))
+        cmd = [sys.executable, __file__, "one-join", str(h), str(w), str(tile), str(halo)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        first = first or row["peak_mib"]
+        print(
+            f"| {h} x {w} | {h * w / 1e6:.1f} | {row['K']:,} | {row['seconds']:.0f} | "
+            f"{row['peak_mib']:.0f} | {row['peak_mib'] / first:.2f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -235,6 +381,26 @@ def main() -> None:
     s.add_argument("--tile", type=int, default=512)
     s.add_argument("--halo", type=int, default=64)
     s.add_argument("--whole-max", type=int, default=2048, help="largest side run whole")
+    g = sub.add_parser("large", help="predict --lazy: time and peak RSS per image size")
+    g.add_argument("--checkpoint", required=True)
+    g.add_argument("--sizes", nargs="+", default=["2048", "8192"], help="N or HxW each")
+    g.add_argument("--tile", type=int, default=512)
+    g.add_argument("--halo", type=int, default=64)
+    g.add_argument("--folder", default=".", help="where the synthetic TIFFs are (written)")
+    g.add_argument("--eager-max", type=int, default=2048 * 2048, help="px also run read whole")
+    j = sub.add_parser("join", help="the join and the writing alone: time and peak RSS")
+    j.add_argument("--sizes", nargs="+", default=["2048", "8192", "20480"], help="N or HxW")
+    j.add_argument("--tile", type=int, default=512)
+    j.add_argument("--halo", type=int, default=64)
+    oj = sub.add_parser("one-join")
+    for name in ("h", "w", "tile", "halo"):
+        oj.add_argument(name, type=int)
+    ol = sub.add_parser("one-large")
+    ol.add_argument("checkpoint")
+    ol.add_argument("image")
+    ol.add_argument("tile", type=int)
+    ol.add_argument("halo", type=int)
+    ol.add_argument("--whole", action="store_true", help="lazy=False")
     o = sub.add_parser("one")
     o.add_argument("checkpoint")
     o.add_argument("side", type=int)
@@ -246,6 +412,14 @@ def main() -> None:
         halo_table(args.config, args.checkpoint, args.tile, args.side, args.halos)
     elif args.what == "agreement":
         agreement_table(args.checkpoint, args.images, args.side, args.tiles)
+    elif args.what == "large":
+        large_table(args.checkpoint, args.sizes, args.tile, args.halo, args.folder, args.eager_max)
+    elif args.what == "join":
+        join_table(args.sizes, args.tile, args.halo)
+    elif args.what == "one-join":
+        _one_join(args.h, args.w, args.tile, args.halo)
+    elif args.what == "one-large":
+        _one_large(args.checkpoint, args.image, args.tile, args.halo, not args.whole)
     elif args.what == "speed":
         speed_table(args.checkpoint, args.sizes, args.tile, args.halo, args.whole_max)
     else:

@@ -1,5 +1,6 @@
-"""docs/large_images.md's tested commands run as written on a tiny slide, and the tiled
-labels they write agree with the whole image's."""
+"""docs/large_images.md's tested commands run as written on a tiny slide (a TIFF and an
+OME-Zarr), the tiled labels they write agree with the whole image's, and the labels of the
+images read by window equal those of the image read whole and tiled."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
 from PIL import Image
 
 from pixelgroup.cli import main
@@ -25,9 +27,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_the_commands_run_and_tiles_agree_with_the_whole_image(tmp_path, monkeypatch):
     commands = doc_commands(DOC.read_text())
-    assert len(commands) == 2 and all(c[:2] == ["pixelgroup", "predict"] for c in commands)
+    assert len(commands) == 4 and all(c[:2] == ["pixelgroup", "predict"] for c in commands)
     cells = draw_cells(np.random.default_rng(3), (160, 192), count=28)
     tifffile.imwrite(tmp_path / "slide.tif", cells.image)
+    group = zarr.open_group(tmp_path / "slide.ome.zarr", mode="w")
+    image = cells.image
+    group.create_array("0", shape=image.shape, chunks=(64, 64), dtype=image.dtype)[:] = image
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    group.attrs["multiscales"] = [{"axes": axes, "datasets": [{"path": "0"}]}]
     (tmp_path / "runs" / "my_cells").mkdir(parents=True)
     shutil.copy(
         ROOT / "tests" / "fixtures" / "cells_small.pt", tmp_path / "runs/my_cells/checkpoint.pt"
@@ -40,3 +47,5 @@ def test_the_commands_run_and_tiles_agree_with_the_whole_image(tmp_path, monkeyp
         for d in ("tiled", "whole")
     )
     assert partition_agreement(tiled, whole) >= 0.99
+    for name in ("slide_labels.tif", "slide.ome_labels.tif"):
+        assert np.array_equal(tifffile.imread(tmp_path / "big" / name), tiled.numpy()), name

@@ -21,6 +21,7 @@ EPILOG = """examples:
       --set grouping.num_iters=20
   pixelgroup predict --checkpoint runs/coco/checkpoint.pt big.jpg -o preds/ --max-size 2048
   pixelgroup predict --checkpoint runs/cells/checkpoint.pt slide.tif -o preds/ --tile 512
+  pixelgroup predict --checkpoint runs/cells/checkpoint.pt slide.ome.zarr -o preds/ --lazy
   pixelgroup predict --checkpoint runs/coco/checkpoint.pt photos/*.jpg -o preds/ \\
       --set device=cuda --set grouping.background=semantic
 
@@ -38,10 +39,14 @@ its default is no limit, and an explicit --max-size that downscales is warned ab
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
 512 px, each seen with --halo px of context on every side, default 64); instances are joined
 across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
-Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids). A volume
-checkpoint (task volume, docs/volumes.md) reads TIFF stacks and writes STEM_labels.tif (a
-16-bit label stack, 32-bit over 65,535 objects) and STEM_slices.png (three orthogonal slices),
-refusing to replace an existing label stack without --overwrite. The
+Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids).
+A TIFF or zarr / OME-Zarr image over 2048 x 2048 px that the model sees at its size (--lazy:
+any) is never held whole: it is read window by window, its labels are written tile by tile
+to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), and their outlines to
+STEM.geojson (polygons, QuPath's detections); existing ones are replaced only with
+--overwrite. A volume checkpoint (task volume, docs/volumes.md) reads TIFF stacks and writes
+STEM_labels.tif (a 16-bit label stack, 32-bit over 65,535 objects) and STEM_slices.png (three
+orthogonal slices), refusing to replace an existing label stack without --overwrite. The
 model runs on the CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also
 captions the overlay with the VOC class names and gives each JSON record a "category_id" 1..20
 (`pixelgroup eval-instances` reads it).
@@ -92,9 +97,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the whole image for the shipped models)",
     )
     p.add_argument(
+        "--lazy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read a TIFF / zarr image window by window and write its labels tile by tile to "
+        "STEM_labels.tif, a tiled BigTIFF, and outlines to STEM.geojson (default: images over "
+        "2048 x 2048 px that the model sees at their size; --no-lazy: never)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace label stacks already in the output folder (volume checkpoints)",
+        help="replace the STEM_labels.tif and STEM.geojson of a lazy image, or a volume's "
+        "label stack",
     )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -141,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         max_size=max_size,
         tile=args.tile,
         halo=halo,
+        lazy=args.lazy,
+        overwrite=args.overwrite,
     )
     note = ""
     if done.downscaled:
@@ -159,5 +175,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if done.tiled:
         note += f"; {len(done.tiled)} in tiles"
+    if done.lazy:
+        note += f"; {len(done.lazy)} read by window: STEM_labels.tif, STEM.geojson"
     print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0

@@ -23,11 +23,16 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pixelgroup._atomic import atomic_path
+from pixelgroup.data.arrays import TIFF_SUFFIXES, open_array, plane_layout
 from pixelgroup.errors import DataError
 
 __all__ = [
     "NORMALIZE_MODES",
     "normalize_intensity",
+    "intensity_range",
+    "model_channels",
+    "to_model_image",
+    "check_read_options",
     "read_raw",
     "read_image",
     "read_label_map",
@@ -41,7 +46,6 @@ _log = logging.getLogger(__name__)
 _REPORTED: set[str] = set()  # conversions already stated once in the log
 _SILENT = [False]  # conversion_notes(False) in force
 _WIDE = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16/32-bit and float grey levels
-_TIFF = (".tif", ".tiff")
 
 NORMALIZE_MODES = ("auto", "percentile", "fixed")
 """``data.options.normalize`` values (:func:`normalize_intensity`): ``percentile`` maps each
@@ -60,34 +64,17 @@ def _open(path: str | Path) -> Image.Image:
         im = Image.open(path)
         im.load()
         return im
+    except Image.DecompressionBombError:
+        raise _too_large_for_pil(path) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"cannot read image {path}: not a readable image file ({e})") from None
 
 
-def _plane_layout(axes: str, shape: tuple[int, ...], path: Path) -> list[int]:
-    """How a TIFF series of ``axes`` (tifffile's letters: Y, X rows and columns; S samples,
-    C channels, Q unknown; Z, T planes and times) and ``shape`` becomes ``(H, W)`` or
-    ``(H, W, C)``: the axes to keep, in that order (the others have length 1). Axes of
-    length 1 are dropped first; one axis besides Y and X is the channels (unless it is Z or
-    T: a stack, an error); two or more are an error. Where
-    tifffile cannot name an axis (Q: a plain array written without metadata), the layout is
-    read from the shape: of three axes, the shorter of the first and the last is the channels."""
-    kept = [i for i, (a, n) in enumerate(zip(axes, shape, strict=True)) if n != 1 or a in "YX"]
-    if "Q" in axes or "Y" not in axes or "X" not in axes:
-        kept = [i for i in range(len(shape)) if shape[i] != 1]
-        kept = kept if len(kept) >= 2 else list(range(len(shape)))[-2:]
-        if len(kept) == 3 and shape[kept[0]] < shape[kept[2]]:  # (C, H, W)
-            return [kept[1], kept[2], kept[0]]
-        if len(kept) in (2, 3):
-            return kept
-    extra = [i for i in kept if axes[i] not in "YX"]
-    if len(extra) > 1 or any(axes[i] in "ZT" for i in extra):
-        raise DataError(
-            f"{path}: expected a 2-D image (H, W) or (H, W, C), got axes "
-            f"{''.join(axes[i] for i in kept)} of shape {tuple(shape[i] for i in kept)} "
-            "(a stack: save one plane per file)"
-        )
-    return [axes.index("Y"), axes.index("X"), *extra]
+def _too_large_for_pil(path: Path) -> DataError:
+    return DataError(
+        f"{path}: larger than PIL reads ({Image.MAX_IMAGE_PIXELS:,} pixels x 2); save it as a "
+        "tiled TIFF or OME-Zarr, which are read tile by tile"
+    )
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -105,7 +92,7 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
     if array.size == 0:
         raise DataError(f"cannot read image {path}: not a readable TIFF file (no image data)")
-    order = _plane_layout(axes, array.shape, path)
+    order = plane_layout(axes, array.shape, path)
     dropped = [i for i in range(array.ndim) if i not in order]  # all of length 1
     array = array.transpose(order + dropped).reshape([array.shape[i] for i in order])
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
@@ -120,7 +107,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """``(H, W)`` of an image file as :func:`read_image` returns it (EXIF orientation applied),
     read from its header only."""
     path = Path(path)
-    if path.suffix.lower() in _TIFF:
+    if path.is_dir():
+        return open_array(path).shape[:2]
+    if path.suffix.lower() in TIFF_SUFFIXES:
         import tifffile
 
         if not path.is_file():
@@ -130,7 +119,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
                 shape, axes = tuple(tif.series[0].shape), tif.series[0].axes
         except Exception as e:
             raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
-        order = _plane_layout(axes, shape, path)  # as _read_tiff
+        order = plane_layout(axes, shape, path)  # as _read_tiff
         return int(shape[order[0]]), int(shape[order[1]])
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
@@ -138,6 +127,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError:
+        raise _too_large_for_pil(path) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"cannot read image {path}: not a readable image file ({e})") from None
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
@@ -166,12 +157,16 @@ def _note(mode: str, target: str) -> None:
 def read_raw(path: str | Path) -> np.ndarray:
     """An image file's values as stored: ``(H, W, C)`` in the file's dtype (C >= 1).
 
-    TIFF through ``tifffile`` (any bit depth, float, N channels); other formats through PIL
+    TIFF through ``tifffile`` (any bit depth, float, N channels), a zarr / OME-Zarr directory
+    through ``zarr`` (:mod:`pixelgroup.data.arrays`); other formats through PIL
     with the EXIF orientation applied: 8-bit modes become RGB (palette, CMYK, YCbCr, 1-bit;
     alpha dropped), 16/32-bit and float grey levels stay as they are.
     """
     path = Path(path)
-    if path.suffix.lower() in _TIFF:
+    if path.is_dir():
+        raw = open_array(path)
+        return raw.read(slice(None), slice(None))
+    if path.suffix.lower() in TIFF_SUFFIXES:
         array = _read_tiff(path)
     else:
         im = _open(path)
@@ -183,13 +178,46 @@ def read_raw(path: str | Path) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def normalize_intensity(array: np.ndarray, mode: str = "auto") -> np.ndarray:
+def intensity_range(array: np.ndarray, mode: str = "auto") -> np.ndarray | None:
+    """The ``(2, C)`` float32 values that ``mode`` maps to 0 and 1 per channel of ``array (H,
+    W, C)`` (``percentile``: its 1st and 99.8th percentiles), or None where ``mode`` needs
+    none (``fixed``; ``auto`` of ``uint8``). A lazily read image computes it from a subsample
+    (:mod:`pixelgroup.data.lazy_image`)."""
+    mode = _mode(array, mode)
+    if mode == "fixed":
+        return None
+    x = _finite_float(array)
+    return np.percentile(x, PERCENTILES, axis=(0, 1)).astype(np.float32)
+
+
+def _mode(array: np.ndarray, mode: str) -> str:
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
+    if array.dtype.kind not in "uif":
+        raise DataError(f"images must hold integer or float values, got dtype {array.dtype}")
+    if mode == "auto":
+        return "fixed" if array.dtype == np.uint8 else "percentile"
+    return mode
+
+
+def _finite_float(array: np.ndarray) -> np.ndarray:
+    x = array.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DataError("the image holds NaN or infinite values")
+    return x
+
+
+def normalize_intensity(
+    array: np.ndarray, mode: str = "auto", value_range: np.ndarray | None = None
+) -> np.ndarray:
     """``(H, W, C)`` raw values -> float32 ``(H, W, C)`` in [0, 1] by ``mode`` (one of
     :data:`NORMALIZE_MODES`).
 
     ``percentile``: per channel, ``(x - p1) / (p99.8 - p1)`` clipped to [0, 1] (a flat
-    channel becomes 0). ``fixed``: integers divided by their type's maximum, floats kept and
-    clipped to [0, 1]. ``auto``: ``fixed`` for ``uint8``, ``percentile`` otherwise.
+    channel becomes 0); ``value_range (2, C)`` gives ``p1`` and ``p99.8`` (e.g. the whole
+    image's, :func:`intensity_range`, for one window of it), else they are ``array``'s own.
+    ``fixed``: integers divided by their type's maximum, floats kept and clipped to [0, 1].
+    ``auto``: ``fixed`` for ``uint8``, ``percentile`` otherwise.
 
     Example:
         >>> x = np.arange(1000, dtype=np.uint16).reshape(10, 100, 1)
@@ -197,20 +225,15 @@ def normalize_intensity(array: np.ndarray, mode: str = "auto") -> np.ndarray:
         >>> float(y.min()), float(y.max()), round(float(y[5, 0, 0]), 2)
         (0.0, 1.0, 0.5)
     """
-    if mode not in NORMALIZE_MODES:
-        raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
-    if mode == "auto":
-        mode = "fixed" if array.dtype == np.uint8 else "percentile"
-    if array.dtype.kind not in "uif":
-        raise DataError(f"images must hold integer or float values, got dtype {array.dtype}")
-    x = array.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise DataError("the image holds NaN or infinite values")
+    mode = _mode(array, mode)
+    x = _finite_float(array)
     if mode == "fixed":
         if array.dtype.kind in "ui":
             x = x / float(np.iinfo(array.dtype).max)
     else:
-        lo, hi = np.percentile(x, PERCENTILES, axis=(0, 1)).astype(np.float32)
+        if value_range is None:
+            value_range = np.percentile(x, PERCENTILES, axis=(0, 1)).astype(np.float32)
+        lo, hi = value_range
         x = (x - lo) / np.where(hi > lo, hi - lo, np.inf)
     return np.clip(x, 0.0, 1.0)
 
@@ -235,46 +258,65 @@ def read_image(
     luminance (ITU-R 601). Each kind of conversion is stated once in the log
     (``logging.getLogger("pixelgroup.data.io")``).
     """
+    check_read_options(channels, select)
+    raw = model_channels(read_raw(path), select, path)
+    return to_model_image(raw, channels, normalize, None)
+
+
+def check_read_options(channels: int, select: Sequence[int] | None) -> None:
+    """``ValueError`` unless ``channels`` is 1 or 3 and ``select`` lists 1 to 3 indices."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    raw = read_raw(path)
+    if select is not None and not 1 <= len(select) <= 3:
+        raise ValueError(f"channels must list 1 to 3 channel indices, got {list(select)}")
+
+
+def model_channels(
+    raw: np.ndarray, select: Sequence[int] | None, path: str | Path, stored: int | None = None
+) -> np.ndarray:
+    """``raw (H, W, C)`` -> the (at most 3) stored channels the model uses: ``select``, or
+    the first 3 (a 4th, alpha, dropped); ``stored`` (default ``C``) is the file's channel
+    count, which must be at most 4 without ``select``."""
+    c = raw.shape[2] if stored is None else stored
     if select is not None:
-        raw = _select_channels(raw, select, path)
-    c = raw.shape[2]
+        bad = [i for i in select if not 0 <= i < c]
+        if bad:
+            raise DataError(
+                f"{path}: has {c} channel(s) (0..{c - 1}), data.options.channels asks for {bad[0]}"
+            )
+        return raw[:, :, list(select)]
     if c > 4:
         raise DataError(
             f"{path}: {c} channels; pixelgroup reads 1 (grey), 2, 3 (RGB) or 4 (RGBA): "
             "choose up to 3 with data.options.channels: [i, j, k]"
         )
-    x = normalize_intensity(raw[:, :, :3], normalize)
+    return raw[:, :, :3]
+
+
+def to_model_image(
+    raw: np.ndarray, channels: int, normalize: str, value_range: np.ndarray | None
+) -> torch.Tensor:
+    """The model's channels ``raw (H, W, c)`` (c <= 3, :func:`model_channels`) -> ``(channels,
+    H, W)`` float32 in [0, 1] (see :func:`read_image`; ``value_range`` as in
+    :func:`normalize_intensity`)."""
+    c = raw.shape[2]
+    x = normalize_intensity(raw, normalize, value_range)
     if c == 2:
         x = np.concatenate([x, np.zeros_like(x[:, :, :1])], axis=2)
     if channels == 1 and x.shape[2] == 3:
         _note(f"{c}-channel", "grey")
-        x = x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
+        # per pixel, not a matrix product: a window's values are then the whole image's
+        x = x[:, :, :1] * 0.299 + x[:, :, 1:2] * 0.587 + x[:, :, 2:3] * 0.114
     elif channels == 3 and x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-
-
-def _select_channels(raw: np.ndarray, select: Sequence[int], path: str | Path) -> np.ndarray:
-    """``raw (H, W, C)`` -> ``(H, W, len(select))``, the channels ``select`` in that order."""
-    if not 1 <= len(select) <= 3:
-        raise ValueError(f"channels must list 1 to 3 channel indices, got {list(select)}")
-    c = raw.shape[2]
-    bad = [i for i in select if not 0 <= i < c]
-    if bad:
-        raise DataError(
-            f"{path}: has {c} channel(s) (0..{c - 1}), data.options.channels asks for {bad[0]}"
-        )
-    return raw[:, :, list(select)]
 
 
 def read_label_map(path: str | Path) -> torch.Tensor:
     """Single-channel integer PNG or TIFF (8/16/32-bit; e.g. instance ids, 0 = background)
     -> ``(H, W)`` int64."""
     path = Path(path)
-    if path.suffix.lower() in _TIFF:
+    if path.suffix.lower() in TIFF_SUFFIXES:
         array = _read_tiff(path)
     else:
         with _open(path) as im:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -32,10 +32,11 @@ from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.distributed import autocast, float32_outputs
 from pixelgroup.errors import ConfigError
 from pixelgroup.models import apply_test_bn
-from pixelgroup.postprocess.tiles import Tile, plan_tiles, stitch_cores
+from pixelgroup.postprocess.tiles import Box, Tile, plan_tiles, stitch_cores
 
 __all__ = [
     "InferenceRunner",
+    "WindowSource",
     "inference_context",
     "model_input_size",
     "DEFAULT_MAX_SIZE",
@@ -63,6 +64,17 @@ def model_input_size(size: tuple[int, int], max_size: int | None) -> tuple[int, 
         return (h, w)
     scale = max_size / max(h, w)
     return (max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+@runtime_checkable
+class WindowSource(Protocol):
+    """An image read one window at a time (e.g. :class:`~pixelgroup.data.lazy_image.
+    LazyImage`): ``size = (H, W)`` and ``read(box) -> (C, h, w)`` float32, the pixels of a
+    :class:`~pixelgroup.postprocess.tiles.Box`."""
+
+    size: tuple[int, int]
+
+    def read(self, box: Box) -> torch.Tensor: ...
 
 
 @contextmanager
@@ -139,7 +151,7 @@ class InferenceRunner:
 
     def tiles(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | WindowSource,
         input_size: tuple[int, int] | None = None,
         *,
         tile: int,
@@ -149,6 +161,10 @@ class InferenceRunner:
         ``output`` the model's output of the tile's window (on the model's device), of which
         the caller keeps the core. Memory: one window's output at a time.
 
+        ``images`` is ``(B, C, H, W)``, or a :class:`WindowSource` (one image, never held
+        whole: each window is read as the model reaches it; no ``input_size`` other than
+        its own size).
+
         Raises :class:`~pixelgroup.errors.ConfigError` with ``test_bn`` ``"batch"`` (each
         window would be normalised by its own statistics: tiles would disagree)."""
         if self.test_bn == "batch":
@@ -156,17 +172,29 @@ class InferenceRunner:
                 "model.test_bn: batch normalises each tile by its own statistics, so tiles "
                 "would disagree with each other; use model.test_bn: running or no tiles"
             )
-        images = self._resized(images, input_size)
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        return self._windows(images, plan_tiles(size, tile, halo))
+        if isinstance(images, torch.Tensor):
+            images = self._resized(images, input_size)
+            size = (int(images.shape[-2]), int(images.shape[-1]))
+        else:
+            size = images.size
+            if input_size is not None and tuple(input_size) != tuple(size):
+                raise ValueError(
+                    f"an image read by window is not resized: input_size {input_size} must "
+                    f"be its size {size} or None"
+                )
+        return self._windows(images, size, plan_tiles(size, tile, halo))
 
-    def _windows(self, images: torch.Tensor, plan: list[Tile]) -> Iterator[tuple[Tile, Any]]:
-        size = (int(images.shape[-2]), int(images.shape[-1]))
+    def _windows(
+        self, images: torch.Tensor | WindowSource, size: tuple[int, int], plan: list[Tile]
+    ) -> Iterator[tuple[Tile, Any]]:
         for t in plan:
-            rows, cols = t.window.slices()
-            window = images[..., rows, cols].to(self.device)
+            if isinstance(images, torch.Tensor):
+                rows, cols = t.window.slices()
+                window = images[..., rows, cols]
+            else:
+                window = images.read(t.window)[None]
             crop = (t.window.top, t.window.left, *size) if self.takes_crop else None
-            yield t, self._forward(window, crop)
+            yield t, self._forward(window.to(self.device), crop)
 
     def _resized(self, images: torch.Tensor, input_size: tuple[int, int] | None) -> torch.Tensor:
         if input_size is None or tuple(images.shape[-2:]) == tuple(input_size):

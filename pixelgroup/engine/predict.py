@@ -2,7 +2,10 @@
 each (:class:`~pixelgroup.engine.inference.InferenceRunner`) and write the task's prediction
 files (``Task.postprocess`` then ``Task.write``; ``Task.finish_prediction`` after the last).
 An image whose side (as the model sees it) exceeds :data:`AUTO_TILE_ABOVE` goes through the
-model in tiles of :data:`DEFAULT_TILE` pixels (``Task.postprocess_tiles``).
+model in tiles of :data:`DEFAULT_TILE` pixels (``Task.postprocess_tiles``). A TIFF or zarr
+image of more than :data:`LAZY_ABOVE` pixels that the model sees at its size is never held
+whole: it is read window by window as the tiles reach it (``Task.open_image``) and its files
+are written tile by tile (``Task.write_tiles``: for instances, a tiled BigTIFF of labels).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from torch import nn
 from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
+from pixelgroup.data.arrays import is_array_path
+from pixelgroup.data.io import image_size
 from pixelgroup.engine.inference import (
     DEFAULT_HALO,
     DEFAULT_MAX_SIZE,
@@ -22,8 +27,8 @@ from pixelgroup.engine.inference import (
     model_input_size,
 )
 from pixelgroup.errors import DataError
-from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes
-from pixelgroup.tasks import get_task
+from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes, plan_tiles
+from pixelgroup.tasks import Task, get_task
 
 __all__ = [
     "predict_files",
@@ -32,6 +37,7 @@ __all__ = [
     "DEFAULT_HALO",
     "DEFAULT_TILE",
     "AUTO_TILE_ABOVE",
+    "LAZY_ABOVE",
     "model_input_size",
 ]
 
@@ -44,6 +50,12 @@ AUTO_TILE_ABOVE = 1024
 default (docs/large_images.md: a crowded 1024 x 1024 image whole took over 13 GB)."""
 
 
+LAZY_ABOVE = 2048 * 2048
+"""A TIFF or zarr image of more pixels is read window by window and its labels are written
+tile by tile, when its task can (``Task.writes_tiles``) and the model sees it at its size
+(docs/large_images.md: the whole image's label PNG, overlay and COCO JSON grow with it)."""
+
+
 @dataclass(frozen=True)
 class Predictions:
     """What :func:`predict_files` wrote.
@@ -53,11 +65,13 @@ class Predictions:
         downscaled: ``(image, (H, W), (h, w))`` for each image the model saw downscaled from
             ``(H, W)`` to ``(h, w)`` (its files still have the image's size ``(H, W)``).
         tiled: the images the model saw in tiles.
+        lazy: the images read window by window, their labels written tile by tile.
     """
 
     paths: list[Path]
     downscaled: list[tuple[Path, tuple[int, int], tuple[int, int]]]
     tiled: list[Path]
+    lazy: list[Path]
 
 
 def predict_files(
@@ -70,6 +84,8 @@ def predict_files(
     max_size: int | None = DEFAULT_MAX_SIZE,
     tile: int | None = None,
     halo: int = DEFAULT_HALO,
+    lazy: bool | None = None,
+    overwrite: bool = False,
 ) -> Predictions:
     """Write ``cfg.task``'s prediction files of each image file into ``out_dir``.
 
@@ -87,6 +103,12 @@ def predict_files(
     :meth:`InferenceRunner.tiles`), and the task predicts from the tiles
     (``Task.postprocess_tiles``). ``tile=None`` (default): tiles of :data:`DEFAULT_TILE` for
     an image longer than :data:`AUTO_TILE_ABOVE`; 0: never.
+
+    A TIFF / zarr image the model sees at its size, of a task that ``writes_tiles``, is read
+    window by window and its files written tile by tile (``Task.write_tiles``; a tile bar
+    per image) when ``lazy`` is True, or None (default) and it has more than
+    :data:`LAZY_ABOVE` pixels; such an image is tiled (``tile`` 0 counts as
+    :data:`DEFAULT_TILE`) and its existing files are replaced only with ``overwrite``.
     """
     if max_size is not None and (isinstance(max_size, bool) or max_size < 0):
         raise ValueError(f"max_size must be >= 0 (0 or None: no limit), got {max_size!r}")
@@ -106,15 +128,35 @@ def predict_files(
             raise DataError(
                 f"{path}: the {cfg.task} task writes a combined {stem}.json; rename this image"
             )
-    sizes = []
+    sizes: list[tuple[int, ...]] = []  # (H, W), a volume's (Z, Y, X)
+    by_window = []
     for p in paths:  # read and check all before writing anything (kept: only the sizes)
-        image = task.read_image(cfg, p)
-        sizes.append(tuple(int(n) for n in image.shape[1:]))  # (H, W), a volume's (Z, Y, X)
-    del image
+        by_window.append(_by_window(task, p, lazy, max_size))
+        if by_window[-1]:
+            sizes.append(task.open_image(cfg, p).size)  # opened and checked, not read
+        else:
+            image = task.read_image(cfg, p)
+            sizes.append(tuple(int(n) for n in image.shape[1:]))
+            del image
     run = InferenceRunner.from_config(model, cfg)
     written: list[Path] = []
-    downscaled, tiled = [], []
-    for path, stem, size in tqdm(list(zip(paths, stems, sizes, strict=True)), disable=not progress):
+    downscaled, tiled, lazy_paths = [], [], []
+    for path, stem, size, windowed in tqdm(
+        list(zip(paths, stems, sizes, by_window, strict=True)), disable=not progress
+    ):
+        if windowed:
+            lazy_paths.append(path)
+            source = task.open_image(cfg, path)
+            side = tile or DEFAULT_TILE
+            plan = tqdm(
+                run.tiles(source, tile=side, halo=halo),
+                total=len(plan_tiles(size, side, halo)),
+                desc=f"{stem} tiles",
+                leave=False,
+                disable=not progress,
+            )
+            written += task.write_tiles(cfg, plan, size, Path(out_dir), stem, overwrite)
+            continue
         small = model_input_size(size, max_size) if task.predicts_at_image_size else size
         if small != size:
             downscaled.append((path, size, small))
@@ -130,5 +172,16 @@ def predict_files(
             resize = None if small == size else small
             prediction = task.postprocess(cfg, run(image[None], input_size=resize), size)
         written += task.write(cfg, prediction, image, Path(out_dir), stem)
-    written += task.finish_prediction(Path(out_dir), stems)
-    return Predictions(written, downscaled, tiled)
+    whole = [s for s, windowed in zip(stems, by_window, strict=True) if not windowed]
+    if whole or not lazy_paths:
+        written += task.finish_prediction(Path(out_dir), whole)
+    return Predictions(written, downscaled, tiled, lazy_paths)
+
+
+def _by_window(task: Task, path: Path, lazy: bool | None, max_size: int | None) -> bool:
+    """Whether ``path`` is read window by window (see :func:`predict_files`)."""
+    if lazy is False or not task.writes_tiles or not is_array_path(path):
+        return False
+    size = image_size(path)
+    seen = model_input_size(size, max_size) if task.predicts_at_image_size else size
+    return seen == size and (bool(lazy) or size[0] * size[1] > LAZY_ABOVE)

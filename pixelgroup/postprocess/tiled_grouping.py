@@ -20,8 +20,9 @@ one instance (tiles without a halo never overlap: nothing is joined). Unlike joi
 IoU in a strip (EmbedSeg, InstanSeg) or requiring every object to be smaller than the overlap
 (StarDist), the decision is made where the grouping makes it: on the sphere.
 
-Memory: the ``(H, W)`` label map, plus the region labels of the tiles whose regions a later
-tile can still overlap (about two rows of tiles); never the image's embedding.
+Memory: the ``(H, W)`` label map (:func:`join_tiles`; none with :class:`TileJoiner`, whose
+caller writes the labels tile by tile), plus the region labels of the tiles whose regions a
+later tile can still overlap (about two rows of tiles); never the image's embedding.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pixelgroup._checks import check_bandwidth
 from pixelgroup.ops.labels import resize_labels
 from pixelgroup.postprocess.tiles import Box
 
-__all__ = ["TileGroups", "tile_groups", "join_tiles"]
+__all__ = ["TileGroups", "tile_groups", "join_tiles", "TileJoiner"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,81 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+class TileJoiner:
+    """Joins the groups of tiles given one at a time (:func:`join_tiles` holds the label map;
+    a caller writing labels tile by tile keeps only what :meth:`add` returns).
+
+    Args: ``size``, ``bandwidth``, ``background_is_group``, ``min_shared`` as in
+    :func:`join_tiles`.
+
+    Memory: per group a few numbers, plus the region labels of the tiles a later tile's
+    region can still overlap (about two rows of tiles); never a map of the image.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        *,
+        bandwidth: float,
+        background_is_group: bool = False,
+        min_shared: float = 0.5,
+    ) -> None:
+        self.size = size
+        self.cover = 1.0 - 2.0 * check_bandwidth(bandwidth) ** 2
+        self.background_is_group = background_is_group
+        self.min_shared = min_shared
+        self._groups = _UnionFind()
+        self._scores: list[torch.Tensor] = []
+        self._areas: list[torch.Tensor] = []
+        self._first_ids: list[int] = []  # the global id of each tile's label 0
+        self._kept: list[tuple[int, TileGroups]] = []  # (id offset, groups) still overlappable
+
+    def add(self, t: TileGroups) -> torch.Tensor:
+        """Join ``t`` (the next tile of a row-major plan) with the tiles before it; returns
+        ``(h, w)`` int64 its core's labels as group ids, which :meth:`instances` maps to
+        instance ids."""
+        offset = len(self._groups.parent)
+        self._groups.add(len(t.centers))
+        self._first_ids.append(offset)
+        core = t.core.within(t.region).slices()
+        self._areas.append(torch.bincount(t.labels[core].flatten(), minlength=len(t.centers)))
+        self._scores.append(t.scores.float())
+        self._kept = [(o, g) for o, g in self._kept if g.region.bottom > t.region.top]
+        for other_offset, other in self._kept:
+            overlap = t.region.intersect(other.region)
+            if overlap is None:
+                continue
+            mine = t.labels[overlap.within(t.region).slices()].flatten()
+            theirs = other.labels[overlap.within(other.region).slices()].flatten()
+            pairs, shared = torch.unique(torch.stack([mine, theirs]), dim=1, return_counts=True)
+            if not self.background_is_group:  # a tile's label 0 is background: joins nothing
+                keep = (pairs[0] > 0) & (pairs[1] > 0)
+                pairs, shared = pairs[:, keep], shared[keep]
+            # pixels on which the tiles disagree (a border drawn a pixel apart) join nothing
+            smaller = torch.minimum(_areas_in(mine, pairs[0]), _areas_in(theirs, pairs[1]))
+            cos = (t.centers.float()[pairs[0]] * other.centers.float()[pairs[1]]).sum(dim=1)
+            join = (cos >= self.cover) & (shared >= self.min_shared * smaller)
+            for a, b in pairs[:, join].T.tolist():
+                self._groups.union(offset + a, other_offset + b)
+        self._kept.append((offset, t))
+        return t.labels[core] + offset
+
+    def instances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """After the last tile: ``ids (G,)`` int64, the instance (0 background, 1..K, in
+        order of their first tile) of each group id :meth:`add` returned, and ``scores
+        (K,)`` float32, each instance's compactness (its groups' scores weighted by their
+        areas)."""
+        if not self._scores:
+            raise ValueError("no tiles to join")
+        return _relabel(
+            self._groups,
+            torch.cat(self._areas),
+            torch.cat(self._scores),
+            self._first_ids,
+            self.background_is_group,
+        )
+
+
 def join_tiles(
     tiles: Iterable[TileGroups],
     size: tuple[int, int],
@@ -133,7 +209,7 @@ def join_tiles(
         instance's compactness, its groups' scores weighted by their areas.
 
     Cost: O(H·W) for the labels plus, per pair of overlapping windows, O(overlap) to find the
-    pairs of groups that meet there.
+    pairs of groups that meet there. :class:`TileJoiner` does the same without the map.
 
     Example:
         >>> from pixelgroup.postprocess.tiles import plan_tiles
@@ -144,46 +220,14 @@ def join_tiles(
         >>> join_tiles(groups, (16, 32), bandwidth=0.1)[0].unique().tolist()
         [1]
     """
-    bandwidth = check_bandwidth(bandwidth)
-    cover = 1.0 - 2.0 * bandwidth**2
-    labels = torch.zeros(size, dtype=torch.int64)
-    groups = _UnionFind()
-    scores: list[torch.Tensor] = []
-    areas: list[torch.Tensor] = []
-    first_ids: list[int] = []  # the global id of each tile's label 0
-    kept: list[tuple[int, TileGroups]] = []  # (id offset, groups) a later tile may overlap
-    for t in tiles:
-        offset = len(groups.parent)
-        groups.add(len(t.centers))
-        first_ids.append(offset)
-        ids = t.labels + offset
-        core = t.core.within(t.region).slices()
-        labels[t.core.slices()] = ids[core]
-        areas.append(torch.bincount(t.labels[core].flatten(), minlength=len(t.centers)))
-        scores.append(t.scores.float())
-        kept = [(o, g) for o, g in kept if g.region.bottom > t.region.top]
-        for other_offset, other in kept:
-            overlap = t.region.intersect(other.region)
-            if overlap is None:
-                continue
-            mine = t.labels[overlap.within(t.region).slices()].flatten()
-            theirs = other.labels[overlap.within(other.region).slices()].flatten()
-            pairs, shared = torch.unique(torch.stack([mine, theirs]), dim=1, return_counts=True)
-            if not background_is_group:  # a tile's label 0 is background: joins nothing
-                keep = (pairs[0] > 0) & (pairs[1] > 0)
-                pairs, shared = pairs[:, keep], shared[keep]
-            # pixels on which the tiles disagree (a border drawn a pixel apart) join nothing
-            smaller = torch.minimum(_areas_in(mine, pairs[0]), _areas_in(theirs, pairs[1]))
-            cos = (t.centers.float()[pairs[0]] * other.centers.float()[pairs[1]]).sum(dim=1)
-            join = (cos >= cover) & (shared >= min_shared * smaller)
-            for a, b in pairs[:, join].T.tolist():
-                groups.union(offset + a, other_offset + b)
-        kept.append((offset, t))
-    if not scores:
-        raise ValueError("no tiles to join")
-    return _relabel(
-        labels, groups, torch.cat(areas), torch.cat(scores), first_ids, background_is_group
+    joiner = TileJoiner(
+        size, bandwidth=bandwidth, background_is_group=background_is_group, min_shared=min_shared
     )
+    labels = torch.zeros(size, dtype=torch.int64)
+    for t in tiles:
+        labels[t.core.slices()] = joiner.add(t)
+    ids, scores = joiner.instances()
+    return ids[labels], scores
 
 
 def _areas_in(ids: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
@@ -193,7 +237,6 @@ def _areas_in(ids: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
 
 
 def _relabel(
-    labels: torch.Tensor,
     groups: _UnionFind,
     areas: torch.Tensor,
     scores: torch.Tensor,
@@ -214,4 +257,4 @@ def _relabel(
     instance = torch.zeros(len(root), dtype=torch.int64)
     roots = torch.nonzero(present).flatten()
     instance[roots] = torch.arange(1, len(roots) + 1)
-    return instance[root][labels], (mass[roots] / area[roots]).float()
+    return instance[root], (mass[roots] / area[roots]).float()

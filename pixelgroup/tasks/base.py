@@ -25,6 +25,7 @@ from pixelgroup._config_io import coerce_value
 from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig
 from pixelgroup.data import AugmentedDataset, InstanceSample, collate_instances
 from pixelgroup.data.io import read_image
+from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.errors import ConfigError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS
@@ -85,6 +86,10 @@ class Task(Protocol):
       (:meth:`~pixelgroup.engine.inference.InferenceRunner.tiles`); by default the cores
       stitched into one output, then ``postprocess``;
     * ``write(cfg, prediction, image (C, H, W), out_dir, stem) -> list[Path]``: its files;
+    * ``writes_tiles``: an image larger than memory can be predicted through
+      ``open_image(cfg, path) -> LazyImage`` (read window by window as ``read_image`` reads
+      it whole) and ``write_tiles(cfg, tiles, image_size, out_dir, stem, overwrite) ->
+      list[Path]`` (its files written tile by tile from the windows' outputs);
     * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
     * ``reserved_stems``: image file stems whose files would collide with a combined file;
     * ``predicts_at_image_size``: ``postprocess`` brings any output size to ``image_size``, so
@@ -98,6 +103,7 @@ class Task(Protocol):
 
     reserved_stems: tuple[str, ...]
     predicts_at_image_size: bool
+    writes_tiles: bool
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
 
@@ -133,6 +139,18 @@ class Task(Protocol):
         self, cfg: ExperimentConfig, prediction: Any, image: torch.Tensor, out_dir: Path, stem: str
     ) -> list[Path]: ...
 
+    def open_image(self, cfg: ExperimentConfig, path: Path) -> LazyImage: ...
+
+    def write_tiles(
+        self,
+        cfg: ExperimentConfig,
+        tiles: Iterable[tuple[Tile, Any]],
+        image_size: tuple[int, int],
+        out_dir: Path,
+        stem: str,
+        overwrite: bool,
+    ) -> list[Path]: ...
+
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]: ...
 
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None: ...
@@ -146,6 +164,7 @@ class TaskBase:
 
     reserved_stems: tuple[str, ...] = ()
     predicts_at_image_size: bool = False
+    writes_tiles: bool = False
 
     def set_epoch(self, dataset: Dataset, epoch: int) -> None:
         if isinstance(dataset, AugmentedDataset):
@@ -160,6 +179,21 @@ class TaskBase:
     def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
         """``(C, H, W)`` float32 in [0, 1], C = :meth:`in_channels`."""
         return read_image(path, self.in_channels(cfg))
+
+    def open_image(self, cfg: ExperimentConfig, path: Path) -> LazyImage:
+        """The image :meth:`read_image` reads, to be read window by window."""
+        return LazyImage(path, self.in_channels(cfg))
+
+    def write_tiles(
+        self,
+        cfg: ExperimentConfig,
+        tiles: Iterable[tuple[Tile, Any]],
+        image_size: tuple[int, int],
+        out_dir: Path,
+        stem: str,
+        overwrite: bool,
+    ) -> list[Path]:
+        raise NotImplementedError(f"{type(self).__name__} does not write predictions by tile")
 
     def postprocess(self, cfg: ExperimentConfig, output: Any, image_size: tuple[int, int]) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not predict image files")

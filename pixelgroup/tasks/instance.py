@@ -30,7 +30,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
 from pixelgroup.data import IGNORE_LABEL, InstanceSample, augmented, build_dataset
 from pixelgroup.data.io import read_image
+from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.data.object_sizes import object_sizes, spatial_scale_advice
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import center_vote_loss
@@ -57,7 +58,12 @@ from pixelgroup.postprocess import extract_instances
 from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
 from pixelgroup.postprocess.tiles import Tile, output_stride
 from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss, semantic_ce
-from pixelgroup.tasks.predictions import RESULTS_NAME, write_instance_prediction, write_results_json
+from pixelgroup.tasks.predictions import (
+    RESULTS_NAME,
+    write_instance_prediction,
+    write_results_json,
+    write_tiled_labels,
+)
 
 __all__ = [
     "InstanceTask",
@@ -179,6 +185,9 @@ class InstanceTask(InstanceSampleTask):
     predicts_at_image_size = True
     """``postprocess`` gives labels at the image's size whatever the model's output size
     (``pixelgroup predict --max-size`` may downscale the model's input)."""
+    writes_tiles = True
+    """An image larger than memory is read window by window and its labels written tile by
+    tile (:meth:`write_tiles`)."""
 
     def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
         """``(C, H, W)`` float32 in [0, 1], its values mapped as the training images' were
@@ -266,24 +275,44 @@ class InstanceTask(InstanceSampleTask):
         :meth:`postprocess` groups an image, the groups joined across tiles in embedding
         space (:func:`join_tiles`). The image's embedding is never held whole."""
         semantic = _check_background(cfg) == "semantic"
-
-        def groups() -> Iterable[TileGroups]:
-            for tile, output in tiles:
-                region = tile.region
-                grid = (int(output.embedding.shape[-2]), int(output.embedding.shape[-1]))
-                stride = output_stride(tile.window, grid)
-                rows, cols = region.within(tile.window).slices(stride)
-                embedding = output.embedding[0, :, rows, cols]
-                logits = None if output.semantic is None else output.semantic[0, :, rows, cols]
-                labels, _ = instances_from_embedding(
-                    embedding, cfg, image_size=region.size, logits=logits
-                )
-                yield tile_groups(tile.core, region, embedding, labels)
-
         labels, scores = join_tiles(
-            groups(), input_size, bandwidth=cfg.grouping.bandwidth, background_is_group=not semantic
+            _tile_groups(cfg, tiles),
+            input_size,
+            bandwidth=cfg.grouping.bandwidth,
+            background_is_group=not semantic,
         )
         return resize_labels(labels[None], image_size)[0], scores
+
+    def open_image(self, cfg: ExperimentConfig, path: Path) -> LazyImage:
+        """The image :meth:`read_image` reads, to be read window by window."""
+        normalize = str(cfg.data.options.get("normalize", "auto"))
+        select = cfg.data.options.get("channels")
+        return LazyImage(path, self.in_channels(cfg), normalize, select)
+
+    def write_tiles(
+        self,
+        cfg: ExperimentConfig,
+        tiles: Iterable[tuple[Tile, EmbeddingOutput]],
+        image_size: tuple[int, int],
+        out_dir: Path,
+        stem: str,
+        overwrite: bool,
+    ) -> list[Path]:
+        """The windows of an image larger than memory, seen at ``image_size`` -> its labels
+        as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile) and their outlines as
+        ``STEM.geojson`` (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped
+        and joined as :meth:`postprocess_tiles` does."""
+        semantic = _check_background(cfg) == "semantic"
+        paths, _ = write_tiled_labels(
+            _tile_groups(cfg, tiles),
+            image_size,
+            out_dir,
+            stem,
+            bandwidth=cfg.grouping.bandwidth,
+            background_is_group=not semantic,
+            overwrite=overwrite,
+        )
+        return paths
 
     def write(
         self,
@@ -299,6 +328,21 @@ class InstanceTask(InstanceSampleTask):
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
         """After every image: the records of all ``STEM.json`` in one ``results.json``."""
         return [write_results_json(out_dir, stems)]
+
+
+def _tile_groups(
+    cfg: ExperimentConfig, tiles: Iterable[tuple[Tile, EmbeddingOutput]]
+) -> Iterator[TileGroups]:
+    """Each tile's region (its core and half its halo) grouped as an image is grouped."""
+    for tile, output in tiles:
+        region = tile.region
+        grid = (int(output.embedding.shape[-2]), int(output.embedding.shape[-1]))
+        stride = output_stride(tile.window, grid)
+        rows, cols = region.within(tile.window).slices(stride)
+        embedding = output.embedding[0, :, rows, cols]
+        logits = None if output.semantic is None else output.semantic[0, :, rows, cols]
+        labels, _ = instances_from_embedding(embedding, cfg, image_size=region.size, logits=logits)
+        yield tile_groups(tile.core, region, embedding, labels)
 
 
 class InstanceTaskEvaluator:

@@ -3,6 +3,8 @@
 Class-agnostic instances (:func:`write_instance_prediction`) and semantic instances
 (:func:`write_semantic_prediction`, overlay captioned with class names) share the layout
 ``STEM_labels.png`` / ``STEM_overlay.png`` / ``STEM.json``; every file is written atomically.
+An image larger than memory gets its labels written tile by tile into a tiled BigTIFF
+(:func:`write_tiled_labels`).
 :func:`write_results_json` gathers the records of many images into one ``results.json``
 (``pycocotools.coco.COCO.loadRes`` reads it), merged with the one a previous run into the same
 folder wrote, so that it always lists every image whose files the folder holds.
@@ -11,7 +13,8 @@ folder wrote, so that it always lists every image whose files the folder holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +22,19 @@ import torch
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup.data.coco import masks_to_results
+from pixelgroup.data.geojson import write_polygons
 from pixelgroup.data.io import write_png, write_tiff
 from pixelgroup.errors import DataError
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
+from pixelgroup.postprocess.tiled_grouping import TileGroups, TileJoiner
+from pixelgroup.postprocess.tiles import Box
 from pixelgroup.viz.captions import draw_captions
 from pixelgroup.viz.colors import overlay
 
 __all__ = [
     "write_instance_prediction",
+    "write_tiled_labels",
+    "LABEL_TILE",
     "write_semantic_prediction",
     "masks_to_labels",
     "write_results_json",
@@ -36,6 +44,10 @@ __all__ = [
 
 RESULTS_NAME = "results.json"
 """The combined COCO results file of a prediction folder."""
+
+LABEL_TILE = 256
+"""Side of the tiles of a label TIFF written tile by tile (:func:`write_tiled_labels`), and of
+the chunks of its temporary store."""
 
 
 def _paths(out_dir: str | Path, stem: str) -> list[Path]:
@@ -75,6 +87,114 @@ def write_instance_prediction(
     write_png((overlay(rgb, lab) * 255).round().astype(np.uint8), paths[1])
     _write_json(records, paths[2])
     return paths
+
+
+def write_tiled_labels(
+    tiles: Iterable[TileGroups],
+    size: tuple[int, int],
+    out_dir: str | Path,
+    stem: str,
+    *,
+    bandwidth: float,
+    background_is_group: bool,
+    overwrite: bool = False,
+    geojson: bool = True,
+) -> tuple[list[Path], torch.Tensor]:
+    """The instances of an image of ``size = (H, W)`` from its tiles' groups
+    (:class:`~pixelgroup.postprocess.tiled_grouping.TileJoiner`; ``bandwidth`` and
+    ``background_is_group`` as in :func:`~pixelgroup.postprocess.tiled_grouping.join_tiles`),
+    written as ``out_dir/STEM_labels.tif``: a tiled BigTIFF of :data:`LABEL_TILE` px tiles,
+    zlib-compressed, uint16 ids (uint32 past 65,535 instances), 0 background, and with
+    ``geojson`` their outlines as ``out_dir/STEM.geojson`` (QuPath's detections,
+    :func:`~pixelgroup.data.geojson.write_polygons`). Returns the paths written (the TIFF
+    first) and ``scores (K,)``; the labels equal :func:`join_tiles`' map.
+
+    Never holds a map of the image: each tile's core labels (as group ids) are spilled to a
+    temporary zarr store in ``out_dir`` (removed at the end), then mapped to instance ids
+    block by block while the TIFF is written (to a temp file renamed at the end). An existing
+    ``STEM_labels.tif`` is replaced only with ``overwrite``; else a
+    :class:`~pixelgroup.errors.DataError` before any work.
+    """
+    import tifffile
+    import zarr
+
+    path = Path(out_dir) / f"{stem}_labels.tif"
+    geojson_path = Path(out_dir) / f"{stem}.geojson"
+    for existing in (path, geojson_path) if geojson else (path,):
+        if existing.exists() and not overwrite:
+            raise DataError(f"{existing} exists; pass --overwrite to replace it")
+    spill = Path(out_dir) / f".{stem}_labels.spill.zarr"
+    joiner = TileJoiner(size, bandwidth=bandwidth, background_is_group=background_is_group)
+    block = (LABEL_TILE, LABEL_TILE)
+    try:
+        store = zarr.open_array(
+            str(spill), mode="w", shape=size, chunks=block, dtype="uint32", fill_value=0
+        )
+        for t in tiles:
+            ids = joiner.add(t)
+            if int(ids.max()) >= 2**32:
+                raise DataError(f"{stem}: more than 2**32 groups in its tiles; use larger tiles")
+            store[t.core.slices()] = ids.numpy().astype(np.uint32)
+        instance, scores = joiner.instances()
+        dtype = np.uint16 if len(scores) <= np.iinfo(np.uint16).max else np.uint32
+        lookup = instance.numpy().astype(dtype)
+        boxes = _BoxAccumulator(len(scores))
+
+        def read(box: Box) -> np.ndarray:
+            rows, cols = box.slices()
+            return lookup[np.asarray(store[rows, cols])]
+
+        def blocks() -> Iterator[np.ndarray]:
+            for top in range(0, size[0], LABEL_TILE):
+                for left in range(0, size[1], LABEL_TILE):
+                    box = Box(
+                        top, left, min(top + LABEL_TILE, size[0]), min(left + LABEL_TILE, size[1])
+                    )
+                    labels = read(box)
+                    boxes.add(labels, top, left)
+                    yield labels
+
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(
+                tmp,
+                blocks(),
+                shape=size,
+                dtype=dtype,
+                tile=block,
+                bigtiff=True,
+                photometric="minisblack",
+                compression="zlib",
+            )
+        if geojson:
+            write_polygons(read, boxes.boxes(), scores.numpy(), size, geojson_path)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return [path, geojson_path] if geojson else [path], scores
+
+
+class _BoxAccumulator:
+    """The bounding box ``(top, left, bottom, right)`` of each instance 1..K, from blocks."""
+
+    def __init__(self, count: int) -> None:
+        big = torch.iinfo(torch.int64).max
+        self._low = torch.full((2, count + 1), big, dtype=torch.int64)
+        self._high = torch.full((2, count + 1), -1, dtype=torch.int64)
+
+    def add(self, labels: np.ndarray, top: int, left: int) -> None:
+        ids = torch.from_numpy(labels.astype(np.int64)).flatten()
+        rows, cols = torch.meshgrid(
+            torch.arange(labels.shape[0]) + top, torch.arange(labels.shape[1]) + left, indexing="ij"
+        )
+        for axis, where in enumerate((rows.flatten(), cols.flatten())):
+            self._low[axis].scatter_reduce_(0, ids, where, "amin")
+            self._high[axis].scatter_reduce_(0, ids, where + 1, "amax")
+
+    def boxes(self) -> np.ndarray:
+        """``(K, 4)`` int64 (an instance without pixels: an empty box at 0)."""
+        low, high = self._low[:, 1:], self._high[:, 1:].clamp_min(0)
+        return torch.stack(
+            [low[0].clamp_max(high[0]), low[1].clamp_max(high[1]), high[0], high[1]], 1
+        ).numpy()
 
 
 def read_results_records(out_dir: str | Path) -> list[dict]:

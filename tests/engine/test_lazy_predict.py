@@ -1,0 +1,144 @@
+"""Prediction of images read window by window, labels written tile by tile
+(engine/predict.py::predict_files(lazy=...), ``pixelgroup predict --lazy``): the same labels
+as the image read whole and tiled; chosen by size; broken inputs exit 2 in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from PIL import Image
+
+from pixelgroup.cli import main
+from pixelgroup.data.synthetic_cells import draw_cells
+from pixelgroup.engine import load_model, predict_files
+from pixelgroup.engine import predict as predict_module
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CELLS = Path(__file__).resolve().parents[1] / "fixtures" / "cells_small.pt"
+TILES = ["--tile", "64", "--halo", "32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory):
+    """A 160 x 192 16-bit image of synthetic nuclei as a tiled TIFF and as an OME-Zarr."""
+    root = tmp_path_factory.mktemp("slide")
+    image = draw_cells(np.random.default_rng(3), (160, 192), count=28).image
+    tifffile.imwrite(root / "slide.tif", image, tile=(32, 32))
+    group = zarr.open_group(root / "slide.ome.zarr", mode="w")
+    group.create_array("0", shape=image.shape, chunks=(48, 48), dtype=image.dtype)[:] = image
+    group.attrs["multiscales"] = [
+        {"axes": [{"name": "y"}, {"name": "x"}], "datasets": [{"path": "0"}]}
+    ]
+    return root
+
+
+def test_labels_by_window_equal_the_whole_read_tiled_image(slide, tmp_path):
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(CELLS),
+                str(slide / "slide.tif"),
+                "-o",
+                str(tmp_path / "whole"),
+                *TILES,
+            ]
+        )
+        == 0
+    )
+    expected = np.array(Image.open(tmp_path / "whole" / "slide_labels.png"))
+    for name in ("slide.tif", "slide.ome.zarr"):
+        out = tmp_path / name
+        assert (
+            main(
+                [
+                    "predict",
+                    "--checkpoint",
+                    str(CELLS),
+                    str(slide / name),
+                    "-o",
+                    str(out),
+                    "--lazy",
+                    *TILES,
+                ]
+            )
+            == 0
+        )
+        labels = tifffile.imread(out / labels_name(name))
+        assert labels.dtype == np.uint16 and expected.max() > 10
+        assert np.array_equal(labels, expected), name
+        stem = Path(name).stem
+        assert sorted(p.name for p in out.iterdir()) == [f"{stem}.geojson", f"{stem}_labels.tif"]
+        features = json.loads((out / f"{stem}.geojson").read_text())["features"]
+        assert sorted(f["properties"]["id"] for f in features) == list(range(1, labels.max() + 1))
+
+
+def labels_name(name: str) -> str:
+    return f"{Path(name).stem}_labels.tif"
+
+
+def test_large_tiffs_are_read_by_window_by_default(slide, tmp_path, monkeypatch):
+    model, cfg, _ = load_model(CELLS)
+    monkeypatch.setattr(predict_module, "LAZY_ABOVE", 150 * 150)
+    png = tmp_path / "small.png"
+    Image.fromarray((tifffile.imread(slide / "slide.tif") >> 8).astype(np.uint8)).save(png)
+    done = predict_files(
+        model, cfg, [slide / "slide.tif", png], tmp_path / "out", progress=False, tile=64, halo=32
+    )
+    assert done.lazy == [slide / "slide.tif"] and done.tiled == [png]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [
+        "results.json",
+        "slide.geojson",
+        "slide_labels.tif",
+        "small.json",
+        "small_labels.png",
+        "small_overlay.png",
+    ]
+    done = predict_files(
+        model,
+        cfg,
+        [slide / "slide.tif"],
+        tmp_path / "no",
+        progress=False,
+        tile=64,
+        halo=32,
+        lazy=False,
+    )
+    assert done.lazy == [] and (tmp_path / "no" / "slide_labels.png").exists()
+
+
+def test_broken_inputs_exit_2_in_one_line(slide, tmp_path, capsys):
+    data = (slide / "slide.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 3])
+    zarr.open_group(tmp_path / "empty.zarr", mode="w")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "slide_labels.tif").write_bytes(b"mine")
+    cases = [
+        (tmp_path / "cut.tif", "cut.tif"),
+        (tmp_path / "empty.zarr", "empty.zarr: a zarr group without arrays"),
+        (slide / "slide.tif", "slide_labels.tif exists; pass --overwrite"),
+    ]
+    for path, message in cases:
+        code = main(
+            [
+                "predict",
+                "--checkpoint",
+                str(CELLS),
+                str(path),
+                "-o",
+                str(tmp_path / "out"),
+                "--lazy",
+                *TILES,
+            ]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "out" / "slide_labels.tif").read_bytes() == b"mine"
