@@ -45,7 +45,7 @@ def test_votes_at_the_centroid_cost_nothing_and_no_object_costs_zero():
     votes = torch.zeros(1, 2, 6, 6, requires_grad=True)
     with torch.no_grad():
         votes[0, 0], votes[0, 1] = 2.0, 3.0  # the centroid (y 2, x 3)
-    assert float(center_vote_loss(votes, labels, 1.0)) < 1e-5
+    assert float(center_vote_loss(votes, labels, 1.0).detach()) < 1e-5
     empty = center_vote_loss(votes, torch.zeros(1, 6, 6, dtype=torch.long), 1.0)
     empty.backward()
     assert float(empty) == 0.0 and votes.grad is not None
