@@ -13,7 +13,7 @@ from pixelgroup.ops.labels import resize_labels
 from pixelgroup.ops.sphere import pool_to_sphere
 from pixelgroup.postprocess.grouping import group_pixels
 
-__all__ = ["extract_instances", "UPSAMPLE_MODES"]
+__all__ = ["extract_instances", "connected_parts", "UPSAMPLE_MODES"]
 
 UPSAMPLE_MODES = ("centers", "nearest")
 """How :func:`extract_instances` brings groups to a finer label map (see there)."""
@@ -206,14 +206,15 @@ def extract_instances(
     ids = torch.nonzero(present).flatten()
     remap[ids] = torch.arange(1, len(ids) + 1, device=labels.device)
     labels, scores = remap[labels + 1], grouping.scores[(ids - 1).to(grouping.scores.device)]
-    return _split_components(labels, scores, min_area) if split_components else (labels, scores)
+    return connected_parts(labels, scores, min_area) if split_components else (labels, scores)
 
 
-def _split_components(
+def connected_parts(
     labels: torch.Tensor, scores: torch.Tensor, min_area: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``labels (H, W)`` with each instance's 4-connected components as instances 1..K'
-    (those under ``min_area`` pixels: background) and their parents' ``scores (K',)``."""
+    """``labels (H, W)`` or ``(Z, Y, X)`` (0 background, instances 1..K with ``scores (K,)``)
+    with each instance's 4- (6-) connected components as instances 1..K' (those under
+    ``min_area`` pixels or voxels: background) and their parents' ``scores (K',)``."""
     from skimage.measure import label as connected
 
     parts = torch.from_numpy(connected(labels.cpu().numpy(), background=0, connectivity=1))

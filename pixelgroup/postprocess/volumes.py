@@ -9,6 +9,7 @@ from pixelgroup._checks import check_count, check_rank, check_tensor
 from pixelgroup.errors import InputError
 from pixelgroup.ops.sphere import normalize_to_sphere
 from pixelgroup.postprocess.grouping import group_pixels
+from pixelgroup.postprocess.instances import connected_parts
 
 __all__ = ["extract_volume_instances"]
 
@@ -23,25 +24,6 @@ def _nearest_center(centers: torch.Tensor, points: torch.Tensor) -> torch.Tensor
     for i in range(0, len(points), step):
         out[i : i + step] = (points[i : i + step] @ centers.T).argmax(1)
     return out
-
-
-def _split_components(
-    labels: torch.Tensor, scores: torch.Tensor, min_area: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``labels (Z, Y, X)`` with each instance's 6-connected components as instances 1..K'
-    (those under ``min_area`` voxels: background) and their parents' ``scores (K',)``."""
-    from skimage.measure import label as connected
-
-    parts = torch.from_numpy(connected(labels.cpu().numpy(), background=0, connectivity=1))
-    parts = parts.to(labels.device, torch.int64)
-    area = torch.bincount(parts.flatten())
-    keep = area >= min_area
-    keep[0] = False
-    parent = torch.zeros(len(area), dtype=torch.int64, device=labels.device)
-    parent[parts.flatten()] = labels.flatten()
-    remap = torch.zeros(len(area), dtype=torch.int64, device=labels.device)
-    remap[keep] = torch.arange(1, int(keep.sum()) + 1, device=labels.device)
-    return remap[parts], scores[(parent[keep] - 1).to(scores.device)]
 
 
 def extract_volume_instances(
@@ -141,5 +123,5 @@ def extract_volume_instances(
     labels = remap[group + 1]
     scores = grouping.scores[(kept - 1).to(grouping.scores.device)]
     if split_components:
-        return _split_components(labels, scores, min_area)
+        return connected_parts(labels, scores, min_area)
     return labels, scores
