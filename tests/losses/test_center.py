@@ -48,7 +48,7 @@ def test_votes_at_the_centroid_cost_nothing_and_no_object_costs_zero():
     assert float(center_vote_loss(votes, labels, 1.0).detach()) < 1e-5
     empty = center_vote_loss(votes, torch.zeros(1, 6, 6, dtype=torch.long), 1.0)
     empty.backward()
-    assert float(empty) == 0.0 and votes.grad is not None
+    assert float(empty.detach()) == 0.0 and votes.grad is not None
 
 
 def test_coarse_votes_are_scored_against_full_resolution_centroids():
