@@ -11,10 +11,12 @@ checkpoints carry them.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 import types
 import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -206,3 +208,23 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     return from_dict(cls, apply_overrides(values, overrides or []))
+
+
+def checked_options(fn: Callable[..., Any], options: Mapping[str, Any], section: str) -> dict:
+    """``options`` checked against ``fn``'s signature: unknown keys and values that do not
+    fit the annotation raise :class:`ConfigError` naming ``section.key``."""
+    target = fn.__init__ if inspect.isclass(fn) else fn  # type: ignore[misc]
+    params = inspect.signature(fn).parameters
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # an annotation that cannot be resolved: check names only
+        hints = {}
+    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    out = {}
+    for key, value in options.items():
+        if key not in valid:
+            raise ConfigError(
+                f"unknown config key '{section}.{key}'; valid keys here: {', '.join(valid)}"
+            )
+        out[key] = coerce_value(value, hints[key], f"{section}.{key}") if key in hints else value
+    return out

@@ -11,11 +11,13 @@ the config's ``model.test_bn`` (running or per-image BatchNorm statistics).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
+from pixelgroup._config_io import checked_options
+from pixelgroup.errors import ConfigError
 from pixelgroup.models.batchnorm import BatchStatistics, apply_test_bn, batch_statistics
 from pixelgroup.models.boundary import BoundaryNet, BoundaryOutput
 from pixelgroup.models.dense import DenseEmbeddingNet
@@ -48,8 +50,31 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name`` with ``kwargs``; unknown names list the valid ones."""
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
-    return MODELS[name](**kwargs)
+def build_model(
+    name: str, registry: Mapping[str, Callable[..., nn.Module]] | None = None, /, **options: Any
+) -> nn.Module:
+    """The model ``name`` of ``registry`` (default :data:`MODELS`) built with ``options``: the
+    one builder of configs (``model.name``, ``model.options``) and code alike.
+
+    Options are checked against the constructor's signature first. An unknown name (the valid
+    ones listed), an unknown option, a value that does not fit its annotation, or a
+    ``ValueError`` the constructor raises about a value is a :class:`ConfigError` naming it.
+
+    Example:
+        >>> type(build_model("toy", width=4, num_blocks=1)).__name__
+        'ToyEmbeddingNet'
+        >>> build_model("toy", widht=4)
+        Traceback (most recent call last):
+        ...
+        pixelgroup.errors.ConfigError: unknown config key 'model.options.widht'; valid keys here: ...
+    """
+    registry = MODELS if registry is None else registry
+    if name not in registry:
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(sorted(registry))}")
+    kwargs = checked_options(registry[name], options, "model.options")
+    try:
+        return registry[name](**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f"model {name!r}: {e}") from e

@@ -10,9 +10,7 @@ its model: the engine does, and hands the task the outputs.
 
 from __future__ import annotations
 
-import inspect
-import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,14 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup._config_io import coerce_value
 from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig
 from pixelgroup.data import AugmentedDataset, InstanceSample, collate_instances
 from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.errors import ConfigError
 from pixelgroup.losses import RecurrentGroupingLoss
-from pixelgroup.models import MODELS
+from pixelgroup.models import MODELS, build_model
 from pixelgroup.ops.sphere import pool_to_sphere
 from pixelgroup.postprocess.tiles import Tile, stitch_cores
 from pixelgroup.tasks.rehearsal import RehearsalPlan
@@ -39,7 +36,6 @@ __all__ = [
     "TaskEvaluator",
     "LossFn",
     "InstanceSampleTask",
-    "build_config_model",
     "build_grouping_loss",
     "build_embedding_loss",
     "semantic_ce",
@@ -217,48 +213,6 @@ class TaskBase:
         return None
 
 
-def _checked_kwargs(fn: Callable[..., Any], options: Mapping[str, Any], section: str) -> dict:
-    """``options`` checked against ``fn``'s signature: unknown keys and values that do not
-    fit the annotation raise :class:`ConfigError` naming ``section.key``."""
-    target = fn.__init__ if inspect.isclass(fn) else fn  # type: ignore[misc]
-    params = inspect.signature(fn).parameters
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # an annotation that cannot be resolved: check names only
-        hints = {}
-    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    out = {}
-    for key, value in options.items():
-        if key not in valid:
-            raise ConfigError(
-                f"unknown config key '{section}.{key}'; valid keys here: {', '.join(valid)}"
-            )
-        out[key] = coerce_value(value, hints[key], f"{section}.{key}") if key in hints else value
-    return out
-
-
-def build_config_model(
-    cfg: ExperimentConfig, registry: Mapping[str, Callable[..., nn.Module]] = MODELS
-) -> nn.Module:
-    """The model ``cfg.model.name`` of ``registry`` built with ``cfg.model.options``.
-
-    Options are checked against the constructor's signature first; a ``ValueError`` the
-    constructor raises about a value becomes a :class:`ConfigError` naming the model.
-    """
-    name = cfg.model.name
-    if name not in registry:
-        raise ConfigError(
-            f"unknown model {name!r} for task {cfg.task!r}; valid models: {', '.join(registry)}"
-        )
-    kwargs = _checked_kwargs(registry[name], cfg.model.options, "model.options")
-    try:
-        return registry[name](**kwargs)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError(f"model {name!r}: {e}") from e
-
-
 def build_grouping_loss(
     c: LossConfig, ignore_index: int | None
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Generator | None], dict[str, torch.Tensor]]:
@@ -355,4 +309,4 @@ class InstanceSampleTask(TaskBase):
         return batch.image
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
-        return build_config_model(cfg)
+        return build_model(cfg.model.name, MODELS, **cfg.model.options)

@@ -63,9 +63,9 @@ from pixelgroup.data.io import write_png
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses.pairwise import pairwise_embedding_loss
 from pixelgroup.metrics import BoundaryEvaluator, BoundaryPrediction, BoundaryScores, BoundaryTarget
-from pixelgroup.models import BoundaryNet
+from pixelgroup.models import BoundaryNet, build_model
 from pixelgroup.postprocess.boundary_nms import boundary_nms
-from pixelgroup.tasks.base import LossFn, TaskBase, build_config_model
+from pixelgroup.tasks.base import LossFn, TaskBase
 from pixelgroup.tasks.offline import data_errors
 from pixelgroup.tasks.rehearsal import DatasetEvaluation, RehearsalPlan
 
@@ -190,7 +190,7 @@ class BoundaryTask(TaskBase):
         return batch.image
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
-        return build_config_model(cfg, {"boundary": BoundaryNet})
+        return build_model(cfg.model.name, {"boundary": BoundaryNet}, **cfg.model.options)
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
         c = cfg.loss

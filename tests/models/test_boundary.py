@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pixelgroup.errors import ConfigError
 from pixelgroup.models import build_model
 from pixelgroup.models.boundary import BoundaryNet
 
@@ -46,7 +47,7 @@ def test_backward_reaches_backbone_and_heads(net):
 
 
 def test_not_in_the_embedding_registry_and_state_dict_round_trip(tmp_path):
-    with pytest.raises(KeyError, match="unknown model 'boundary'; valid models: dense, toy"):
+    with pytest.raises(ConfigError, match="unknown model 'boundary'; valid models: dense, toy"):
         build_model("boundary")
     a = BoundaryNet("resnet50", stages=[3, 4], embedding_dim=2).eval()
     assert isinstance(a, BoundaryNet) and a.stages == (3, 4)

@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 
+from pixelgroup.errors import ConfigError
 from pixelgroup.models import MODELS, EmbeddingOutput, ToyEmbeddingNet, build_model
 
 
@@ -13,7 +14,7 @@ def _small(**kw):
 def test_registry_builds_and_lists_names():
     assert isinstance(_small(), ToyEmbeddingNet)
     assert "toy" in MODELS
-    with pytest.raises(KeyError, match="unknown model 'nope'; valid models: .*toy"):
+    with pytest.raises(ConfigError, match="unknown model 'nope'; valid models: .*toy"):
         build_model("nope")
 
 

@@ -14,7 +14,7 @@ from pixelgroup.errors import ConfigError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.ops import normalize_to_sphere
 from pixelgroup.tasks import TASKS
-from pixelgroup.tasks.base import build_config_model, build_grouping_loss, grouping_arguments
+from pixelgroup.tasks.base import build_grouping_loss, grouping_arguments
 from pixelgroup.tasks.instance import InstanceTask
 from tests._tiny import tiny_config
 
@@ -51,11 +51,11 @@ def test_proposals_task_groups_with_min_area_in_embedding_pixels(monkeypatch):
 
 def test_model_options_are_checked_against_the_constructor():
     with pytest.raises(ConfigError, match=r"unknown config key 'model.options.widht'; valid"):
-        build_config_model(tiny_config(model={"options": {"widht": 4}}))
+        InstanceTask().build_model(tiny_config(model={"options": {"widht": 4}}))
     with pytest.raises(ConfigError, match=r"model.options.width: expected int, got 'four'"):
-        build_config_model(tiny_config(model={"options": {"width": "four"}}))
-    with pytest.raises(ConfigError, match=r"unknown model 'resnet' for task 'instance'"):
-        build_config_model(tiny_config(model={"name": "resnet"}))
+        InstanceTask().build_model(tiny_config(model={"options": {"width": "four"}}))
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet'; valid models: dense, "):
+        InstanceTask().build_model(tiny_config(model={"name": "resnet"}))
 
 
 def test_data_options_are_typed():
