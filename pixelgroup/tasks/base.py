@@ -20,10 +20,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig
-from pixelgroup.data import AugmentedDataset, InstanceSample, collate_instances
+from pixelgroup.data import IGNORE_LABEL, AugmentedDataset, InstanceSample, collate_instances
 from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
-from pixelgroup.errors import ConfigError
+from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS, build_model
 from pixelgroup.ops.sphere import pool_to_sphere
@@ -39,6 +39,8 @@ __all__ = [
     "build_grouping_loss",
     "build_embedding_loss",
     "semantic_ce",
+    "semantic_target",
+    "foreground_probability",
     "grouping_arguments",
 ]
 
@@ -250,6 +252,40 @@ def build_grouping_loss(
         return criterion(embedding, labels.to(embedding.device), generator=generator)
 
     return apply
+
+
+def foreground_probability(logits: torch.Tensor | None) -> torch.Tensor:
+    """``(h, w)`` (a volume's ``(z, y, x)``) foreground probability 1 - p(class 0) from
+    ``(C, h, w)`` (``(C, z, y, x)``) logits; ``None`` (no semantic head) is a
+    :class:`ConfigError`."""
+    if logits is None:
+        raise ConfigError(
+            "grouping.background: semantic needs a model with a semantic head "
+            "(model.options.num_classes: 2); this model returns no semantic logits"
+        )
+    return 1.0 - torch.softmax(logits.float(), dim=0)[0]
+
+
+def semantic_target(semantic: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The cross-entropy target of a ``num_classes`` head from a ``(B, H, W)`` (a volume's
+    ``(B, Z, Y, X)``) semantic map (0 background, 1.. classes,
+    :data:`~pixelgroup.data.IGNORE_LABEL` ignored): foreground (> 0) vs background for 2
+    classes, the class ids themselves for more."""
+    if num_classes == 2:
+        return torch.where(semantic == IGNORE_LABEL, IGNORE_LABEL, (semantic > 0).long())
+    if num_classes < 2:
+        raise ConfigError(
+            f"model.options.num_classes must be 2 (foreground / background) or the number of "
+            f"classes + 1 for the instance task, got {num_classes}"
+        )
+    top = int(semantic.max())
+    if top >= num_classes:
+        raise DataError(
+            f"the data has class id {top} but the semantic head has model.options.num_classes "
+            f"= {num_classes} (class ids 0..{num_classes - 1}); use 2 (foreground) or the "
+            f"number of classes + 1"
+        )
+    return semantic
 
 
 def semantic_ce(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:

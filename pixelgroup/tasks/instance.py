@@ -57,7 +57,14 @@ from pixelgroup.ops.labels import resize_labels
 from pixelgroup.postprocess import extract_instances
 from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
 from pixelgroup.postprocess.tiles import Tile, output_stride
-from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss, semantic_ce
+from pixelgroup.tasks.base import (
+    InstanceSampleTask,
+    LossFn,
+    build_grouping_loss,
+    foreground_probability,
+    semantic_ce,
+    semantic_target,
+)
 from pixelgroup.tasks.predictions import (
     RESULTS_NAME,
     write_instance_prediction,
@@ -93,16 +100,6 @@ def _check_background(cfg: ExperimentConfig) -> str:
     return mode
 
 
-def _foreground(logits: torch.Tensor | None) -> torch.Tensor:
-    """``(h, w)`` foreground probability 1 - p(class 0) from ``(C, h, w)`` logits."""
-    if logits is None:
-        raise ConfigError(
-            "grouping.background: semantic needs a model with a semantic head "
-            "(model.options.num_classes: 2); this model returns no semantic logits"
-        )
-    return 1.0 - torch.softmax(logits.float(), dim=0)[0]
-
-
 def instances_from_embedding(
     embedding: torch.Tensor,
     cfg: ExperimentConfig,
@@ -127,7 +124,7 @@ def instances_from_embedding(
         stride=g.stride,
         max_points=g.max_points,
         image_size=image_size,
-        foreground=_foreground(logits) if semantic else None,
+        foreground=foreground_probability(logits) if semantic else None,
         split_components=g.split_components,
     )
 
@@ -154,27 +151,6 @@ def _foreground_ids(instance: torch.Tensor) -> torch.Tensor:
     ids as they are when the batch has no object at all (the loss needs some pixels)."""
     foreground = instance.masked_fill(instance == 0, IGNORE_LABEL)
     return foreground if bool((foreground != IGNORE_LABEL).any()) else instance
-
-
-def semantic_target(semantic: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The cross-entropy target of a ``num_classes`` head from a ``(B, H, W)`` semantic map
-    (0 background, 1.. classes, :data:`~pixelgroup.data.IGNORE_LABEL` ignored): foreground
-    (> 0) vs background for 2 classes, the class ids themselves for more."""
-    if num_classes == 2:
-        return torch.where(semantic == IGNORE_LABEL, IGNORE_LABEL, (semantic > 0).long())
-    if num_classes < 2:
-        raise ConfigError(
-            f"model.options.num_classes must be 2 (foreground / background) or the number of "
-            f"classes + 1 for the instance task, got {num_classes}"
-        )
-    top = int(semantic.max())
-    if top >= num_classes:
-        raise DataError(
-            f"the data has class id {top} but the semantic head has model.options.num_classes "
-            f"= {num_classes} (class ids 0..{num_classes - 1}); use 2 (foreground) or the "
-            f"number of classes + 1"
-        )
-    return semantic
 
 
 class InstanceTask(InstanceSampleTask):

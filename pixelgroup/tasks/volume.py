@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
@@ -39,7 +38,14 @@ from pixelgroup.losses import center_vote_loss
 from pixelgroup.metrics import InstancePrediction, InstanceTarget, MatchingEvaluator
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.postprocess.volumes import extract_volume_instances
-from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss
+from pixelgroup.tasks.base import (
+    InstanceSampleTask,
+    LossFn,
+    build_grouping_loss,
+    foreground_probability,
+    semantic_ce,
+    semantic_target,
+)
 from pixelgroup.viz import loss_curves
 from pixelgroup.viz.volumes import orthogonal_slices
 
@@ -77,9 +83,9 @@ def instances_from_volume(
     g = cfg.grouping
     foreground = None
     if g.background == "semantic":
-        if output.semantic is None:
-            raise ConfigError("grouping.background: semantic needs a model with a foreground head")
-        foreground = 1.0 - torch.softmax(output.semantic[index].float(), dim=0)[0]
+        foreground = foreground_probability(
+            None if output.semantic is None else output.semantic[index]
+        )
     return extract_volume_instances(
         output.embedding[index],
         bandwidth=g.bandwidth,
@@ -178,10 +184,8 @@ class VolumeTask(InstanceSampleTask):
                 )
                 terms["loss"] = terms["loss"] + cfg.loss.center_weight * terms["center"]
             if output.semantic is not None:
-                target = torch.where(instance == IGNORE_LABEL, IGNORE_LABEL, (instance > 0).long())
-                terms["semantic"] = F.cross_entropy(
-                    output.semantic, target, ignore_index=IGNORE_LABEL
-                )
+                target = semantic_target(instance, 2)
+                terms["semantic"] = semantic_ce(output.semantic, target, IGNORE_LABEL)
                 terms["loss"] = terms["loss"] + terms["semantic"]
             return terms
 
