@@ -58,6 +58,13 @@ def _toy(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     return PartialAnnotation(toy, o.annotated_fraction, seed=o.seed)
 
 
+def _check_normalize(mode: str) -> None:
+    if mode not in NORMALIZE_MODES:
+        raise ConfigError(
+            f"data.options.normalize must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}"
+        )
+
+
 def _toy3d(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     o = parse_options(Toy3DOptions, options)
     shape = o.train_shape if split == "train" and o.train_shape is not None else o.shape
@@ -83,11 +90,7 @@ def _volume_folder(root: str | None, split: str, options: Mapping[str, Any]) -> 
     o = parse_options(VolumeFolderOptions, options)
     if root is None:
         raise ConfigError("data.root must name a folder for the 'volume_folder' dataset")
-    if o.normalize not in NORMALIZE_MODES:
-        raise ConfigError(
-            f"data.options.normalize must be one of {', '.join(NORMALIZE_MODES)}, "
-            f"got {o.normalize!r}"
-        )
+    _check_normalize(o.normalize)
     if o.voxel_size is not None and len(o.voxel_size) != 3:
         raise ConfigError(f"data.options.voxel_size must be [z, y, x], got {list(o.voxel_size)}")
     return VolumeFolder(
@@ -104,11 +107,7 @@ def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset
     o = parse_options(FolderOptions, options)
     if root is None:
         raise ConfigError("data.root must name a folder for the 'folder' dataset")
-    if o.normalize not in NORMALIZE_MODES:
-        raise ConfigError(
-            f"data.options.normalize must be one of {', '.join(NORMALIZE_MODES)}, "
-            f"got {o.normalize!r}"
-        )
+    _check_normalize(o.normalize)
     if o.channels is not None and not 1 <= len(o.channels) <= 3:
         raise ConfigError(
             f"data.options.channels must list 1 to 3 channel indices, got {list(o.channels)}"
