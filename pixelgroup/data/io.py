@@ -77,19 +77,26 @@ def _too_large_for_pil(path: Path) -> DataError:
     )
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """The first series of a TIFF (all its channels, stored as samples or as pages) as
-    ``(H, W)`` or ``(H, W, C)`` in its own dtype."""
+def tiff_series(path: Path, what: str = "image") -> tuple[np.ndarray, str]:
+    """The first series of the TIFF at ``path`` in its own dtype and its axes (tifffile's
+    letters); a missing file is a ``FileNotFoundError`` and a broken one a :class:`DataError`,
+    each naming the ``what`` ("image", "volume") and the file."""
     import tifffile
 
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            array, axes = series.asarray(), series.axes
+            return series.asarray(), series.axes
     except Exception as e:  # tifffile raises many types for a broken file
-        raise DataError(f"cannot read image {path}: not a readable TIFF file ({e})") from None
+        raise DataError(f"cannot read {what} {path}: not a readable TIFF file ({e})") from None
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """The first series of a TIFF (all its channels, stored as samples or as pages) as
+    ``(H, W)`` or ``(H, W, C)`` in its own dtype."""
+    array, axes = tiff_series(path)
     if array.size == 0:
         raise DataError(f"cannot read image {path}: not a readable TIFF file (no image data)")
     order = plane_layout(axes, array.shape, path)

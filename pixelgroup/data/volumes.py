@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pixelgroup._atomic import atomic_path
-from pixelgroup.data.io import normalize_intensity
+from pixelgroup.data.io import normalize_intensity, tiff_series
 from pixelgroup.errors import DataError
 
 __all__ = ["read_volume", "read_label_volume", "voxel_size_of", "write_label_volume"]
@@ -27,16 +27,7 @@ _CHANNEL_AXES = "CS"
 def _read(path: Path) -> tuple[np.ndarray, str]:
     """The first series of a TIFF and its axes (tifffile's letters), axes of length 1
     dropped."""
-    import tifffile
-
-    if not path.is_file():
-        raise FileNotFoundError(f"volume not found: {path}")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            array, axes = series.asarray(), series.axes
-    except Exception as e:  # tifffile raises many types for a broken file
-        raise DataError(f"cannot read volume {path}: not a readable TIFF file ({e})") from None
+    array, axes = tiff_series(path, "volume")
     keep = [i for i, n in enumerate(array.shape) if n > 1 or axes[i] in "YX"]
     return array.reshape([array.shape[i] for i in keep]), "".join(axes[i] for i in keep)
 
