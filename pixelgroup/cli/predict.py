@@ -134,14 +134,6 @@ def run(args: argparse.Namespace) -> int:
     read_results_records(args.output)  # one that cannot be merged: an error before any work
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
-    if cfg.task == "volume" and not args.overwrite:
-        from pixelgroup.tasks.volume import label_stack_path
-
-        taken = [
-            p for p in (label_stack_path(args.output, i.stem) for i in args.images) if p.exists()
-        ]
-        if taken:
-            raise UserError(f"{taken[0]} exists; pass --overwrite to replace it, or another -o")
     model = model.to(device_from_overrides(cfg.device, args.overrides))
     # a model trained on crops at the images' own scale sees whole images at that scale too
     native = cfg.data.options.get("crop") is not None and cfg.data.options.get("size") is None

@@ -108,7 +108,9 @@ def predict_files(
     window by window and its files written tile by tile (``Task.write_tiles``; a tile bar
     per image) when ``lazy`` is True, or None (default) and it has more than
     :data:`LAZY_ABOVE` pixels; such an image is tiled (``tile`` 0 counts as
-    :data:`DEFAULT_TILE`) and its existing files are replaced only with ``overwrite``.
+    :data:`DEFAULT_TILE`) and its existing files are replaced only with ``overwrite``; so are
+    the files a task keeps (``Task.kept_outputs``, e.g. a volume's label stack), checked
+    before any work.
     """
     if max_size is not None and (isinstance(max_size, bool) or max_size < 0):
         raise ValueError(f"max_size must be >= 0 (0 or None: no limit), got {max_size!r}")
@@ -128,6 +130,9 @@ def predict_files(
             raise DataError(
                 f"{path}: the {cfg.task} task writes a combined {stem}.json; rename this image"
             )
+        kept = [p for p in task.kept_outputs(Path(out_dir), stem) if p.exists()]
+        if kept and not overwrite:
+            raise DataError(f"{kept[0]} exists; pass --overwrite to replace it, or another -o")
     sizes: list[tuple[int, ...]] = []  # (H, W), a volume's (Z, Y, X)
     by_window = []
     for p in paths:  # read and check all before writing anything (kept: only the sizes)

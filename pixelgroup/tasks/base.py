@@ -89,6 +89,8 @@ class Task(Protocol):
       it whole) and ``write_tiles(cfg, tiles, image_size, out_dir, stem, overwrite) ->
       list[Path]`` (its files written tile by tile from the windows' outputs);
     * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
+    * ``kept_outputs(out_dir, stem) -> list[Path]``: files of an earlier prediction of image
+      ``stem`` that predict replaces only when told to overwrite (checked before any work);
     * ``reserved_stems``: image file stems whose files would collide with a combined file;
     * ``predicts_at_image_size``: ``postprocess`` brings any output size to ``image_size``, so
       the engine may downscale a large image for the model only.
@@ -151,6 +153,8 @@ class Task(Protocol):
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]: ...
 
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]: ...
+
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None: ...
 
 
@@ -209,6 +213,9 @@ class TaskBase:
         return self.postprocess(cfg, stitch_cores(tiles, input_size), image_size)
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
+        return []
+
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
         return []
 
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None:

@@ -202,6 +202,10 @@ class VolumeTask(InstanceSampleTask):
         labels, scores = instances_from_volume(output, 0, cfg)
         return labels.cpu(), scores.cpu()
 
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
+        """A label stack is replaced only with ``--overwrite``."""
+        return [label_stack_path(out_dir, stem)]
+
     def write(
         self,
         cfg: ExperimentConfig,
