@@ -22,6 +22,7 @@ import torch
 from pixelgroup.analysis.benchmark import cpu_description
 from pixelgroup.config import ExperimentConfig, load_config, resolve_config
 from pixelgroup.engine.checkpoint import build_model_seeded
+from pixelgroup.errors import PixelgroupError
 from pixelgroup.tasks import get_task
 
 
@@ -75,7 +76,10 @@ def main() -> None:
     variants = {}
     for spec in args.variant or ["today="]:
         name, _, overrides = spec.partition("=")
-        variants[name] = _build([o for o in overrides.split(";") if o])
+        try:
+            variants[name] = _build([o for o in overrides.split(";") if o])
+        except PixelgroupError as error:  # a misspelt override: one line, exit 2
+            parser.error(f"--variant {spec!r}: {error} (separate overrides with ';')")
     for parts in variants.values():
         for _ in range(args.warmup):
             _step(parts, {})
