@@ -31,6 +31,7 @@ __all__ = [
     "apply_overrides",
     "coerce_value",
     "rule",
+    "option",
     "ConfigError",
 ]
 
@@ -86,6 +87,12 @@ def rule(
         pixelgroup.errors.ConfigError: lr must be > 0, got -1.0
     """
     return {"rule": {"min": min, "above": above, "max": max, "choices": choices}}
+
+
+def option(default: Any, **limits: Any) -> Any:
+    """A dataclass field with ``default`` and the :func:`rule` ``limits`` (``min``, ``above``,
+    ``max``, ``choices``), for the option classes of datasets and tasks."""
+    return dataclasses.field(default=default, metadata=rule(**limits))
 
 
 def _check_rule(value: Any, metadata: Any, key: str, optional: bool) -> None:

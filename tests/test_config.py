@@ -84,3 +84,52 @@ def test_every_shipped_config_loads_and_its_options_fit(path):
     else:  # the options are read before the root is opened
         with pytest.raises(FileNotFoundError):
             task.build_dataset(cfg, cfg.data.train_split)
+
+
+# data.options as checkpoints' config.json stored them before the options classes moved beside
+# their datasets and tasks (one dict per task, every key the old classes had).
+OLD_DATA = [
+    ("voc_instance", "voc", {"augment": True, "max_size": 800, "ignore_index": 255}),
+    ("proposals", "voc", {"size": [320, 320], "ignore_index": 255}),
+    ("semantic", "voc", {"size": [320, 320], "ignore_index": 255, "boundary_max_dist": 0.0075}),
+    ("semantic", "toy", {"length": 4, "eval_length": 2, "boundary_max_dist": 0.02}),
+    (
+        "boundary",
+        "bsds",
+        {"crop": [320, 320], "flip": True, "eval_thresholds": 99, "nms": True, "eval_workers": 1},
+    ),
+    (
+        "instance",
+        "folder",
+        {"augment": True, "crop": [64, 64], "scale": [0.8, 1.25], "normalize": "percentile"},
+    ),
+    ("instance", "toy", {"length": 4, "eval_length": 2, "annotated_fraction": 0.5}),
+    ("volume", "toy3d", {"length": 2, "eval_length": 1, "shape": [8, 16, 16]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("task", "name", "options"), OLD_DATA, ids=[f"{t}-{n}" for t, n, _ in OLD_DATA]
+)
+def test_old_style_config_dicts_still_load(tmp_path, task, name, options):
+    """A stored config dict (``to_dict`` of an old checkpoint's config) reads and its options
+    fit the task and dataset: the folders are missing, not the keys."""
+    from pixelgroup.config import ExperimentConfig
+    from pixelgroup.tasks import get_task
+
+    model = {"name": "boundary"} if task == "boundary" else {"name": "toy"}
+    stored = {
+        "task": task,
+        "data": {"name": name, "root": str(tmp_path / "missing"), "options": options},
+        "model": model,
+        "loss": {"num_iters": 0} if task == "boundary" else {},
+    }
+    cfg = from_dict(ExperimentConfig, stored)
+    assert to_dict(cfg)["data"]["options"] == options
+    t = get_task(task)
+    t.build_loss(cfg)
+    if name in ("toy", "toy3d"):
+        t.build_dataset(cfg, "train")
+    else:
+        with pytest.raises(FileNotFoundError):
+            t.build_dataset(cfg, "train")

@@ -36,11 +36,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
+from pixelgroup.config import ExperimentConfig, option_names, split_options
 from pixelgroup.data import IGNORE_LABEL, InstanceSample, augmented, build_dataset
 from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.data.object_sizes import object_sizes, spatial_scale_advice
+from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import center_vote_loss
 from pixelgroup.metrics import (
@@ -175,7 +176,9 @@ class InstanceTask(InstanceSampleTask):
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         aug, options = split_options(AugmentOptions, cfg.data.options)
-        dataset = build_dataset(cfg.data.name, cfg.data.root, split, options)
+        dataset = build_dataset(
+            cfg.data.name, cfg.data.root, split, options, also=option_names(AugmentOptions)
+        )
         if split == cfg.data.train_split and cfg.model.options.get("embedding") == "spatial":
             _report_object_sizes(cfg, dataset)
         if aug.augment and split == cfg.data.train_split:

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
+from pixelgroup.config import ExperimentConfig, option_names, split_options
 from pixelgroup.data import IGNORE_LABEL, AugmentedDataset, InstanceSample, build_dataset
+from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.data.volume_folder import VolumeAugment
 from pixelgroup.data.volumes import read_volume, voxel_size_of, write_label_volume
 from pixelgroup.errors import ConfigError, DataError
@@ -144,7 +145,9 @@ class VolumeTask(InstanceSampleTask):
         aug, options = split_options(AugmentOptions, cfg.data.options)
         if cfg.data.name == "volume_folder":
             options = {"in_channels": self.in_channels(cfg), **options}
-        dataset = build_dataset(cfg.data.name, cfg.data.root, split, options)
+        dataset = build_dataset(
+            cfg.data.name, cfg.data.root, split, options, also=option_names(AugmentOptions)
+        )
         if not (aug.augment and split == cfg.data.train_split):
             return dataset
         if aug.crop is None or len(aug.crop) != 3:

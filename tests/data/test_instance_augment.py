@@ -8,10 +8,11 @@ import pytest
 import tifffile
 import torch
 
-from pixelgroup.config import AugmentOptions, ExperimentConfig, from_dict
+from pixelgroup.config import ExperimentConfig, from_dict
 from pixelgroup.data import AugmentedDataset, ImageMaskFolder, InstanceAugment, augmented
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.synthetic_cells import draw_cells, write_cells_folder
+from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.engine import load_checkpoint, train
 from pixelgroup.engine.checkpoint import save_checkpoint
 from pixelgroup.errors import ConfigError
