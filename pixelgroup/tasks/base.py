@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,10 @@ from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS, build_model
 from pixelgroup.ops.sphere import pool_to_sphere
+from pixelgroup.postprocess import extract_instances
 from pixelgroup.postprocess.tiles import Tile, stitch_cores
 from pixelgroup.tasks.rehearsal import RehearsalPlan
+from pixelgroup.viz.tutorial import FIGURE_LOOPS, tutorial_figures
 
 __all__ = [
     "Task",
@@ -42,6 +44,9 @@ __all__ = [
     "semantic_target",
     "foreground_probability",
     "grouping_arguments",
+    "BACKGROUND_MODES",
+    "check_background",
+    "instances_from_embedding",
 ]
 
 LossFn = Callable[[Any, Any, torch.Generator], dict[str, torch.Tensor]]
@@ -99,6 +104,11 @@ class Task(Protocol):
 
     * ``rehearsal(cfg, size) -> RehearsalPlan | None``: the synthetic release its data can be
       and the evaluator command (:mod:`pixelgroup.tasks.rehearsal`); None: cannot rehearse.
+
+    Figures (``pixelgroup demo``):
+
+    * ``figures(run, cfg, out_dir, history=) -> list[Path]``: PNGs of the model at inference
+      (``run``) on the evaluation split; by default the toy tutorial's 2-D figures.
     """
 
     reserved_stems: tuple[str, ...]
@@ -156,6 +166,15 @@ class Task(Protocol):
     def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]: ...
 
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None: ...
+
+    def figures(
+        self,
+        run: Callable[[torch.Tensor], Any],
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        *,
+        history: Sequence[dict[str, float]] | None = None,
+    ) -> list[Path]: ...
 
 
 class TaskBase:
@@ -220,6 +239,45 @@ class TaskBase:
 
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None:
         return None
+
+    @torch.no_grad()
+    def figures(
+        self,
+        run: Callable[[torch.Tensor], Any],
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        *,
+        history: Sequence[dict[str, float]] | None = None,
+    ) -> list[Path]:
+        """The toy tutorial's figures (:func:`~pixelgroup.viz.tutorial.tutorial_figures`) of
+        the first 6 images of ``cfg.data.eval_split``, grouped by ``cfg.grouping`` and shown
+        after the loops of :data:`~pixelgroup.viz.tutorial.FIGURE_LOOPS` up to
+        ``grouping.num_iters``. ``run``: the model at inference (``images (B, C, H, W) ->``
+        its output, an :class:`~pixelgroup.engine.inference.InferenceRunner`)."""
+        task = cast("Task", self)
+        dataset = task.build_dataset(cfg, cfg.data.eval_split)
+        samples = [dataset[i] for i in range(min(6, len(dataset)))]  # type: ignore[arg-type]
+        batch = task.collate(samples)
+        if not isinstance(batch, InstanceSample):
+            raise ConfigError(
+                f"the {cfg.task} task draws no figures: they show instance samples' groupings"
+            )
+        last = cfg.grouping.num_iters
+        image = task.batch_image(batch)
+
+        def group(embedding: torch.Tensor, num_iters: int | None) -> torch.Tensor:
+            return instances_from_embedding(embedding, cfg, num_iters=num_iters)[0]
+
+        return tutorial_figures(
+            image,
+            batch.instance,
+            run(image).embedding,
+            group,
+            bandwidth=cfg.grouping.bandwidth,
+            loops=sorted({t for t in FIGURE_LOOPS if t < last} | {last}),
+            out_dir=out_dir,
+            history=history,
+        )
 
 
 def build_grouping_loss(
@@ -353,3 +411,53 @@ class InstanceSampleTask(TaskBase):
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
         return build_model(cfg.model.name, MODELS, **cfg.model.options)
+
+
+BACKGROUND_MODES = ("largest", "semantic")
+"""Values of ``grouping.background``."""
+
+
+def check_background(cfg: ExperimentConfig) -> str:
+    """``grouping.background``, checked: one of :data:`BACKGROUND_MODES`, ``semantic`` only
+    with a semantic head."""
+    mode = cfg.grouping.background
+    if mode not in BACKGROUND_MODES:
+        raise ConfigError(
+            f"grouping.background must be one of {', '.join(BACKGROUND_MODES)}, got {mode!r}"
+        )
+    if mode == "semantic" and cfg.model.options.get("num_classes") is None:
+        raise ConfigError(
+            "grouping.background: semantic needs a model with a semantic head "
+            "(model.options.num_classes: 2, trained by the instance task); set it or use "
+            "grouping.background: largest"
+        )
+    return mode
+
+
+def instances_from_embedding(
+    embedding: torch.Tensor,
+    cfg: ExperimentConfig,
+    *,
+    num_iters: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~pixelgroup.postprocess.extract_instances` of one ``(D, h, w)`` embedding with
+    ``cfg.grouping`` -> ``labels (H, W)`` (0 background) at ``image_size`` (default ``(h, w)``)
+    and ``scores (K,)``. ``logits (C, h, w)`` of the semantic head decide the background when
+    ``grouping.background`` is ``semantic``. ``num_iters`` overrides ``grouping.num_iters``
+    (0: group the embedding as it is)."""
+    g = cfg.grouping
+    semantic = check_background(cfg) == "semantic"
+    return extract_instances(
+        embedding,
+        bandwidth=g.bandwidth,
+        num_iters=g.num_iters if num_iters is None else num_iters,
+        threshold=g.threshold,
+        min_area=g.min_area,
+        stride=g.stride,
+        max_points=g.max_points,
+        image_size=image_size,
+        foreground=foreground_probability(logits) if semantic else None,
+        split_components=g.split_components,
+    )

@@ -55,14 +55,15 @@ from pixelgroup.metrics import (
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.models.unet import SPATIAL_SCALE
 from pixelgroup.ops.labels import resize_labels
-from pixelgroup.postprocess import extract_instances
 from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
 from pixelgroup.postprocess.tiles import Tile, output_stride
 from pixelgroup.tasks.base import (
+    BACKGROUND_MODES,
     InstanceSampleTask,
     LossFn,
     build_grouping_loss,
-    foreground_probability,
+    check_background,
+    instances_from_embedding,
     semantic_ce,
     semantic_target,
 )
@@ -81,53 +82,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-BACKGROUND_MODES = ("largest", "semantic")
-"""Values of ``grouping.background``."""
-
-
-def _check_background(cfg: ExperimentConfig) -> str:
-    mode = cfg.grouping.background
-    if mode not in BACKGROUND_MODES:
-        raise ConfigError(
-            f"grouping.background must be one of {', '.join(BACKGROUND_MODES)}, got {mode!r}"
-        )
-    if mode == "semantic" and cfg.model.options.get("num_classes") is None:
-        raise ConfigError(
-            "grouping.background: semantic needs a model with a semantic head "
-            "(model.options.num_classes: 2, trained by the instance task); set it or use "
-            "grouping.background: largest"
-        )
-    return mode
-
-
-def instances_from_embedding(
-    embedding: torch.Tensor,
-    cfg: ExperimentConfig,
-    *,
-    num_iters: int | None = None,
-    image_size: tuple[int, int] | None = None,
-    logits: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~pixelgroup.postprocess.extract_instances` of one ``(D, h, w)`` embedding with
-    ``cfg.grouping`` -> ``labels (H, W)`` (0 background) at ``image_size`` (default ``(h, w)``)
-    and ``scores (K,)``. ``logits (C, h, w)`` of the semantic head decide the background when
-    ``grouping.background`` is ``semantic``. ``num_iters`` overrides ``grouping.num_iters``
-    (0: group the embedding as it is)."""
-    g = cfg.grouping
-    semantic = _check_background(cfg) == "semantic"
-    return extract_instances(
-        embedding,
-        bandwidth=g.bandwidth,
-        num_iters=g.num_iters if num_iters is None else num_iters,
-        threshold=g.threshold,
-        min_area=g.min_area,
-        stride=g.stride,
-        max_points=g.max_points,
-        image_size=image_size,
-        foreground=foreground_probability(logits) if semantic else None,
-        split_components=g.split_components,
-    )
 
 
 def _report_object_sizes(cfg: ExperimentConfig, dataset: Dataset) -> None:
@@ -205,7 +159,7 @@ class InstanceTask(InstanceSampleTask):
         return super().collate(samples)
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
-        _check_background(cfg)
+        check_background(cfg)
         grouping_loss = build_grouping_loss(cfg.loss, ignore_index=IGNORE_LABEL)
         spatial_scale = float(cfg.model.options.get("spatial_scale", SPATIAL_SCALE))
 
@@ -253,7 +207,7 @@ class InstanceTask(InstanceSampleTask):
         (K,)``, on the CPU: each tile's region (its core and half its halo) grouped as
         :meth:`postprocess` groups an image, the groups joined across tiles in embedding
         space (:func:`join_tiles`). The image's embedding is never held whole."""
-        semantic = _check_background(cfg) == "semantic"
+        semantic = check_background(cfg) == "semantic"
         labels, scores = join_tiles(
             _tile_groups(cfg, tiles),
             input_size,
@@ -281,7 +235,7 @@ class InstanceTask(InstanceSampleTask):
         as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile) and their outlines as
         ``STEM.geojson`` (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped
         and joined as :meth:`postprocess_tiles` does."""
-        semantic = _check_background(cfg) == "semantic"
+        semantic = check_background(cfg) == "semantic"
         paths, _ = write_tiled_labels(
             _tile_groups(cfg, tiles),
             image_size,
@@ -335,7 +289,7 @@ class InstanceTaskEvaluator:
     :class:`CocoEvaluator` treats them as COCO's crowd."""
 
     def __init__(self, cfg: ExperimentConfig) -> None:
-        _check_background(cfg)
+        check_background(cfg)
         self.cfg = cfg
         self.metrics = CompositeEvaluator(
             [

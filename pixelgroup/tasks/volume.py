@@ -55,7 +55,6 @@ __all__ = [
     "VolumeTaskEvaluator",
     "instances_from_volume",
     "voxel_size",
-    "volume_figures",
     "label_stack_path",
 ]
 
@@ -205,6 +204,39 @@ class VolumeTask(InstanceSampleTask):
         labels, scores = instances_from_volume(output, 0, cfg)
         return labels.cpu(), scores.cpu()
 
+    @torch.no_grad()
+    def figures(
+        self,
+        run: Callable[[torch.Tensor], Any],
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        *,
+        history: Sequence[dict[str, float]] | None = None,
+    ) -> list[Path]:
+        """``slices_N.png`` for the first 2 volumes of ``cfg.data.eval_split`` (ground truth
+        and prediction in three orthogonal slices) and ``loss_curves.png`` (with a
+        ``history``). ``run``: the model at inference (an
+        :class:`~pixelgroup.engine.inference.InferenceRunner`)."""
+        out_dir = Path(out_dir)
+        dataset = self.build_dataset(cfg, cfg.data.eval_split)
+        paths = []
+        for i in range(min(2, len(dataset))):  # type: ignore[arg-type]
+            sample = dataset[i]
+            labels, _ = instances_from_volume(run(sample.image[None]), 0, cfg)
+            paths.append(
+                orthogonal_slices(
+                    sample.image[0].numpy(),
+                    [sample.instance.numpy(), labels.cpu().numpy()],
+                    out_dir / f"slices_{i}.png",
+                    voxel_size=voxel_size(cfg),
+                    titles=("ground truth", "predicted"),
+                    title=f"{cfg.data.eval_split} volume {i}",
+                )
+            )
+        if history:
+            paths.append(loss_curves(history, out_dir / "loss_curves.png"))
+        return paths
+
     def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
         """A label stack is replaced only with ``--overwrite``."""
         return [label_stack_path(out_dir, stem)]
@@ -255,37 +287,3 @@ class VolumeTaskEvaluator:
 
     def evaluate(self) -> dict[str, float]:
         return self.matching.evaluate()
-
-
-@torch.no_grad()
-def volume_figures(
-    run: Callable[[torch.Tensor], EmbeddingOutput],
-    cfg: ExperimentConfig,
-    out_dir: str | Path,
-    *,
-    history: Sequence[dict[str, float]] | None = None,
-    num_volumes: int = 2,
-) -> list[Path]:
-    """``slices_N.png`` for the first ``num_volumes`` of ``cfg.data.eval_split`` (ground truth
-    and prediction in three orthogonal slices) and ``loss_curves.png`` (with a ``history``).
-    ``run``: the model at inference (an :class:`~pixelgroup.engine.inference.InferenceRunner`)."""
-    out_dir = Path(out_dir)
-    task = VolumeTask()
-    dataset = task.build_dataset(cfg, cfg.data.eval_split)
-    paths = []
-    for i in range(min(num_volumes, len(dataset))):  # type: ignore[arg-type]
-        sample = dataset[i]
-        labels, _ = instances_from_volume(run(sample.image[None]), 0, cfg)
-        paths.append(
-            orthogonal_slices(
-                sample.image[0].numpy(),
-                [sample.instance.numpy(), labels.cpu().numpy()],
-                out_dir / f"slices_{i}.png",
-                voxel_size=voxel_size(cfg),
-                titles=("ground truth", "predicted"),
-                title=f"{cfg.data.eval_split} volume {i}",
-            )
-        )
-    if history:
-        paths.append(loss_curves(history, out_dir / "loss_curves.png"))
-    return paths
