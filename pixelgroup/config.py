@@ -33,6 +33,7 @@ from pixelgroup._config_io import (
     apply_overrides,
     from_dict,
     load_config,
+    rest_field,
     rule,
     to_dict,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "LossConfig",
+    "LEGACY_LOSS_DEFAULTS",
     "OptimConfig",
     "TrainConfig",
     "GroupingConfig",
@@ -109,15 +111,15 @@ class LossConfig:
     quadratic in N): pixelgroup's own approximation, the original's loops take the whole map.
     ``margin`` and ``sample_ratio`` take one value or
     ``num_iters + 1`` values (loop 0..T).
-    ``aux_weight`` and ``aux_labels`` are read by the ``semantic`` task only: its loss is
-    cross-entropy + ``aux_weight`` x this grouping loss on the ``aux_labels`` map
-    (``"semantic"`` classes or ``"instance"`` ids). ``bce_weight`` and ``pair_weight`` are read
-    by the ``boundary`` task only: its loss is ``bce_weight`` x the heads' class-balanced BCE +
-    ``pair_weight`` x the side embeddings' pair loss (a term of weight 0 is not computed; the
-    original's two stages are ``bce_weight: 0`` then ``pair_weight: 0``).
-    ``center_weight`` weighs the centre-vote loss of a spatial embedding
-    (``model.options.embedding: spatial``, :func:`pixelgroup.losses.center_vote_loss`); the
-    pair loss then compares foreground pixels only (the semantic head finds the background).
+
+    The section's other keys (``task_options``, written beside these in YAML and checkpoints)
+    belong to the task: each task reads them into its own ``Task.loss_options`` dataclass
+    (e.g. the semantic task's ``aux_weight``, the boundary task's ``bce_weight``), and an
+    unknown one is a :class:`ConfigError` naming the keys valid for that task when it trains.
+    Configs stored before the tasks owned them held all five of ``aux_weight``,
+    ``aux_labels``, ``bce_weight``, ``pair_weight``, ``center_weight`` for every task; such a
+    key at its old default (:data:`LEGACY_LOSS_DEFAULTS`, the tasks' defaults too) is dropped
+    when read, so they load unchanged.
     """
 
     margin: float | tuple[float, ...] = _f(0.5, rule(min=0, max=1))
@@ -131,11 +133,22 @@ class LossConfig:
     kind: str = _f("linear", rule(choices=("linear", "squared", "logistic")))
     stride: int = _f(1, _AT_LEAST_1)
     loop_stride: int = _f(1, _AT_LEAST_1)
-    aux_weight: float = _f(1.0, _AT_LEAST_0)
-    aux_labels: str = _f("semantic", rule(choices=("semantic", "instance")))
-    bce_weight: float = _f(1.0, _AT_LEAST_0)
-    pair_weight: float = _f(1.0, _AT_LEAST_0)
-    center_weight: float = _f(1.0, _AT_LEAST_0)
+    task_options: dict[str, Any] = rest_field()
+
+    def __post_init__(self) -> None:
+        kept = {k: v for k, v in self.task_options.items() if LEGACY_LOSS_DEFAULTS.get(k) != v}
+        object.__setattr__(self, "task_options", kept)
+
+
+LEGACY_LOSS_DEFAULTS: dict[str, Any] = {
+    "aux_weight": 1.0,
+    "aux_labels": "semantic",
+    "bce_weight": 1.0,
+    "pair_weight": 1.0,
+    "center_weight": 1.0,
+}
+"""The task-owned ``loss`` keys every stored config held before the tasks owned them, at
+their defaults (dropped when a config is read; see :class:`LossConfig`)."""
 
 
 @dataclass(frozen=True)

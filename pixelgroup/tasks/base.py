@@ -10,7 +10,9 @@ its model: the engine does, and hands the task the outputs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -19,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig
+from pixelgroup._config_io import option
+from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig, parse_options
 from pixelgroup.data import IGNORE_LABEL, AugmentedDataset, InstanceSample, collate_instances
 from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
@@ -44,6 +47,10 @@ __all__ = [
     "semantic_target",
     "foreground_probability",
     "grouping_arguments",
+    "NoLossOptions",
+    "CenterLossOptions",
+    "GROUPING_LOSS_KEYS",
+    "task_loss_options",
     "BACKGROUND_MODES",
     "check_background",
     "instances_from_embedding",
@@ -76,6 +83,9 @@ class Task(Protocol):
     * ``collate(samples) -> batch`` and ``batch_image(batch) -> (B, C, H, W)`` model input;
     * ``build_model(cfg) -> nn.Module`` (its output goes to the loss and the evaluator);
     * ``build_loss(cfg) -> LossFn``;
+    * ``loss_options``: the frozen dataclass of the ``loss`` keys this task reads beyond the
+      grouping loss's (:func:`task_loss_options` reads them; the engine checks them before
+      training, so an unknown key is an error naming the valid ones for this task);
     * ``build_evaluator(cfg) -> TaskEvaluator`` (it sees model outputs, never the model).
 
     Prediction on image files (the engine runs the model, see ``engine/inference.py``):
@@ -114,6 +124,7 @@ class Task(Protocol):
     reserved_stems: tuple[str, ...]
     predicts_at_image_size: bool
     writes_tiles: bool
+    loss_options: type
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
 
@@ -177,6 +188,34 @@ class Task(Protocol):
     ) -> list[Path]: ...
 
 
+@dataclass(frozen=True)
+class NoLossOptions:
+    """The ``loss`` keys of a task that reads none beyond the grouping loss's."""
+
+
+@dataclass(frozen=True)
+class CenterLossOptions:
+    """``center_weight`` weighs the centre-vote loss of a spatial embedding
+    (``model.options.embedding: spatial``, :func:`pixelgroup.losses.center_vote_loss`); the
+    pair loss then compares foreground pixels only (the semantic head finds the background).
+    Read by the instance and volume tasks."""
+
+    center_weight: float = option(1.0, min=0)
+
+
+GROUPING_LOSS_KEYS = tuple(
+    f.name for f in dataclasses.fields(LossConfig) if f.name != "task_options"
+)
+"""The ``loss`` keys every task shares (:class:`~pixelgroup.config.LossConfig`'s)."""
+
+
+def task_loss_options(task: Task, cfg: ExperimentConfig) -> Any:
+    """``cfg.loss``'s task keys (``LossConfig.task_options``) read into ``task.loss_options``;
+    an unknown key or a bad value is a :class:`ConfigError` naming ``loss.KEY`` and the keys
+    valid for this task."""
+    return parse_options(task.loss_options, cfg.loss.task_options, "loss", also=GROUPING_LOSS_KEYS)
+
+
 class TaskBase:
     """Defaults of the :class:`Task` protocol: no reserved stems, predictions at the model's
     output size, :class:`~pixelgroup.data.AugmentedDataset` epochs set, ``model.options.
@@ -186,6 +225,7 @@ class TaskBase:
     reserved_stems: tuple[str, ...] = ()
     predicts_at_image_size: bool = False
     writes_tiles: bool = False
+    loss_options: type = NoLossOptions
 
     def set_epoch(self, dataset: Dataset, epoch: int) -> None:
         if isinstance(dataset, AugmentedDataset):

@@ -68,13 +68,14 @@ from pixelgroup.losses.pairwise import pairwise_embedding_loss
 from pixelgroup.metrics import BoundaryEvaluator, BoundaryPrediction, BoundaryScores, BoundaryTarget
 from pixelgroup.models import BoundaryNet, build_model
 from pixelgroup.postprocess.boundary_nms import boundary_nms
-from pixelgroup.tasks.base import LossFn, TaskBase
+from pixelgroup.tasks.base import LossFn, TaskBase, task_loss_options
 from pixelgroup.tasks.offline import data_errors
 from pixelgroup.tasks.rehearsal import DatasetEvaluation, RehearsalPlan
 
 __all__ = [
     "BoundaryBatch",
     "BoundaryEvalOptions",
+    "BoundaryLossOptions",
     "BoundaryTask",
     "BoundaryTaskEvaluator",
     "class_balanced_bce",
@@ -97,6 +98,15 @@ class BoundaryEvalOptions:
     eval_thresholds: int = option(99, min=1)
     nms: bool = True
     eval_workers: int | None = option(None, min=1)
+
+
+@dataclass(frozen=True)
+class BoundaryLossOptions:
+    """The boundary task's ``loss`` keys: the total is ``bce_weight`` x the heads'
+    class-balanced BCE + ``pair_weight`` x the side embeddings' pair loss."""
+
+    bce_weight: float = option(1.0, min=0)
+    pair_weight: float = option(1.0, min=0)
 
 
 _OWN_KEYS = option_names(CropFlipOptions, BoundaryEvalOptions)
@@ -189,6 +199,8 @@ def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 class BoundaryTask(TaskBase):
     """Boundary detection on BSDS500 with side-output embeddings (see the module docstring)."""
 
+    loss_options: type = BoundaryLossOptions
+
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         aug, _, rest = _options(cfg)
         dataset = build_dataset("bsds", cfg.data.root, split, rest, sample=BoundarySample)
@@ -218,10 +230,8 @@ class BoundaryTask(TaskBase):
                     f"loss.{name}: the boundary task's pair loss has one site (no loops), give "
                     f"one number, got {list(getattr(c, name))}"
                 )
-        for name in ("bce_weight", "pair_weight"):
-            if not getattr(c, name) >= 0:
-                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(c, name)}")
-        if c.bce_weight == 0 and c.pair_weight == 0:
+        w = task_loss_options(self, cfg)
+        if w.bce_weight == 0 and w.pair_weight == 0:
             raise ConfigError("loss.bce_weight and loss.pair_weight are both 0: nothing to train")
         _options(cfg)
 
@@ -233,11 +243,11 @@ class BoundaryTask(TaskBase):
             # gives the classifiers zero gradients, so every parameter takes part in the
             # backward (DistributedDataParallel's rule); the pair loss is skipped at weight 0
             bce = class_balanced_bce(_resize(logits, size), target)
-            total = c.bce_weight * bce
+            total = w.bce_weight * bce
             terms = {"bce": bce.detach()}
-            if c.pair_weight > 0:
+            if w.pair_weight > 0:
                 pair = _pair_loss(output.embeddings, target, c, generator)
-                total = total + c.pair_weight * pair
+                total = total + w.pair_weight * pair
                 terms["pair"] = pair.detach()
             return {"loss": total, **terms}
 

@@ -59,6 +59,7 @@ from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_g
 from pixelgroup.postprocess.tiles import Tile, output_stride
 from pixelgroup.tasks.base import (
     BACKGROUND_MODES,
+    CenterLossOptions,
     InstanceSampleTask,
     LossFn,
     build_grouping_loss,
@@ -66,6 +67,7 @@ from pixelgroup.tasks.base import (
     instances_from_embedding,
     semantic_ce,
     semantic_target,
+    task_loss_options,
 )
 from pixelgroup.tasks.predictions import (
     RESULTS_NAME,
@@ -112,6 +114,7 @@ class InstanceTask(InstanceSampleTask):
     """Class-agnostic instance segmentation with the recurrent grouping loss."""
 
     reserved_stems: tuple[str, ...] = (Path(RESULTS_NAME).stem,)
+    loss_options: type = CenterLossOptions
     """Image file stems ``pixelgroup predict`` refuses: their JSON would be ``results.json``."""
     predicts_at_image_size = True
     """``postprocess`` gives labels at the image's size whatever the model's output size
@@ -160,6 +163,7 @@ class InstanceTask(InstanceSampleTask):
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
         check_background(cfg)
+        center_weight = task_loss_options(self, cfg).center_weight
         grouping_loss = build_grouping_loss(cfg.loss, ignore_index=IGNORE_LABEL)
         spatial_scale = float(cfg.model.options.get("spatial_scale", SPATIAL_SCALE))
 
@@ -173,7 +177,7 @@ class InstanceTask(InstanceSampleTask):
                 terms["center"] = center_vote_loss(
                     output.votes, batch.instance, spatial_scale, IGNORE_LABEL
                 )
-                terms["loss"] = terms["loss"] + cfg.loss.center_weight * terms["center"]
+                terms["loss"] = terms["loss"] + center_weight * terms["center"]
             if output.semantic is not None:
                 target = semantic_target(batch.semantic, int(output.semantic.shape[1]))
                 terms["semantic"] = semantic_ce(output.semantic, target, IGNORE_LABEL)

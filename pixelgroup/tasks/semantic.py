@@ -50,14 +50,35 @@ from pixelgroup.data.registry import dataset_options
 from pixelgroup.data.voc import VOCOptions
 from pixelgroup.errors import ConfigError
 from pixelgroup.metrics import SemanticEvaluator, SemanticPrediction, SemanticTarget
-from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss
+from pixelgroup.tasks.base import (
+    InstanceSampleTask,
+    LossFn,
+    build_grouping_loss,
+    task_loss_options,
+)
 from pixelgroup.tasks.rehearsal import RehearsalPlan
 from pixelgroup.viz.colors import overlay
 
-__all__ = ["SemanticTask", "SemanticTaskEvaluator", "SemanticOptions", "AUX_LABELS"]
+__all__ = [
+    "SemanticTask",
+    "SemanticTaskEvaluator",
+    "SemanticOptions",
+    "SemanticLossOptions",
+    "AUX_LABELS",
+]
 
 AUX_LABELS = ("semantic", "instance")
 _NO_IGNORE = 255  # datasets without void pixels (the toy) never use this label
+
+
+@dataclass(frozen=True)
+class SemanticLossOptions:
+    """The semantic task's ``loss`` keys: ``aux_weight`` of the grouping loss beside the
+    cross-entropy (0: not computed), on the ``aux_labels`` map (``"semantic"`` classes or
+    ``"instance"`` ids)."""
+
+    aux_weight: float = option(1.0, min=0)
+    aux_labels: str = option("semantic", choices=AUX_LABELS)
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,8 @@ def _logits(output: Any) -> torch.Tensor:
 class SemanticTask(InstanceSampleTask):
     """Semantic segmentation + auxiliary grouping loss (see the module docstring)."""
 
+    loss_options: type = SemanticLossOptions
+
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         _, rest, _ = _options(cfg)
         return build_dataset(cfg.data.name, cfg.data.root, split, rest)
@@ -117,13 +140,9 @@ class SemanticTask(InstanceSampleTask):
         return super().build_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
-        c = cfg.loss
-        if c.aux_labels not in AUX_LABELS:
-            raise ConfigError(f"loss.aux_labels must be one of {AUX_LABELS}, got {c.aux_labels!r}")
-        if not c.aux_weight >= 0:
-            raise ConfigError(f"loss.aux_weight must be >= 0, got {c.aux_weight}")
+        c = task_loss_options(self, cfg)
         ignore_index = _options(cfg)[2]
-        grouping_loss = build_grouping_loss(c, ignore_index)
+        grouping_loss = build_grouping_loss(cfg.loss, ignore_index)
 
         def loss(
             output: Any, batch: InstanceSample, generator: torch.Generator

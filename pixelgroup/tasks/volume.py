@@ -40,12 +40,14 @@ from pixelgroup.metrics import InstancePrediction, InstanceTarget, MatchingEvalu
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.postprocess.volumes import extract_volume_instances
 from pixelgroup.tasks.base import (
+    CenterLossOptions,
     InstanceSampleTask,
     LossFn,
     build_grouping_loss,
     foreground_probability,
     semantic_ce,
     semantic_target,
+    task_loss_options,
 )
 from pixelgroup.viz import loss_curves
 from pixelgroup.viz.volumes import orthogonal_slices
@@ -110,6 +112,8 @@ def _check_volumes(batch: torch.Tensor, what: str) -> None:
 class VolumeTask(InstanceSampleTask):
     """3-D instance segmentation with the recurrent grouping loss and centre votes."""
 
+    loss_options: type = CenterLossOptions
+
     def in_channels(self, cfg: ExperimentConfig) -> int:
         channels = cfg.model.options.get("in_channels", 1)
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
@@ -169,6 +173,7 @@ class VolumeTask(InstanceSampleTask):
         return batch
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
+        center_weight = task_loss_options(self, cfg).center_weight
         grouping_loss = build_grouping_loss(cfg.loss, ignore_index=IGNORE_LABEL)
         scale = float(cfg.model.options.get("spatial_scale", 4.0))
         spacing = voxel_size(cfg)
@@ -184,7 +189,7 @@ class VolumeTask(InstanceSampleTask):
                 terms["center"] = center_vote_loss(
                     output.votes, instance, scale, IGNORE_LABEL, spacing=spacing
                 )
-                terms["loss"] = terms["loss"] + cfg.loss.center_weight * terms["center"]
+                terms["loss"] = terms["loss"] + center_weight * terms["center"]
             if output.semantic is not None:
                 target = semantic_target(instance, 2)
                 terms["semantic"] = semantic_ce(output.semantic, target, IGNORE_LABEL)
