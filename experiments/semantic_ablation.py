@@ -32,6 +32,8 @@ from pixelgroup._atomic import atomic_path
 from pixelgroup.config import ExperimentConfig, load_config, to_dict
 from pixelgroup.engine import evaluate, load_model, train
 from pixelgroup.engine.train import write_json
+from pixelgroup.tasks import get_task
+from pixelgroup.tasks.base import task_loss_options
 from pixelgroup.viz.figures import save_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +56,7 @@ def _run(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     metrics = evaluate(model, cfg, progress=False)
     tail = history[-TAIL:]
     run = {
-        "aux_weight": cfg.loss.aux_weight,
+        "aux_weight": task_loss_options(get_task(cfg.task), cfg).aux_weight,
         "seed": cfg.seed,
         "metrics": metrics,
         "train_seconds": seconds,
@@ -205,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     png = args.out / f"{args.out.name}.png"
     title = (
-        f"{args.config.name}, pair loss on {cfg.loss.aux_labels} labels, "
+        f"{args.config.name}, pair loss on "
+        f"{task_loss_options(get_task(cfg.task), cfg).aux_labels} labels, "
         f"{len(args.seeds)} seeds x "
         + (
             f"{cfg.train.epochs * cfg.train.iters_per_epoch} iters"

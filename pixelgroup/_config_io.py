@@ -31,6 +31,8 @@ __all__ = [
     "apply_overrides",
     "coerce_value",
     "rule",
+    "option",
+    "rest_field",
     "ConfigError",
 ]
 
@@ -86,6 +88,12 @@ def rule(
         pixelgroup.errors.ConfigError: lr must be > 0, got -1.0
     """
     return {"rule": {"min": min, "above": above, "max": max, "choices": choices}}
+
+
+def option(default: Any, **limits: Any) -> Any:
+    """A dataclass field with ``default`` and the :func:`rule` ``limits`` (``min``, ``above``,
+    ``max``, ``choices``), for the option classes of datasets and tasks."""
+    return dataclasses.field(default=default, metadata=rule(**limits))
 
 
 def _check_rule(value: Any, metadata: Any, key: str, optional: bool) -> None:
@@ -148,18 +156,34 @@ def coerce_value(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def rest_field() -> Any:
+    """A dataclass field that :func:`from_dict` fills with the keys that are not the other
+    fields' (a mapping, read later by whoever owns them) and :func:`to_dict` writes back
+    beside them: the section keeps one flat layout in YAML and checkpoints."""
+    return dataclasses.field(default_factory=dict, metadata={"rest": True})
+
+
+def _is_rest(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("rest"))
+
+
 def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a (nested) dict; unknown keys raise :class:`ConfigError`."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys raise :class:`ConfigError`
+    (or, where ``cls`` has a :func:`rest_field`, go into it)."""
+    all_fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    fields = {f.name: f for f in all_fields if not _is_rest(f)}
+    rest = [f.name for f in all_fields if _is_rest(f)]
     unknown = sorted(set(values) - set(fields))
-    if unknown:
+    if unknown and not rest:
         raise ConfigError(
             f"unknown config key '{prefix}{unknown[0]}'; "
             f"valid keys here: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    kwargs: dict[str, Any] = {name: {k: values[k] for k in unknown} for name in rest}
     for name, v in values.items():
+        if name not in fields:
+            continue
         key = f"{prefix}{name}"
         kwargs[name] = coerce_value(v, hints[name], key)
         optional = type(None) in typing.get_args(hints[name])
@@ -171,13 +195,22 @@ def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict (tuples become lists) for YAML/JSON/checkpoints."""
 
     def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            out: dict[str, Any] = {}
+            for f in dataclasses.fields(v):
+                value = plain(getattr(v, f.name))
+                if _is_rest(f):
+                    out.update(value)
+                else:
+                    out[f.name] = value
+            return out
+        if isinstance(v, (tuple, list)):
             return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return plain(dataclasses.asdict(config))
+    return plain(config)
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -4,10 +4,12 @@ Sections are frozen dataclasses; :func:`load_config` reads YAML and ``--set`` ov
 them (unknown keys are an error naming the key). ``task`` picks an entry of
 :data:`pixelgroup.tasks.TASKS`, which decides how the sections are used.
 
-``data.options`` and ``model.options`` stay plain mappings in the YAML (and in checkpoints);
-each task reads ``data.options`` into one of the typed option dataclasses below
-(:func:`parse_options`: unknown keys and wrong types are a :class:`ConfigError` naming the
-key), and ``model.options`` are checked against the model constructor's signature.
+``data.options`` and ``model.options`` stay plain mappings in the YAML (and in checkpoints).
+``data.options`` is read into typed option dataclasses (:func:`parse_options`: unknown keys
+and wrong types are a :class:`ConfigError` naming the key): each dataset's beside it,
+registered with it in :data:`pixelgroup.data.DATASETS`, and a task's own keys (augmentation,
+evaluation) beside the task, which splits them off first (:func:`split_options`).
+``model.options`` are checked against the model constructor's signature.
 
 Every number is checked when a config is read: finite, and in the range its field's
 ``metadata`` (a :func:`~pixelgroup._config_io.rule`) gives, so a bad value (a negative
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +33,7 @@ from pixelgroup._config_io import (
     apply_overrides,
     from_dict,
     load_config,
+    rest_field,
     rule,
     to_dict,
 )
@@ -47,18 +50,11 @@ __all__ = [
     "CONFIG_DIR",
     "parse_options",
     "split_options",
-    "ToyOptions",
-    "FolderOptions",
-    "AugmentOptions",
-    "CocoSplit",
-    "CocoOptions",
-    "VOCOptions",
-    "VOCInstanceOptions",
-    "SemanticOptions",
-    "BoundaryOptions",
+    "option_names",
     "DataConfig",
     "ModelConfig",
     "LossConfig",
+    "LEGACY_LOSS_DEFAULTS",
     "OptimConfig",
     "TrainConfig",
     "GroupingConfig",
@@ -115,15 +111,15 @@ class LossConfig:
     quadratic in N): pixelgroup's own approximation, the original's loops take the whole map.
     ``margin`` and ``sample_ratio`` take one value or
     ``num_iters + 1`` values (loop 0..T).
-    ``aux_weight`` and ``aux_labels`` are read by the ``semantic`` task only: its loss is
-    cross-entropy + ``aux_weight`` x this grouping loss on the ``aux_labels`` map
-    (``"semantic"`` classes or ``"instance"`` ids). ``bce_weight`` and ``pair_weight`` are read
-    by the ``boundary`` task only: its loss is ``bce_weight`` x the heads' class-balanced BCE +
-    ``pair_weight`` x the side embeddings' pair loss (a term of weight 0 is not computed; the
-    original's two stages are ``bce_weight: 0`` then ``pair_weight: 0``).
-    ``center_weight`` weighs the centre-vote loss of a spatial embedding
-    (``model.options.embedding: spatial``, :func:`pixelgroup.losses.center_vote_loss`); the
-    pair loss then compares foreground pixels only (the semantic head finds the background).
+
+    The section's other keys (``task_options``, written beside these in YAML and checkpoints)
+    belong to the task: each task reads them into its own ``Task.loss_options`` dataclass
+    (e.g. the semantic task's ``aux_weight``, the boundary task's ``bce_weight``), and an
+    unknown one is a :class:`ConfigError` naming the keys valid for that task when it trains.
+    Configs stored before the tasks owned them held all five of ``aux_weight``,
+    ``aux_labels``, ``bce_weight``, ``pair_weight``, ``center_weight`` for every task; such a
+    key at its old default (:data:`LEGACY_LOSS_DEFAULTS`, the tasks' defaults too) is dropped
+    when read, so they load unchanged.
     """
 
     margin: float | tuple[float, ...] = _f(0.5, rule(min=0, max=1))
@@ -137,11 +133,22 @@ class LossConfig:
     kind: str = _f("linear", rule(choices=("linear", "squared", "logistic")))
     stride: int = _f(1, _AT_LEAST_1)
     loop_stride: int = _f(1, _AT_LEAST_1)
-    aux_weight: float = _f(1.0, _AT_LEAST_0)
-    aux_labels: str = _f("semantic", rule(choices=("semantic", "instance")))
-    bce_weight: float = _f(1.0, _AT_LEAST_0)
-    pair_weight: float = _f(1.0, _AT_LEAST_0)
-    center_weight: float = _f(1.0, _AT_LEAST_0)
+    task_options: dict[str, Any] = rest_field()
+
+    def __post_init__(self) -> None:
+        kept = {k: v for k, v in self.task_options.items() if LEGACY_LOSS_DEFAULTS.get(k) != v}
+        object.__setattr__(self, "task_options", kept)
+
+
+LEGACY_LOSS_DEFAULTS: dict[str, Any] = {
+    "aux_weight": 1.0,
+    "aux_labels": "semantic",
+    "bce_weight": 1.0,
+    "pair_weight": 1.0,
+    "center_weight": 1.0,
+}
+"""The task-owned ``loss`` keys every stored config held before the tasks owned them, at
+their defaults (dropped when a config is read; see :class:`LossConfig`)."""
 
 
 @dataclass(frozen=True)
@@ -308,7 +315,7 @@ def override_config(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
     return from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), overrides))
 
 
-# --- typed ``data.options``, one dataclass per dataset / task --------------------------------
+# --- typed ``data.options``: the dataclasses live beside their datasets and tasks -------------
 
 OptionsT = TypeVar("OptionsT")
 
@@ -325,13 +332,17 @@ def split_options(
 
 
 def parse_options(
-    cls: type[OptionsT], options: Mapping[str, Any], section: str = "data.options"
+    cls: type[OptionsT],
+    options: Mapping[str, Any],
+    section: str = "data.options",
+    also: Iterable[str] = (),
 ) -> OptionsT:
     """``options`` read into the dataclass ``cls``; unknown keys and wrong types raise
-    :class:`ConfigError` naming ``section.key`` (and the valid keys)."""
+    :class:`ConfigError` naming ``section.key`` and the valid keys (``cls``'s fields and
+    ``also``, the keys a task took out of the same mapping before)."""
     parsed, rest = split_options(cls, options, section)
     if rest:
-        names = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        names = sorted({f.name for f in dataclasses.fields(cls)} | set(also))  # type: ignore[arg-type]
         raise ConfigError(
             f"unknown config key '{section}.{sorted(rest)[0]}'; "
             f"valid keys here: {', '.join(names) or '(none)'}"
@@ -339,137 +350,6 @@ def parse_options(
     return parsed
 
 
-@dataclass(frozen=True)
-class ToyOptions:
-    """``data.name: toy`` (:class:`~pixelgroup.data.ToyDigits`): canvases per split and
-    their generator's settings (``length`` for the training split, ``eval_length`` else).
-    ``annotated_fraction`` < 1 leaves only that share of each training canvas's digits
-    annotated, the others unannotated (:class:`~pixelgroup.data.partial.PartialAnnotation`)."""
-
-    length: int = _f(4000, _AT_LEAST_1)
-    eval_length: int = _f(200, _AT_LEAST_1)
-    seed: int = _f(0, _AT_LEAST_0)
-    same_class_fraction: float = _f(0.33, rule(min=0, max=1))
-    max_digits: int = _f(9, _AT_LEAST_1)
-    annotated_fraction: float = _f(1.0, rule(min=0, max=1))
-
-
-@dataclass(frozen=True)
-class Toy3DOptions:
-    """``data.name: toy3d`` (:class:`~pixelgroup.data.synthetic_volumes.ToyVolumes`): synthetic
-    nuclei stacks drawn on the fly, ``length`` for the training split, ``eval_length`` else;
-    ``shape: [Z, Y, X]`` voxels (``train_shape`` for the training split, default ``shape``),
-    ``voxel_size: [z, y, x]``, up to ``count`` nuclei ``diameter: [lo, hi]`` units across."""
-
-    length: int = _f(2000, _AT_LEAST_1)
-    eval_length: int = _f(8, _AT_LEAST_1)
-    seed: int = _f(0, _AT_LEAST_0)
-    shape: tuple[int, ...] = _f((16, 64, 64), _AT_LEAST_1)
-    train_shape: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
-    voxel_size: tuple[float, ...] = _f((2.0, 1.0, 1.0), rule(above=0))
-    count: int = _f(14, _AT_LEAST_1)
-    diameter: tuple[float, ...] = _f((10.0, 18.0), rule(above=0))
-
-
-@dataclass(frozen=True)
-class VolumeFolderOptions:
-    """``data.name: volume_folder`` (:class:`~pixelgroup.data.volume_folder.VolumeFolder`):
-    ``normalize`` and ``channels`` as the 2-D ``folder`` (per volume); ``voxel_size: [z, y,
-    x]``, the model's, against which the files' stored voxel sizes are checked (a warning);
-    ``in_channels`` of the model (the channels read)."""
-
-    normalize: str = "auto"
-    channels: tuple[int, ...] | None = _f(None, _AT_LEAST_0)
-    voxel_size: tuple[float, ...] | None = _f(None, rule(above=0))
-    in_channels: int = _f(1, _AT_LEAST_1)
-
-
-@dataclass(frozen=True)
-class FolderOptions:
-    """``data.name: folder`` (:class:`~pixelgroup.data.ImageMaskFolder`): ``size: [H, W]``
-    resizes every sample (needed for batches of images of mixed sizes); ``normalize`` maps
-    the stored values to [0, 1] (:data:`pixelgroup.data.io.NORMALIZE_MODES`: ``auto``,
-    ``percentile``, ``fixed``), in training, eval and predict alike; ``channels: [i, ...]``
-    picks up to 3 of the stored channels in that order (a 5-channel fluorescence TIFF:
-    ``[2]`` for its nuclear stain alone, ``[2, 0]`` for two stains), also at predict."""
-
-    size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
-    normalize: str = "auto"
-    channels: tuple[int, ...] | None = _f(None, _AT_LEAST_0)
-
-
-@dataclass(frozen=True)
-class AugmentOptions:
-    """The instance task's own ``data.options`` keys (the rest go to the dataset):
-    ``augment`` the training split with :class:`~pixelgroup.data.InstanceAugment` (random
-    ``crop: [H, W]`` at native scale times a factor in ``scale: [lo, hi]``, flips, 90°
-    rotations, gamma / contrast / brightness, noise), seeded by (seed, epoch, item); an epoch
-    then holds ``data.batch_size`` x ``train.iters_per_epoch`` distinct crops."""
-
-    augment: bool = False
-    crop: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
-    scale: tuple[float, ...] = _f((0.8, 1.25), rule(above=0))
-
-
-@dataclass(frozen=True)
-class CocoSplit:
-    """One split of a COCO dataset: a folder of ``images`` and the COCO instances JSON
-    (``annotations``) that describes them; relative paths are read from ``data.root``. Both
-    are required (they default to ``None`` only so that a missing one is a
-    :class:`ConfigError` naming it when the split is opened)."""
-
-    images: str | None = None
-    annotations: str | None = None
-
-
-@dataclass(frozen=True)
-class CocoOptions:
-    """``data.name: coco`` (:class:`~pixelgroup.data.CocoInstances`): one
-    :class:`CocoSplit` per split (``{images: DIR, annotations: FILE}``; a split that is not
-    set is an error only when it is used); ``size: [H, W]`` resizes every sample (needed
-    for batches of images of mixed sizes)."""
-
-    train: CocoSplit | None = None
-    val: CocoSplit | None = None
-    test: CocoSplit | None = None
-    size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
-
-
-@dataclass(frozen=True)
-class VOCOptions:
-    """``data.name: voc`` for the proposals task: ``size: [H, W]`` resizes every sample
-    (needed for batches > 1); ``ignore_index`` marks VOC's void pixels."""
-
-    size: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
-    ignore_index: int = 255
-
-
-@dataclass(frozen=True)
-class VOCInstanceOptions:
-    """``data.name: voc`` for the voc_instance task: ``augment`` the training split with the
-    recipe's augmentation, cap the longest side at ``max_size`` (both splits)."""
-
-    augment: bool = True
-    max_size: int = _f(800, _AT_LEAST_1)
-    ignore_index: int = 255
-
-
-@dataclass(frozen=True)
-class SemanticOptions:
-    """The semantic task's own ``data.options`` key (the rest go to the dataset):
-    ``boundary_max_dist``, the boundary-F matching radius as a fraction of the diagonal."""
-
-    boundary_max_dist: float = _f(0.0075, _POSITIVE)
-
-
-@dataclass(frozen=True)
-class BoundaryOptions:
-    """``data.name: bsds``: ``crop: [H, W]`` random training crop (None: whole image),
-    ``flip`` random horizontal flips, ``eval_thresholds`` of the benchmark, ``nms`` thinning
-    before it, ``eval_workers`` benchmark processes (None: all CPUs)."""
-
-    crop: tuple[int, ...] | None = _f(None, _AT_LEAST_1)
-    flip: bool = True
-    eval_thresholds: int = _f(99, _AT_LEAST_1)
-    nms: bool = True
-    eval_workers: int | None = _f(None, _AT_LEAST_1)
+def option_names(*classes: type) -> tuple[str, ...]:
+    """The field names of the option dataclasses ``classes`` (for ``parse_options(also=)``)."""
+    return tuple(f.name for cls in classes for f in dataclasses.fields(cls))

@@ -26,8 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pixelgroup._checks import check_choice, check_count
 from pixelgroup._native import cpu_info
+from pixelgroup.errors import InputError
 from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
+from pixelgroup.ops.mean_shift import GBMS_IMPLS
 from pixelgroup.ops.weighted_mean_shift import merged_mean_shift
 from pixelgroup.postprocess import group_pixels
 
@@ -226,7 +229,16 @@ def bench_gbms(
     this machine's fp32 GEMM rate and peak memory for every (N, D, impl): Markdown lines.
 
     ``log`` receives each finished row (so partial results survive an interrupted run).
+    Every size, dimension and impl is checked before the first measurement (one
+    :class:`~pixelgroup.errors.InputError` naming the argument).
     """
+    for name, values in (("sizes", sizes), ("dims", dims), ("iters", [iters]), ("batch", [batch])):
+        if not values:
+            raise InputError(f"{name} must name at least one value")
+        for value in values:
+            check_count(value, name)
+    for impl in impls:
+        check_choice(impl, "impls", GBMS_IMPLS)
     device = torch.device(device)
     lines = [
         "First call vs second call (forward, T loops, N = min(4096, smallest N), largest D):",
@@ -364,6 +376,7 @@ def bench_grouping(
 ) -> list[str]:
     """group_pixels against scikit-learn MeanShift on von Mises-Fisher mixtures and (with
     ``toy``, the fixture's path) on the first ``toy_images`` toy embeddings: Markdown lines."""
+    check_count(toy_images, "toy_images")
     rng = np.random.default_rng(seed)
     # (K, points per cluster, D, δ): a vMF cluster's chord radius grows as sqrt((D - 1)/κ),
     # about 0.19 at D = 8 and 0.39 at D = 32 for κ = 200, so δ grows with it
@@ -402,6 +415,7 @@ def bench_grouping(
 def bench_merge(toy: str | os.PathLike | None, toy_images: int = 30) -> list[str]:
     """Merged-point inference against plain GBMS on the first ``toy_images`` toy embeddings
     (the fixture at ``toy``; skipped with a note when None) at T = 10 and 20: Markdown lines."""
+    check_count(toy_images, "toy_images")
     if toy is None:
         return ["(merge section skipped: no toy fixture given, see --toy)"]
     x = torch.from_numpy(load_toy(toy, toy_images)[0]).double()  # float64: real deviations

@@ -29,10 +29,12 @@ soft maximum of the pairwise cosines with several restarts.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from scipy.special import betainc
+from tqdm import tqdm
 
 from pixelgroup._checks import check_count, check_int, check_positive, check_real
 from pixelgroup.errors import InputError
@@ -50,6 +52,7 @@ __all__ = [
     "empirical_max_groups",
     "CapacityRow",
     "capacity_row",
+    "capacity_table",
     "kernel_weight_at_margin",
 ]
 
@@ -238,7 +241,7 @@ def empirical_max_groups(
     """
     dim = _check_dim(dim)
     t = margin_to_cosine(margin)
-    cap = int(min(max_groups, upper_bound(dim, margin) + _EPS))
+    cap = int(min(check_count(max_groups, "max_groups"), upper_bound(dim, margin) + _EPS))
 
     def attempt(n: int) -> PackingResult:
         return pack_sphere(n, dim, restarts=restarts, steps=steps, generator=generator)
@@ -310,6 +313,34 @@ def capacity_row(
         empirical=n,
         min_angle_deg=packing.min_angle_deg,
     )
+
+
+def capacity_table(
+    dims: Sequence[int],
+    margins: Sequence[float],
+    *,
+    max_groups: int = 256,
+    restarts: int = 4,
+    steps: int = 400,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> list[CapacityRow]:
+    """:func:`capacity_row` for every (D, α) of ``dims`` x ``margins``, every argument checked
+    before the first packing. Cost: O(log n) packings per row."""
+    for dim in dims:
+        _check_dim(dim)
+    for margin in margins:
+        margin_to_cosine(margin)
+    check_count(max_groups, "max_groups")
+    check_count(restarts, "restarts")
+    check_count(steps, "steps")
+    combos = [(d, a) for d in dims for a in margins]
+    return [
+        capacity_row(
+            d, a, max_groups=max_groups, restarts=restarts, steps=steps, generator=generator
+        )
+        for d, a in tqdm(combos, desc="packing", disable=not progress)
+    ]
 
 
 def kernel_weight_at_margin(margin: float, bandwidth: float) -> float:

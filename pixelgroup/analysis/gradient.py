@@ -20,6 +20,7 @@ mode the regressor maps to their own label.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,7 @@ __all__ = [
     "supervised_updates",
     "find_modes",
     "run_gradient_study",
+    "run_gradient_studies",
 ]
 
 CLUSTER_MEANS = (3.0, 4.0, 5.0)
@@ -271,3 +273,41 @@ def run_gradient_study(
         group_std=group_std,
         settled_shift=settled_shift,
     )
+
+
+def run_gradient_studies(
+    runs: Sequence[tuple[int, bool]],
+    *,
+    points_per_cluster: int = 1000,
+    bandwidth: float = 0.1,
+    steps: int = 30,
+    lr: float = 0.1,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> dict[tuple[int, bool], GradientStudyResult]:
+    """:func:`run_gradient_study` for each ``(K, through_gbms)`` of ``runs``, every argument
+    checked before the first study (a bad K is an error at once, not after the others).
+
+    Cost: the sum of the studies'.
+    """
+    for k, _ in runs:
+        check_non_negative_int(k, "num_loops")
+    check_int(points_per_cluster, "points_per_cluster", minimum=1)
+    check_positive(bandwidth, "bandwidth")
+    check_non_negative_int(steps, "steps")
+    check_positive(lr, "lr")
+    return {
+        (k, through): run_gradient_study(
+            k,
+            points_per_cluster=points_per_cluster,
+            bandwidth=bandwidth,
+            steps=steps,
+            lr=lr,
+            seed=seed,
+            through_gbms=through,
+            device=device,
+            progress=progress,
+        )
+        for k, through in tqdm(runs, desc="gradient study", disable=not progress)
+    }

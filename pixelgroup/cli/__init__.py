@@ -120,8 +120,10 @@ FIXED_BY_CHECKPOINT = ("task", "model.name", "model.options")
 def override_checkpoint_config(cfg: Any, overrides: list[str], checkpoint: Any) -> Any:
     """A checkpoint's config with ``--set`` overrides for ``eval`` / ``predict``; overriding a
     key of :data:`FIXED_BY_CHECKPOINT` (the model is already built) is a UserError naming it,
-    not a change that silently does nothing."""
+    not a change that silently does nothing; the task checks its ``loss`` keys."""
     from pixelgroup.config import override_config
+    from pixelgroup.tasks import get_task
+    from pixelgroup.tasks.base import task_loss_options
 
     for item in overrides:
         key = item.split("=", 1)[0].strip()
@@ -131,7 +133,9 @@ def override_checkpoint_config(cfg: Any, overrides: list[str], checkpoint: Any) 
                 f"--set {key}: {fixed[0]} is fixed by {checkpoint} (its model was built and "
                 f"trained with it); train another checkpoint to change it"
             )
-    return override_config(cfg, overrides)
+    cfg = override_config(cfg, overrides)
+    task_loss_options(get_task(cfg.task), cfg)
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:

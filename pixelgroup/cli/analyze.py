@@ -6,8 +6,6 @@ import argparse
 import math
 from pathlib import Path
 
-from pixelgroup.cli import UserError
-
 # the library (and torch) is imported inside the run functions, so --help stays fast
 
 GRADIENT_EPILOG = """examples:
@@ -86,29 +84,18 @@ def _add_capacity(studies: argparse._SubParsersAction) -> None:
     c.set_defaults(run=run_capacity)
 
 
-def _positive_int(value: int, name: str) -> None:
-    if value < 1:
-        raise UserError(f"{name} must be >= 1, got {value}")
-
-
 def run_gradient(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from pixelgroup.analysis.gradient import run_gradient_studies
 
-    from pixelgroup.analysis.gradient import run_gradient_study
-
-    for k in args.loops:
-        if k < 0:
-            raise UserError(f"--loops values must be >= 0, got {k}")
-    for value, name in ((args.steps, "--steps"), (args.points_per_cluster, "--points-per-cluster")):
-        _positive_int(value, name)
-    for value, name in ((args.bandwidth, "--bandwidth"), (args.lr, "--lr")):
-        if not value > 0:
-            raise UserError(f"{name} must be > 0, got {value}")
     if not args.no_figures:
         from pixelgroup.cli.paths import check_writable_dir
 
         check_writable_dir(args.output_dir, "--output-dir")  # before the study, not after
-    settings = dict(
+    runs = [(k, True) for k in args.loops] + [(k, False) for k in args.loops if k > 0]
+    if not args.no_figures and 0 not in args.loops:
+        runs.append((0, True))  # the "without mean shift" panel of every summary
+    results = run_gradient_studies(
+        runs,
         points_per_cluster=args.points_per_cluster,
         bandwidth=args.bandwidth,
         steps=args.steps,
@@ -117,12 +104,6 @@ def run_gradient(args: argparse.Namespace) -> int:
         device=args.device,
         progress=True,
     )
-    runs = [(k, True) for k in args.loops] + [(k, False) for k in args.loops if k > 0]
-    if not args.no_figures and 0 not in args.loops:
-        runs.append((0, True))  # the "without mean shift" panel of every summary
-    results = {}
-    for k, through in tqdm(runs, desc="gradient study"):
-        results[k, through] = run_gradient_study(k, through_gbms=through, **settings)
     n = 3 * args.points_per_cluster
     print(
         f"gradient study: N = {n}, δ = {args.bandwidth:g}, {args.steps} updates, seed {args.seed}"
@@ -178,58 +159,44 @@ def _feasible(groups: int, dim: int, margin: float, packed: float) -> str:
 
 def run_capacity(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
     from pixelgroup.analysis.capacity import (
         cap_packing_upper_bound,
-        capacity_row,
+        capacity_table,
         kernel_weight_at_margin,
         lp_upper_bound,
         min_feasible_margin,
         pack_sphere,
     )
 
-    for dim in args.dim:
-        _positive_int(dim, "--dim")
-    for margin in args.margin:
-        if not 0.0 <= margin <= 1.0:
-            raise UserError(f"--margin (calibrated α) must be in [0, 1], got {margin}")
-    for value, name in (
-        (args.max_groups, "--max-groups"),
-        (args.restarts, "--restarts"),
-        (args.steps, "--steps"),
-    ):
-        _positive_int(value, name)
-    if args.groups is not None and args.groups < 2:
-        raise UserError(f"--groups must be >= 2, got {args.groups}")
-    for bandwidth in args.bandwidth:
-        if not bandwidth > 0:
-            raise UserError(f"--bandwidth values must be > 0, got {bandwidth}")
+    # the closed-form numbers first: the library checks α, δ and n before any packing
+    weights = {
+        a: " ".join(f"{kernel_weight_at_margin(a, b):>10.2e}" for b in args.bandwidth)
+        for a in args.margin
+    }
+    exact = {d: min_feasible_margin(args.groups, d) for d in args.dim if args.groups is not None}
     if args.figure is not None:
         from pixelgroup.cli.paths import check_writable_file
 
         check_writable_file(args.figure, "--figure", overwrite=True)  # before the packing
     generator = torch.Generator().manual_seed(args.seed)
-    combos = [(d, a) for d in args.dim for a in args.margin]
-    rows = [
-        capacity_row(
-            d,
-            a,
-            max_groups=args.max_groups,
-            restarts=args.restarts,
-            steps=args.steps,
-            generator=generator,
-        )
-        for d, a in tqdm(combos, desc="packing")
-    ]
-    weights = " ".join(f"{'w(δ=' + format(b, 'g') + ')':>10}" for b in args.bandwidth)
+    rows = capacity_table(
+        args.dim,
+        args.margin,
+        max_groups=args.max_groups,
+        restarts=args.restarts,
+        steps=args.steps,
+        generator=generator,
+        progress=True,
+    )
+    header = " ".join(f"{'w(δ=' + format(b, 'g') + ')':>10}" for b in args.bandwidth)
     print(
         f"{'D':>4} {'α':>5} {'cos<=':>6} {'angle>=':>7} {'exact':>6} {'LP L2':>7} "
-        f"{'caps':>8} {'packed':>7} {'min angle':>9} {weights}"
+        f"{'caps':>8} {'packed':>7} {'min angle':>9} {header}"
     )
     for r in rows:
         angle = math.degrees(math.acos(r.cosine))
-        ws = " ".join(f"{kernel_weight_at_margin(r.margin, b):>10.2e}" for b in args.bandwidth)
+        ws = weights[r.margin]
         print(
             f"{r.dim:>4} {r.margin:>5.3g} {r.cosine:>6.3f} {angle:>7.1f} "
             f"{_fmt_count(r.exact):>6} {_fmt_count(lp_upper_bound(r.dim, r.margin)):>7} "
@@ -240,11 +207,10 @@ def run_capacity(args: argparse.Namespace) -> int:
     if args.groups is not None:
         n = args.groups
         for d in args.dim:
-            exact = min_feasible_margin(n, d)
             packing = pack_sphere(
                 n, d, restarts=args.restarts, steps=args.steps, generator=generator
             )
-            known = "unknown (> 0.5)" if math.isnan(exact) else f"{exact:.4f}"
+            known = "unknown (> 0.5)" if math.isnan(exact[d]) else f"{exact[d]:.4f}"
             verdicts = ", ".join(
                 f"{a:g}: {_feasible(n, d, a, packing.margin)}" for a in args.margin
             )

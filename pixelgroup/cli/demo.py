@@ -72,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
         load_model,
         train,
     )
-    from pixelgroup.tasks.tutorial import make_figures
-    from pixelgroup.tasks.volume import volume_figures
+    from pixelgroup.tasks import get_task
 
     set_threads(args.threads)
     import torch
@@ -117,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(metrics, metrics_path)
     print(format_table(metrics))
     print("[3/3] drawing figures")
-    draw = volume_figures if cfg.task == "volume" else make_figures
-    figures = draw(
+    figures = get_task(cfg.task).figures(
         InferenceRunner.from_config(model, cfg), cfg, figures_dir, history=state["history"]
     )
     done = time.perf_counter()

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from pixelgroup.data.io import read_image
 
 __all__ = [
+    "BSDSOptions",
     "BSDS_SPLITS",
     "BoundarySample",
     "BSDS500",
@@ -35,6 +36,12 @@ __all__ = [
 
 BSDS_SPLITS = ("train", "val", "test")
 _ROOT_SUFFIXES = ("", "data", "BSDS500/data", "BSR/BSDS500/data")
+
+
+@dataclass(frozen=True)
+class BSDSOptions:
+    """``data.name: bsds`` (:func:`open_boundary_dataset`) takes no options of its own: the
+    layout of ``data.root`` tells the release from a folder of ``.mat`` samples."""
 
 
 @dataclass(frozen=True)

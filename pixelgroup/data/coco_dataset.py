@@ -35,13 +35,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pixelgroup._config_io import option
 from pixelgroup.data.coco import segmentation_mask
 from pixelgroup.data.io import image_size, read_image, read_json
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.errors import DataError
 
-__all__ = ["CocoInstances", "IGNORE_LABEL"]
+__all__ = ["CocoOptions", "CocoSplit", "CocoInstances", "IGNORE_LABEL"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +50,30 @@ IGNORE_LABEL = -1
 """Label of ``iscrowd`` pixels in ``instance`` and ``semantic`` maps: no loss, no score."""
 
 _POLYGON_SLACK = 1.0  # pixels a polygon vertex may lie outside its image (rounding in exports)
+
+
+@dataclass(frozen=True)
+class CocoSplit:
+    """One split of a COCO dataset: a folder of ``images`` and the COCO instances JSON
+    (``annotations``) that describes them; relative paths are read from ``data.root``. Both
+    are required (they default to ``None`` only so that a missing one is a
+    :class:`~pixelgroup.errors.ConfigError` naming it when the split is opened)."""
+
+    images: str | None = None
+    annotations: str | None = None
+
+
+@dataclass(frozen=True)
+class CocoOptions:
+    """``data.name: coco`` (:class:`CocoInstances`): one :class:`CocoSplit` per split
+    (``{images: DIR, annotations: FILE}``; a split that is not set is an error only when it is
+    used); ``size: [H, W]`` resizes every sample (needed for batches of images of mixed
+    sizes)."""
+
+    train: CocoSplit | None = None
+    val: CocoSplit | None = None
+    test: CocoSplit | None = None
+    size: tuple[int, ...] | None = option(None, min=1)
 
 
 @dataclass(frozen=True)

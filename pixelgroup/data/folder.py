@@ -26,12 +26,14 @@ none is an error (nothing to learn or score).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from PIL import Image
 from torch.utils.data import Dataset
 
+from pixelgroup._config_io import option
 from pixelgroup.data.coco_dataset import IGNORE_LABEL
 from pixelgroup.data.io import image_size, read_image, read_label_map
 from pixelgroup.data.partial import UNANNOTATED
@@ -39,12 +41,26 @@ from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.transforms import ResizeSample
 from pixelgroup.errors import DataError
 
-__all__ = ["ImageMaskFolder", "IMAGE_SUFFIXES", "MASK_SUFFIXES"]
+__all__ = ["FolderOptions", "ImageMaskFolder", "IMAGE_SUFFIXES", "MASK_SUFFIXES"]
 
 _log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    """``data.name: folder`` (:class:`ImageMaskFolder`): ``size: [H, W]`` resizes every sample
+    (needed for batches of images of mixed sizes); ``normalize`` maps the stored values to
+    [0, 1] (:data:`pixelgroup.data.io.NORMALIZE_MODES`: ``auto``, ``percentile``, ``fixed``),
+    in training, eval and predict alike; ``channels: [i, ...]`` picks up to 3 of the stored
+    channels in that order (a 5-channel fluorescence TIFF: ``[2]`` for its nuclear stain
+    alone, ``[2, 0]`` for two stains), also at predict."""
+
+    size: tuple[int, ...] | None = option(None, min=1)
+    normalize: str = "auto"
+    channels: tuple[int, ...] | None = option(None, min=0)
 
 
 def _has_instance(mask_path: Path, im: Image.Image) -> bool:

@@ -1,40 +1,37 @@
-"""``DATASETS``: the instance datasets a config names in ``data.name``.
+"""``DATASETS``: the datasets a config names in ``data.name``, each with its options class.
 
-Each entry is ``builder(root, split, options) -> Dataset`` of
-:class:`~pixelgroup.data.InstanceSample`; the builder reads ``options`` (the config's
-``data.options`` mapping) into its typed dataclass from :mod:`pixelgroup.config`, so a typo is
-a :class:`~pixelgroup.errors.ConfigError` naming the key. Add a dataset by adding an entry.
+Each entry (:class:`DatasetEntry`) is a builder ``build(root, split, options) -> Dataset``, the
+frozen dataclass of its ``data.options`` (beside the dataset's class) and the class of its items
+(:class:`~pixelgroup.data.InstanceSample`, or the boundary task's
+:class:`~pixelgroup.data.bsds.BoundarySample`). :func:`build_dataset` reads the config's
+``data.options`` mapping into the options class first, so a typo is a
+:class:`~pixelgroup.errors.ConfigError` naming the key. Add a dataset by adding an entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
-from pixelgroup.config import (
-    CocoOptions,
-    FolderOptions,
-    Toy3DOptions,
-    ToyOptions,
-    VOCOptions,
-    VolumeFolderOptions,
-    parse_options,
-)
-from pixelgroup.data.coco_dataset import CocoInstances
-from pixelgroup.data.folder import ImageMaskFolder
+from pixelgroup.config import parse_options
+from pixelgroup.data.bsds import BoundarySample, BSDSOptions, open_boundary_dataset
+from pixelgroup.data.coco_dataset import CocoInstances, CocoOptions
+from pixelgroup.data.folder import FolderOptions, ImageMaskFolder
 from pixelgroup.data.io import NORMALIZE_MODES
 from pixelgroup.data.partial import PartialAnnotation
-from pixelgroup.data.synthetic_volumes import ToyVolumes
-from pixelgroup.data.toy import ToyDigits
+from pixelgroup.data.sample import InstanceSample
+from pixelgroup.data.synthetic_volumes import Toy3DOptions, ToyVolumes
+from pixelgroup.data.toy import ToyDigits, ToyOptions
 from pixelgroup.data.transforms import ResizeSample
-from pixelgroup.data.voc import open_instance_dataset
-from pixelgroup.data.volume_folder import VolumeFolder
+from pixelgroup.data.voc import VOCOptions, open_instance_dataset
+from pixelgroup.data.volume_folder import VolumeFolder, VolumeFolderOptions
 from pixelgroup.errors import ConfigError
 
-__all__ = ["DATASETS", "build_dataset"]
+__all__ = ["DATASETS", "DatasetEntry", "build_dataset", "dataset_options"]
 
 
 def _size(size: tuple[int, ...] | None) -> tuple[int, int] | None:
@@ -43,8 +40,7 @@ def _size(size: tuple[int, ...] | None) -> tuple[int, int] | None:
     return None if size is None else (size[0], size[1])
 
 
-def _toy(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
-    o = parse_options(ToyOptions, options)
+def _toy(root: str | None, split: str, o: ToyOptions) -> Dataset:
     length = o.length if split == "train" else o.eval_length
     toy = ToyDigits(
         split,
@@ -65,8 +61,7 @@ def _check_normalize(mode: str) -> None:
         )
 
 
-def _toy3d(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
-    o = parse_options(Toy3DOptions, options)
+def _toy3d(root: str | None, split: str, o: Toy3DOptions) -> Dataset:
     shape = o.train_shape if split == "train" and o.train_shape is not None else o.shape
     for key, value in (("shape", shape), ("voxel_size", o.voxel_size)):
         if len(value) != 3:
@@ -86,8 +81,7 @@ def _toy3d(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     )
 
 
-def _volume_folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
-    o = parse_options(VolumeFolderOptions, options)
+def _volume_folder(root: str | None, split: str, o: VolumeFolderOptions) -> Dataset:
     if root is None:
         raise ConfigError("data.root must name a folder for the 'volume_folder' dataset")
     _check_normalize(o.normalize)
@@ -103,8 +97,7 @@ def _volume_folder(root: str | None, split: str, options: Mapping[str, Any]) -> 
     )
 
 
-def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
-    o = parse_options(FolderOptions, options)
+def _folder(root: str | None, split: str, o: FolderOptions) -> Dataset:
     if root is None:
         raise ConfigError("data.root must name a folder for the 'folder' dataset")
     _check_normalize(o.normalize)
@@ -118,8 +111,7 @@ def _folder(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset
     )
 
 
-def _coco(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
-    o = parse_options(CocoOptions, options)
+def _coco(root: str | None, split: str, o: CocoOptions) -> Dataset:
     size = _size(o.size)
     if split not in ("train", "val", "test"):
         raise ConfigError(
@@ -141,8 +133,7 @@ def _coco(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     return CocoInstances(images, annotations, size=size)
 
 
-def _voc(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
-    o = parse_options(VOCOptions, options)
+def _voc(root: str | None, split: str, o: VOCOptions) -> Dataset:
     if root is None:
         raise ConfigError("data.root must name a VOC 2012 root, an SBD folder or .mat samples")
     size = _size(o.size)
@@ -150,18 +141,65 @@ def _voc(root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
     return open_instance_dataset(root, split, ignore_index=o.ignore_index, transform=transform)
 
 
-DATASETS: dict[str, Callable[[str | None, str, Mapping[str, Any]], Dataset]] = {
-    "toy": _toy,
-    "toy3d": _toy3d,
-    "volume_folder": _volume_folder,
-    "folder": _folder,
-    "coco": _coco,
-    "voc": _voc,
+def _bsds(root: str | None, split: str, o: BSDSOptions) -> Dataset:
+    if root is None:
+        raise ConfigError("data.root must name a BSDS500 folder or a folder of .mat samples")
+    return open_boundary_dataset(root, split)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: ``build(root, split, options)`` with ``options`` an instance of
+    the dataclass ``options`` (read from ``data.options``), giving items of class ``sample``."""
+
+    build: Callable[[str | None, str, Any], Dataset]
+    options: type
+    sample: type = InstanceSample
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "toy": DatasetEntry(_toy, ToyOptions),
+    "toy3d": DatasetEntry(_toy3d, Toy3DOptions),
+    "volume_folder": DatasetEntry(_volume_folder, VolumeFolderOptions),
+    "folder": DatasetEntry(_folder, FolderOptions),
+    "coco": DatasetEntry(_coco, CocoOptions),
+    "voc": DatasetEntry(_voc, VOCOptions),
+    "bsds": DatasetEntry(_bsds, BSDSOptions, BoundarySample),
 }
 
 
-def build_dataset(name: str, root: str | None, split: str, options: Mapping[str, Any]) -> Dataset:
-    """The registered dataset ``name``; unknown names list the valid ones."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
-    return DATASETS[name](root, split, options)
+def _entry(name: str, sample: type) -> DatasetEntry:
+    """The entry ``name`` of items ``sample``; any other name is an error listing those."""
+    entry = DATASETS.get(name)
+    if entry is None or entry.sample is not sample:
+        valid = ", ".join(n for n, e in DATASETS.items() if e.sample is sample)
+        if entry is None:
+            raise ConfigError(f"unknown dataset {name!r}; valid datasets: {valid}")
+        raise ConfigError(
+            f"the dataset {name!r} holds {entry.sample.__name__} items, not the "
+            f"{sample.__name__} this task reads; valid datasets: {valid}"
+        )
+    return entry
+
+
+def dataset_options(
+    name: str, options: Mapping[str, Any], sample: type = InstanceSample, also: Iterable[str] = ()
+) -> Any:
+    """``data.options`` (``options``) read into dataset ``name``'s options class; ``also``
+    names keys the task took out of the mapping before (listed when a key is unknown)."""
+    return parse_options(_entry(name, sample).options, options, also=also)
+
+
+def build_dataset(
+    name: str,
+    root: str | None,
+    split: str,
+    options: Mapping[str, Any],
+    *,
+    sample: type = InstanceSample,
+    also: Iterable[str] = (),
+) -> Dataset:
+    """Split ``split`` of the registered dataset ``name`` (items of class ``sample``) with
+    ``options`` read by :func:`dataset_options`; unknown names list the valid ones."""
+    entry = _entry(name, sample)
+    return entry.build(root, split, parse_options(entry.options, options, also=also))

@@ -23,12 +23,30 @@ import scipy.ndimage as ndi
 import torch
 from torch.utils.data import Dataset
 
+from pixelgroup._config_io import option
 from pixelgroup.data.sample import InstanceSample
 
-__all__ = ["NucleiVolume", "draw_nuclei_volume", "ToyVolumes", "TOY3D_SPLITS"]
+__all__ = ["Toy3DOptions", "NucleiVolume", "draw_nuclei_volume", "ToyVolumes", "TOY3D_SPLITS"]
 
 TOY3D_SPLITS = ("train", "val", "test")
 """The splits of :class:`ToyVolumes` (each its own random stream)."""
+
+
+@dataclass(frozen=True)
+class Toy3DOptions:
+    """``data.name: toy3d`` (:class:`ToyVolumes`): synthetic nuclei stacks drawn on the fly,
+    ``length`` for the training split, ``eval_length`` else; ``shape: [Z, Y, X]`` voxels
+    (``train_shape`` for the training split, default ``shape``), ``voxel_size: [z, y, x]``, up
+    to ``count`` nuclei ``diameter: [lo, hi]`` units across."""
+
+    length: int = option(2000, min=1)
+    eval_length: int = option(8, min=1)
+    seed: int = option(0, min=0)
+    shape: tuple[int, ...] = option((16, 64, 64), min=1)
+    train_shape: tuple[int, ...] | None = option(None, min=1)
+    voxel_size: tuple[float, ...] = option((2.0, 1.0, 1.0), above=0)
+    count: int = option(14, min=1)
+    diameter: tuple[float, ...] = option((10.0, 18.0), above=0)
 
 
 @dataclass(frozen=True)

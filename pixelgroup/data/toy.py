@@ -20,6 +20,7 @@ Masks: ``instance`` 0 = background, 1..n placement order; ``semantic`` 0 = backg
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
@@ -29,9 +30,10 @@ from skimage.transform import AffineTransform, resize
 from torch.utils.data import Dataset
 
 from pixelgroup._checks import check_count
+from pixelgroup._config_io import option
 from pixelgroup.data.sample import InstanceSample
 
-__all__ = ["ToyDigits", "CLASS_COLORS", "SLOT_OFFSETS", "SPLITS", "render_canvas"]
+__all__ = ["ToyDigits", "ToyOptions", "CLASS_COLORS", "SLOT_OFFSETS", "SPLITS", "render_canvas"]
 
 CANVAS = 64
 GLYPH = 24
@@ -40,6 +42,21 @@ SLOT_OFFSETS = (0, 17, 35)
 SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 _INK_FLOOR = 0.15  # ink below this after warping is background (keeps masks crisp)
+
+
+@dataclass(frozen=True)
+class ToyOptions:
+    """``data.name: toy`` (:class:`ToyDigits`): canvases per split and their generator's
+    settings (``length`` for the training split, ``eval_length`` else).
+    ``annotated_fraction`` < 1 leaves only that share of each training canvas's digits
+    annotated, the others unannotated (:class:`~pixelgroup.data.partial.PartialAnnotation`)."""
+
+    length: int = option(4000, min=1)
+    eval_length: int = option(200, min=1)
+    seed: int = option(0, min=0)
+    same_class_fraction: float = option(0.33, min=0, max=1)
+    max_digits: int = option(9, min=1)
+    annotated_fraction: float = option(1.0, min=0, max=1)
 
 
 def _class_colors() -> np.ndarray:

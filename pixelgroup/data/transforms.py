@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,12 +22,20 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from pixelgroup._checks import check_size
-from pixelgroup.config import AugmentOptions
+from pixelgroup._config_io import option
 from pixelgroup.data.bsds import BoundarySample
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.errors import ConfigError
 
-__all__ = ["AugmentedDataset", "CropFlip", "InstanceAugment", "ResizeSample", "augmented"]
+__all__ = [
+    "AugmentedDataset",
+    "CropFlip",
+    "CropFlipOptions",
+    "InstanceAugment",
+    "AugmentOptions",
+    "ResizeSample",
+    "augmented",
+]
 
 
 class AugmentedDataset(Dataset):
@@ -67,6 +76,16 @@ class AugmentedDataset(Dataset):
         return f"AugmentedDataset({self.augment!r}, seed={self.seed}, epoch={self.epoch})"
 
 
+@dataclass(frozen=True)
+class CropFlipOptions:
+    """The ``boundary`` task's augmentation keys of ``data.options`` (:class:`CropFlip`):
+    ``crop: [H, W]`` random training crop (None: whole image), ``flip`` random horizontal
+    flips."""
+
+    crop: tuple[int, ...] | None = option(None, min=1)
+    flip: bool = True
+
+
 class CropFlip:
     """Random ``crop (H, W)`` (``None``: whole image) and horizontal flip of a
     :class:`~pixelgroup.data.bsds.BoundarySample` (``image (3, H, W)``, ``boundaries
@@ -94,6 +113,19 @@ class CropFlip:
 
 def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """The instance and volume tasks' augmentation keys of ``data.options`` (the rest go to
+    the dataset): ``augment`` the training split with :class:`InstanceAugment` (random
+    ``crop: [H, W]`` at native scale times a factor in ``scale: [lo, hi]``, flips, 90°
+    rotations, gamma / contrast / brightness, noise), seeded by (seed, epoch, item); an epoch
+    then holds ``data.batch_size`` x ``train.iters_per_epoch`` distinct crops."""
+
+    augment: bool = False
+    crop: tuple[int, ...] | None = option(None, min=1)
+    scale: tuple[float, ...] = option((0.8, 1.25), above=0)
 
 
 class InstanceAugment:

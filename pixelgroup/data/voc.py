@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,12 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.datasets import SBDataset, VOCSegmentation
 
+from pixelgroup._config_io import option
 from pixelgroup.data.io import read_image, read_label_map
 from pixelgroup.data.sample import InstanceSample
 
 __all__ = [
+    "VOCOptions",
     "IGNORE_INDEX",
     "VOC_VOID",
     "instance_masks",
@@ -45,6 +48,15 @@ __all__ = [
 
 VOC_VOID = 255  # VOC's label for object borders and "difficult" regions
 IGNORE_INDEX = 255  # default ignore_index of pixelgroup.losses.pairwise_embedding_loss
+
+
+@dataclass(frozen=True)
+class VOCOptions:
+    """``data.name: voc`` (:func:`open_instance_dataset`): ``size: [H, W]`` resizes every
+    sample (needed for batches > 1); ``ignore_index`` marks VOC's void pixels."""
+
+    size: tuple[int, ...] | None = option(None, min=1)
+    ignore_index: int = IGNORE_INDEX
 
 
 def instance_masks(instance: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

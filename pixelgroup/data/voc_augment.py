@@ -25,15 +25,27 @@ Labels are never interpolated: every output label value occurs in the input, or 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from pixelgroup._config_io import option
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import IGNORE_INDEX
 
-__all__ = ["VOCAugment", "rotate_crop"]
+__all__ = ["VOCAugmentOptions", "VOCAugment", "rotate_crop"]
+
+
+@dataclass(frozen=True)
+class VOCAugmentOptions:
+    """The ``voc_instance`` task's own ``data.options`` keys (the rest go to the ``voc``
+    dataset): ``augment`` the training split with :class:`VOCAugment`, cap the longest side at
+    ``max_size`` (both splits)."""
+
+    augment: bool = True
+    max_size: int = option(800, min=1)
 
 
 def _uniform(g: torch.Generator, low: float, high: float, size: int = 1) -> torch.Tensor:

@@ -9,19 +9,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
+from pixelgroup._config_io import option
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.volumes import read_label_volume, read_volume, voxel_size_of
 from pixelgroup.errors import DataError
 
-__all__ = ["VolumeFolder", "VolumeAugment"]
+__all__ = ["VolumeFolderOptions", "VolumeFolder", "VolumeAugment"]
 
 _log = logging.getLogger(__name__)
 _SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class VolumeFolderOptions:
+    """``data.name: volume_folder`` (:class:`VolumeFolder`): ``normalize`` and ``channels`` as
+    the 2-D ``folder`` (per volume); ``voxel_size: [z, y, x]``, the model's, against which the
+    files' stored voxel sizes are checked (a warning); ``in_channels`` of the model (the
+    channels read)."""
+
+    normalize: str = "auto"
+    channels: tuple[int, ...] | None = option(None, min=0)
+    voxel_size: tuple[float, ...] | None = option(None, above=0)
+    in_channels: int = option(1, min=1)
 
 
 class VolumeFolder(Dataset):

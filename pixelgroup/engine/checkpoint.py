@@ -34,6 +34,7 @@ from pixelgroup._atomic import atomic_path
 from pixelgroup.config import ExperimentConfig, from_dict
 from pixelgroup.errors import CheckpointError
 from pixelgroup.tasks import get_task
+from pixelgroup.tasks.base import task_loss_options
 
 __all__ = [
     "save_checkpoint",
@@ -239,9 +240,11 @@ def load_weights(model: nn.Module, weights: object, path: str | Path) -> None:
 def load_model(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, ExperimentConfig, dict[str, Any]]:
-    """Rebuild the model of a checkpoint in eval mode: ``(model, config, checkpoint dict)``."""
+    """Rebuild the model of a checkpoint in eval mode: ``(model, config, checkpoint dict)``.
+    A stored value out of range, its task's ``loss`` keys included, is a ConfigError."""
     state = load_checkpoint(path)
     cfg = from_dict(ExperimentConfig, state["config"])
+    task_loss_options(get_task(cfg.task), cfg)
     model = build_model_seeded(cfg)
     load_weights(model, state["model"], path)
     return model.to(device).eval(), cfg, state

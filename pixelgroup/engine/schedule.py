@@ -20,6 +20,8 @@ from pixelgroup.config import ExperimentConfig, expand_stages, from_dict, to_dic
 from pixelgroup.engine.checkpoint import load_checkpoint
 from pixelgroup.engine.train import CHECKPOINT_NAME, TrainResult, train
 from pixelgroup.errors import CheckpointError, ConfigError
+from pixelgroup.tasks import get_task
+from pixelgroup.tasks.base import task_loss_options
 
 __all__ = ["train_schedule", "stage_dirs", "read_schedule", "SCHEDULE_NAME"]
 
@@ -61,6 +63,11 @@ def train_schedule(
     if cfg is None or not cfg.stages:
         return [train(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)]
     stages = expand_stages(cfg)
+    for k, (stage, stage_cfg) in enumerate(stages):  # every stage's task keys, before any trains
+        try:
+            task_loss_options(get_task(stage_cfg.task), stage_cfg)
+        except ConfigError as e:
+            raise ConfigError(f"stages[{k}] ({stage.name}): {e}") from None
     dirs = stage_dirs(cfg, run_dir)
     if not resume and not overwrite:
         for d in dirs:

@@ -57,7 +57,7 @@ from pixelgroup.engine.distributed import (
 from pixelgroup.engine.tune import SweepResult, store_grouping, tune_grouping
 from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import Task, get_task
-from pixelgroup.tasks.base import LossFn
+from pixelgroup.tasks.base import LossFn, task_loss_options
 
 __all__ = [
     "train",
@@ -194,6 +194,7 @@ def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
     of ``cfg`` on this process's device."""
     _check(cfg)
     task = get_task(cfg.task)
+    task_loss_options(task, cfg)  # the task's loss keys, checked before any data is read
     info, device = init_distributed(cfg.device)
     micro = micro_batch_size(cfg.data.batch_size, info.world_size, cfg.train.grad_accum)
     dataset = task.build_dataset(cfg, cfg.data.train_split)

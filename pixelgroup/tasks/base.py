@@ -10,16 +10,19 @@ its model: the engine does, and hands the task the outputs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig
+from pixelgroup._config_io import option
+from pixelgroup.config import ExperimentConfig, GroupingConfig, LossConfig, parse_options
 from pixelgroup.data import IGNORE_LABEL, AugmentedDataset, InstanceSample, collate_instances
 from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
@@ -27,8 +30,10 @@ from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import RecurrentGroupingLoss
 from pixelgroup.models import MODELS, build_model
 from pixelgroup.ops.sphere import pool_to_sphere
+from pixelgroup.postprocess import extract_instances
 from pixelgroup.postprocess.tiles import Tile, stitch_cores
 from pixelgroup.tasks.rehearsal import RehearsalPlan
+from pixelgroup.viz.tutorial import FIGURE_LOOPS, tutorial_figures
 
 __all__ = [
     "Task",
@@ -42,6 +47,13 @@ __all__ = [
     "semantic_target",
     "foreground_probability",
     "grouping_arguments",
+    "NoLossOptions",
+    "CenterLossOptions",
+    "GROUPING_LOSS_KEYS",
+    "task_loss_options",
+    "BACKGROUND_MODES",
+    "check_background",
+    "instances_from_embedding",
 ]
 
 LossFn = Callable[[Any, Any, torch.Generator], dict[str, torch.Tensor]]
@@ -71,6 +83,9 @@ class Task(Protocol):
     * ``collate(samples) -> batch`` and ``batch_image(batch) -> (B, C, H, W)`` model input;
     * ``build_model(cfg) -> nn.Module`` (its output goes to the loss and the evaluator);
     * ``build_loss(cfg) -> LossFn``;
+    * ``loss_options``: the frozen dataclass of the ``loss`` keys this task reads beyond the
+      grouping loss's (:func:`task_loss_options` reads them; the engine checks them before
+      training, so an unknown key is an error naming the valid ones for this task);
     * ``build_evaluator(cfg) -> TaskEvaluator`` (it sees model outputs, never the model).
 
     Prediction on image files (the engine runs the model, see ``engine/inference.py``):
@@ -99,11 +114,17 @@ class Task(Protocol):
 
     * ``rehearsal(cfg, size) -> RehearsalPlan | None``: the synthetic release its data can be
       and the evaluator command (:mod:`pixelgroup.tasks.rehearsal`); None: cannot rehearse.
+
+    Figures (``pixelgroup demo``):
+
+    * ``figures(run, cfg, out_dir, history=) -> list[Path]``: PNGs of the model at inference
+      (``run``) on the evaluation split; by default the toy tutorial's 2-D figures.
     """
 
     reserved_stems: tuple[str, ...]
     predicts_at_image_size: bool
     writes_tiles: bool
+    loss_options: type
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
 
@@ -157,6 +178,43 @@ class Task(Protocol):
 
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None: ...
 
+    def figures(
+        self,
+        run: Callable[[torch.Tensor], Any],
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        *,
+        history: Sequence[dict[str, float]] | None = None,
+    ) -> list[Path]: ...
+
+
+@dataclass(frozen=True)
+class NoLossOptions:
+    """The ``loss`` keys of a task that reads none beyond the grouping loss's."""
+
+
+@dataclass(frozen=True)
+class CenterLossOptions:
+    """``center_weight`` weighs the centre-vote loss of a spatial embedding
+    (``model.options.embedding: spatial``, :func:`pixelgroup.losses.center_vote_loss`); the
+    pair loss then compares foreground pixels only (the semantic head finds the background).
+    Read by the instance and volume tasks."""
+
+    center_weight: float = option(1.0, min=0)
+
+
+GROUPING_LOSS_KEYS = tuple(
+    f.name for f in dataclasses.fields(LossConfig) if f.name != "task_options"
+)
+"""The ``loss`` keys every task shares (:class:`~pixelgroup.config.LossConfig`'s)."""
+
+
+def task_loss_options(task: Task, cfg: ExperimentConfig) -> Any:
+    """``cfg.loss``'s task keys (``LossConfig.task_options``) read into ``task.loss_options``;
+    an unknown key or a bad value is a :class:`ConfigError` naming ``loss.KEY`` and the keys
+    valid for this task."""
+    return parse_options(task.loss_options, cfg.loss.task_options, "loss", also=GROUPING_LOSS_KEYS)
+
 
 class TaskBase:
     """Defaults of the :class:`Task` protocol: no reserved stems, predictions at the model's
@@ -167,6 +225,7 @@ class TaskBase:
     reserved_stems: tuple[str, ...] = ()
     predicts_at_image_size: bool = False
     writes_tiles: bool = False
+    loss_options: type = NoLossOptions
 
     def set_epoch(self, dataset: Dataset, epoch: int) -> None:
         if isinstance(dataset, AugmentedDataset):
@@ -220,6 +279,45 @@ class TaskBase:
 
     def rehearsal(self, cfg: ExperimentConfig, size: str) -> RehearsalPlan | None:
         return None
+
+    @torch.no_grad()
+    def figures(
+        self,
+        run: Callable[[torch.Tensor], Any],
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        *,
+        history: Sequence[dict[str, float]] | None = None,
+    ) -> list[Path]:
+        """The toy tutorial's figures (:func:`~pixelgroup.viz.tutorial.tutorial_figures`) of
+        the first 6 images of ``cfg.data.eval_split``, grouped by ``cfg.grouping`` and shown
+        after the loops of :data:`~pixelgroup.viz.tutorial.FIGURE_LOOPS` up to
+        ``grouping.num_iters``. ``run``: the model at inference (``images (B, C, H, W) ->``
+        its output, an :class:`~pixelgroup.engine.inference.InferenceRunner`)."""
+        task = cast("Task", self)
+        dataset = task.build_dataset(cfg, cfg.data.eval_split)
+        samples = [dataset[i] for i in range(min(6, len(dataset)))]  # type: ignore[arg-type]
+        batch = task.collate(samples)
+        if not isinstance(batch, InstanceSample):
+            raise ConfigError(
+                f"the {cfg.task} task draws no figures: they show instance samples' groupings"
+            )
+        last = cfg.grouping.num_iters
+        image = task.batch_image(batch)
+
+        def group(embedding: torch.Tensor, num_iters: int | None) -> torch.Tensor:
+            return instances_from_embedding(embedding, cfg, num_iters=num_iters)[0]
+
+        return tutorial_figures(
+            image,
+            batch.instance,
+            run(image).embedding,
+            group,
+            bandwidth=cfg.grouping.bandwidth,
+            loops=sorted({t for t in FIGURE_LOOPS if t < last} | {last}),
+            out_dir=out_dir,
+            history=history,
+        )
 
 
 def build_grouping_loss(
@@ -353,3 +451,53 @@ class InstanceSampleTask(TaskBase):
 
     def build_model(self, cfg: ExperimentConfig) -> nn.Module:
         return build_model(cfg.model.name, MODELS, **cfg.model.options)
+
+
+BACKGROUND_MODES = ("largest", "semantic")
+"""Values of ``grouping.background``."""
+
+
+def check_background(cfg: ExperimentConfig) -> str:
+    """``grouping.background``, checked: one of :data:`BACKGROUND_MODES`, ``semantic`` only
+    with a semantic head."""
+    mode = cfg.grouping.background
+    if mode not in BACKGROUND_MODES:
+        raise ConfigError(
+            f"grouping.background must be one of {', '.join(BACKGROUND_MODES)}, got {mode!r}"
+        )
+    if mode == "semantic" and cfg.model.options.get("num_classes") is None:
+        raise ConfigError(
+            "grouping.background: semantic needs a model with a semantic head "
+            "(model.options.num_classes: 2, trained by the instance task); set it or use "
+            "grouping.background: largest"
+        )
+    return mode
+
+
+def instances_from_embedding(
+    embedding: torch.Tensor,
+    cfg: ExperimentConfig,
+    *,
+    num_iters: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~pixelgroup.postprocess.extract_instances` of one ``(D, h, w)`` embedding with
+    ``cfg.grouping`` -> ``labels (H, W)`` (0 background) at ``image_size`` (default ``(h, w)``)
+    and ``scores (K,)``. ``logits (C, h, w)`` of the semantic head decide the background when
+    ``grouping.background`` is ``semantic``. ``num_iters`` overrides ``grouping.num_iters``
+    (0: group the embedding as it is)."""
+    g = cfg.grouping
+    semantic = check_background(cfg) == "semantic"
+    return extract_instances(
+        embedding,
+        bandwidth=g.bandwidth,
+        num_iters=g.num_iters if num_iters is None else num_iters,
+        threshold=g.threshold,
+        min_area=g.min_area,
+        stride=g.stride,
+        max_points=g.max_points,
+        image_size=image_size,
+        foreground=foreground_probability(logits) if semantic else None,
+        split_components=g.split_components,
+    )

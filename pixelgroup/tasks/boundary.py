@@ -2,8 +2,9 @@
 
 * Data: ``cfg.data.name`` is ``"bsds"``; ``cfg.data.root`` a BSDS500 release (``BSR``,
   ``BSR/BSDS500/data``, ...) or a folder of sample ``.mat`` files
-  (:func:`pixelgroup.data.bsds.open_boundary_dataset`). ``cfg.data.options``
-  (:class:`~pixelgroup.config.BoundaryOptions`):
+  (:func:`pixelgroup.data.bsds.open_boundary_dataset`, ``DATASETS["bsds"]``). This task's
+  own ``cfg.data.options`` (:class:`~pixelgroup.data.transforms.CropFlipOptions`,
+  :class:`BoundaryEvalOptions`):
 
   - ``crop`` (None): ``[H, W]`` random crop for training (the full image otherwise);
   - ``flip`` (True): random horizontal flips for training (crop and flip drawn per
@@ -51,26 +52,30 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.config import BoundaryOptions, ExperimentConfig, LossConfig, parse_options
-from pixelgroup.data import AugmentedDataset, CropFlip
+from pixelgroup._config_io import option
+from pixelgroup.config import ExperimentConfig, LossConfig, option_names, split_options
+from pixelgroup.data import AugmentedDataset, CropFlip, build_dataset
 from pixelgroup.data.bsds import (
     BSDS500,
     BoundarySample,
     load_boundary_ground_truth,
-    open_boundary_dataset,
 )
 from pixelgroup.data.io import write_png
+from pixelgroup.data.registry import dataset_options
+from pixelgroup.data.transforms import CropFlipOptions
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses.pairwise import pairwise_embedding_loss
 from pixelgroup.metrics import BoundaryEvaluator, BoundaryPrediction, BoundaryScores, BoundaryTarget
 from pixelgroup.models import BoundaryNet, build_model
 from pixelgroup.postprocess.boundary_nms import boundary_nms
-from pixelgroup.tasks.base import LossFn, TaskBase
+from pixelgroup.tasks.base import LossFn, TaskBase, task_loss_options
 from pixelgroup.tasks.offline import data_errors
 from pixelgroup.tasks.rehearsal import DatasetEvaluation, RehearsalPlan
 
 __all__ = [
     "BoundaryBatch",
+    "BoundaryEvalOptions",
+    "BoundaryLossOptions",
     "BoundaryTask",
     "BoundaryTaskEvaluator",
     "class_balanced_bce",
@@ -84,18 +89,43 @@ IGNORE = -1.0  # target value of padded / ambiguous pixels
 LABEL_THRESHOLD = 0.5  # fraction of annotators that makes a pixel a boundary
 
 
-def _options(cfg: ExperimentConfig) -> BoundaryOptions:
-    o = parse_options(BoundaryOptions, cfg.data.options)
-    if o.crop is not None and (len(o.crop) != 2 or min(o.crop) < 1):
-        raise ConfigError(f"data.options.crop must be [H, W] with H, W >= 1, got {list(o.crop)}")
-    if o.eval_thresholds < 1:
-        raise ConfigError(f"data.options.eval_thresholds must be >= 1, got {o.eval_thresholds}")
-    if o.eval_workers is not None and o.eval_workers < 1:
+@dataclass(frozen=True)
+class BoundaryEvalOptions:
+    """The boundary task's evaluation keys of ``data.options``: ``eval_thresholds`` of the
+    benchmark, ``nms`` thinning before it, ``eval_workers`` benchmark processes (None: all
+    CPUs)."""
+
+    eval_thresholds: int = option(99, min=1)
+    nms: bool = True
+    eval_workers: int | None = option(None, min=1)
+
+
+@dataclass(frozen=True)
+class BoundaryLossOptions:
+    """The boundary task's ``loss`` keys: the total is ``bce_weight`` x the heads'
+    class-balanced BCE + ``pair_weight`` x the side embeddings' pair loss."""
+
+    bce_weight: float = option(1.0, min=0)
+    pair_weight: float = option(1.0, min=0)
+
+
+_OWN_KEYS = option_names(CropFlipOptions, BoundaryEvalOptions)
+
+
+def _options(cfg: ExperimentConfig) -> tuple[CropFlipOptions, BoundaryEvalOptions, dict[str, Any]]:
+    """This task's augmentation and evaluation keys of ``data.options``, and the rest (the
+    ``bsds`` dataset's)."""
+    if cfg.data.name != "bsds":
         raise ConfigError(
-            f"data.options.eval_workers must be >= 1 (1: in this process) or null (all CPUs), "
-            f"got {o.eval_workers}"
+            f"the boundary task reads data.name 'bsds' (the BSDS500 release or .mat "
+            f"samples, told apart by data.root's layout), got {cfg.data.name!r}"
         )
-    return o
+    aug, rest = split_options(CropFlipOptions, cfg.data.options)
+    ev, rest = split_options(BoundaryEvalOptions, rest)
+    dataset_options("bsds", rest, sample=BoundarySample, also=_OWN_KEYS)
+    if aug.crop is not None and (len(aug.crop) != 2 or min(aug.crop) < 1):
+        raise ConfigError(f"data.options.crop must be [H, W] with H, W >= 1, got {list(aug.crop)}")
+    return aug, ev, rest
 
 
 @dataclass
@@ -169,18 +199,13 @@ def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 class BoundaryTask(TaskBase):
     """Boundary detection on BSDS500 with side-output embeddings (see the module docstring)."""
 
+    loss_options: type = BoundaryLossOptions
+
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
-        if cfg.data.name != "bsds":
-            raise ConfigError(
-                f"the boundary task reads data.name 'bsds' (the BSDS500 release or .mat "
-                f"samples, told apart by data.root's layout), got {cfg.data.name!r}"
-            )
-        if cfg.data.root is None:
-            raise ConfigError("data.root must name a BSDS500 folder or a folder of .mat samples")
-        o = _options(cfg)
-        dataset = open_boundary_dataset(cfg.data.root, split)
+        aug, _, rest = _options(cfg)
+        dataset = build_dataset("bsds", cfg.data.root, split, rest, sample=BoundarySample)
         if split == cfg.data.train_split:
-            return AugmentedDataset(dataset, CropFlip(o.crop, o.flip), seed=cfg.seed)
+            return AugmentedDataset(dataset, CropFlip(aug.crop, aug.flip), seed=cfg.seed)
         return dataset
 
     def collate(self, samples: list[BoundarySample]) -> BoundaryBatch:
@@ -205,10 +230,8 @@ class BoundaryTask(TaskBase):
                     f"loss.{name}: the boundary task's pair loss has one site (no loops), give "
                     f"one number, got {list(getattr(c, name))}"
                 )
-        for name in ("bce_weight", "pair_weight"):
-            if not getattr(c, name) >= 0:
-                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(c, name)}")
-        if c.bce_weight == 0 and c.pair_weight == 0:
+        w = task_loss_options(self, cfg)
+        if w.bce_weight == 0 and w.pair_weight == 0:
             raise ConfigError("loss.bce_weight and loss.pair_weight are both 0: nothing to train")
         _options(cfg)
 
@@ -220,11 +243,11 @@ class BoundaryTask(TaskBase):
             # gives the classifiers zero gradients, so every parameter takes part in the
             # backward (DistributedDataParallel's rule); the pair loss is skipped at weight 0
             bce = class_balanced_bce(_resize(logits, size), target)
-            total = c.bce_weight * bce
+            total = w.bce_weight * bce
             terms = {"bce": bce.detach()}
-            if c.pair_weight > 0:
+            if w.pair_weight > 0:
                 pair = _pair_loss(output.embeddings, target, c, generator)
-                total = total + c.pair_weight * pair
+                total = total + w.pair_weight * pair
                 terms["pair"] = pair.detach()
             return {"loss": total, **terms}
 
@@ -300,7 +323,7 @@ class BoundaryTaskEvaluator:
     ``{"ODS", "OIS", "AP", "R50"}`` (R50 left out when precision never reaches 0.5)."""
 
     def __init__(self, cfg: ExperimentConfig) -> None:
-        o = _options(cfg)
+        o = _options(cfg)[1]
         self.nms = o.nms
         self.metrics = BoundaryEvaluator(
             num_thresholds=o.eval_thresholds, num_workers=o.eval_workers
@@ -421,7 +444,7 @@ def _rehearsal_evaluation(cfg: ExperimentConfig, pred: Path, progress: bool) -> 
     ``data.options.eval_thresholds``."""
     split = cfg.data.eval_split
     gt = BSDS500(str(cfg.data.root), split).root / "groundTruth" / split
-    thresholds = _options(cfg).eval_thresholds
+    thresholds = _options(cfg)[1].eval_thresholds
     return DatasetEvaluation(
         f"pixelgroup eval-boundaries {pred / 'nms'} {gt} --thresholds {thresholds}",
         lambda: evaluate_boundary_maps(pred / "nms", gt, thresholds=thresholds, progress=progress)[

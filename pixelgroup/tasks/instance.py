@@ -36,11 +36,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
+from pixelgroup.config import ExperimentConfig, option_names, split_options
 from pixelgroup.data import IGNORE_LABEL, InstanceSample, augmented, build_dataset
 from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.data.object_sizes import object_sizes, spatial_scale_advice
+from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import center_vote_loss
 from pixelgroup.metrics import (
@@ -54,16 +55,19 @@ from pixelgroup.metrics import (
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.models.unet import SPATIAL_SCALE
 from pixelgroup.ops.labels import resize_labels
-from pixelgroup.postprocess import extract_instances
 from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
 from pixelgroup.postprocess.tiles import Tile, output_stride
 from pixelgroup.tasks.base import (
+    BACKGROUND_MODES,
+    CenterLossOptions,
     InstanceSampleTask,
     LossFn,
     build_grouping_loss,
-    foreground_probability,
+    check_background,
+    instances_from_embedding,
     semantic_ce,
     semantic_target,
+    task_loss_options,
 )
 from pixelgroup.tasks.predictions import (
     RESULTS_NAME,
@@ -80,53 +84,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-BACKGROUND_MODES = ("largest", "semantic")
-"""Values of ``grouping.background``."""
-
-
-def _check_background(cfg: ExperimentConfig) -> str:
-    mode = cfg.grouping.background
-    if mode not in BACKGROUND_MODES:
-        raise ConfigError(
-            f"grouping.background must be one of {', '.join(BACKGROUND_MODES)}, got {mode!r}"
-        )
-    if mode == "semantic" and cfg.model.options.get("num_classes") is None:
-        raise ConfigError(
-            "grouping.background: semantic needs a model with a semantic head "
-            "(model.options.num_classes: 2, trained by the instance task); set it or use "
-            "grouping.background: largest"
-        )
-    return mode
-
-
-def instances_from_embedding(
-    embedding: torch.Tensor,
-    cfg: ExperimentConfig,
-    *,
-    num_iters: int | None = None,
-    image_size: tuple[int, int] | None = None,
-    logits: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~pixelgroup.postprocess.extract_instances` of one ``(D, h, w)`` embedding with
-    ``cfg.grouping`` -> ``labels (H, W)`` (0 background) at ``image_size`` (default ``(h, w)``)
-    and ``scores (K,)``. ``logits (C, h, w)`` of the semantic head decide the background when
-    ``grouping.background`` is ``semantic``. ``num_iters`` overrides ``grouping.num_iters``
-    (0: group the embedding as it is)."""
-    g = cfg.grouping
-    semantic = _check_background(cfg) == "semantic"
-    return extract_instances(
-        embedding,
-        bandwidth=g.bandwidth,
-        num_iters=g.num_iters if num_iters is None else num_iters,
-        threshold=g.threshold,
-        min_area=g.min_area,
-        stride=g.stride,
-        max_points=g.max_points,
-        image_size=image_size,
-        foreground=foreground_probability(logits) if semantic else None,
-        split_components=g.split_components,
-    )
 
 
 def _report_object_sizes(cfg: ExperimentConfig, dataset: Dataset) -> None:
@@ -157,6 +114,7 @@ class InstanceTask(InstanceSampleTask):
     """Class-agnostic instance segmentation with the recurrent grouping loss."""
 
     reserved_stems: tuple[str, ...] = (Path(RESULTS_NAME).stem,)
+    loss_options: type = CenterLossOptions
     """Image file stems ``pixelgroup predict`` refuses: their JSON would be ``results.json``."""
     predicts_at_image_size = True
     """``postprocess`` gives labels at the image's size whatever the model's output size
@@ -175,7 +133,9 @@ class InstanceTask(InstanceSampleTask):
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         aug, options = split_options(AugmentOptions, cfg.data.options)
-        dataset = build_dataset(cfg.data.name, cfg.data.root, split, options)
+        dataset = build_dataset(
+            cfg.data.name, cfg.data.root, split, options, also=option_names(AugmentOptions)
+        )
         if split == cfg.data.train_split and cfg.model.options.get("embedding") == "spatial":
             _report_object_sizes(cfg, dataset)
         if aug.augment and split == cfg.data.train_split:
@@ -202,7 +162,8 @@ class InstanceTask(InstanceSampleTask):
         return super().collate(samples)
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
-        _check_background(cfg)
+        check_background(cfg)
+        center_weight = task_loss_options(self, cfg).center_weight
         grouping_loss = build_grouping_loss(cfg.loss, ignore_index=IGNORE_LABEL)
         spatial_scale = float(cfg.model.options.get("spatial_scale", SPATIAL_SCALE))
 
@@ -216,7 +177,7 @@ class InstanceTask(InstanceSampleTask):
                 terms["center"] = center_vote_loss(
                     output.votes, batch.instance, spatial_scale, IGNORE_LABEL
                 )
-                terms["loss"] = terms["loss"] + cfg.loss.center_weight * terms["center"]
+                terms["loss"] = terms["loss"] + center_weight * terms["center"]
             if output.semantic is not None:
                 target = semantic_target(batch.semantic, int(output.semantic.shape[1]))
                 terms["semantic"] = semantic_ce(output.semantic, target, IGNORE_LABEL)
@@ -250,7 +211,7 @@ class InstanceTask(InstanceSampleTask):
         (K,)``, on the CPU: each tile's region (its core and half its halo) grouped as
         :meth:`postprocess` groups an image, the groups joined across tiles in embedding
         space (:func:`join_tiles`). The image's embedding is never held whole."""
-        semantic = _check_background(cfg) == "semantic"
+        semantic = check_background(cfg) == "semantic"
         labels, scores = join_tiles(
             _tile_groups(cfg, tiles),
             input_size,
@@ -278,7 +239,7 @@ class InstanceTask(InstanceSampleTask):
         as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile) and their outlines as
         ``STEM.geojson`` (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped
         and joined as :meth:`postprocess_tiles` does."""
-        semantic = _check_background(cfg) == "semantic"
+        semantic = check_background(cfg) == "semantic"
         paths, _ = write_tiled_labels(
             _tile_groups(cfg, tiles),
             image_size,
@@ -332,7 +293,7 @@ class InstanceTaskEvaluator:
     :class:`CocoEvaluator` treats them as COCO's crowd."""
 
     def __init__(self, cfg: ExperimentConfig) -> None:
-        _check_background(cfg)
+        check_background(cfg)
         self.cfg = cfg
         self.metrics = CompositeEvaluator(
             [

@@ -2,7 +2,7 @@
 
 * Data: ``cfg.data.name`` ``"voc"`` (:data:`pixelgroup.data.DATASETS`): ``cfg.data.root`` a VOC
   2012 root, an SBD ``dataset`` folder or a folder of sample ``.mat`` files; options
-  :class:`~pixelgroup.config.VOCOptions` (``size: [H, W]`` resizes every sample, needed for
+  :class:`~pixelgroup.data.voc.VOCOptions` (``size: [H, W]`` resizes every sample, needed for
   batches > 1; ``ignore_index`` 255).
 * Loss: :class:`~pixelgroup.losses.RecurrentGroupingLoss` on the embedding with VOC's void
   pixels ignored, plus, when the model has a semantic head, pixel cross-entropy on it (weight 1,
@@ -26,10 +26,11 @@ import torch
 from torch.utils.data import Dataset
 
 from pixelgroup._atomic import atomic_path
-from pixelgroup.config import ExperimentConfig, VOCOptions, parse_options
+from pixelgroup.config import ExperimentConfig
 from pixelgroup.data import InstanceSample, build_dataset
 from pixelgroup.data.coco import masks_to_results
-from pixelgroup.data.voc import instance_masks
+from pixelgroup.data.registry import dataset_options
+from pixelgroup.data.voc import VOCOptions, instance_masks
 from pixelgroup.errors import ConfigError
 from pixelgroup.metrics import ProposalEvaluator, ProposalPrediction, ProposalTarget
 from pixelgroup.postprocess.proposals import Proposals, propose
@@ -96,7 +97,7 @@ def _options(cfg: ExperimentConfig) -> VOCOptions:
             f"the {cfg.task} task reads data.name 'voc' (VOC 2012, SBD or .mat samples, told "
             f"apart by data.root's layout), got {cfg.data.name!r}"
         )
-    return parse_options(VOCOptions, cfg.data.options)
+    return dataset_options("voc", cfg.data.options)
 
 
 class ProposalTask(InstanceSampleTask):

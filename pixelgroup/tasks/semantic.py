@@ -6,7 +6,7 @@ It measures the paper's claim that the pixel-pair loss helps a classification ta
 * Data: any entry of :data:`pixelgroup.data.DATASETS` (``"voc"``: VOC 2012 / SBD / the ``.mat``
   samples, options ``size``, ``ignore_index``; ``"toy"``: semantic = digit class + 1, 0
   background, 11 classes). ``data.options.boundary_max_dist`` (0.0075, a fraction of the image
-  diagonal, :class:`~pixelgroup.config.SemanticOptions`) is this task's own: the matching
+  diagonal, :class:`SemanticOptions`) is this task's own: the matching
   radius of the boundary F score; the rest goes to the dataset.
 * Model: any registered model built with ``model.options.num_classes`` (``toy`` or ``dense``)
   whose output carries ``semantic`` logits ``(B, num_classes, h, w)`` next to the embedding.
@@ -32,6 +32,7 @@ It measures the paper's claim that the pixel-pair loss helps a classification ta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +42,51 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pixelgroup.config import ExperimentConfig, SemanticOptions, VOCOptions, split_options
+from pixelgroup._config_io import option
+from pixelgroup.config import ExperimentConfig, option_names, split_options
 from pixelgroup.data import InstanceSample, build_dataset
 from pixelgroup.data.io import write_png
+from pixelgroup.data.registry import dataset_options
+from pixelgroup.data.voc import VOCOptions
 from pixelgroup.errors import ConfigError
 from pixelgroup.metrics import SemanticEvaluator, SemanticPrediction, SemanticTarget
-from pixelgroup.tasks.base import InstanceSampleTask, LossFn, build_grouping_loss
+from pixelgroup.tasks.base import (
+    InstanceSampleTask,
+    LossFn,
+    build_grouping_loss,
+    task_loss_options,
+)
 from pixelgroup.tasks.rehearsal import RehearsalPlan
 from pixelgroup.viz.colors import overlay
 
-__all__ = ["SemanticTask", "SemanticTaskEvaluator", "AUX_LABELS"]
+__all__ = [
+    "SemanticTask",
+    "SemanticTaskEvaluator",
+    "SemanticOptions",
+    "SemanticLossOptions",
+    "AUX_LABELS",
+]
 
 AUX_LABELS = ("semantic", "instance")
 _NO_IGNORE = 255  # datasets without void pixels (the toy) never use this label
+
+
+@dataclass(frozen=True)
+class SemanticLossOptions:
+    """The semantic task's ``loss`` keys: ``aux_weight`` of the grouping loss beside the
+    cross-entropy (0: not computed), on the ``aux_labels`` map (``"semantic"`` classes or
+    ``"instance"`` ids)."""
+
+    aux_weight: float = option(1.0, min=0)
+    aux_labels: str = option("semantic", choices=AUX_LABELS)
+
+
+@dataclass(frozen=True)
+class SemanticOptions:
+    """The semantic task's own ``data.options`` key (the rest go to the dataset):
+    ``boundary_max_dist``, the boundary-F matching radius as a fraction of the diagonal."""
+
+    boundary_max_dist: float = option(0.0075, above=0)
 
 
 def _options(cfg: ExperimentConfig) -> tuple[SemanticOptions, dict[str, Any], int]:
@@ -63,9 +96,8 @@ def _options(cfg: ExperimentConfig) -> tuple[SemanticOptions, dict[str, Any], in
         raise ConfigError(
             f"data.options.boundary_max_dist must be > 0, got {own.boundary_max_dist}"
         )
-    ignore_index = _NO_IGNORE
-    if cfg.data.name == "voc":
-        ignore_index = split_options(VOCOptions, rest)[0].ignore_index
+    data = dataset_options(cfg.data.name, rest, also=option_names(SemanticOptions))
+    ignore_index = data.ignore_index if isinstance(data, VOCOptions) else _NO_IGNORE
     return own, rest, ignore_index
 
 
@@ -97,6 +129,8 @@ def _logits(output: Any) -> torch.Tensor:
 class SemanticTask(InstanceSampleTask):
     """Semantic segmentation + auxiliary grouping loss (see the module docstring)."""
 
+    loss_options: type = SemanticLossOptions
+
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         _, rest, _ = _options(cfg)
         return build_dataset(cfg.data.name, cfg.data.root, split, rest)
@@ -106,13 +140,9 @@ class SemanticTask(InstanceSampleTask):
         return super().build_model(cfg)
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
-        c = cfg.loss
-        if c.aux_labels not in AUX_LABELS:
-            raise ConfigError(f"loss.aux_labels must be one of {AUX_LABELS}, got {c.aux_labels!r}")
-        if not c.aux_weight >= 0:
-            raise ConfigError(f"loss.aux_weight must be >= 0, got {c.aux_weight}")
+        c = task_loss_options(self, cfg)
         ignore_index = _options(cfg)[2]
-        grouping_loss = build_grouping_loss(c, ignore_index)
+        grouping_loss = build_grouping_loss(cfg.loss, ignore_index)
 
         def loss(
             output: Any, batch: InstanceSample, generator: torch.Generator

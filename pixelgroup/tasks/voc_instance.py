@@ -1,8 +1,9 @@
 """The ``voc_instance`` task: VOC/SBD semantic instance segmentation, evaluated by mAP^r.
 
 * Data: ``cfg.data.name`` ``"voc"``: a VOC 2012 root, an SBD ``dataset`` folder or ``.mat``
-  samples (:func:`~pixelgroup.data.voc.open_instance_dataset`), options
-  :class:`~pixelgroup.config.VOCInstanceOptions`: the training split goes through
+  samples (:func:`~pixelgroup.data.voc.open_instance_dataset`, options
+  :class:`~pixelgroup.data.voc.VOCOptions`: ``ignore_index``; not ``size``) and this task's own
+  :class:`~pixelgroup.data.voc_augment.VOCAugmentOptions`: the training split goes through
   :class:`~pixelgroup.data.voc_augment.VOCAugment` (the recipe's augmentation, seeded per
   ``(cfg.seed, epoch, index)`` by :class:`~pixelgroup.data.AugmentedDataset`) when ``augment``;
   both splits have the longest side capped at ``max_size`` (800; a small value makes a quick
@@ -33,10 +34,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pixelgroup.config import ExperimentConfig, VOCInstanceOptions, parse_options
-from pixelgroup.data import AugmentedDataset, InstanceSample
-from pixelgroup.data.voc import open_instance_dataset
-from pixelgroup.data.voc_augment import VOCAugment
+from pixelgroup.config import ExperimentConfig, option_names, split_options
+from pixelgroup.data import AugmentedDataset, InstanceSample, build_dataset
+from pixelgroup.data.registry import dataset_options
+from pixelgroup.data.voc_augment import VOCAugment, VOCAugmentOptions
 from pixelgroup.errors import ConfigError
 from pixelgroup.metrics import (
     InstanceMAPEvaluator,
@@ -130,16 +131,23 @@ INSTANCE_SCORING = ResultsScoring(
 )
 
 
-def _options(cfg: ExperimentConfig) -> VOCInstanceOptions:
+def _options(cfg: ExperimentConfig) -> tuple[VOCAugmentOptions, dict[str, Any], int]:
+    """This task's own ``data.options``, the ``voc`` dataset's, and its ignore label."""
     if cfg.data.name != "voc":
         raise ConfigError(
             f"the voc_instance task reads data.name 'voc' (VOC 2012, SBD or .mat samples), "
             f"got {cfg.data.name!r}"
         )
-    o = parse_options(VOCInstanceOptions, cfg.data.options)
+    o, rest = split_options(VOCAugmentOptions, cfg.data.options)
     if o.max_size < 8:
         raise ConfigError(f"data.options.max_size must be >= 8, got {o.max_size}")
-    return o
+    voc = dataset_options("voc", rest, also=option_names(VOCAugmentOptions))
+    if voc.size is not None:
+        raise ConfigError(
+            "data.options.size does not apply to the voc_instance task: images keep their "
+            "aspect ratio, the longest side capped by data.options.max_size"
+        )
+    return o, rest, voc.ignore_index
 
 
 def _semantic_logits(output: Any) -> torch.Tensor:
@@ -172,16 +180,14 @@ class VOCInstanceTask(InstanceSampleTask):
     """Semantic instance segmentation on VOC/SBD (see the module docstring)."""
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
-        o = _options(cfg)
-        if cfg.data.root is None:
-            raise ConfigError("data.root must name a VOC 2012 root, an SBD folder or .mat samples")
-        dataset = open_instance_dataset(cfg.data.root, split, ignore_index=o.ignore_index)
+        o, rest, ignore_index = _options(cfg)
+        dataset = build_dataset("voc", cfg.data.root, split, rest)
         train = o.augment and split == cfg.data.train_split
-        augment = VOCAugment(train, max_size=o.max_size, ignore_index=o.ignore_index)
+        augment = VOCAugment(train, max_size=o.max_size, ignore_index=ignore_index)
         return AugmentedDataset(dataset, augment, seed=cfg.seed)
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
-        return build_embedding_loss(cfg.loss, _options(cfg).ignore_index)
+        return build_embedding_loss(cfg.loss, _options(cfg)[2])
 
     def build_evaluator(self, cfg: ExperimentConfig) -> VOCInstanceEvaluator:
         return VOCInstanceEvaluator(cfg)
@@ -216,7 +222,7 @@ class VOCInstanceEvaluator:
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         self.cfg = cfg
-        self.ignore_index = _options(cfg).ignore_index
+        self.ignore_index = _options(cfg)[2]
         self.metrics = InstanceMAPEvaluator()
 
     def reset(self) -> None:

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from pixelgroup.config import AugmentOptions, ExperimentConfig, split_options
+from pixelgroup.config import ExperimentConfig, option_names, split_options
 from pixelgroup.data import IGNORE_LABEL, AugmentedDataset, InstanceSample, build_dataset
+from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.data.volume_folder import VolumeAugment
 from pixelgroup.data.volumes import read_volume, voxel_size_of, write_label_volume
 from pixelgroup.errors import ConfigError, DataError
@@ -39,12 +40,14 @@ from pixelgroup.metrics import InstancePrediction, InstanceTarget, MatchingEvalu
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.postprocess.volumes import extract_volume_instances
 from pixelgroup.tasks.base import (
+    CenterLossOptions,
     InstanceSampleTask,
     LossFn,
     build_grouping_loss,
     foreground_probability,
     semantic_ce,
     semantic_target,
+    task_loss_options,
 )
 from pixelgroup.viz import loss_curves
 from pixelgroup.viz.volumes import orthogonal_slices
@@ -54,7 +57,6 @@ __all__ = [
     "VolumeTaskEvaluator",
     "instances_from_volume",
     "voxel_size",
-    "volume_figures",
     "label_stack_path",
 ]
 
@@ -110,6 +112,8 @@ def _check_volumes(batch: torch.Tensor, what: str) -> None:
 class VolumeTask(InstanceSampleTask):
     """3-D instance segmentation with the recurrent grouping loss and centre votes."""
 
+    loss_options: type = CenterLossOptions
+
     def in_channels(self, cfg: ExperimentConfig) -> int:
         channels = cfg.model.options.get("in_channels", 1)
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
@@ -144,7 +148,9 @@ class VolumeTask(InstanceSampleTask):
         aug, options = split_options(AugmentOptions, cfg.data.options)
         if cfg.data.name == "volume_folder":
             options = {"in_channels": self.in_channels(cfg), **options}
-        dataset = build_dataset(cfg.data.name, cfg.data.root, split, options)
+        dataset = build_dataset(
+            cfg.data.name, cfg.data.root, split, options, also=option_names(AugmentOptions)
+        )
         if not (aug.augment and split == cfg.data.train_split):
             return dataset
         if aug.crop is None or len(aug.crop) != 3:
@@ -167,6 +173,7 @@ class VolumeTask(InstanceSampleTask):
         return batch
 
     def build_loss(self, cfg: ExperimentConfig) -> LossFn:
+        center_weight = task_loss_options(self, cfg).center_weight
         grouping_loss = build_grouping_loss(cfg.loss, ignore_index=IGNORE_LABEL)
         scale = float(cfg.model.options.get("spatial_scale", 4.0))
         spacing = voxel_size(cfg)
@@ -182,7 +189,7 @@ class VolumeTask(InstanceSampleTask):
                 terms["center"] = center_vote_loss(
                     output.votes, instance, scale, IGNORE_LABEL, spacing=spacing
                 )
-                terms["loss"] = terms["loss"] + cfg.loss.center_weight * terms["center"]
+                terms["loss"] = terms["loss"] + center_weight * terms["center"]
             if output.semantic is not None:
                 target = semantic_target(instance, 2)
                 terms["semantic"] = semantic_ce(output.semantic, target, IGNORE_LABEL)
@@ -201,6 +208,39 @@ class VolumeTask(InstanceSampleTask):
         CPU (the model's output is at the volume's resolution)."""
         labels, scores = instances_from_volume(output, 0, cfg)
         return labels.cpu(), scores.cpu()
+
+    @torch.no_grad()
+    def figures(
+        self,
+        run: Callable[[torch.Tensor], Any],
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        *,
+        history: Sequence[dict[str, float]] | None = None,
+    ) -> list[Path]:
+        """``slices_N.png`` for the first 2 volumes of ``cfg.data.eval_split`` (ground truth
+        and prediction in three orthogonal slices) and ``loss_curves.png`` (with a
+        ``history``). ``run``: the model at inference (an
+        :class:`~pixelgroup.engine.inference.InferenceRunner`)."""
+        out_dir = Path(out_dir)
+        dataset = self.build_dataset(cfg, cfg.data.eval_split)
+        paths = []
+        for i in range(min(2, len(dataset))):  # type: ignore[arg-type]
+            sample = dataset[i]
+            labels, _ = instances_from_volume(run(sample.image[None]), 0, cfg)
+            paths.append(
+                orthogonal_slices(
+                    sample.image[0].numpy(),
+                    [sample.instance.numpy(), labels.cpu().numpy()],
+                    out_dir / f"slices_{i}.png",
+                    voxel_size=voxel_size(cfg),
+                    titles=("ground truth", "predicted"),
+                    title=f"{cfg.data.eval_split} volume {i}",
+                )
+            )
+        if history:
+            paths.append(loss_curves(history, out_dir / "loss_curves.png"))
+        return paths
 
     def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
         """A label stack is replaced only with ``--overwrite``."""
@@ -252,37 +292,3 @@ class VolumeTaskEvaluator:
 
     def evaluate(self) -> dict[str, float]:
         return self.matching.evaluate()
-
-
-@torch.no_grad()
-def volume_figures(
-    run: Callable[[torch.Tensor], EmbeddingOutput],
-    cfg: ExperimentConfig,
-    out_dir: str | Path,
-    *,
-    history: Sequence[dict[str, float]] | None = None,
-    num_volumes: int = 2,
-) -> list[Path]:
-    """``slices_N.png`` for the first ``num_volumes`` of ``cfg.data.eval_split`` (ground truth
-    and prediction in three orthogonal slices) and ``loss_curves.png`` (with a ``history``).
-    ``run``: the model at inference (an :class:`~pixelgroup.engine.inference.InferenceRunner`)."""
-    out_dir = Path(out_dir)
-    task = VolumeTask()
-    dataset = task.build_dataset(cfg, cfg.data.eval_split)
-    paths = []
-    for i in range(min(num_volumes, len(dataset))):  # type: ignore[arg-type]
-        sample = dataset[i]
-        labels, _ = instances_from_volume(run(sample.image[None]), 0, cfg)
-        paths.append(
-            orthogonal_slices(
-                sample.image[0].numpy(),
-                [sample.instance.numpy(), labels.cpu().numpy()],
-                out_dir / f"slices_{i}.png",
-                voxel_size=voxel_size(cfg),
-                titles=("ground truth", "predicted"),
-                title=f"{cfg.data.eval_split} volume {i}",
-            )
-        )
-    if history:
-        paths.append(loss_curves(history, out_dir / "loss_curves.png"))
-    return paths

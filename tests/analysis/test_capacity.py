@@ -124,3 +124,25 @@ def test_kernel_weight_at_margin():
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_capacity_table_checks_every_argument_before_packing(monkeypatch):
+    from pixelgroup.analysis import capacity
+    from pixelgroup.errors import InputError
+
+    def no_packing(*args, **kwargs):
+        raise AssertionError("packed before the arguments were checked")
+
+    monkeypatch.setattr(capacity, "pack_sphere", no_packing)
+    for kwargs, match in [
+        ({"dims": [3, 0]}, r"dim \(embedding dimension D\) must be >= 1, got 0"),
+        ({"margins": [0.5, 2.0]}, r"margin \(calibrated α\) must be in \[0, 1\], got 2.0"),
+        ({"max_groups": 0}, "max_groups must be an int >= 1, got 0"),
+        ({"steps": 0}, "steps must be an int >= 1, got 0"),
+    ]:
+        args = {"dims": [3], "margins": [0.5], **kwargs}
+        with pytest.raises(InputError, match=match):
+            capacity.capacity_table(args.pop("dims"), args.pop("margins"), **args)
+    monkeypatch.undo()
+    rows = capacity.capacity_table([2], [0.25, 0.5], restarts=1, steps=50)
+    assert [(r.dim, r.margin, r.exact) for r in rows] == [(2, 0.25, 3), (2, 0.5, 4)]

@@ -15,20 +15,24 @@ def test_help_has_examples(argv, capsys):
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["capacity", "--dim", "0", "--margin", "0.5"], "--dim must be >= 1, got 0"),
+        (["capacity", "--dim", "0", "--margin", "0.5"], "dim (embedding dimension D) must be >= 1"),
         (["capacity", "--dim", "3", "--margin", "1.5"], r"must be in [0, 1], got 1.5"),
         (["capacity", "--dim", "3", "--margin", "-0.1"], r"must be in [0, 1], got -0.1"),
-        (["capacity", "--dim", "3", "--margin", "0.5", "--groups", "1"], "--groups must be >= 2"),
-        (["capacity", "--dim", "3", "--margin", "0.5", "--bandwidth", "0"], "--bandwidth values"),
-        (["gradient", "--loops", "-1"], "--loops values must be >= 0, got -1"),
-        (["gradient", "--bandwidth", "0"], "--bandwidth must be > 0, got 0.0"),
-        (["gradient", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["capacity", "--dim", "3", "--margin", "0.5", "--groups", "1"], "groups (number of"),
+        (["capacity", "--dim", "3", "--margin", "0.5", "--bandwidth", "0"], "bandwidth must be a"),
+        (["capacity", "--dim", "3", "--margin", "0.5", "--max-groups", "0"], "max_groups must"),
+        (["capacity", "--dim", "3", "--margin", "0.5", "--restarts", "0"], "restarts must be an"),
+        (["gradient", "--loops", "3", "-1"], "num_loops must be >= 0, got -1"),
+        (["gradient", "--bandwidth", "0"], "bandwidth must be a finite number > 0, got 0.0"),
+        (["gradient", "--steps", "-1"], "steps must be >= 0, got -1"),
+        (["gradient", "--points-per-cluster", "0"], "points_per_cluster must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(argv, match, capsys):
     assert main(["analyze", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pixelgroup analyze: error: ") and match in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_capacity_prints_table_and_writes_figure(tmp_path, capsys):

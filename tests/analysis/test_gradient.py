@@ -116,3 +116,20 @@ def test_measured_conclusion_holds_at_reduced_size():
 def test_study_follows_dtype():
     result = run_gradient_study(1, points_per_cluster=5, steps=2, dtype=torch.float64)
     assert result.trajectory.dtype == torch.float64 and result.clustered.shape == (15,)
+
+
+def test_run_gradient_studies_checks_every_run_first(monkeypatch):
+    from pixelgroup.analysis import gradient
+    from pixelgroup.errors import InputError
+
+    def no_study(*args, **kwargs):
+        raise AssertionError("a study ran before the arguments were checked")
+
+    monkeypatch.setattr(gradient, "run_gradient_study", no_study)
+    with pytest.raises(InputError, match="num_loops must be >= 0, got -2"):
+        gradient.run_gradient_studies([(3, True), (-2, True)])
+    with pytest.raises(InputError, match="lr must be a finite number > 0, got 0.0"):
+        gradient.run_gradient_studies([(0, True)], lr=0.0)
+    monkeypatch.undo()
+    results = gradient.run_gradient_studies([(0, True), (1, False)], points_per_cluster=5, steps=1)
+    assert set(results) == {(0, True), (1, False)} and not results[1, False].through_gbms

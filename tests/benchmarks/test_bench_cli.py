@@ -23,10 +23,10 @@ def test_quick_run_prints_and_writes_every_table(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["--impls", "magic"], "--impls must be among"),
-        (["--sizes", "0"], "must be >= 1"),
-        (["--batch", "0"], "--batch must be >= 1"),
-        (["--toy-images", "0"], "--toy-images must be >= 1, got 0"),
+        (["--impls", "magic"], "impls must be one of ('auto', 'tiled', 'sdpa', 'dense')"),
+        (["--sizes", "0"], "sizes must be an int >= 1, got 0"),
+        (["--batch", "0"], "batch must be an int >= 1, got 0"),
+        (["--sections", "merge", "--toy-images", "0"], "toy_images must be an int >= 1, got 0"),
         (["--device", "cuda"], "CUDA is not available"),
         (["--sections", "merge", "--toy", "no-such.mat"], "--toy file not found: no-such.mat"),
         (["--sections", "boundary", "--bsds", "no-such-dir"], "--bsds is not a folder"),
@@ -39,7 +39,9 @@ def test_bad_arguments_give_one_line_errors(argv, match, capsys, tmp_path):
         pytest.skip("CUDA is available here")
     out = tmp_path / "bench.md"
     assert main(["bench", "--sections", "gbms", *argv, "--out", str(out)]) == 2
-    assert match in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert err.startswith("pixelgroup bench: error: ") and match in err and not out.exists()
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_batch_is_timed_and_reported(capsys):

@@ -322,7 +322,12 @@ def _numeric_fields():
             elif tp in (int, float) or numeric(tp):
                 yield f"{prefix}{f.name}"
 
-    return set(walk(ExperimentConfig, ""))
+    from pixelgroup.tasks import TASKS  # and each task's own loss keys
+
+    fields = set(walk(ExperimentConfig, ""))
+    for task in TASKS.values():
+        fields |= set(walk(task.loss_options, "loss."))
+    return fields
 
 
 def test_the_table_covers_every_numeric_config_field():

@@ -8,10 +8,11 @@ import pytest
 import tifffile
 import torch
 
-from pixelgroup.config import AugmentOptions, ExperimentConfig, from_dict
+from pixelgroup.config import ExperimentConfig, from_dict
 from pixelgroup.data import AugmentedDataset, ImageMaskFolder, InstanceAugment, augmented
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.synthetic_cells import draw_cells, write_cells_folder
+from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.engine import load_checkpoint, train
 from pixelgroup.engine.checkpoint import save_checkpoint
 from pixelgroup.errors import ConfigError
@@ -150,7 +151,9 @@ def test_spatial_model_adds_the_centre_vote_loss_and_warns_on_a_misfit_scale(tmp
     assert float(terms["center"].detach()) > 0
     expected = terms["loss_iter0"] + terms["loss_iter1"] + terms["center"] + terms["semantic"]
     torch.testing.assert_close(terms["loss"], expected)
-    heavier = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, center_weight=3.0))
+    heavier = dataclasses.replace(
+        cfg, loss=dataclasses.replace(cfg.loss, task_options={"center_weight": 3.0})
+    )
     again = task.build_loss(heavier)(model(batch.image), batch, torch.Generator().manual_seed(0))
     torch.testing.assert_close(
         again["loss"] - terms["loss"], 2 * terms["center"], atol=1e-4, rtol=0

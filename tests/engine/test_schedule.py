@@ -100,13 +100,25 @@ def test_an_existing_stage_is_not_replaced_unasked(tmp_path):
         ([{"name": ""}], r"stages\[0\].name must be a plain folder name"),
         ([{"name": "x/y"}], r"stages\[0\].name must be a plain folder name"),
         ([{"name": "a", "init_from": "b"}, {"name": "b"}], r"stages\[0\].init_from must name"),
-        ([{"name": "a", "overrides": {"loss.nope": 1}}], r"stages\[0\] \(a\): unknown config"),
+        ([{"name": "a", "overrides": {"optim.nope": 1}}], r"stages\[0\] \(a\): unknown config"),
         ([{"name": "a", "overrides": {"stages": []}}], r"cannot change the stages"),
     ],
 )
 def test_bad_stages(stages, match):
     with pytest.raises(ConfigError, match=match):
         expand_stages(_staged(stages))
+
+
+def test_a_later_stage_with_an_unknown_loss_key_stops_before_any_stage_trains(tmp_path):
+    """The loss keys belong to the task, which checks every stage's before the first trains."""
+    stages = [*STAGES[:1], {"name": "loops", "overrides": {"loss.bce_weight": 0}}]
+    with pytest.raises(
+        ConfigError,
+        match=r"^stages\[1\] \(loops\): unknown config key 'loss.bce_weight'; valid keys here: "
+        r"bandwidth, center_weight, iter_weights, ",
+    ):
+        train_schedule(_staged(stages), tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
 
 
 def test_init_from_names_an_earlier_stage(tmp_path):

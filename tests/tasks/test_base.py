@@ -118,3 +118,27 @@ def test_loss_and_grouping_pool_the_same_pixels_on_odd_sizes(monkeypatch):
     assert seen["loss"].shape == (1, 3, 3, 4)
     torch.testing.assert_close(seen["loss"][0], seen["grouping"])
     torch.testing.assert_close(seen["loops"], seen["loss"].flatten(2).transpose(1, 2))
+
+
+def test_figures_are_a_task_member_the_2d_default_and_the_volume_override(tmp_path, shared_data):
+    """The demo's figures come from the task: TaskBase draws the toy tutorial's 2-D panels,
+    the volume task its orthogonal slices, a task of other batches says it draws none."""
+    from pixelgroup.engine import InferenceRunner
+    from pixelgroup.tasks.base import TaskBase
+    from pixelgroup.tasks.volume import VolumeTask
+
+    assert TASKS["volume"].figures.__func__ is VolumeTask.figures  # type: ignore[attr-defined]
+    assert TASKS["instance"].figures.__func__ is TaskBase.figures  # type: ignore[attr-defined]
+    cfg = tiny_config()
+    task = TASKS["instance"]
+    torch.manual_seed(0)
+    run = InferenceRunner.from_config(task.build_model(cfg), cfg)
+    history = [{"loss": 1.0, "loss_iter0": 0.6, "loss_iter1": 0.4}]
+    paths = task.figures(run, cfg, tmp_path, history=history)
+    names = {p.name for p in paths}
+    assert {"loops.png", "loop_instances.png", "predictions.png", "loss_curves.png"} <= names
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+    root = str(shared_data / "bsds")
+    bsds = tiny_config(task="boundary", data={"name": "bsds", "root": root, "options": {}})
+    with pytest.raises(ConfigError, match="^the boundary task draws no figures"):
+        TASKS["boundary"].figures(run, bsds, tmp_path)

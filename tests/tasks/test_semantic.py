@@ -175,7 +175,7 @@ def test_bad_config(loss, model, data, match):
         "task": "semantic",
         "data": {"options": {**cfg.data.options, **data}},
         "model": {"options": {**cfg.model.options, **model}},
-        "loss": {"aux_weight": cfg.loss.aux_weight, "aux_labels": cfg.loss.aux_labels, **loss},
+        "loss": {**cfg.loss.task_options, **loss},
     }
     task = get_task("semantic")
     with pytest.raises(ValueError, match=match):  # ranges and choices: when the config is read

@@ -76,8 +76,14 @@ def test_errors(shared_data):
     voc = shared_data / "voc"
     with pytest.raises(ValueError, match="data.options.augment: expected bool, got 'yes'"):
         task.build_dataset(_cfg(voc, {"augment": "yes"}), "train")
-    with pytest.raises(ValueError, match="unknown config key 'data.options.size'; valid keys"):
+    with pytest.raises(ValueError, match="data.options.size does not apply to the voc_instance"):
         task.build_dataset(_cfg(voc, {"size": [48, 64]}), "train")
+    with pytest.raises(
+        ValueError,
+        match="unknown config key 'data.options.sise'; valid keys here: augment, ignore_index, "
+        "max_size, size",
+    ):
+        task.build_dataset(_cfg(voc, {"sise": [48, 64]}), "train")
     with pytest.raises(ValueError, match="data.options.max_size must be >= 8"):
         task.build_dataset(_cfg(voc, {"max_size": 4}), "train")
     with pytest.raises(ValueError, match="frozen_stages must be an int in 0..5"):

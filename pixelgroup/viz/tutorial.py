@@ -1,14 +1,16 @@
-"""Figures of a trained instance model on its evaluation split (the toy tutorial's pictures).
+"""The toy tutorial's pictures of an embedding model on a few images (``pixelgroup demo``).
 
 * ``loops.png``: per image, the image, its ground truth, the embedding as RGB after GBMS loops
   0..T, and the prediction;
-* ``loop_instances.png``: the instances read off each loop's embedding (the grouping of
-  :func:`~pixelgroup.tasks.instance.instances_from_embedding` without further shifting),
-  showing how the loops consolidate groups;
+* ``loop_instances.png``: the instances read off each loop's embedding (grouped as it is, no
+  further shifting), showing how the loops consolidate groups;
 * ``sphere.png``: the 3-D embedding of one image on the unit sphere before and after T loops,
   coloured by ground-truth instance (D = 3 only);
 * ``predictions.png``: ground-truth and predicted instances over each image, side by side;
 * ``loss_curves.png``: training loss per loop index (when a history is given).
+
+The task (``tasks/base.py::TaskBase.figures``) runs the model and says how an embedding is
+grouped; this module only shifts and draws.
 """
 
 from __future__ import annotations
@@ -19,73 +21,58 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixelgroup.config import ExperimentConfig
-from pixelgroup.models import EmbeddingOutput
 from pixelgroup.ops import RecurrentMeanShift
-from pixelgroup.tasks.instance import InstanceTask, instances_from_embedding
-from pixelgroup.viz import (
-    embedding_to_rgb,
-    labels_to_rgb,
-    loss_curves,
-    overlay,
-    overlay_grid,
-    panel_grid,
-    sphere_scatter,
-)
+from pixelgroup.viz.colors import embedding_to_rgb, labels_to_rgb, overlay
+from pixelgroup.viz.figures import loss_curves, overlay_grid, panel_grid, sphere_scatter
 
-__all__ = ["make_figures", "FIGURE_LOOPS"]
+__all__ = ["tutorial_figures", "FIGURE_LOOPS"]
 
 FIGURE_LOOPS = (0, 1, 2, 3, 5, 10)
+"""The GBMS loops the figures show (those below ``grouping.num_iters``, then that one)."""
 
 
 @torch.no_grad()
-def make_figures(
-    run: Callable[[torch.Tensor], EmbeddingOutput],
-    cfg: ExperimentConfig,
-    out_dir: str | Path,
+def tutorial_figures(
+    images: torch.Tensor,
+    truths: torch.Tensor,
+    embeddings: torch.Tensor,
+    group: Callable[[torch.Tensor, int | None], torch.Tensor],
     *,
+    bandwidth: float,
+    loops: Sequence[int],
+    out_dir: str | Path,
     history: Sequence[dict[str, float]] | None = None,
-    num_images: int = 6,
-    loops: Sequence[int] | None = None,
 ) -> list[Path]:
-    """Write the tutorial PNGs for the first ``num_images`` of ``cfg.data.eval_split``.
+    """Write the tutorial PNGs (module docstring) into ``out_dir``; returns their paths.
 
-    ``run``: the model at inference, ``images (B, C, H, W) -> EmbeddingOutput`` (an
-    :class:`~pixelgroup.engine.inference.InferenceRunner`; this module never runs a model).
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1].
+        truths: ``(B, H, W)`` ground-truth instance ids (0 background).
+        embeddings: ``(B, D, H, W)`` unit embeddings of the images.
+        group: ``group(embedding (D, H, W), num_iters) -> labels (H, W)``: the task's
+            grouping, ``num_iters`` None for its own number of loops, 0 for none.
+        bandwidth: δ of the GBMS loops drawn.
+        loops: the loops to show (their largest is run).
+        history: training history (``loss_iter<t>`` per epoch) for ``loss_curves.png``.
 
-    ``loops``: the GBMS loops to show; default those of FIGURE_LOOPS up to
-    ``grouping.num_iters``, plus that last loop.
+    Cost: ``max(loops)`` dense GBMS loops per image, O((H W)²) each: small images only.
     """
-    if loops is None:
-        last = cfg.grouping.num_iters
-        loops = sorted({t for t in FIGURE_LOOPS if t < last} | {last})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    task = InstanceTask()
-    dataset = task.build_dataset(cfg, cfg.data.eval_split)
-    samples = [dataset[i] for i in range(min(num_images, len(dataset)))]  # type: ignore[arg-type]
-    batch = task.collate(samples)
-    embeddings = run(task.batch_image(batch)).embedding
     # dense: N = H*W is small here, and the explicit kernel is much faster than SDPA on CPU
-    shift = RecurrentMeanShift(cfg.grouping.bandwidth, max(loops), impl="dense")
-
+    shift = RecurrentMeanShift(bandwidth, max(loops), impl="dense")
     emb_rows, inst_rows, overlays, spheres = [], [], [], None
-    for sample, emb in zip(samples, embeddings, strict=True):
+    for image_t, truth, emb in zip(images, truths, embeddings, strict=True):
         iterates = shift(emb[None])
-        image = sample.image.permute(1, 2, 0).numpy()
-        gt = sample.instance.numpy()
-        pred = instances_from_embedding(emb, cfg)[0].cpu().numpy()
+        image = image_t.permute(1, 2, 0).cpu().numpy()
+        gt = truth.cpu().numpy()
+        pred = group(emb, None).cpu().numpy()
         emb_rows.append(
             [image, labels_to_rgb(gt)]
             + [embedding_to_rgb(iterates[t][0].cpu()) for t in loops]
             + [labels_to_rgb(pred)]
         )
-        per_loop = [
-            labels_to_rgb(
-                instances_from_embedding(iterates[t][0], cfg, num_iters=0)[0].cpu().numpy()
-            )
-            for t in loops
-        ]
+        per_loop = [labels_to_rgb(group(iterates[t][0], 0).cpu().numpy()) for t in loops]
         inst_rows.append([image, labels_to_rgb(gt)] + per_loop)
         overlays += [overlay(image, gt), overlay(image, pred)]
         if spheres is None and emb.shape[0] == 3 and len(np.unique(gt)) > 2:
