@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     print("[3/3] drawing figures")
     figures = get_task(cfg.task).figures(
-        InferenceRunner.from_config(model, cfg), cfg, figures_dir, history=state["history"]
+        InferenceRunner.from_config(model, cfg), cfg, figures_dir, history=state.get("history")
     )
     done = time.perf_counter()
     print(
