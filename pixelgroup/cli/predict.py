@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pixelgroup.cli import (
@@ -118,7 +117,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixelgroup.cli.paths import check_writable_dir
     from pixelgroup.engine import load_model, predict_files
-    from pixelgroup.engine.predict import DEFAULT_HALO, DEFAULT_MAX_SIZE, DEFAULT_TILE
+    from pixelgroup.engine.predict import DEFAULT_HALO, DEFAULT_TILE
     from pixelgroup.postprocess.tiles import check_tile_sizes
     from pixelgroup.tasks.predictions import read_results_records
 
@@ -135,16 +134,13 @@ def run(args: argparse.Namespace) -> int:
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
-    # a model trained on crops at the images' own scale sees whole images at that scale too
-    native = cfg.data.options.get("crop") is not None and cfg.data.options.get("size") is None
-    max_size = args.max_size if args.max_size is not None else 0 if native else DEFAULT_MAX_SIZE
     done = predict_files(
         model,
         cfg,
         args.images,
         args.output,
         progress=not args.quiet,
-        max_size=max_size,
+        max_size=args.max_size,
         tile=args.tile,
         halo=halo,
         lazy=args.lazy,
@@ -155,16 +151,9 @@ def run(args: argparse.Namespace) -> int:
         path, (h, w), (sh, sw) = done.downscaled[0]
         more = f" and {len(done.downscaled) - 1} more" if len(done.downscaled) > 1 else ""
         note = (
-            f"; downscaled for the model to at most {max_size} px on the long side: "
+            f"; downscaled for the model to at most {max(sh, sw)} px on the long side: "
             f"{path.name} {w}x{h} -> {sw}x{sh}{more}; outputs at the image size"
         )
-        if native:
-            print(
-                "warning: this model was trained at the images' native scale "
-                "(data.options.crop): downscaled, objects look smaller than in training; "
-                "--max-size 0 keeps the scale",
-                file=sys.stderr,
-            )
     if done.tiled:
         note += f"; {len(done.tiled)} in tiles"
     if done.lazy:

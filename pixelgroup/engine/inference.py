@@ -41,6 +41,9 @@ __all__ = [
     "model_input_size",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_HALO",
+    "DEFAULT_TILE",
+    "AUTO_TILE_ABOVE",
+    "tile_side",
 ]
 
 DEFAULT_MAX_SIZE = 1024
@@ -49,6 +52,29 @@ DEFAULT_MAX_SIZE = 1024
 DEFAULT_HALO = 64
 """Pixels of context on every side of a tile: beyond it the shipped models' tiled embedding
 equals the whole image's to float rounding (docs/large_images.md, the halo table)."""
+
+
+DEFAULT_TILE = 512
+"""Core side of the tiles of an image seen in tiles (``pixelgroup predict --tile``): a
+crowded 512 px tile peaks at about 2 GB with a ``--config cells`` model (docs/large_images.md)."""
+
+AUTO_TILE_ABOVE = 1024
+"""An image whose side, as the model sees it, is longer goes through the model in tiles by
+default (docs/large_images.md: a crowded 1024 x 1024 image whole took over 13 GB)."""
+
+
+def tile_side(size: tuple[int, ...], tile: int | None) -> int:
+    """Core side of the tiles in which the model sees an image of ``size = (H, W)`` (as the
+    model sees it), 0 for the whole image at once: ``tile`` (0: never), or with ``tile`` None
+    :data:`DEFAULT_TILE` when a side exceeds :data:`AUTO_TILE_ABOVE`; 0 too when the image
+    fits in one tile. Used alike by prediction and evaluation.
+
+    Example:
+        >>> tile_side((3000, 2000), None), tile_side((800, 600), None), tile_side((800, 600), 256)
+        (512, 0, 256)
+    """
+    side = tile if tile is not None else DEFAULT_TILE if max(size) > AUTO_TILE_ABOVE else 0
+    return side if side and max(size) > side else 0
 
 
 def model_input_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:

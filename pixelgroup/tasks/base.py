@@ -93,7 +93,11 @@ class Task(Protocol):
       ``stem`` that predict replaces only when told to overwrite (checked before any work);
     * ``reserved_stems``: image file stems whose files would collide with a combined file;
     * ``predicts_at_image_size``: ``postprocess`` brings any output size to ``image_size``, so
-      the engine may downscale a large image for the model only.
+      the engine may downscale a large image for the model only;
+    * ``native_scale(cfg)``: the model was trained at the images' own scale (on crops), so
+      the engine does not downscale an image for it unless told to;
+    * ``tiles_images``: the model may see a large image in 2-D tiles (for prediction and
+      evaluation; a volume's stack is seen whole).
 
     Rehearsal on synthetic data (``pixelgroup rehearse``):
 
@@ -104,6 +108,9 @@ class Task(Protocol):
     reserved_stems: tuple[str, ...]
     predicts_at_image_size: bool
     writes_tiles: bool
+    tiles_images: bool
+
+    def native_scale(self, cfg: ExperimentConfig) -> bool: ...
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
 
@@ -162,11 +169,16 @@ class TaskBase:
     """Defaults of the :class:`Task` protocol: no reserved stems, predictions at the model's
     output size, :class:`~pixelgroup.data.AugmentedDataset` epochs set, ``model.options.
     in_channels`` (default 3) image channels read by :func:`pixelgroup.data.io.read_image`,
-    nothing written after the last image, no rehearsal. A task overrides what differs."""
+    nothing written after the last image, no rehearsal, images that may be tiled, no native
+    scale. A task overrides what differs."""
 
     reserved_stems: tuple[str, ...] = ()
     predicts_at_image_size: bool = False
     writes_tiles: bool = False
+    tiles_images: bool = True
+
+    def native_scale(self, cfg: ExperimentConfig) -> bool:
+        return False
 
     def set_epoch(self, dataset: Dataset, epoch: int) -> None:
         if isinstance(dataset, AugmentedDataset):

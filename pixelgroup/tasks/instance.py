@@ -165,6 +165,12 @@ class InstanceTask(InstanceSampleTask):
     """An image larger than memory is read window by window and its labels written tile by
     tile (:meth:`write_tiles`)."""
 
+    def native_scale(self, cfg: ExperimentConfig) -> bool:
+        """A model trained on crops (``data.options.crop``) of images not resized
+        (``data.options.size`` unset) saw objects at the images' own scale."""
+        options = cfg.data.options
+        return options.get("crop") is not None and options.get("size") is None
+
     def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
         """``(C, H, W)`` float32 in [0, 1], its values mapped as the training images' were
         (``data.options.normalize``, default ``auto``; the stored channels

@@ -110,6 +110,9 @@ def _check_volumes(batch: torch.Tensor, what: str) -> None:
 class VolumeTask(InstanceSampleTask):
     """3-D instance segmentation with the recurrent grouping loss and centre votes."""
 
+    tiles_images = False
+    """A stack is seen whole, at its own size (no 3-D tiles yet)."""
+
     def in_channels(self, cfg: ExperimentConfig) -> int:
         channels = cfg.model.options.get("in_channels", 1)
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
