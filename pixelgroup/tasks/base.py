@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ __all__ = [
     "Task",
     "TaskBase",
     "TaskEvaluator",
+    "TiledEvaluator",
     "LossFn",
     "InstanceSampleTask",
     "build_grouping_loss",
@@ -58,6 +59,16 @@ class TaskEvaluator(Protocol):
     def process(self, output: Any, batch: Any) -> None: ...
 
     def evaluate(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class TiledEvaluator(Protocol):
+    """A :class:`TaskEvaluator` that also scores images the model saw in tiles without their
+    whole output: ``process_tiles(tiles, batch)`` with, per image of the batch, the
+    ``(tile, output)`` of each window (:meth:`~pixelgroup.engine.inference.InferenceRunner.
+    tiles`, read once, in order). Other evaluators get the windows' cores stitched."""
+
+    def process_tiles(self, tiles: Sequence[Iterable[tuple[Tile, Any]]], batch: Any) -> None: ...
 
 
 class Task(Protocol):
