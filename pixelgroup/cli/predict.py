@@ -41,8 +41,9 @@ across tiles in embedding space, so the labels are the whole image's (docs/large
 Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids).
 A TIFF or zarr / OME-Zarr image over 2048 x 2048 px that the model sees at its size (--lazy:
 any) is never held whole: it is read window by window, its labels are written tile by tile
-to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), and their outlines to
-STEM.geojson (polygons, QuPath's detections); existing ones are replaced only with
+to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), their outlines to
+STEM.geojson (polygons, QuPath's detections), their COCO results to STEM.json and an overlay
+at most 2048 px a side to STEM_overlay.png; existing ones are replaced only with
 --overwrite. A volume checkpoint (task volume, docs/volumes.md) reads TIFF stacks and writes
 STEM_labels.tif (a 16-bit label stack, 32-bit over 65,535 objects) and STEM_slices.png (three
 orthogonal slices), refusing to replace an existing label stack without --overwrite. The
@@ -106,8 +107,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the STEM_labels.tif and STEM.geojson of a lazy image, or a volume's "
-        "label stack",
+        help="replace the STEM_labels.tif, STEM.geojson, STEM.json and STEM_overlay.png of a "
+        "lazy image, or a volume's label stack",
     )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,6 +158,6 @@ def run(args: argparse.Namespace) -> int:
     if done.tiled:
         note += f"; {len(done.tiled)} in tiles"
     if done.lazy:
-        note += f"; {len(done.lazy)} read by window: STEM_labels.tif, STEM.geojson"
+        note += f"; {len(done.lazy)} read by window: STEM_labels.tif, STEM.geojson, STEM.json"
     print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0

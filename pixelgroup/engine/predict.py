@@ -163,7 +163,7 @@ def predict_files(
                 leave=False,
                 disable=not progress,
             )
-            written += task.write_tiles(cfg, plan, size, Path(out_dir), stem, overwrite)
+            written += task.write_tiles(cfg, plan, source, Path(out_dir), stem, overwrite)
             continue
         small = model_input_size(size, max_size) if task.predicts_at_image_size else size
         if small != size:

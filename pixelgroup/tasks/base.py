@@ -97,8 +97,9 @@ class Task(Protocol):
     * ``write(cfg, prediction, image (C, H, W), out_dir, stem) -> list[Path]``: its files;
     * ``writes_tiles``: an image larger than memory can be predicted through
       ``open_image(cfg, path) -> LazyImage`` (read window by window as ``read_image`` reads
-      it whole) and ``write_tiles(cfg, tiles, image_size, out_dir, stem, overwrite) ->
-      list[Path]`` (its files written tile by tile from the windows' outputs);
+      it whole) and ``write_tiles(cfg, tiles, image, out_dir, stem, overwrite) ->
+      list[Path]`` (its files written tile by tile from the windows' outputs of ``image``,
+      the ``LazyImage`` the tiles were read from);
     * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
     * ``kept_outputs(out_dir, stem) -> list[Path]``: files of an earlier prediction of image
       ``stem`` that predict replaces only when told to overwrite (checked before any work);
@@ -163,7 +164,7 @@ class Task(Protocol):
         self,
         cfg: ExperimentConfig,
         tiles: Iterable[tuple[Tile, Any]],
-        image_size: tuple[int, int],
+        image: LazyImage,
         out_dir: Path,
         stem: str,
         overwrite: bool,
@@ -213,7 +214,7 @@ class TaskBase:
         self,
         cfg: ExperimentConfig,
         tiles: Iterable[tuple[Tile, Any]],
-        image_size: tuple[int, int],
+        image: LazyImage,
         out_dir: Path,
         stem: str,
         overwrite: bool,

@@ -271,24 +271,27 @@ class InstanceTask(InstanceSampleTask):
         self,
         cfg: ExperimentConfig,
         tiles: Iterable[tuple[Tile, EmbeddingOutput]],
-        image_size: tuple[int, int],
+        image: LazyImage,
         out_dir: Path,
         stem: str,
         overwrite: bool,
     ) -> list[Path]:
-        """The windows of an image larger than memory, seen at ``image_size`` -> its labels
-        as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile) and their outlines as
-        ``STEM.geojson`` (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped
-        and joined as :meth:`postprocess_tiles` does."""
+        """The windows of ``image``, an image larger than memory seen at its size -> its
+        labels as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile), their outlines
+        as ``STEM.geojson``, their COCO results as ``STEM.json`` and ``STEM_overlay.png`` (the
+        image and its instances at most 2048 px a side)
+        (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped and joined as
+        :meth:`postprocess_tiles` does."""
         semantic = _check_background(cfg) == "semantic"
         paths, _ = write_tiled_labels(
             _tile_groups(cfg, tiles),
-            image_size,
+            image.size,
             out_dir,
             stem,
             bandwidth=cfg.grouping.bandwidth,
             background_is_group=not semantic,
             overwrite=overwrite,
+            image=image,
         )
         return paths
 
