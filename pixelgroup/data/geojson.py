@@ -63,9 +63,7 @@ def instance_crops(
     starts = np.flatnonzero(np.r_[True, np.diff(cells[order]) != 0])
     for group in np.split(order, starts[1:]) if len(order) else []:
         b = boxes[group]
-        window = Box(
-            int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())
-        )
+        window = Box(int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
         labels = read(window)
         for k in group.tolist():
             top, left, bottom, right = (int(v) for v in boxes[k])
