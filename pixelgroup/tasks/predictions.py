@@ -245,7 +245,13 @@ class _Overlay:
         self.rgb[at] = rgb.transpose(1, 2, 0)
 
     def write(self, path: Path) -> Path:
-        write_png((overlay(self.rgb, self.labels) * 255).round().astype(np.uint8), path)
+        """The overlay as a PNG, blended a block of rows at a time (no float64 copy of the
+        whole map)."""
+        out = np.empty(self.rgb.shape, dtype=np.uint8)
+        for top in range(0, len(self.rgb), LABEL_TILE):
+            rows = slice(top, top + LABEL_TILE)
+            out[rows] = (overlay(self.rgb[rows], self.labels[rows]) * 255).round()
+        write_png(out, path)
         return path
 
 
