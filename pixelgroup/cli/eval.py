@@ -65,7 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="px of context around each tile, a multiple of 16 >= 16 (default 64)",
+        help="px of context around each tile, a multiple of 16 >= 16 (default: the model's, "
+        "as in predict)",
     )
     p.add_argument(
         "-o",
@@ -107,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup.postprocess.tiles import check_tile_sizes
 
     set_threads(args.threads)
-    halo = DEFAULT_HALO if args.halo is None else args.halo
     try:
+        halo = DEFAULT_HALO if args.halo is None else args.halo  # checked before any work
         check_tile_sizes(args.tile or DEFAULT_TILE, halo, min_halo=16)
     except ValueError as e:
         raise UserError(f"--tile / --halo: {e}") from None
@@ -123,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
     output = args.output or fresh_path(args.checkpoint.parent / "metrics.json")
-    metrics = evaluate(model, cfg, args.split, progress=not args.quiet, tile=args.tile, halo=halo)
+    metrics = evaluate(
+        model, cfg, args.split, progress=not args.quiet, tile=args.tile, halo=args.halo
+    )
     print(format_table(metrics))
     write_json(metrics, output)
     print(f"metrics: {output}")

@@ -36,7 +36,8 @@ memory (the downscaling applies to instance checkpoints). A model trained on cro
 images' native scale (data.options.crop, e.g. --config cells) sees every image at that scale:
 its default is no limit, and an explicit --max-size that downscales is warned about.
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
-512 px, each seen with --halo px of context on every side, default 64); instances are joined
+512 px, each seen with --halo px of context on every side, default 64, 256 for the dense
+network); instances are joined
 across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
 Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids).
 A TIFF or zarr / OME-Zarr image over 2048 x 2048 px that the model sees at its size (--lazy:
@@ -93,8 +94,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="px of context around each tile, a multiple of 16 >= 16 (default 64: tiles equal "
-        "the whole image for the shipped models)",
+        help="px of context around each tile, a multiple of 16 >= 16 (default: the model's, "
+        "64 for the toy network and the U-Net, 256 for the dense network: tiles then equal "
+        "the whole image)",
     )
     p.add_argument(
         "--lazy",
@@ -125,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.max_size is not None and args.max_size < 0:
         raise UserError(f"--max-size must be >= 0 (0: no limit), got {args.max_size}")
-    halo = DEFAULT_HALO if args.halo is None else args.halo
     try:
+        halo = DEFAULT_HALO if args.halo is None else args.halo  # checked before any work
         check_tile_sizes(args.tile or DEFAULT_TILE, halo, min_halo=16)
     except ValueError as e:
         raise UserError(f"--tile / --halo: {e}") from None
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         max_size=args.max_size,
         tile=args.tile,
-        halo=halo,
+        halo=args.halo,
         lazy=args.lazy,
         overwrite=args.overwrite,
     )

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
-from pixelgroup.engine.inference import DEFAULT_HALO, DEFAULT_TILE, InferenceRunner, tile_side
+from pixelgroup.engine.inference import DEFAULT_TILE, InferenceRunner, default_halo, tile_side
 from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes
 from pixelgroup.tasks import get_task
 from pixelgroup.tasks.base import TiledEvaluator
@@ -29,7 +29,7 @@ def evaluate(
     *,
     progress: bool = True,
     tile: int | None = None,
-    halo: int = DEFAULT_HALO,
+    halo: int | None = None,
 ) -> dict[str, float]:
     """Metrics of ``model`` on ``split`` (default ``cfg.data.eval_split``).
 
@@ -37,12 +37,14 @@ def evaluate(
     BatchNorm as ``cfg.model.test_bn`` says, autocast as ``cfg.train.amp``); the task's
     evaluator sees its outputs and the batches. A batch of images ``(B, C, H, W)`` longer
     than ``tile`` px on a side is seen in tiles of ``tile`` px with ``halo`` px of context
-    (multiples of 16, ``halo`` >= 16), each image on its own: ``tile=None`` (default) tiles
+    (default: the model's, :func:`~pixelgroup.engine.inference.default_halo`; multiples of
+    16, ``halo`` >= 16), each image on its own: ``tile=None`` (default) tiles
     of :data:`~pixelgroup.engine.inference.DEFAULT_TILE` above
     :data:`~pixelgroup.engine.inference.AUTO_TILE_ABOVE` px, 0 never (as ``predict_files``).
     """
     if tile is not None and (isinstance(tile, bool) or tile < 0):
         raise ValueError(f"tile must be >= 0 (0: no tiles, None: automatic), got {tile!r}")
+    halo = default_halo(model) if halo is None else halo
     check_tile_sizes(tile or DEFAULT_TILE, halo, min_halo=TILE_MULTIPLE)
     task = get_task(cfg.task)
     run = InferenceRunner.from_config(model, cfg)

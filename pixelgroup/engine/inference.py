@@ -44,14 +44,23 @@ __all__ = [
     "DEFAULT_TILE",
     "AUTO_TILE_ABOVE",
     "tile_side",
+    "default_halo",
 ]
 
 DEFAULT_MAX_SIZE = 1024
 """Longest image side the model sees by default (``pixelgroup predict --max-size``)."""
 
 DEFAULT_HALO = 64
-"""Pixels of context on every side of a tile: beyond it the shipped models' tiled embedding
-equals the whole image's to float rounding (docs/large_images.md, the halo table)."""
+"""Pixels of context on every side of a tile: beyond it the toy network's and the U-Net's
+tiled embedding equals the whole image's to float rounding (docs/large_images.md, the halo
+table); a model with a larger receptive field names its own (:func:`default_halo`)."""
+
+
+def default_halo(model: nn.Module) -> int:
+    """The halo a model is tiled with unless told otherwise: its ``tile_halo`` (e.g.
+    :class:`~pixelgroup.models.DenseEmbeddingNet`'s 256), else :data:`DEFAULT_HALO`; never
+    below :data:`DEFAULT_HALO`, whose half is the grouping's context around a tile."""
+    return max(DEFAULT_HALO, int(getattr(model, "tile_halo", DEFAULT_HALO)))
 
 
 DEFAULT_TILE = 512

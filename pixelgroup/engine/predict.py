@@ -27,6 +27,7 @@ from pixelgroup.engine.inference import (
     DEFAULT_MAX_SIZE,
     DEFAULT_TILE,
     InferenceRunner,
+    default_halo,
     model_input_size,
     tile_side,
 )
@@ -80,7 +81,7 @@ def predict_files(
     progress: bool = True,
     max_size: int | None = None,
     tile: int | None = None,
-    halo: int = DEFAULT_HALO,
+    halo: int | None = None,
     lazy: bool | None = None,
     overwrite: bool = False,
 ) -> Predictions:
@@ -99,7 +100,8 @@ def predict_files(
 
     An image whose long side, as the model sees it, exceeds ``tile`` goes through the model
     in tiles of ``tile`` pixels, each seen with ``halo`` pixels of context on every side
-    (multiples of 16, ``halo`` >= 16: tiles meet in their halos;
+    (default: the model's, :func:`~pixelgroup.engine.inference.default_halo`; multiples of
+    16, ``halo`` >= 16: tiles meet in their halos;
     :meth:`InferenceRunner.tiles`), and the task predicts from the tiles
     (``Task.postprocess_tiles``). ``tile=None`` (default): tiles of :data:`DEFAULT_TILE` for
     an image longer than :data:`AUTO_TILE_ABOVE`; 0: never.
@@ -116,6 +118,7 @@ def predict_files(
         raise ValueError(f"max_size must be >= 0 (0: no limit, None: automatic), got {max_size!r}")
     if tile is not None and (isinstance(tile, bool) or tile < 0):
         raise ValueError(f"tile must be >= 0 (0: no tiles, None: automatic), got {tile!r}")
+    halo = default_halo(model) if halo is None else halo
     check_tile_sizes(tile or DEFAULT_TILE, halo, min_halo=TILE_MULTIPLE)
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]

@@ -58,6 +58,12 @@ class DenseEmbeddingNet(nn.Module):
     (res4 and res5 run at 1/8 instead of 1/16 and 1/32).
     """
 
+    tile_halo = 256
+    """Default context (px) of a tile when the image is seen in tiles: its receptive field
+    is hundreds of pixels, and an ``efficientnet_lite0`` one's tiled embedding is within
+    2.3e-3 of the whole image's at 256 (0.22 at 64; docs/large_images.md, the halo table).
+    The ResNets' receptive fields are larger still (not measured)."""
+
     def __init__(
         self,
         backbone: str = "resnet101",

@@ -12,7 +12,7 @@ import pytest
 
 from pixelgroup.cli import main
 from pixelgroup.data.synthetic_cells import write_cells_folder
-from pixelgroup.engine import evaluate, load_model
+from pixelgroup.engine import InferenceRunner, evaluate, load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -83,3 +83,28 @@ def test_eval_rejects_bad_tiles_in_one_line(option, match, capsys):
     assert main(["eval", "--checkpoint", str(CELLS), *option]) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
+
+
+def test_a_model_is_tiled_with_its_own_default_halo(cells, monkeypatch):
+    """halo=None: the model's tile_halo (never under DEFAULT_HALO), for eval and predict."""
+    from pixelgroup.engine.inference import DEFAULT_HALO, default_halo
+    from pixelgroup.models import DenseEmbeddingNet, ToyEmbeddingNet
+
+    assert default_halo(ToyEmbeddingNet(width=4, num_blocks=1)) == DEFAULT_HALO == 64
+    dense = DenseEmbeddingNet(backbone="efficientnet_lite0", embedding_dim=4)
+    assert default_halo(dense) == 256
+    model, cfg = cells
+    halos = []
+    original = InferenceRunner.tiles
+
+    def tiles(self, images, input_size=None, *, tile, halo):
+        halos.append(halo)
+        return original(self, images, input_size, tile=tile, halo=halo)
+
+    monkeypatch.setattr(InferenceRunner, "tiles", tiles)
+    monkeypatch.setattr(model, "tile_halo", 96, raising=False)
+    evaluate(model, cfg, progress=False, tile=64)
+    assert set(halos) == {96}
+    monkeypatch.setattr(model, "tile_halo", 16)
+    evaluate(model, cfg, progress=False, tile=64)
+    assert set(halos) == {96, 64}
