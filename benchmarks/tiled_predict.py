@@ -362,7 +362,7 @@ def _one_join(h: int, w: int, tile: int, halo: int) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=".") as out:
         _, scores = write_tiled_labels(
-            groups(), (h, w), out, "join", bandwidth=0.2, background_is_group=False
+            groups(), (h, w), out, "join", bandwidth=0.2, background_is_group=False, coco=False
         )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
