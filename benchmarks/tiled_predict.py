@@ -31,7 +31,8 @@ Two tables (docs/large_images.md):
   nuclei (a 512 px ``draw_cells`` block repeated, written block by block) read window by
   window, its labels written tile by tile to a tiled BigTIFF; wall time, megapixels per
   second and peak RSS (``getrusage``) of the whole call, reading and writing included; up to
-  ``--eager-max`` pixels also read whole (``lazy=False``: label PNG, overlay, COCO JSON).
+  ``--eager-max`` pixels also read whole (``lazy=False``: label PNG, overlay, COCO JSON);
+  each on every number of ``--threads``.
 * ``join``: the same without the model (what grows with the image besides the windows):
   each tile's regions labelled with the true nuclei, joined and written
   (``write_tiled_labels``: spill, BigTIFF, GeoJSON); time and peak RSS per size.
@@ -119,7 +120,13 @@ def _cells_image(side: int):  # -> (1, 3, side, side) in [0, 1]
     return image.expand(3, side, side)[None]
 
 
-def agreement_table(checkpoint: str, images: str, side: int, tiles: list[str]) -> None:
+def agreement_table(
+    checkpoint: str, images: str, side: int, tiles: list[str], max_points: str | None
+) -> None:
+    """``max_points``: ``grouping.max_points`` for both (``none``: every point shifted, exact
+    mean shift); None: the checkpoint's."""
+    import dataclasses
+
     import torch
 
     from pixelgroup.data.toy import ToyDigits
@@ -130,6 +137,11 @@ def agreement_table(checkpoint: str, images: str, side: int, tiles: list[str]) -
 
     torch.set_num_threads(1)
     model, cfg, _ = load_model(checkpoint)
+    if max_points is not None:
+        points = None if max_points == "none" else int(max_points)
+        cfg = dataclasses.replace(
+            cfg, grouping=dataclasses.replace(cfg.grouping, max_points=points)
+        )
     task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
     if images == "toy":
         canvases = ToyDigits("val", 12)
@@ -247,8 +259,10 @@ def _write_slide(path: str, size: tuple[int, int]) -> None:
     tifffile.imwrite(path, blocks(), shape=size, dtype=np.uint16, tile=(512, 512), bigtiff=True)
 
 
-def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool) -> None:
-    """``predict_files(lazy=lazy)`` of one image in this process: a JSON line."""
+def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool, threads: int) -> None:
+    """``predict_files(lazy=lazy)`` of one image in this process on ``threads`` threads: a
+    JSON line (the load average over the call's last minute included)."""
+    import os
     import tempfile
 
     import torch
@@ -256,7 +270,7 @@ def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool) ->
     from pixelgroup.data.io import image_size
     from pixelgroup.engine import load_model, predict_files
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     model, cfg, _ = load_model(checkpoint)
     size = image_size(image)
     with tempfile.TemporaryDirectory(dir=".") as out:
@@ -266,18 +280,29 @@ def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool) ->
         )
         seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"size": size, "seconds": seconds, "peak_mib": peak}))
+    load = os.getloadavg()[0]
+    print(json.dumps({"size": size, "seconds": seconds, "peak_mib": peak, "load": load}))
 
 
 def large_table(
-    checkpoint: str, sizes: list[str], tile: int, halo: int, folder: str, eager_max: int
+    checkpoint: str,
+    sizes: list[str],
+    tile: int,
+    halo: int,
+    folder: str,
+    eager_max: int,
+    threads: list[int],
 ) -> None:
     """``sizes``: ``N`` (N x N) or ``HxW``; images of at most ``eager_max`` pixels also run
-    read whole (``lazy=False``: label PNG, overlay, COCO JSON)."""
+    read whole (``lazy=False``: label PNG, overlay, COCO JSON); each on every number of
+    ``threads``."""
     import os
 
-    print("| H x W | megapixels | path | s | MP/s | peak RSS MiB | peak / first row's |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| H x W | megapixels | path | threads | s | MP/s | peak RSS MiB | peak / first row's "
+        "| load (1 min) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     first = None
     for spec in sizes:
         h, w = (int(v) for v in (spec.split("x") if "x" in spec else (spec, spec)))
@@ -285,19 +310,19 @@ def large_table(
         if not os.path.exists(image):
             _write_slide(image, (h, w))
         for lazy in (True, False) if h * w <= eager_max else (True,):
-            cmd = [sys.executable, __file__, "one-large", checkpoint, image, str(tile), str(halo)]
-            out = subprocess.run(
-                cmd if lazy else [*cmd, "--whole"], capture_output=True, text=True, check=True
-            )
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            first = first or row["peak_mib"]
-            mp = h * w / 1e6
-            print(
-                f"| {h} x {w} | {mp:.1f} | {'by window' if lazy else 'read whole'} | "
-                f"{row['seconds']:.0f} | {mp / row['seconds']:.3f} | {row['peak_mib']:.0f} | "
-                f"{row['peak_mib'] / first:.2f} |",
-                flush=True,
-            )
+            for n in threads:
+                cmd = [sys.executable, __file__, "one-large", checkpoint, image, str(tile)]
+                cmd += [str(halo), "--threads", str(n)] + ([] if lazy else ["--whole"])
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                first = first or row["peak_mib"]
+                mp = h * w / 1e6
+                print(
+                    f"| {h} x {w} | {mp:.1f} | {'by window' if lazy else 'read whole'} | {n} | "
+                    f"{row['seconds']:.0f} | {mp / row['seconds']:.3f} | {row['peak_mib']:.0f} "
+                    f"| {row['peak_mib'] / first:.2f} | {row['load']:.1f} |",
+                    flush=True,
+                )
 
 
 def _one_join(h: int, w: int, tile: int, halo: int) -> None:
@@ -337,7 +362,7 @@ def _one_join(h: int, w: int, tile: int, halo: int) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=".") as out:
         _, scores = write_tiled_labels(
-            groups(), (h, w), out, "join", bandwidth=0.2, background_is_group=False
+            groups(), (h, w), out, "join", bandwidth=0.2, background_is_group=False, coco=False
         )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -375,6 +400,7 @@ def main() -> None:
     a.add_argument("--images", choices=("toy", "cells"), default="cells")
     a.add_argument("--side", type=int, default=512)
     a.add_argument("--tiles", nargs="+", default=["64:32", "128:32", "128:64", "256:64"])
+    a.add_argument("--max-points", help="grouping.max_points for both (none: exact)")
     s = sub.add_parser("speed", help="time and peak RSS per image size, whole and tiled")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
@@ -388,6 +414,7 @@ def main() -> None:
     g.add_argument("--halo", type=int, default=64)
     g.add_argument("--folder", default=".", help="where the synthetic TIFFs are (written)")
     g.add_argument("--eager-max", type=int, default=2048 * 2048, help="px also run read whole")
+    g.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads, each")
     j = sub.add_parser("join", help="the join and the writing alone: time and peak RSS")
     j.add_argument("--sizes", nargs="+", default=["2048", "8192", "20480"], help="N or HxW")
     j.add_argument("--tile", type=int, default=512)
@@ -401,6 +428,7 @@ def main() -> None:
     ol.add_argument("tile", type=int)
     ol.add_argument("halo", type=int)
     ol.add_argument("--whole", action="store_true", help="lazy=False")
+    ol.add_argument("--threads", type=int, default=1)
     o = sub.add_parser("one")
     o.add_argument("checkpoint")
     o.add_argument("side", type=int)
@@ -411,15 +439,23 @@ def main() -> None:
     if args.what == "halo":
         halo_table(args.config, args.checkpoint, args.tile, args.side, args.halos)
     elif args.what == "agreement":
-        agreement_table(args.checkpoint, args.images, args.side, args.tiles)
+        agreement_table(args.checkpoint, args.images, args.side, args.tiles, args.max_points)
     elif args.what == "large":
-        large_table(args.checkpoint, args.sizes, args.tile, args.halo, args.folder, args.eager_max)
+        large_table(
+            args.checkpoint,
+            args.sizes,
+            args.tile,
+            args.halo,
+            args.folder,
+            args.eager_max,
+            args.threads,
+        )
     elif args.what == "join":
         join_table(args.sizes, args.tile, args.halo)
     elif args.what == "one-join":
         _one_join(args.h, args.w, args.tile, args.halo)
     elif args.what == "one-large":
-        _one_large(args.checkpoint, args.image, args.tile, args.halo, not args.whole)
+        _one_large(args.checkpoint, args.image, args.tile, args.halo, not args.whole, args.threads)
     elif args.what == "speed":
         speed_table(args.checkpoint, args.sizes, args.tile, args.halo, args.whole_max)
     else:

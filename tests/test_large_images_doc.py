@@ -4,6 +4,7 @@ images read by window equal those of the image read whole and tiled."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -49,3 +50,11 @@ def test_the_commands_run_and_tiles_agree_with_the_whole_image(tmp_path, monkeyp
     assert partition_agreement(tiled, whole) >= 0.99
     for name in ("slide_labels.tif", "slide.ome_labels.tif"):
         assert np.array_equal(tifffile.imread(tmp_path / "big" / name), tiled.numpy()), name
+    records = json.loads((tmp_path / "big" / "slide.json").read_text())
+    expected = json.loads((tmp_path / "tiled" / "slide.json").read_text())
+    assert sorted(records, key=json.dumps) == sorted(expected, key=json.dumps)
+    for d in ("big", "tiled"):
+        assert np.array_equal(
+            np.array(Image.open(tmp_path / "big" / "slide_overlay.png")),
+            np.array(Image.open(tmp_path / d / "slide_overlay.png")),
+        )

@@ -20,6 +20,7 @@ EPILOG = """examples:
   pixelgroup eval --checkpoint runs/toy/checkpoint.pt --split val -o val_metrics.json
   pixelgroup eval --checkpoint runs/toy/checkpoint.pt --set grouping.num_iters=20
   pixelgroup eval --task semantic --checkpoint runs/toy_semantic/checkpoint.pt
+  pixelgroup eval --checkpoint runs/cells/checkpoint.pt --tile 256 --halo 64
 
 The model and data come from the config stored in the checkpoint; --set changes the stored
 config for this evaluation only (e.g. grouping settings or data.options.eval_length).
@@ -27,7 +28,10 @@ Metrics go to metrics.json beside the checkpoint, or metrics-2.json, metrics-3.j
 that exists (earlier results are kept); an explicit -o FILE that exists needs --overwrite, and
 the checkpoint is never replaced. A metric that is undefined (e.g. COCO's APm without medium
 objects, every instance score on a split without instances) is printed as "–" and written
-as null. --set cannot change task, model.name or model.options: the checkpoint fixes them.
+as null. Images larger than 1024 px on a side go through the model in tiles of 512 px
+(--tile, --halo), as in predict: instance labels are grouped tile by tile and joined across
+tiles, never the whole embedding at once (docs/large_images.md). --set cannot change task,
+model.name or model.options: the checkpoint fixes them.
 --task names the task the checkpoint must have been trained for (instance, semantic,
 boundary, proposals, voc_instance); it guards scripts against evaluating the wrong model."""
 
@@ -48,6 +52,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="expected task of the checkpoint (error if it differs)")
     p.add_argument("--split", help="split to evaluate (default: data.eval_split of the config)")
     add_overrides_argument(p, "override a stored config value for this evaluation (repeatable)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the model on tiles of N x N px (a multiple of 16) of an image larger than N "
+        "on a side, as predict does (default: 512 for images larger than 1024; 0: never)",
+    )
+    p.add_argument(
+        "--halo",
+        type=int,
+        default=None,
+        metavar="N",
+        help="px of context around each tile, a multiple of 16 >= 16 (default: the model's, "
+        "as in predict)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -84,8 +104,15 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup._atomic import write_json
     from pixelgroup.cli.paths import check_writable_file, fresh_path
     from pixelgroup.engine import evaluate, load_model
+    from pixelgroup.engine.inference import DEFAULT_HALO, DEFAULT_TILE
+    from pixelgroup.postprocess.tiles import check_tile_sizes
 
     set_threads(args.threads)
+    try:
+        halo = DEFAULT_HALO if args.halo is None else args.halo  # checked before any work
+        check_tile_sizes(args.tile or DEFAULT_TILE, halo, min_halo=16)
+    except ValueError as e:
+        raise UserError(f"--tile / --halo: {e}") from None
     if args.output is not None:
         check_writable_file(args.output, "-o", overwrite=args.overwrite, inputs=[args.checkpoint])
     model, cfg, _ = load_model(args.checkpoint)
@@ -97,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
     output = args.output or fresh_path(args.checkpoint.parent / "metrics.json")
-    metrics = evaluate(model, cfg, args.split, progress=not args.quiet)
+    metrics = evaluate(
+        model, cfg, args.split, progress=not args.quiet, tile=args.tile, halo=args.halo
+    )
     print(format_table(metrics))
     write_json(metrics, output)
     print(f"metrics: {output}")

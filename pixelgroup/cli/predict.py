@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pixelgroup.cli import (
@@ -37,13 +36,15 @@ memory (the downscaling applies to instance checkpoints). A model trained on cro
 images' native scale (data.options.crop, e.g. --config cells) sees every image at that scale:
 its default is no limit, and an explicit --max-size that downscales is warned about.
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
-512 px, each seen with --halo px of context on every side, default 64); instances are joined
+512 px, each seen with --halo px of context on every side, default 64, 256 for the dense
+network); instances are joined
 across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
 Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids).
 A TIFF or zarr / OME-Zarr image over 2048 x 2048 px that the model sees at its size (--lazy:
 any) is never held whole: it is read window by window, its labels are written tile by tile
-to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), and their outlines to
-STEM.geojson (polygons, QuPath's detections); existing ones are replaced only with
+to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), their outlines to
+STEM.geojson (polygons, QuPath's detections), their COCO results to STEM.json and an overlay
+at most 2048 px a side to STEM_overlay.png; existing ones are replaced only with
 --overwrite. A volume checkpoint (task volume, docs/volumes.md) reads TIFF stacks and writes
 STEM_labels.tif (a 16-bit label stack, 32-bit over 65,535 objects) and STEM_slices.png (three
 orthogonal slices), refusing to replace an existing label stack without --overwrite. The
@@ -93,8 +94,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="px of context around each tile, a multiple of 16 >= 16 (default 64: tiles equal "
-        "the whole image for the shipped models)",
+        help="px of context around each tile, a multiple of 16 >= 16 (default: the model's, "
+        "64 for the toy network and the U-Net, 256 for the dense network: tiles then equal "
+        "the whole image)",
     )
     p.add_argument(
         "--lazy",
@@ -107,8 +109,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the STEM_labels.tif and STEM.geojson of a lazy image, or a volume's "
-        "label stack",
+        help="replace the STEM_labels.tif, STEM.geojson, STEM.json and STEM_overlay.png of a "
+        "lazy image, or a volume's label stack",
     )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -118,15 +120,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixelgroup.cli.paths import check_writable_dir
     from pixelgroup.engine import load_model, predict_files
-    from pixelgroup.engine.predict import DEFAULT_HALO, DEFAULT_MAX_SIZE, DEFAULT_TILE
+    from pixelgroup.engine.predict import DEFAULT_HALO, DEFAULT_TILE
     from pixelgroup.postprocess.tiles import check_tile_sizes
     from pixelgroup.tasks.predictions import read_results_records
 
     set_threads(args.threads)
     if args.max_size is not None and args.max_size < 0:
         raise UserError(f"--max-size must be >= 0 (0: no limit), got {args.max_size}")
-    halo = DEFAULT_HALO if args.halo is None else args.halo
     try:
+        halo = DEFAULT_HALO if args.halo is None else args.halo  # checked before any work
         check_tile_sizes(args.tile or DEFAULT_TILE, halo, min_halo=16)
     except ValueError as e:
         raise UserError(f"--tile / --halo: {e}") from None
@@ -135,18 +137,15 @@ def run(args: argparse.Namespace) -> int:
     model, cfg, _ = load_model(args.checkpoint)
     cfg = override_checkpoint_config(cfg, args.overrides, args.checkpoint)
     model = model.to(device_from_overrides(cfg.device, args.overrides))
-    # a model trained on crops at the images' own scale sees whole images at that scale too
-    native = cfg.data.options.get("crop") is not None and cfg.data.options.get("size") is None
-    max_size = args.max_size if args.max_size is not None else 0 if native else DEFAULT_MAX_SIZE
     done = predict_files(
         model,
         cfg,
         args.images,
         args.output,
         progress=not args.quiet,
-        max_size=max_size,
+        max_size=args.max_size,
         tile=args.tile,
-        halo=halo,
+        halo=args.halo,
         lazy=args.lazy,
         overwrite=args.overwrite,
     )
@@ -155,19 +154,12 @@ def run(args: argparse.Namespace) -> int:
         path, (h, w), (sh, sw) = done.downscaled[0]
         more = f" and {len(done.downscaled) - 1} more" if len(done.downscaled) > 1 else ""
         note = (
-            f"; downscaled for the model to at most {max_size} px on the long side: "
+            f"; downscaled for the model to at most {max(sh, sw)} px on the long side: "
             f"{path.name} {w}x{h} -> {sw}x{sh}{more}; outputs at the image size"
         )
-        if native:
-            print(
-                "warning: this model was trained at the images' native scale "
-                "(data.options.crop): downscaled, objects look smaller than in training; "
-                "--max-size 0 keeps the scale",
-                file=sys.stderr,
-            )
     if done.tiled:
         note += f"; {len(done.tiled)} in tiles"
     if done.lazy:
-        note += f"; {len(done.lazy)} read by window: STEM_labels.tif, STEM.geojson"
+        note += f"; {len(done.lazy)} read by window: STEM_labels.tif, STEM.geojson, STEM.json"
     print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0

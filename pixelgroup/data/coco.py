@@ -2,6 +2,8 @@
 
 * :func:`encode_masks` / :func:`decode_masks`: ``(K, H, W)`` bool masks <-> compressed RLEs
   (``{"size": [H, W], "counts": str}``, pycocotools' column-major format).
+* :func:`crop_to_result`: the result record of one instance of an image larger than memory,
+  from the crop of its bounding box (the image's mask is never built).
 * :func:`masks_to_results`: one image's masks as COCO result records, the format of
   ``pixelgroup predict`` and the input of ``pixelgroup eval-proposals`` / ``eval-instances``
   and ``pycocotools.coco.COCO.loadRes``.
@@ -32,6 +34,7 @@ __all__ = [
     "encode_masks",
     "decode_masks",
     "masks_to_results",
+    "crop_to_result",
     "read_results",
     "segmentation_mask",
 ]
@@ -182,6 +185,57 @@ def masks_to_results(
             }
         )
     return records
+
+
+def crop_to_result(
+    image_id: str | int,
+    crop: np.ndarray,
+    top: int,
+    left: int,
+    size: tuple[int, int],
+    score: float,
+) -> dict[str, Any]:
+    """The COCO result record (as :func:`masks_to_results`'s, category 1) of the instance
+    whose pixels are ``crop (h, w)`` bool placed at ``(top, left)`` of an image of ``size =
+    (H, W)``. The runs of the image's column-major mask are computed from the crop's columns:
+    time and memory O(h·w), whatever H and W.
+
+    Example:
+        >>> crop = np.array([[True, False], [True, True]])
+        >>> r = crop_to_result("img", crop, 1, 2, (4, 5), 0.5)
+        >>> m = np.zeros((1, 4, 5), bool); m[0, 1:3, 2:4] = crop
+        >>> r == masks_to_results("img", m, [0.5])[0]
+        True
+    """
+    crop = np.asarray(crop, dtype=bool)
+    height, width = size
+    h, w = crop.shape
+    if top < 0 or left < 0 or top + h > height or left + w > width:
+        raise ValueError(f"crop {crop.shape} at ({top}, {left}) lies outside the image {size}")
+    padded = np.zeros((h + 2, w), dtype=np.int8)
+    padded[1:-1] = crop
+    step = np.diff(padded, axis=0)  # (h + 1, w): +1 where a run starts, -1 past its end
+    starts = np.flatnonzero(step.T == 1)  # column-major, as the image's runs
+    ends = np.flatnonzero(step.T == -1)
+    column, row = np.divmod(starts, h + 1)
+    begin = (left + column) * height + top + row
+    end = begin + (ends - starts)
+    if len(begin) > 1:  # a run down to the image's last row continues at the next column's top
+        joined = np.flatnonzero(end[:-1] == begin[1:])
+        begin, end = np.delete(begin, joined + 1), np.delete(end, joined)
+    edges = np.concatenate([[0], np.stack([begin, end], 1).ravel(), [height * width]])
+    counts = np.diff(edges).tolist()
+    if len(counts) > 1 and counts[-1] == 0:  # a mask down to the last pixel: no closing run
+        counts.pop()
+    rle = _to_pycocotools({"size": [height, width], "counts": counts})
+    return {
+        "image_id": image_id,
+        "category_id": 1,
+        "segmentation": {"size": [height, width], "counts": rle["counts"].decode()},
+        "score": float(score),
+        "area": int(mask_utils.area(rle)),
+        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+    }
 
 
 @dataclass(frozen=True)

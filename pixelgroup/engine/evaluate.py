@@ -1,4 +1,11 @@
-"""The evaluation loop: run a model over a split and feed the task's evaluator."""
+"""The evaluation loop: run a model over a split and feed the task's evaluator.
+
+Images larger than :data:`~pixelgroup.engine.inference.AUTO_TILE_ABOVE` px on a side go
+through the model in tiles, as :func:`~pixelgroup.engine.predict.predict_files` sends them
+(:func:`~pixelgroup.engine.inference.tile_side`): an evaluator that groups tile by tile
+(:class:`~pixelgroup.tasks.base.TiledEvaluator`, e.g. the instance task's) gets each window's
+output and never the image's whole embedding; any other gets the windows' cores stitched.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
-from pixelgroup.engine.inference import InferenceRunner
+from pixelgroup.engine.inference import DEFAULT_TILE, InferenceRunner, default_halo, tile_side
+from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes
 from pixelgroup.tasks import get_task
+from pixelgroup.tasks.base import TiledEvaluator
 
 __all__ = ["evaluate"]
 
@@ -19,13 +28,24 @@ def evaluate(
     split: str | None = None,
     *,
     progress: bool = True,
+    tile: int | None = None,
+    halo: int | None = None,
 ) -> dict[str, float]:
     """Metrics of ``model`` on ``split`` (default ``cfg.data.eval_split``).
 
     The model runs through :class:`~pixelgroup.engine.inference.InferenceRunner` (eval mode,
     BatchNorm as ``cfg.model.test_bn`` says, autocast as ``cfg.train.amp``); the task's
-    evaluator sees its outputs and the batches.
+    evaluator sees its outputs and the batches. A batch of images ``(B, C, H, W)`` longer
+    than ``tile`` px on a side is seen in tiles of ``tile`` px with ``halo`` px of context
+    (default: the model's, :func:`~pixelgroup.engine.inference.default_halo`; multiples of
+    16, ``halo`` >= 16), each image on its own: ``tile=None`` (default) tiles
+    of :data:`~pixelgroup.engine.inference.DEFAULT_TILE` above
+    :data:`~pixelgroup.engine.inference.AUTO_TILE_ABOVE` px, 0 never (as ``predict_files``).
     """
+    if tile is not None and (isinstance(tile, bool) or tile < 0):
+        raise ValueError(f"tile must be >= 0 (0: no tiles, None: automatic), got {tile!r}")
+    halo = default_halo(model) if halo is None else halo
+    check_tile_sizes(tile or DEFAULT_TILE, halo, min_halo=TILE_MULTIPLE)
     task = get_task(cfg.task)
     run = InferenceRunner.from_config(model, cfg)
     split = split or cfg.data.eval_split
@@ -38,5 +58,13 @@ def evaluate(
     evaluator = task.build_evaluator(cfg)
     evaluator.reset()
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
-        evaluator.process(run(task.batch_image(batch)), batch)
+        images = task.batch_image(batch)
+        side = tile_side(tuple(images.shape[2:]), tile) if task.tiles_images else 0
+        if not side:
+            evaluator.process(run(images), batch)
+        elif isinstance(evaluator, TiledEvaluator):
+            windows = [run.tiles(image[None], tile=side, halo=halo) for image in images]
+            evaluator.process_tiles(windows, batch)
+        else:
+            evaluator.process(run(images, tile=side, halo=halo), batch)
     return evaluator.evaluate()

@@ -31,7 +31,7 @@ from torch import nn
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.distributed import autocast, float32_outputs
 from pixelgroup.errors import ConfigError
-from pixelgroup.models import apply_test_bn
+from pixelgroup.models import apply_test_bn, tile_halo
 from pixelgroup.postprocess.tiles import Box, Tile, plan_tiles, stitch_cores
 
 __all__ = [
@@ -41,14 +41,49 @@ __all__ = [
     "model_input_size",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_HALO",
+    "DEFAULT_TILE",
+    "AUTO_TILE_ABOVE",
+    "tile_side",
+    "default_halo",
 ]
 
 DEFAULT_MAX_SIZE = 1024
 """Longest image side the model sees by default (``pixelgroup predict --max-size``)."""
 
 DEFAULT_HALO = 64
-"""Pixels of context on every side of a tile: beyond it the shipped models' tiled embedding
-equals the whole image's to float rounding (docs/large_images.md, the halo table)."""
+"""Pixels of context on every side of a tile: beyond it the toy network's and the U-Net's
+tiled embedding equals the whole image's to float rounding (docs/large_images.md, the halo
+table); a model with a larger receptive field names its own (:func:`default_halo`)."""
+
+
+def default_halo(model: nn.Module) -> int:
+    """The halo a model is tiled with unless told otherwise: the model's
+    (:func:`~pixelgroup.models.tile_halo`, e.g. 256 for the dense network), never below
+    :data:`DEFAULT_HALO`, whose half is the grouping's context around a tile."""
+    return max(DEFAULT_HALO, tile_halo(model))
+
+
+DEFAULT_TILE = 512
+"""Core side of the tiles of an image seen in tiles (``pixelgroup predict --tile``): a
+crowded 512 px tile peaks at about 2 GB with a ``--config cells`` model (docs/large_images.md)."""
+
+AUTO_TILE_ABOVE = 1024
+"""An image whose side, as the model sees it, is longer goes through the model in tiles by
+default (docs/large_images.md: a crowded 1024 x 1024 image whole took over 13 GB)."""
+
+
+def tile_side(size: tuple[int, ...], tile: int | None) -> int:
+    """Core side of the tiles in which the model sees an image of ``size = (H, W)`` (as the
+    model sees it), 0 for the whole image at once: ``tile`` (0: never), or with ``tile`` None
+    :data:`DEFAULT_TILE` when a side exceeds :data:`AUTO_TILE_ABOVE`; 0 too when the image
+    fits in one tile. Used alike by prediction and evaluation.
+
+    Example:
+        >>> tile_side((3000, 2000), None), tile_side((800, 600), None), tile_side((800, 600), 256)
+        (512, 0, 256)
+    """
+    side = tile if tile is not None else DEFAULT_TILE if max(size) > AUTO_TILE_ABOVE else 0
+    return side if side and max(size) > side else 0
 
 
 def model_input_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:

@@ -10,6 +10,7 @@ are written tile by tile (``Task.write_tiles``: for instances, a tiled BigTIFF o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,14 @@ from pixelgroup.config import ExperimentConfig
 from pixelgroup.data.arrays import is_array_path
 from pixelgroup.data.io import image_size
 from pixelgroup.engine.inference import (
+    AUTO_TILE_ABOVE,
     DEFAULT_HALO,
     DEFAULT_MAX_SIZE,
+    DEFAULT_TILE,
     InferenceRunner,
+    default_halo,
     model_input_size,
+    tile_side,
 )
 from pixelgroup.errors import DataError
 from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes, plan_tiles
@@ -41,14 +46,7 @@ __all__ = [
     "model_input_size",
 ]
 
-DEFAULT_TILE = 512
-"""Core side of the tiles of an image predicted in tiles (``pixelgroup predict --tile``): a
-crowded 512 px tile peaks at about 2 GB with a ``--config cells`` model (docs/large_images.md)."""
-
-AUTO_TILE_ABOVE = 1024
-"""An image whose side, as the model sees it, is longer goes through the model in tiles by
-default (docs/large_images.md: a crowded 1024 x 1024 image whole took over 13 GB)."""
-
+_log = logging.getLogger(__name__)
 
 LAZY_ABOVE = 2048 * 2048
 """A TIFF or zarr image of more pixels is read window by window and its labels are written
@@ -81,9 +79,9 @@ def predict_files(
     out_dir: str | Path,
     *,
     progress: bool = True,
-    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_size: int | None = None,
     tile: int | None = None,
-    halo: int = DEFAULT_HALO,
+    halo: int | None = None,
     lazy: bool | None = None,
     overwrite: bool = False,
 ) -> Predictions:
@@ -91,15 +89,19 @@ def predict_files(
 
     Every image is read and checked before anything is written, and two images whose file
     names share a stem (their outputs would collide) are an error. Images are then read again
-    one at a time, so memory holds one image, not all. With ``max_size`` (the default
-    :data:`DEFAULT_MAX_SIZE`; None or 0: no limit) and a task that predicts at the image's
-    size, an image whose long side is larger is downscaled for the model only: the model's
-    time and memory stay bounded, the files keep the image's size (labels brought back by the
-    task).
+    one at a time, so memory holds one image, not all. With ``max_size`` (0: no limit) and a
+    task that predicts at the image's size, an image whose long side is larger is downscaled
+    for the model only: the model's time and memory stay bounded, the files keep the image's
+    size (labels brought back by the task). ``max_size=None`` (default): no limit for a model
+    trained at the images' own scale (``Task.native_scale``: on crops, e.g. ``--config
+    cells``), whose objects would look smaller than in training, else
+    :data:`DEFAULT_MAX_SIZE`; an explicit ``max_size`` that downscales an image for such a
+    model logs a warning.
 
     An image whose long side, as the model sees it, exceeds ``tile`` goes through the model
     in tiles of ``tile`` pixels, each seen with ``halo`` pixels of context on every side
-    (multiples of 16, ``halo`` >= 16: tiles meet in their halos;
+    (default: the model's, :func:`~pixelgroup.engine.inference.default_halo`; multiples of
+    16, ``halo`` >= 16: tiles meet in their halos;
     :meth:`InferenceRunner.tiles`), and the task predicts from the tiles
     (``Task.postprocess_tiles``). ``tile=None`` (default): tiles of :data:`DEFAULT_TILE` for
     an image longer than :data:`AUTO_TILE_ABOVE`; 0: never.
@@ -113,9 +115,10 @@ def predict_files(
     before any work.
     """
     if max_size is not None and (isinstance(max_size, bool) or max_size < 0):
-        raise ValueError(f"max_size must be >= 0 (0 or None: no limit), got {max_size!r}")
+        raise ValueError(f"max_size must be >= 0 (0: no limit, None: automatic), got {max_size!r}")
     if tile is not None and (isinstance(tile, bool) or tile < 0):
         raise ValueError(f"tile must be >= 0 (0: no tiles, None: automatic), got {tile!r}")
+    halo = default_halo(model) if halo is None else halo
     check_tile_sizes(tile or DEFAULT_TILE, halo, min_halo=TILE_MULTIPLE)
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
@@ -125,6 +128,9 @@ def predict_files(
             f"two images share the file name stem {twice!r}; their outputs would collide"
         )
     task = get_task(cfg.task)
+    native = task.native_scale(cfg)
+    if max_size is None:
+        max_size = 0 if native else DEFAULT_MAX_SIZE
     for path, stem in zip(paths, stems, strict=True):
         if stem in task.reserved_stems:
             raise DataError(
@@ -160,16 +166,21 @@ def predict_files(
                 leave=False,
                 disable=not progress,
             )
-            written += task.write_tiles(cfg, plan, size, Path(out_dir), stem, overwrite)
+            written += task.write_tiles(cfg, plan, source, Path(out_dir), stem, overwrite)
             continue
         small = model_input_size(size, max_size) if task.predicts_at_image_size else size
         if small != size:
             downscaled.append((path, size, small))
-        side = tile if tile is not None else DEFAULT_TILE if max(small) > AUTO_TILE_ABOVE else 0
-        if len(size) != 2:  # a volume: whole, at its own size (no 3-D tiles yet)
-            side, small = 0, size
+            if native and len(downscaled) == 1:
+                _log.warning(
+                    "warning: this model was trained at the images' native scale "
+                    "(data.options.crop): downscaled to at most %d px, objects look smaller "
+                    "than in training; max_size 0 (--max-size 0) keeps the scale",
+                    max_size,
+                )
+        side = tile_side(small, tile) if task.tiles_images else 0
         image = task.read_image(cfg, path)
-        if side and max(small) > side:
+        if side:
             tiled.append(path)
             windows = run.tiles(image[None], input_size=small, tile=side, halo=halo)
             prediction = task.postprocess_tiles(cfg, windows, small, size)

@@ -40,6 +40,7 @@ __all__ = [
     "apply_test_bn",
     "batch_statistics",
     "BatchStatistics",
+    "tile_halo",
 ]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -78,3 +79,18 @@ def build_model(
         raise
     except ValueError as e:
         raise ConfigError(f"model {name!r}: {e}") from e
+
+
+def tile_halo(model: nn.Module) -> int:
+    """Pixels of context on every side of a tile of ``model``'s input beyond which the
+    tile's core sees what the whole image gives: 256 for :class:`DenseEmbeddingNet` (its
+    receptive field spans hundreds of pixels: an ``efficientnet_lite0`` one's tiled embedding
+    is within 2.3e-3 of the whole image's at 256, 0.22 at 64; the ResNets' are larger still,
+    not measured), 64 for the toy network and the U-Net (exact to float rounding;
+    docs/large_images.md, the halo table).
+
+    Example:
+        >>> tile_halo(ToyEmbeddingNet(width=4, num_blocks=1))
+        64
+    """
+    return 256 if isinstance(model, DenseEmbeddingNet) else 64

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,7 @@ __all__ = [
     "Task",
     "TaskBase",
     "TaskEvaluator",
+    "TiledEvaluator",
     "LossFn",
     "InstanceSampleTask",
     "build_grouping_loss",
@@ -72,6 +73,16 @@ class TaskEvaluator(Protocol):
     def evaluate(self) -> dict[str, float]: ...
 
 
+@runtime_checkable
+class TiledEvaluator(Protocol):
+    """A :class:`TaskEvaluator` that also scores images the model saw in tiles without their
+    whole output: ``process_tiles(tiles, batch)`` with, per image of the batch, the
+    ``(tile, output)`` of each window (:meth:`~pixelgroup.engine.inference.InferenceRunner.
+    tiles`, read once, in order). Other evaluators get the windows' cores stitched."""
+
+    def process_tiles(self, tiles: Sequence[Iterable[tuple[Tile, Any]]], batch: Any) -> None: ...
+
+
 class Task(Protocol):
     """What the engine needs of a task; :class:`TaskBase` gives the defaults.
 
@@ -101,14 +112,19 @@ class Task(Protocol):
     * ``write(cfg, prediction, image (C, H, W), out_dir, stem) -> list[Path]``: its files;
     * ``writes_tiles``: an image larger than memory can be predicted through
       ``open_image(cfg, path) -> LazyImage`` (read window by window as ``read_image`` reads
-      it whole) and ``write_tiles(cfg, tiles, image_size, out_dir, stem, overwrite) ->
-      list[Path]`` (its files written tile by tile from the windows' outputs);
+      it whole) and ``write_tiles(cfg, tiles, image, out_dir, stem, overwrite) ->
+      list[Path]`` (its files written tile by tile from the windows' outputs of ``image``,
+      the ``LazyImage`` the tiles were read from);
     * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
     * ``kept_outputs(out_dir, stem) -> list[Path]``: files of an earlier prediction of image
       ``stem`` that predict replaces only when told to overwrite (checked before any work);
     * ``reserved_stems``: image file stems whose files would collide with a combined file;
     * ``predicts_at_image_size``: ``postprocess`` brings any output size to ``image_size``, so
-      the engine may downscale a large image for the model only.
+      the engine may downscale a large image for the model only;
+    * ``native_scale(cfg)``: the model was trained at the images' own scale (on crops), so
+      the engine does not downscale an image for it unless told to;
+    * ``tiles_images``: the model may see a large image in 2-D tiles (for prediction and
+      evaluation; a volume's stack is seen whole).
 
     Rehearsal on synthetic data (``pixelgroup rehearse``):
 
@@ -125,6 +141,9 @@ class Task(Protocol):
     predicts_at_image_size: bool
     writes_tiles: bool
     loss_options: type
+    tiles_images: bool
+
+    def native_scale(self, cfg: ExperimentConfig) -> bool: ...
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
 
@@ -166,7 +185,7 @@ class Task(Protocol):
         self,
         cfg: ExperimentConfig,
         tiles: Iterable[tuple[Tile, Any]],
-        image_size: tuple[int, int],
+        image: LazyImage,
         out_dir: Path,
         stem: str,
         overwrite: bool,
@@ -220,12 +239,17 @@ class TaskBase:
     """Defaults of the :class:`Task` protocol: no reserved stems, predictions at the model's
     output size, :class:`~pixelgroup.data.AugmentedDataset` epochs set, ``model.options.
     in_channels`` (default 3) image channels read by :func:`pixelgroup.data.io.read_image`,
-    nothing written after the last image, no rehearsal. A task overrides what differs."""
+    nothing written after the last image, no rehearsal, images that may be tiled, no native
+    scale. A task overrides what differs."""
 
     reserved_stems: tuple[str, ...] = ()
     predicts_at_image_size: bool = False
     writes_tiles: bool = False
     loss_options: type = NoLossOptions
+    tiles_images: bool = True
+
+    def native_scale(self, cfg: ExperimentConfig) -> bool:
+        return False
 
     def set_epoch(self, dataset: Dataset, epoch: int) -> None:
         if isinstance(dataset, AugmentedDataset):
@@ -249,7 +273,7 @@ class TaskBase:
         self,
         cfg: ExperimentConfig,
         tiles: Iterable[tuple[Tile, Any]],
-        image_size: tuple[int, int],
+        image: LazyImage,
         out_dir: Path,
         stem: str,
         overwrite: bool,

@@ -24,11 +24,13 @@
   image's size (:func:`~pixelgroup.tasks.predictions.write_instance_prediction`), and all
   records in one ``results.json`` (:func:`~pixelgroup.tasks.predictions.write_results_json`).
   A tiled image is grouped tile by tile and joined across tiles in embedding space
-  (:func:`~pixelgroup.postprocess.tiled_grouping.join_tiles`).
+  (:func:`instances_from_tiles`, on :func:`~pixelgroup.postprocess.tiled_grouping.
+  join_tiles`); so is one of evaluation (``InstanceTaskEvaluator.process_tiles``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -80,6 +82,7 @@ __all__ = [
     "InstanceTask",
     "InstanceTaskEvaluator",
     "instances_from_embedding",
+    "instances_from_tiles",
     "BACKGROUND_MODES",
 ]
 
@@ -122,6 +125,12 @@ class InstanceTask(InstanceSampleTask):
     writes_tiles = True
     """An image larger than memory is read window by window and its labels written tile by
     tile (:meth:`write_tiles`)."""
+
+    def native_scale(self, cfg: ExperimentConfig) -> bool:
+        """A model trained on crops (``data.options.crop``) of images not resized
+        (``data.options.size`` unset) saw objects at the images' own scale."""
+        options = cfg.data.options
+        return options.get("crop") is not None and options.get("size") is None
 
     def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
         """``(C, H, W)`` float32 in [0, 1], its values mapped as the training images' were
@@ -211,14 +220,7 @@ class InstanceTask(InstanceSampleTask):
         (K,)``, on the CPU: each tile's region (its core and half its halo) grouped as
         :meth:`postprocess` groups an image, the groups joined across tiles in embedding
         space (:func:`join_tiles`). The image's embedding is never held whole."""
-        semantic = check_background(cfg) == "semantic"
-        labels, scores = join_tiles(
-            _tile_groups(cfg, tiles),
-            input_size,
-            bandwidth=cfg.grouping.bandwidth,
-            background_is_group=not semantic,
-        )
-        return resize_labels(labels[None], image_size)[0], scores
+        return instances_from_tiles(cfg, tiles, input_size, image_size)
 
     def open_image(self, cfg: ExperimentConfig, path: Path) -> LazyImage:
         """The image :meth:`read_image` reads, to be read window by window."""
@@ -230,24 +232,27 @@ class InstanceTask(InstanceSampleTask):
         self,
         cfg: ExperimentConfig,
         tiles: Iterable[tuple[Tile, EmbeddingOutput]],
-        image_size: tuple[int, int],
+        image: LazyImage,
         out_dir: Path,
         stem: str,
         overwrite: bool,
     ) -> list[Path]:
-        """The windows of an image larger than memory, seen at ``image_size`` -> its labels
-        as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile) and their outlines as
-        ``STEM.geojson`` (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped
-        and joined as :meth:`postprocess_tiles` does."""
+        """The windows of ``image``, an image larger than memory seen at its size -> its
+        labels as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile), their outlines
+        as ``STEM.geojson``, their COCO results as ``STEM.json`` and ``STEM_overlay.png`` (the
+        image and its instances at most 2048 px a side)
+        (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped and joined as
+        :meth:`postprocess_tiles` does."""
         semantic = check_background(cfg) == "semantic"
         paths, _ = write_tiled_labels(
             _tile_groups(cfg, tiles),
-            image_size,
+            image.size,
             out_dir,
             stem,
             bandwidth=cfg.grouping.bandwidth,
             background_is_group=not semantic,
             overwrite=overwrite,
+            image=image,
         )
         return paths
 
@@ -267,10 +272,33 @@ class InstanceTask(InstanceSampleTask):
         return [write_results_json(out_dir, stems)]
 
 
+def instances_from_tiles(
+    cfg: ExperimentConfig,
+    tiles: Iterable[tuple[Tile, EmbeddingOutput]],
+    input_size: tuple[int, int],
+    image_size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(tile, output)`` of each window of an image the model saw at ``input_size``
+    (:meth:`~pixelgroup.engine.inference.InferenceRunner.tiles`) -> ``labels (H, W)`` at
+    ``image_size`` (0 background) and ``scores (K,)``, on the CPU: each tile's region grouped
+    as :func:`instances_from_embedding` groups an image, the groups joined across tiles in
+    embedding space (:func:`join_tiles`); the image's embedding is never held whole."""
+    semantic = check_background(cfg) == "semantic"
+    labels, scores = join_tiles(
+        _tile_groups(cfg, tiles),
+        input_size,
+        bandwidth=cfg.grouping.bandwidth,
+        background_is_group=not semantic,
+    )
+    return resize_labels(labels[None], image_size)[0], scores
+
+
 def _tile_groups(
     cfg: ExperimentConfig, tiles: Iterable[tuple[Tile, EmbeddingOutput]]
 ) -> Iterator[TileGroups]:
-    """Each tile's region (its core and half its halo) grouped as an image is grouped."""
+    """Each tile's region (its core and half its halo) grouped as an image is grouped; each
+    group scored as the grouping scores a whole image's (label 0's score: its compactness),
+    so that an instance inside one tile has the score it has in the whole image."""
     for tile, output in tiles:
         region = tile.region
         grid = (int(output.embedding.shape[-2]), int(output.embedding.shape[-1]))
@@ -278,8 +306,12 @@ def _tile_groups(
         rows, cols = region.within(tile.window).slices(stride)
         embedding = output.embedding[0, :, rows, cols]
         logits = None if output.semantic is None else output.semantic[0, :, rows, cols]
-        labels, _ = instances_from_embedding(embedding, cfg, image_size=region.size, logits=logits)
-        yield tile_groups(tile.core, region, embedding, labels)
+        labels, scores = instances_from_embedding(
+            embedding, cfg, image_size=region.size, logits=logits
+        )
+        groups = tile_groups(tile.core, region, embedding, labels)
+        scores = torch.cat([groups.scores[:1], scores.float().cpu()])
+        yield dataclasses.replace(groups, scores=scores)
 
 
 class InstanceTaskEvaluator:
@@ -316,6 +348,22 @@ class InstanceTaskEvaluator:
                 embedding, self.cfg, image_size=size, logits=logits
             )
             predictions.append(InstancePrediction(labels.cpu(), scores.cpu()))
+            targets.append(InstanceTarget(gt.cpu()))
+        self.metrics.process(predictions, targets)
+
+    def process_tiles(
+        self, tiles: Sequence[Iterable[tuple[Tile, EmbeddingOutput]]], batch: InstanceSample
+    ) -> None:
+        """As :meth:`process` for images the model saw in tiles: per image of the batch, the
+        ``(tile, output)`` of each window, grouped and joined across tiles
+        (:func:`instances_from_tiles`) at its ground truth's resolution, never the image's
+        whole embedding."""
+        predictions, targets = [], []
+        input_size = (int(batch.image.shape[-2]), int(batch.image.shape[-1]))
+        for windows, gt in zip(tiles, batch.instance, strict=True):
+            size = (int(gt.shape[0]), int(gt.shape[1]))
+            labels, scores = instances_from_tiles(self.cfg, windows, input_size, size)
+            predictions.append(InstancePrediction(labels, scores))
             targets.append(InstanceTarget(gt.cpu()))
         self.metrics.process(predictions, targets)
 

@@ -3,8 +3,8 @@
 Class-agnostic instances (:func:`write_instance_prediction`) and semantic instances
 (:func:`write_semantic_prediction`, overlay captioned with class names) share the layout
 ``STEM_labels.png`` / ``STEM_overlay.png`` / ``STEM.json``; every file is written atomically.
-An image larger than memory gets its labels written tile by tile into a tiled BigTIFF
-(:func:`write_tiled_labels`).
+An image larger than memory gets its labels written tile by tile into a tiled BigTIFF, with
+its outlines (GeoJSON), COCO results and a downscaled overlay (:func:`write_tiled_labels`).
 :func:`write_results_json` gathers the records of many images into one ``results.json``
 (``pycocotools.coco.COCO.loadRes`` reads it), merged with the one a previous run into the same
 folder wrote, so that it always lists every image whose files the folder holds.
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from pixelgroup._atomic import atomic_path
-from pixelgroup.data.coco import masks_to_results
-from pixelgroup.data.geojson import write_polygons
+from pixelgroup.data.coco import crop_to_result, masks_to_results
+from pixelgroup.data.geojson import instance_crops, write_polygons
 from pixelgroup.data.io import write_png, write_tiff
+from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.errors import DataError
 from pixelgroup.postprocess.semantic_instances import SemanticInstances
 from pixelgroup.postprocess.tiled_grouping import TileGroups, TileJoiner
@@ -35,6 +36,7 @@ __all__ = [
     "write_instance_prediction",
     "write_tiled_labels",
     "LABEL_TILE",
+    "OVERLAY_SIDE",
     "write_semantic_prediction",
     "masks_to_labels",
     "write_results_json",
@@ -48,6 +50,11 @@ RESULTS_NAME = "results.json"
 LABEL_TILE = 256
 """Side of the tiles of a label TIFF written tile by tile (:func:`write_tiled_labels`), and of
 the chunks of its temporary store."""
+
+
+OVERLAY_SIDE = 2048
+"""Longest side of the overlay PNG of an image written tile by tile (:func:`write_tiled_labels`):
+the image and its labels sampled at a stride."""
 
 
 def _paths(out_dir: str | Path, stem: str) -> list[Path]:
@@ -99,31 +106,45 @@ def write_tiled_labels(
     background_is_group: bool,
     overwrite: bool = False,
     geojson: bool = True,
+    coco: bool = True,
+    image: LazyImage | None = None,
 ) -> tuple[list[Path], torch.Tensor]:
     """The instances of an image of ``size = (H, W)`` from its tiles' groups
     (:class:`~pixelgroup.postprocess.tiled_grouping.TileJoiner`; ``bandwidth`` and
     ``background_is_group`` as in :func:`~pixelgroup.postprocess.tiled_grouping.join_tiles`),
     written as ``out_dir/STEM_labels.tif``: a tiled BigTIFF of :data:`LABEL_TILE` px tiles,
-    zlib-compressed, uint16 ids (uint32 past 65,535 instances), 0 background, and with
+    zlib-compressed, uint16 ids (uint32 past 65,535 instances), 0 background; with
     ``geojson`` their outlines as ``out_dir/STEM.geojson`` (QuPath's detections,
-    :func:`~pixelgroup.data.geojson.write_polygons`). Returns the paths written (the TIFF
-    first) and ``scores (K,)``; the labels equal :func:`join_tiles`' map.
+    :func:`~pixelgroup.data.geojson.write_polygons`); with ``coco`` their COCO results as
+    ``out_dir/STEM.json`` (category 1, compressed RLE at the image's size, as
+    :func:`write_instance_prediction`'s, from each instance's bounding-box crop:
+    :func:`~pixelgroup.data.coco.crop_to_result`); with ``image`` (the image read by window)
+    ``out_dir/STEM_overlay.png``, the instances over the image sampled every s-th row and
+    column, s the smallest stride that brings the long side to at most :data:`OVERLAY_SIDE`.
+    Returns the paths written (the TIFF first) and ``scores (K,)``; the labels equal
+    :func:`join_tiles`' map.
 
     Never holds a map of the image: each tile's core labels (as group ids) are spilled to a
     temporary zarr store in ``out_dir`` (removed at the end), then mapped to instance ids
-    block by block while the TIFF is written (to a temp file renamed at the end). An existing
-    ``STEM_labels.tif`` is replaced only with ``overwrite``; else a
-    :class:`~pixelgroup.errors.DataError` before any work.
+    block by block while the TIFF is written (to a temp file renamed at the end); the
+    outlines and the RLEs are read back around each instance's bounding box. Existing files
+    are replaced only with ``overwrite``; else a :class:`~pixelgroup.errors.DataError` before
+    any work.
     """
     import tifffile
     import zarr
 
-    path = Path(out_dir) / f"{stem}_labels.tif"
-    geojson_path = Path(out_dir) / f"{stem}.geojson"
-    for existing in (path, geojson_path) if geojson else (path,):
+    out_dir = Path(out_dir)
+    path = out_dir / f"{stem}_labels.tif"
+    extra = {
+        out_dir / f"{stem}.geojson": geojson,
+        out_dir / f"{stem}.json": coco,
+        out_dir / f"{stem}_overlay.png": image is not None,
+    }
+    for existing in [path, *(p for p, wanted in extra.items() if wanted)]:
         if existing.exists() and not overwrite:
             raise DataError(f"{existing} exists; pass --overwrite to replace it")
-    spill = Path(out_dir) / f".{stem}_labels.spill.zarr"
+    spill = out_dir / f".{stem}_labels.spill.zarr"
     joiner = TileJoiner(size, bandwidth=bandwidth, background_is_group=background_is_group)
     block = (LABEL_TILE, LABEL_TILE)
     try:
@@ -139,6 +160,7 @@ def write_tiled_labels(
         dtype = np.uint16 if len(scores) <= np.iinfo(np.uint16).max else np.uint32
         lookup = instance.numpy().astype(dtype)
         boxes = _BoxAccumulator(len(scores))
+        sampled = None if image is None else _Overlay(image, dtype)
 
         def read(box: Box) -> np.ndarray:
             rows, cols = box.slices()
@@ -152,6 +174,8 @@ def write_tiled_labels(
                     )
                     labels = read(box)
                     boxes.add(labels, top, left)
+                    if sampled is not None:
+                        sampled.add(labels, box)
                     yield labels
 
         with atomic_path(path) as tmp:
@@ -165,11 +189,70 @@ def write_tiled_labels(
                 photometric="minisblack",
                 compression="zlib",
             )
+        written = [path]
         if geojson:
-            write_polygons(read, boxes.boxes(), scores.numpy(), size, geojson_path)
+            written.append(
+                write_polygons(
+                    read, boxes.boxes(), scores.numpy(), size, out_dir / f"{stem}.geojson"
+                )
+            )
+        if coco:
+            json_path = out_dir / f"{stem}.json"
+            crops = instance_crops(read, boxes.boxes(), size)
+            records = (
+                crop_to_result(stem, mask, top, left, size, float(scores[k]))
+                for k, top, left, mask in crops
+            )
+            with atomic_path(json_path) as tmp, open(tmp, "w") as f:
+                f.write("[")
+                for i, record in enumerate(records):
+                    f.write((",\n" if i else "\n") + json.dumps(record))
+                f.write("\n]\n")
+            written.append(json_path)
+        if sampled is not None:
+            written.append(sampled.write(out_dir / f"{stem}_overlay.png"))
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    return [path, geojson_path] if geojson else [path], scores
+    return written, scores
+
+
+class _Overlay:
+    """The overlay of an image written tile by tile: every ``stride``-th row and column of
+    its labels and of ``image`` (as RGB), ``stride`` the smallest that brings the long side to
+    at most :data:`OVERLAY_SIDE`, filled block by block."""
+
+    def __init__(self, image: LazyImage, dtype: type) -> None:
+        self.image = image
+        self.stride = -(-max(image.size) // OVERLAY_SIDE)
+        small = tuple(-(-n // self.stride) for n in image.size)
+        self.labels: np.ndarray = np.zeros(small, dtype=dtype)
+        self.rgb = np.zeros((*small, 3), dtype=np.float32)
+
+    def add(self, labels: np.ndarray, box: Box) -> None:
+        """The sampled pixels of ``box`` and its ``labels (h, w)``."""
+        s = self.stride
+        first_row, first_col = -box.top % s, -box.left % s
+        rows = slice(first_row, box.bottom - box.top, s)
+        cols = slice(first_col, box.right - box.left, s)
+        part = labels[rows, cols]
+        if part.size == 0:
+            return
+        top, left = (box.top + first_row) // s, (box.left + first_col) // s
+        at = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
+        self.labels[at] = part
+        pixels = self.image.read(box)[:, rows, cols].numpy()
+        rgb = pixels[:3] if len(pixels) >= 3 else np.repeat(pixels[:1], 3, axis=0)
+        self.rgb[at] = rgb.transpose(1, 2, 0)
+
+    def write(self, path: Path) -> Path:
+        """The overlay as a PNG, blended a block of rows at a time (no float64 copy of the
+        whole map)."""
+        out = np.empty(self.rgb.shape, dtype=np.uint8)
+        for top in range(0, len(self.rgb), LABEL_TILE):
+            rows = slice(top, top + LABEL_TILE)
+            out[rows] = (overlay(self.rgb[rows], self.labels[rows]) * 255).round()
+        write_png(out, path)
+        return path
 
 
 class _BoxAccumulator:

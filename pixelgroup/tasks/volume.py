@@ -113,6 +113,8 @@ class VolumeTask(InstanceSampleTask):
     """3-D instance segmentation with the recurrent grouping loss and centre votes."""
 
     loss_options: type = CenterLossOptions
+    tiles_images = False
+    """A stack is seen whole, at its own size (no 3-D tiles yet)."""
 
     def in_channels(self, cfg: ExperimentConfig) -> int:
         channels = cfg.model.options.get("in_channels", 1)

@@ -43,8 +43,8 @@ def test_tiled_prediction_equals_the_whole_image(tmp_path, capsys):
 
 
 def test_images_past_the_threshold_are_tiled_by_default(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("pixelgroup.engine.predict.AUTO_TILE_ABOVE", 48)
-    monkeypatch.setattr("pixelgroup.engine.predict.DEFAULT_TILE", 32)
+    monkeypatch.setattr("pixelgroup.engine.inference.AUTO_TILE_ABOVE", 48)
+    monkeypatch.setattr("pixelgroup.engine.inference.DEFAULT_TILE", 32)
     image = _canvas(tmp_path / "canvas.png")
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(TOY), str(image), "-o", str(out), "--quiet"]) == 0

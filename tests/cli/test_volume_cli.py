@@ -92,6 +92,14 @@ def test_train_eval_predict_on_tiny_volumes(run3d, tmp_path, capsys):
     assert main([*again, "--quiet"]) == 2
     _one_line(capsys, "stack_labels.tif exists", "--overwrite")
     assert main([*again, "--quiet", "--overwrite"]) == 0
+    # the task says a stack is seen whole (Task.tiles_images): a tile option changes nothing
+    assert main([*again, "--quiet", "--overwrite", "--tile", "16", "--halo", "16"]) == 0
+    assert np.array_equal(tifffile.imread(out / "stack_labels.tif"), labels)
+    tiled = tmp_path / "m16.json"
+    assert (
+        main(["eval", "--checkpoint", str(ckpt), "-o", str(tiled), "--quiet", "--tile", "16"]) == 0
+    )
+    assert tiled.read_text() == metrics.read_text()
     capsys.readouterr()
     # a 2-D image to the 3-D model: one line, exit 2
     tifffile.imwrite(tmp_path / "plane.tif", stack[0])

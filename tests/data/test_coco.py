@@ -175,3 +175,26 @@ def test_decode_more_than_255_masks():
     masks = np.zeros((300, 5, 4), dtype=bool)
     masks[np.arange(300), np.arange(300) % 5, np.arange(300) % 4] = True
     assert np.array_equal(decode_masks(encode_masks(masks)), masks)
+
+
+def test_the_record_of_a_crop_is_that_of_the_whole_mask():
+    """crop_to_result (an instance of an image larger than memory, from its bounding-box
+    crop) equals masks_to_results of the image's mask: runs across columns (crops of the
+    image's full height), down to the last pixel, from the first, empty crops."""
+    from pixelgroup.data.coco import crop_to_result
+
+    rng = np.random.default_rng(0)
+    cases = [((4, 3), (0, 0), np.ones((4, 3), bool)), ((4, 3), (3, 2), np.ones((1, 1), bool))]
+    cases.append(((5, 6), (1, 1), np.zeros((2, 2), bool)))
+    for _ in range(500):
+        height, width = (int(v) for v in rng.integers(1, 12, 2))
+        h, w = int(rng.integers(1, height + 1)), int(rng.integers(1, width + 1))
+        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+        cases.append(((height, width), (top, left), rng.random((h, w)) < rng.random()))
+    for size, (top, left), crop in cases:
+        mask = np.zeros((1, *size), bool)
+        mask[0, top : top + crop.shape[0], left : left + crop.shape[1]] = crop
+        expected = masks_to_results("img", mask, [0.25])[0]
+        assert crop_to_result("img", crop, top, left, size, 0.25) == expected, (size, top, left)
+    with pytest.raises(ValueError, match="lies outside the image"):
+        crop_to_result("img", np.ones((3, 3), bool), 2, 0, (4, 4), 0.5)

@@ -160,10 +160,14 @@ def test_spatial_model_adds_the_centre_vote_loss_and_warns_on_a_misfit_scale(tmp
     )
 
 
-def test_predict_keeps_the_native_scale_of_a_crop_trained_model(tmp_path, capsys, monkeypatch):
+def test_predict_keeps_the_native_scale_of_a_crop_trained_model(
+    tmp_path, capsys, caplog, monkeypatch
+):
     """A model trained on crops at native scale predicts whole images at that scale by default
-    (no --max-size downscaling); an explicit --max-size that downscales is warned about."""
+    (no --max-size downscaling); an explicit --max-size that downscales is warned about. The
+    rule is the library's (predict_files), so library callers get it too."""
     from pixelgroup.cli import main
+    from pixelgroup.engine import load_model, predict_files
 
     root = write_cells_folder(tmp_path / "cells", splits={"train": 2, "test": 1}, size=(48, 40))
     done = train(_cells_config(root), tmp_path / "run", progress=False)
@@ -172,10 +176,17 @@ def test_predict_keeps_the_native_scale_of_a_crop_trained_model(tmp_path, capsys
     monkeypatch.setattr("pixelgroup.engine.predict.DEFAULT_MAX_SIZE", 24)  # below 48 x 40
     assert main([*args, "-o", str(tmp_path / "default")]) == 0
     out = capsys.readouterr()
-    assert "downscaled" not in out.out and "warning" not in out.err
+    assert "downscaled" not in out.out and "warning" not in caplog.text
     assert main([*args, "-o", str(tmp_path / "small"), "--max-size", "24"]) == 0
     out = capsys.readouterr()
-    assert "downscaled" in out.out and "native scale" in out.err and "--max-size 0" in out.err
+    assert "downscaled" in out.out and "native scale" in caplog.text
+    assert "--max-size 0" in caplog.text
+    caplog.clear()
+    model, cfg, _ = load_model(done.checkpoint)
+    library = predict_files(model, cfg, [image], tmp_path / "library", progress=False)
+    assert library.downscaled == [] and "warning" not in caplog.text
+    library = predict_files(model, cfg, [image], tmp_path / "lib24", progress=False, max_size=24)
+    assert library.downscaled[0][2] == (24, 20) and "native scale" in caplog.text
 
 
 def test_synthetic_cells_with_half_the_nuclei_unannotated(tmp_path):

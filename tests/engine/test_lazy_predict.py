@@ -75,7 +75,20 @@ def test_labels_by_window_equal_the_whole_read_tiled_image(slide, tmp_path):
         assert labels.dtype == np.uint16 and expected.max() > 10
         assert np.array_equal(labels, expected), name
         stem = Path(name).stem
-        assert sorted(p.name for p in out.iterdir()) == [f"{stem}.geojson", f"{stem}_labels.tif"]
+        assert sorted(p.name for p in out.iterdir()) == [
+            f"{stem}.geojson",
+            f"{stem}.json",
+            f"{stem}_labels.tif",
+            f"{stem}_overlay.png",
+        ]
+        # the COCO results and the overlay (not downscaled at this size) of the whole read
+        records = json.loads((out / f"{stem}.json").read_text())
+        whole = json.loads((tmp_path / "whole" / "slide.json").read_text())
+        for r in whole:
+            r["image_id"] = stem
+        assert sorted(records, key=json.dumps) == sorted(whole, key=json.dumps), name
+        overlay = np.array(Image.open(out / f"{stem}_overlay.png"))
+        assert np.array_equal(overlay, np.array(Image.open(tmp_path / "whole/slide_overlay.png")))
         features = json.loads((out / f"{stem}.geojson").read_text())["features"]
         assert sorted(f["properties"]["id"] for f in features) == list(range(1, labels.max() + 1))
 
@@ -97,7 +110,9 @@ def test_large_tiffs_are_read_by_window_by_default(slide, tmp_path, monkeypatch)
     assert names == [
         "results.json",
         "slide.geojson",
+        "slide.json",
         "slide_labels.tif",
+        "slide_overlay.png",
         "small.json",
         "small_labels.png",
         "small_overlay.png",

@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
 from skimage import draw
 
+from pixelgroup.data.coco import masks_to_results
+from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.errors import DataError
 from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
 from pixelgroup.postprocess.tiles import plan_tiles
 from pixelgroup.tasks.predictions import LABEL_TILE, write_tiled_labels
+from pixelgroup.viz.colors import overlay
 from tests.postprocess.test_tiled_grouping import BANDWIDTH, _directions, _embedding
 
 
@@ -46,7 +50,7 @@ def test_the_written_labels_are_the_in_memory_join(tmp_path, scene_groups):
         groups, (300, 280), tmp_path, "slide", bandwidth=BANDWIDTH, background_is_group=True
     )
     path = paths[0]
-    assert paths == [tmp_path / "slide_labels.tif", tmp_path / "slide.geojson"]
+    assert paths == [tmp_path / f"slide{end}" for end in ("_labels.tif", ".geojson", ".json")]
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         assert tif.is_bigtiff and page.is_tiled
@@ -55,7 +59,16 @@ def test_the_written_labels_are_the_in_memory_join(tmp_path, scene_groups):
     assert labels.dtype == np.uint16 and labels.shape == (300, 280)
     assert np.array_equal(labels, expected.numpy())
     torch.testing.assert_close(scores, expected_scores)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["slide.geojson", "slide_labels.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "slide.geojson",
+        "slide.json",
+        "slide_labels.tif",
+    ]
+    # COCO results: the records of the label map read whole, from bounding-box crops
+    records = sorted(json.loads(paths[2].read_text()), key=lambda r: r["score"])
+    ids = np.arange(1, int(labels.max()) + 1)
+    whole = masks_to_results("slide", labels[None] == ids[:, None, None], scores.numpy())
+    assert records == sorted(whole, key=lambda r: r["score"])
     # QuPath's detections: one polygon per instance, whose filled outline is its mask
     collection = json.loads(paths[1].read_text())
     features = collection["features"]
@@ -88,6 +101,7 @@ def test_past_65535_instances_the_ids_are_32_bit(tmp_path):
         bandwidth=BANDWIDTH,
         background_is_group=False,
         geojson=False,
+        coco=False,
     )
     labels = tifffile.imread(paths[0])
     assert labels.dtype == np.uint32 and len(scores) == 69_632
@@ -129,3 +143,29 @@ def test_an_existing_file_is_kept_without_overwrite_and_on_failure(tmp_path, sce
         overwrite=True,
     )
     assert tifffile.imread(path).shape == (300, 280)
+
+
+def test_the_overlay_is_the_image_and_labels_at_a_stride(tmp_path, scene_groups, monkeypatch):
+    """With the image read by window, STEM_overlay.png is the overlay of every s-th row and
+    column of the image and the labels (s = 3 for a 300 px side at OVERLAY_SIDE 100)."""
+    monkeypatch.setattr("pixelgroup.tasks.predictions.OVERLAY_SIDE", 100)
+    pixels = np.random.default_rng(1).integers(0, 256, (300, 280, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "slide.tif", pixels, photometric="rgb")
+    image = LazyImage(tmp_path / "slide.tif", 3)
+    paths, _ = write_tiled_labels(
+        scene_groups,
+        (300, 280),
+        tmp_path / "out",
+        "slide",
+        bandwidth=BANDWIDTH,
+        background_is_group=True,
+        geojson=False,
+        coco=False,
+        image=image,
+    )
+    assert [p.name for p in paths] == ["slide_labels.tif", "slide_overlay.png"]
+    labels = tifffile.imread(paths[0])
+    expected = overlay(pixels[::3, ::3] / 255.0, labels[::3, ::3])
+    got = np.asarray(Image.open(paths[1]))
+    assert got.shape == (100, 94, 3)
+    assert np.abs(got.astype(int) - np.round(expected * 255)).max() <= 1
