@@ -143,6 +143,21 @@ def test_demo_end_to_end(tmp_path, capsys):
     _one_line_error(capsys, "unknown config key 'grouping.nope'")
 
 
+def test_demo_skip_train_on_a_checkpoint_without_history(tmp_path, capsys):
+    """An older checkpoint stores no training history: the figures come without loss curves."""
+    import shutil
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "toy_demo.pt"
+    (tmp_path / "run").mkdir()
+    shutil.copy(fixture, tmp_path / "run" / "checkpoint.pt")
+    args = ["demo", "-o", str(tmp_path / "run"), "--quiet", "--skip-train"]
+    assert main(args + ["--set", "data.options.eval_length=2"]) == 0
+    figures = tmp_path / "run" / "figures"  # the first evaluation of this folder
+    assert (figures / "loops.png").is_file() and not (figures / "loss_curves.png").exists()
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_bad_thread_count(tmp_path, capsys):
     assert main(["train", "--threads", "0", "-o", str(tmp_path / "r")]) == 2
     _one_line_error(capsys, "--threads must be >= 1, got 0")
