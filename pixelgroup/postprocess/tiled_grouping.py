@@ -73,13 +73,13 @@ def tile_groups(
     d = embedding.shape[0]
     grid = (int(embedding.shape[1]), int(embedding.shape[2]))
     small = resize_labels(labels[None], grid)[0].flatten().to(embedding.device)
-    x = embedding.flatten(1).T.float()  # (N, D)
+    x = embedding.flatten(1).T.contiguous().float()  # (N, D): rows for the sums below
     num = int(labels.max()) + 1
     sums = x.new_zeros(num, d).index_add_(0, small, x)
     centers = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    cos = (x * centers[small]).sum(dim=1)
     count = torch.bincount(small, minlength=num).clamp_min(1)
-    scores = 0.5 * (1.0 + x.new_zeros(num).index_add_(0, small, cos) / count)
+    # a label's summed cosine to its centre is the centre's dot product with its sum
+    scores = 0.5 * (1.0 + (centers * sums).sum(dim=1) / count)
     return TileGroups(core, region, labels.cpu(), centers.cpu(), scores.clamp(0.0, 1.0).cpu())
 
 
