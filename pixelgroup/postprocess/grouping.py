@@ -419,8 +419,10 @@ def group_pixels(
     d, h, w = embedding.shape
     if min(d, h, w) == 0:
         raise ValueError(f"embedding must have D, H, W >= 1, got {tuple(embedding.shape)}")
+    compute = torch.float64 if embedding.dtype == torch.float64 else torch.float32
+    x = embedding.detach().to(compute).flatten(1).T.contiguous()  # (N, D)
     # finite unit rows have a finite largest norm <= 1.01: one pass checks both (NaN fails)
-    unit = float(embedding.detach().float().norm(dim=0).max()) <= 1.0 + _NORM_TOL
+    unit = float(x.norm(dim=1).max()) <= 1.0 + _NORM_TOL
     if not unit:
         check_finite(embedding, "embedding")
     bandwidth = check_bandwidth(bandwidth)
@@ -434,9 +436,7 @@ def group_pixels(
     else:
         tau = check_in_range(threshold, "threshold (a cosine)", -1.0, 1.0)
 
-    compute = torch.float64 if embedding.dtype == torch.float64 else torch.float32
     with torch.no_grad(), no_autocast(embedding.device):
-        x = embedding.detach().to(compute).flatten(1).T.contiguous()  # (N, D)
         if not unit:
             check_unit_rows(x, "embedding", what="vectors along dim 0 (D) of (D, H, W)")
         fg = None if semantic_mask is None else _check_mask(semantic_mask, (h, w), x.device)
