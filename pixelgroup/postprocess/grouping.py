@@ -14,7 +14,13 @@ The original release withheld its extraction code (docs/method.md, "Inference");
 3. **Vote** (only when sampled). Every point left out of the sample takes the group with
    the largest kernel mass ``sum_{s in group} w_s exp(x·x_s/δ²)`` over the sample's input
    embeddings (w_s: pixel counts), the kernel density classifier of the same kernel, in
-   O(N·S·D); sampled points keep their own group. A point is *covered* when some sample
+   O(N·S·D) at worst; sampled points keep their own group. The sums are taken only for
+   the points that cheap bounds leave undecided: the sample is split into caps around a
+   few pivots (about K + S/64), and a point takes a group when the groups whose upper
+   bound (Cauchy-Schwarz over each cap) reaches the mass its nearest pivot alone gives are
+   that one group, in O(N·P·D) for P pivots; in a crowd nearly every point is decided so
+   (:func:`_vote`). The result is the kernel vote's, up to rounding at exact ties. A
+   point is *covered* when some sample
    point lies within cosine ``1 − 2δ²`` of it (an angle of about 2δ). The points no sample
    covers (in a crowd: the small objects the sample missed) do not vote: they go to the next
    **round**, steps 1–3 on a fresh sample of them alone, whose seeds join an earlier group
@@ -403,8 +409,10 @@ def group_pixels(
         ``scores (K,)``, ``centers (K, D)`` and ``areas (K,)``.
 
     Cost per round: O(Σ_t M_t²·D) for the loops (M_0 <= min(N, max_points) distinct
-    pixels, shrinking as they collapse), O(N_r·S·D) for the vote of the N_r points left
-    (S = max_points); then O(N·K·D) for the grouping; memory O(N·D) plus 1 MB vote tiles. One round
+    pixels, shrinking as they collapse), O(N_r·P·D) for the vote of the N_r points left
+    (P pivots, about K + S/64, S = max_points) plus O(N_u·S·D) for the N_u points its
+    bounds leave undecided (few in a crowd); then O(N·K·D) for the grouping; memory O(N·D)
+    plus 1 MB vote tiles. One round
     unless a sample misses whole groups (crowds of small objects: a few rounds).
 
     Example:
@@ -470,9 +478,9 @@ def group_pixels(
         areas = torch.bincount(labels, minlength=num)
         sums = x.new_zeros(num, d).index_add_(0, labels, x)
         centers = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        # the sum of the group's cosines to its centre, without an (N, D) gather
+        cos = (x * centers[labels]).sum(dim=1)
         # rows may be slightly longer than 1 (bfloat16 rounding): keep the score in [0, 1]
-        mean_cos = ((centers * sums).sum(dim=1) / areas).clamp(-1.0, 1.0)
+        mean_cos = (x.new_zeros(num).index_add_(0, labels, cos) / areas).clamp(-1.0, 1.0)
         scores = (0.5 * (1.0 + mean_cos)).float()
     return InstanceGrouping(
         labels=labels.reshape(h, w),

@@ -77,9 +77,9 @@ def tile_groups(
     num = int(labels.max()) + 1
     sums = x.new_zeros(num, d).index_add_(0, small, x)
     centers = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    cos = (x * centers[small]).sum(dim=1)
     count = torch.bincount(small, minlength=num).clamp_min(1)
-    # a label's summed cosine to its centre is the centre's dot product with its sum
-    scores = 0.5 * (1.0 + (centers * sums).sum(dim=1) / count)
+    scores = 0.5 * (1.0 + x.new_zeros(num).index_add_(0, small, cos) / count)
     return TileGroups(core, region, labels.cpu(), centers.cpu(), scores.clamp(0.0, 1.0).cpu())
 
 
