@@ -23,10 +23,13 @@ never does. Half-precision points are computed in float32, with autocast off.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pixelgroup._checks import (
     check_bandwidth,
@@ -43,6 +46,7 @@ __all__ = ["weighted_gbms_step", "merge_coincident", "merged_mean_shift", "Merge
 
 _HALF = (torch.float16, torch.bfloat16)
 _TILE = 512
+_ROWS = 4096  # rows of grid keys made at once (1 MB at D = 32: cache-resident)
 
 
 def _check_rows(x: object, name: str = "x") -> torch.Tensor:
@@ -116,39 +120,42 @@ def weighted_gbms_step(
     Cost: O(M²·D) time, O(M·D) memory (:func:`pixelgroup.ops.attention.fused_attention`).
     """
     x = _check_rows(x)
-    m, dim = x.shape
-    weights = _check_weights(weights, m)
+    weights = _check_weights(weights, x.shape[0])
     kappa = 1.0 / check_bandwidth(bandwidth) ** 2
     with no_autocast(x.device):
-        xc = x.float() if x.dtype in _HALF else x
-        log_w = weights.to(xc.dtype).log()
-        log_c = log_w.min()
-        # σ_i sits below the self logit by more than the products' rounding error (at most
-        # γ_{D+2} times κ|x_i|² + |log w| for either logit), so t_i >= 1/2 holds as computed
-        rounding = 8 * (dim + 4) * torch.finfo(xc.dtype).eps / 2
-        sq_norm = (xc * xc).sum(dim=1, keepdim=True)
-        self_logit = kappa * sq_norm - rounding * (kappa * sq_norm + log_w.abs().max())
-        # logits: [κx_i, 1, κ|x_i|²] · [x_j, log w_j, 0] and · [0, log c, 1] (the sentinel)
-        query = torch.cat([kappa * xc, xc.new_ones(m, 1), self_logit], dim=1)
-        key = xc.new_zeros(m + 1, dim + 2)
-        key[:m, :dim] = xc
-        key[:m, dim] = log_w
-        key[m, dim] = log_c
-        key[m, dim + 1] = 1.0
-        value = xc.new_zeros(m + 1, dim + 2)
-        value[:m, :dim] = xc
-        value[:m, dim] = 1.0
-        value[m, dim + 1] = 1.0
-        out = fused_attention(query, key, value, scale=1.0)
-        share, sentinel = out[:, dim], out[:, dim + 1]  # t_i >= 1/2 and s_i
-        blurred = out[:, :dim] / share[:, None]  # the weighted mean
-        moved = blurred / (blurred.norm(dim=1, keepdim=True) + 1e-5)
-        log_mass = share.log() - sentinel.log() + self_logit[:, 0] + log_c
-        unresolved = sentinel < torch.finfo(torch.float32).tiny * 2.0**24
-        if bool(unresolved.any()):
-            rows = unresolved.nonzero()[:, 0]
-            log_mass[rows] = _log_mass(query[rows, : dim + 1], key[:m, : dim + 1])
-    return moved.to(x.dtype), log_mass - kappa
+        moved, log_density = _weighted_step(x.float() if x.dtype in _HALF else x, weights, kappa)
+    return moved.to(x.dtype), log_density
+
+
+def _weighted_step(
+    xc: torch.Tensor, weights: torch.Tensor, kappa: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`weighted_gbms_step` of checked ``(M, D)`` float32 / float64 rows, κ = 1/δ²."""
+    m, dim = xc.shape
+    log_w = weights.to(xc.dtype).log()
+    log_c = log_w.min()
+    # σ_i sits below the self logit by more than the products' rounding error (at most
+    # γ_{D+2} times κ|x_i|² + |log w| for either logit), so t_i >= 1/2 holds as computed
+    rounding = 8 * (dim + 4) * torch.finfo(xc.dtype).eps / 2
+    sq_norm = (xc * xc).sum(dim=1, keepdim=True)
+    self_logit = kappa * sq_norm - rounding * (kappa * sq_norm + log_w.abs().max())
+    # logits: [κx_i, 1, κ|x_i|²] · [x_j, log w_j, 0] and · [0, log c, 1] (the sentinel)
+    query = torch.cat([kappa * xc, xc.new_ones(m, 1), self_logit], dim=1)
+    key = torch.cat([xc, log_w[:, None], xc.new_zeros(m, 1)], dim=1)
+    value = torch.cat([xc, xc.new_ones(m, 1), xc.new_zeros(m, 1)], dim=1)
+    sentinel = torch.cat([log_c[None], xc.new_ones(1)])  # key and value: columns D, D + 1
+    key = torch.cat([key, F.pad(sentinel, (dim, 0))[None]])
+    value = torch.cat([value, F.pad(sentinel[1:], (dim + 1, 0))[None]])
+    out = fused_attention(query, key, value, scale=1.0)
+    share, sentinel_share = out[:, dim], out[:, dim + 1]  # t_i >= 1/2 and s_i
+    blurred = out[:, :dim] / share[:, None]  # the weighted mean
+    moved = blurred / (blurred.norm(dim=1, keepdim=True) + 1e-5)
+    log_mass = share.log() - sentinel_share.log() + self_logit[:, 0] + log_c
+    unresolved = sentinel_share < torch.finfo(torch.float32).tiny * 2.0**24
+    if bool(unresolved.any()):
+        rows = unresolved.nonzero()[:, 0]
+        log_mass[rows] = _log_mass(query[rows, : dim + 1], key[:m, : dim + 1])
+    return moved, log_mass - kappa
 
 
 def merge_coincident(
@@ -169,34 +176,71 @@ def merge_coincident(
 
     Cost: O(M·D·log M) (a sort).
     """
-    exact = merge_tol < 2.0**-60  # x / merge_tol would only overflow, never merge more
-    keys = x.double() if exact else torch.round(x.double() / merge_tol)
-    index, num = _unique_rows(keys)
+    index, order, num = _unique_rows(x, merge_tol)
+    if num == len(x):  # nothing merges (noisy embeddings): a permutation, no scatter
+        merged_weights, points = weights[order], torch.index_select(x, 0, order)
+        if not bool((merged_weights == 1).all()):  # as the sums below: x·w / w
+            points = points * merged_weights[:, None] / merged_weights[:, None]
+        return points, merged_weights, index
     merged_weights = weights.new_zeros(num).index_add_(0, index, weights)
     sums = x.new_zeros(num, x.shape[1]).index_add_(0, index, x * weights[:, None])
     return sums / merged_weights[:, None], merged_weights, index
 
 
+def _grid_keys(x: torch.Tensor, merge_tol: float) -> torch.Tensor:
+    """``(M, D)`` float64 cell of each row: ``round(x / merge_tol)``, or the row itself below
+    2⁻⁶⁰ (``x / merge_tol`` would only overflow, never merge more)."""
+    keys = x.to(torch.float64, copy=True)
+    return keys if merge_tol < 2.0**-60 else keys.div_(merge_tol).round_()
+
+
 def _projection(keys: torch.Tensor) -> torch.Tensor:
     """A fixed random ``(D,)`` direction for the ``(M, D)`` keys (seed 0)."""
+    return _direction(keys.shape[1], keys.dtype, keys.device)
+
+
+@functools.lru_cache(maxsize=16)
+def _direction(dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(keys.shape[1], generator=gen, dtype=keys.dtype).to(keys.device)
+    return torch.randn(dim, generator=gen, dtype=dtype).to(device)
 
 
-def _unique_rows(keys: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``(M,)`` int64 ids in 0..U-1, equal exactly for equal rows of the ``(M, D)`` keys, and U.
+def _argsort(values: torch.Tensor) -> torch.Tensor:
+    """``(M,)`` int64 order sorting the 1-D ``values`` (ties in any order): NumPy's SIMD sort
+    on the CPU, several times faster there than ``torch.sort``."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.argsort(values.numpy()))
+    return torch.argsort(values)
 
-    Sorts one random projection of the rows (a 1-D sort, several times faster than
-    ``torch.unique(dim=0)``'s row sort) and checks that rows sharing a projection are equal;
-    on a (vanishingly rare) coincidence it falls back to the row sort.
+
+def _unique_rows(x: torch.Tensor, merge_tol: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(M,)`` int64 ids in 0..U-1, equal exactly for rows of the ``(M, D)`` x with equal
+    :func:`_grid_keys`, an ``(M,)`` order of the rows by id, and U.
+
+    Sorts one random projection of the keys (a 1-D sort, several times faster than
+    ``torch.unique(dim=0)``'s row sort; ids in the order of ``torch.unique`` of the
+    projections; keys made a cache-sized block of rows at a time) and checks that the rows
+    sharing a projection, neighbours in that order, have equal keys; on a (vanishingly rare)
+    coincidence it falls back to the row sort.
     """
-    projected, index = torch.unique(keys @ _projection(keys), return_inverse=True)
-    first = keys.new_zeros(len(projected), keys.shape[1])
-    first[index] = keys  # one representative row per id
-    if bool((first[index] == keys).all()):
-        return index, len(projected)
-    rows, index = torch.unique(keys, dim=0, return_inverse=True)
-    return index, len(rows)
+    direction = _projection(x.new_zeros(0, x.shape[1], dtype=torch.float64))
+    projected = torch.cat(
+        [_grid_keys(x[r0 : r0 + _ROWS], merge_tol) @ direction for r0 in range(0, len(x), _ROWS)]
+        or [direction[:0]]
+    )
+    order = _argsort(projected)
+    values = projected[order]
+    new = torch.ones(len(values), dtype=torch.bool, device=x.device)
+    new[1:] = values[1:] != values[:-1]
+    ids = torch.cumsum(new, 0).sub_(1)
+    same = ~new[1:]
+    first, second = order[:-1][same], order[1:][same]
+    if not torch.equal(_grid_keys(x[first], merge_tol), _grid_keys(x[second], merge_tol)):
+        rows, index = torch.unique(_grid_keys(x, merge_tol), dim=0, return_inverse=True)
+        return index, torch.argsort(index, stable=True), len(rows)
+    index = torch.empty_like(ids)
+    index[order] = ids
+    return index, order, int(ids[-1]) + 1 if len(ids) else 0
 
 
 @dataclass(frozen=True)
@@ -277,18 +321,20 @@ def merged_mean_shift(
     compute = torch.float32 if x.dtype in _HALF else x.dtype
     weights = x.new_ones(x.shape[0]) if weights is None else _check_weights(weights, len(x))
     points, weights, index = merge_coincident(x.to(compute), weights.to(compute), merge_tol)
+    kappa = 1.0 / bandwidth**2
     log_density = None
     done = 0
-    while done < num_iters:
-        moved, log_dens = weighted_gbms_step(points, weights, bandwidth)
-        done += 1
-        shift = float((moved - points).norm(dim=1).max())
-        points, merged_weights, step_index = merge_coincident(moved, weights, merge_tol)
-        # a merged point's density: the weight-averaged density of what it merged
-        log_density = _merged_log_density(log_dens, weights, step_index, merged_weights)
-        weights, index = merged_weights, step_index[index]
-        if shift <= stop_tol:
-            break
-    if log_density is None:
-        log_density = weighted_gbms_step(points, weights, bandwidth)[1]
+    with no_autocast(x.device):
+        while done < num_iters:
+            moved, log_dens = _weighted_step(points, weights, kappa)
+            done += 1
+            shift = float((moved - points).norm(dim=1).max())
+            points, merged_weights, step_index = merge_coincident(moved, weights, merge_tol)
+            # a merged point's density: the weight-averaged density of what it merged
+            log_density = _merged_log_density(log_dens, weights, step_index, merged_weights)
+            weights, index = merged_weights, step_index[index]
+            if shift <= stop_tol:
+                break
+        if log_density is None:
+            log_density = _weighted_step(points, weights, kappa)[1]
     return MergedMeanShift(points.to(x.dtype), weights, log_density, index, done)

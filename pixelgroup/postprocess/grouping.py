@@ -14,7 +14,13 @@ The original release withheld its extraction code (docs/method.md, "Inference");
 3. **Vote** (only when sampled). Every point left out of the sample takes the group with
    the largest kernel mass ``sum_{s in group} w_s exp(x·x_s/δ²)`` over the sample's input
    embeddings (w_s: pixel counts), the kernel density classifier of the same kernel, in
-   O(N·S·D); sampled points keep their own group. A point is *covered* when some sample
+   O(N·S·D) at worst; sampled points keep their own group. The sums are taken only for
+   the points that cheap bounds leave undecided: the sample is split into caps around a
+   few pivots (about K + S/64), and a point takes a group when the groups whose upper
+   bound (Cauchy-Schwarz over each cap) reaches the mass its nearest pivot alone gives are
+   that one group, in O(N·P·D) for P pivots; in a crowd nearly every point is decided so
+   (:func:`_vote`). The result is the kernel vote's, up to rounding at exact ties. A
+   point is *covered* when some sample
    point lies within cosine ``1 − 2δ²`` of it (an angle of about 2δ). The points no sample
    covers (in a crowd: the small objects the sample missed) do not vote: they go to the next
    **round**, steps 1–3 on a fresh sample of them alone, whose seeds join an earlier group
@@ -63,7 +69,10 @@ from pixelgroup.ops.weighted_mean_shift import merge_coincident, merged_mean_shi
 __all__ = ["InstanceGrouping", "group_pixels"]
 
 _VOTE_TILE = 1 << 18  # logits of one tile of the vote: 1 MB in float32, cache-resident
+_BOUND_TILE = 1 << 17  # the bounds' two tiles, 0.5 MB each in float32
 _MAX_ROUNDS = 64  # rounds of sampling; the last one's vote takes every point left
+_NORM_TOL = 1e-2  # check_unit_rows' default tolerance
+_PIVOT_SPAN = 64  # sample points per pivot of a group in the vote's bounds
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,7 @@ def _seed_groups(
     return group, torch.tensor(seeds, dtype=torch.int64, device=points.device)
 
 
-def _vote(
+def _kernel_vote(
     x: torch.Tensor,
     sample: torch.Tensor,
     weights: torch.Tensor,
@@ -150,6 +159,103 @@ def _vote(
         votes = mass.new_zeros(num, mass.shape[1]).index_add_(0, group, mass)
         winner[r0 : r0 + step] = votes.argmax(dim=0)
         covered[r0 : r0 + step] = best >= kappa * cover
+    return winner, covered
+
+
+def _pivots(
+    sample: torch.Tensor, weights: torch.Tensor, group: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Caps over the ``(S, D)`` sample points (weights, groups ``(S,)``), P of them: every
+    ``_PIVOT_SPAN``-th point of each group (in sample order) is a pivot, every point joins the
+    nearest pivot of its group. Returns the ``(P,)`` index of each pivot in the sample, the
+    ``(P,)`` radius of its cap (largest distance ``|x_s − pivot|`` of its points) and the
+    ``(P,)`` log of its group's total weight. O(S·P·D)."""
+    order = torch.argsort(group, stable=True)
+    counts = torch.bincount(group)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device) - starts[group[order]]
+    pivot = torch.nonzero(rank % _PIVOT_SPAN == 0).squeeze(1)
+    near = sample @ sample[pivot].T
+    near.masked_fill_(group[:, None] != group[pivot][None, :], -torch.inf)
+    cap = near.argmax(dim=1)
+    dist = (sample - sample[pivot][cap]).norm(dim=1)
+    radius = dist.new_zeros(len(pivot)).scatter_reduce_(0, cap, dist, "amax")
+    group_weight = weights.new_zeros(len(counts)).index_add_(0, group, weights)
+    return pivot, radius, group_weight.log()[group[pivot]]
+
+
+def _vote(
+    x: torch.Tensor,
+    sample: torch.Tensor,
+    weights: torch.Tensor,
+    group: torch.Tensor,
+    bandwidth: float,
+    cover: float,
+    *,
+    every: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_kernel_vote`'s ``(N,)`` groups and covered flags, the kernel sums taken only
+    for the points that bounds over a few caps of sample points (:func:`_pivots`) leave
+    undecided; ``every=False``: the group of a point found not covered is left arbitrary
+    (it votes in a later round).
+
+    For a pivot p with cap radius r, every sample point s of its cap has ``x·x_s <= x·p +
+    |x|·r`` (Cauchy-Schwarz), so a group's log mass is at most ``log W_k + κ max_p (x·p +
+    |x|·r)`` over its caps (``W_k`` its total weight, κ = 1/δ²) and at least ``log w_p +
+    κ x·p`` for each of its pivots. A point is decided when one group's lower bound beats
+    every other group's upper bound, and covered (not covered) when a pivot lies within
+    ``cover`` of it (no cap reaches ``cover``), each by a margin above the rounding of both
+    computations; in a crowd most points are (one group dominates, far from the others).
+    Cost O(N·P·D) for the P pivots (about K + S/64) plus :func:`_kernel_vote` on the
+    undecided points."""
+    pivot, radius, log_group_w = _pivots(sample, weights, group)
+    if 2 * len(pivot) > len(sample) or len(pivot) >= 1 << 22:  # nothing to save
+        return _kernel_vote(x, sample, weights, group, bandwidth, cover)
+    kappa = 1.0 / bandwidth**2
+    eps = torch.finfo(x.dtype).eps
+    # bounds on the rounding of a dot product of D terms (norms <= 1.01) in either vote, and
+    # of the kernel sums over S terms (log units)
+    dot_error = kappa * 4 * (x.shape[1] + 2) * eps
+    margin = 2 * dot_error + 4 * len(sample) * eps
+    keys = kappa * sample[pivot]
+    reach = kappa * radius[:, None]
+    log_group_w = log_group_w[:, None]
+    log_least_w = float(weights.min().log())
+    pivot_group = group[pivot].to(x.dtype)[:, None]  # exact: K < 2^22
+    span = float(pivot_group.max()) + 1  # > any group id: unreachable caps drop below 0
+    decided = torch.empty(len(x), dtype=torch.bool, device=x.device)
+    winner = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    covered = torch.empty(len(x), dtype=torch.bool, device=x.device)
+    step = max(1, _BOUND_TILE // len(pivot))
+    # (P, T) buffers, each op in place: a fresh MB-sized tensor per op costs page faults
+    near = x.new_empty(len(pivot), step)
+    top = x.new_empty(len(pivot), step)
+    for r0 in range(0, len(x), step):
+        rows = x[r0 : r0 + step]
+        n, part = len(rows), slice(r0, r0 + len(rows))
+        cos, bound = near[:, :n], top[:, :n]
+        torch.mm(keys, rows.T, out=cos)  # κ x·p
+        # >= κ x·x_s for every s in the cap of p
+        torch.add(cos, reach, alpha=float(rows.norm(dim=1).max()), out=bound)
+        outside = bound.amax(dim=0) < kappa * cover - dot_error
+        best = cos.amax(dim=0)
+        inside = best >= kappa * cover + dot_error
+        # the nearest pivot alone gives its group at least this log mass, so the winner is
+        # among the groups of the caps whose upper bound reaches it: sure when there is one
+        low = best + (log_least_w - margin)
+        reached = bound.add_(log_group_w).sub_(low).clamp_(max=0.0).sign_()  # 0 or -1
+        high = torch.add(pivot_group, reached, alpha=span, out=cos).amax(dim=0)
+        sure = torch.add(pivot_group, reached, alpha=-span, out=bound).amin(dim=0) == high
+        winner[part] = high
+        covered[part] = inside
+        decided[part] = sure & (inside | outside) if every else sure & inside | outside
+    winner = winner.long()
+    rest = torch.nonzero(~decided).squeeze(1)
+    if len(rest):
+        winner[rest], covered[rest] = _kernel_vote(
+            x[rest], sample, weights, group, bandwidth, cover
+        )
     return winner, covered
 
 
@@ -183,16 +289,18 @@ def _group_points(
     samples cover every point (see the module doc)."""
     group = torch.full((len(points),), -1, dtype=torch.int64, device=points.device)
     sums = points.new_zeros(0, points.shape[1])  # weighted sum of each group's points
+    weighted = None  # the points times their weights, once a second round needs sums
     cover = max(1.0 - 2.0 * bandwidth**2, -1.0)
     left = torch.arange(len(points), device=points.device)
     done = 0
     for round_ in range(_MAX_ROUNDS):
         sample = left[_uniform_sample(len(left), max_points, points.device)]
+        sample_points, sample_weights = points[sample], weights[sample]
         shifted = merged_mean_shift(
-            points[sample],
+            sample_points,
             bandwidth,
             num_iters,
-            weights=weights[sample],
+            weights=sample_weights,
             merge_tol=merge_tol,
             stop_tol=stop_tol,
         )
@@ -200,25 +308,32 @@ def _group_points(
         local, seeds = _seed_groups(shifted.points, shifted.log_density, threshold)
         ids = _join_groups(shifted.points[seeds], sums, cover)
         sample_group = local[shifted.index]
-        taken, taken_group = sample, ids[sample_group]
-        is_rest = torch.ones(len(points), dtype=torch.bool, device=points.device)
-        is_rest[sample] = False
-        left = left[is_rest[left]]  # the points this round did not shift
+        group[sample] = ids[sample_group]
+        left = left[group[left] < 0]  # the points this round did not shift
         if len(left):
+            last = round_ == _MAX_ROUNDS - 1
             winner, covered = _vote(
-                points[left], points[sample], weights[sample], sample_group, bandwidth, cover
+                points[left],
+                sample_points,
+                sample_weights,
+                sample_group,
+                bandwidth,
+                cover,
+                every=last,
             )
-            if round_ == _MAX_ROUNDS - 1:
+            if last:
                 covered[:] = True
-            taken = torch.cat([taken, left[covered]])
-            taken_group = torch.cat([taken_group, ids[winner[covered]]])
+            group[left[covered]] = ids[winner[covered]]
             left = left[~covered]
-        group[taken] = taken_group
-        grown = sums.new_zeros(max(len(sums), int(ids.max()) + 1), sums.shape[1])
-        grown[: len(sums)] = sums
-        sums = grown.index_add_(0, taken_group, points[taken] * weights[taken, None])
         if len(left) == 0:
             break
+        if weighted is None:
+            weighted = points * weights[:, None]
+        num = max(len(sums), int(ids.max()) + 1)  # new groups' ids follow the earlier ones
+        # the points not grouped yet land in row ``num``, dropped
+        sums = points.new_zeros(num + 1, points.shape[1]).index_add_(
+            0, torch.where(group < 0, num, group), weighted
+        )[:num]
     return group, done
 
 
@@ -250,12 +365,13 @@ def _uniform_sample(n: int, size: int | None, device: torch.device) -> torch.Ten
 
 def _relabel_by_area(labels: torch.Tensor) -> torch.Tensor:
     """Consecutive labels 0..K-1 ordered by decreasing area (ties: smaller old id first)."""
-    ids, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    rank = torch.empty_like(ids)
-    rank[torch.argsort(counts, descending=True, stable=True)] = torch.arange(
+    counts = torch.bincount(labels)
+    ids = torch.nonzero(counts).squeeze(1)
+    rank = torch.empty_like(counts)
+    rank[ids[torch.argsort(counts[ids], descending=True, stable=True)]] = torch.arange(
         len(ids), device=ids.device
     )
-    return rank[inverse]
+    return rank[labels]
 
 
 def group_pixels(
@@ -293,8 +409,10 @@ def group_pixels(
         ``scores (K,)``, ``centers (K, D)`` and ``areas (K,)``.
 
     Cost per round: O(Σ_t M_t²·D) for the loops (M_0 <= min(N, max_points) distinct
-    pixels, shrinking as they collapse), O(N_r·S·D) for the vote of the N_r points left
-    (S = max_points); then O(N·K·D) for the grouping; memory O(N·D) plus 1 MB vote tiles. One round
+    pixels, shrinking as they collapse), O(N_r·P·D) for the vote of the N_r points left
+    (P pivots, about K + S/64, S = max_points) plus O(N_u·S·D) for the N_u points its
+    bounds leave undecided (few in a crowd); then O(N·K·D) for the grouping; memory O(N·D)
+    plus 1 MB vote tiles. One round
     unless a sample misses whole groups (crowds of small objects: a few rounds).
 
     Example:
@@ -309,7 +427,12 @@ def group_pixels(
     d, h, w = embedding.shape
     if min(d, h, w) == 0:
         raise ValueError(f"embedding must have D, H, W >= 1, got {tuple(embedding.shape)}")
-    check_finite(embedding, "embedding")
+    compute = torch.float64 if embedding.dtype == torch.float64 else torch.float32
+    x = embedding.detach().to(compute).flatten(1).T.contiguous()  # (N, D)
+    # finite unit rows have a finite largest norm <= 1.01: one pass checks both (NaN fails)
+    unit = float(x.norm(dim=1).max()) <= 1.0 + _NORM_TOL
+    if not unit:
+        check_finite(embedding, "embedding")
     bandwidth = check_bandwidth(bandwidth)
     num_iters = check_non_negative_int(num_iters, "num_iters")
     min_area = check_non_negative_int(min_area, "min_area")
@@ -321,10 +444,9 @@ def group_pixels(
     else:
         tau = check_in_range(threshold, "threshold (a cosine)", -1.0, 1.0)
 
-    compute = torch.float64 if embedding.dtype == torch.float64 else torch.float32
     with torch.no_grad(), no_autocast(embedding.device):
-        x = embedding.detach().to(compute).flatten(1).T  # (N, D)
-        check_unit_rows(x, "embedding", what="vectors along dim 0 (D) of (D, H, W)")
+        if not unit:
+            check_unit_rows(x, "embedding", what="vectors along dim 0 (D) of (D, H, W)")
         fg = None if semantic_mask is None else _check_mask(semantic_mask, (h, w), x.device)
         fg = None if fg is None else fg.flatten()
         labels = torch.zeros(h * w, dtype=torch.int64, device=x.device)

@@ -73,7 +73,7 @@ def tile_groups(
     d = embedding.shape[0]
     grid = (int(embedding.shape[1]), int(embedding.shape[2]))
     small = resize_labels(labels[None], grid)[0].flatten().to(embedding.device)
-    x = embedding.flatten(1).T.float()  # (N, D)
+    x = embedding.flatten(1).T.contiguous().float()  # (N, D): rows for the sums below
     num = int(labels.max()) + 1
     sums = x.new_zeros(num, d).index_add_(0, small, x)
     centers = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pixelgroup.ops.weighted_mean_shift as wms
 from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
@@ -91,6 +93,57 @@ def test_merge_coincident_matches_row_unique(monkeypatch, project):
     pairs = torch.unique(torch.stack([index, expected]), dim=1)
     assert pairs.shape[1] == len(index.unique()) == len(expected.unique())
     assert weights.sum() == len(x)
+
+
+def _merge_reference(x, weights, merge_tol):
+    """Slow merge: one Python dict of grid cells, each cell's weighted mean; cells numbered in
+    the order of ``torch.unique`` of their keys' projections (as merge_coincident numbers
+    them)."""
+    keys = x.double() if merge_tol < 2.0**-60 else torch.round(x.double() / merge_tol)
+    cells: dict[tuple, list[int]] = {}
+    for i, row in enumerate(keys.tolist()):
+        cells.setdefault(tuple(row), []).append(i)
+    direction = wms._projection(keys)
+    order = sorted(cells, key=lambda cell: float(torch.tensor(cell).double() @ direction))
+    index = torch.empty(len(x), dtype=torch.int64)
+    points, merged = [], []
+    for k, cell in enumerate(order):
+        rows = torch.tensor(cells[cell])
+        index[rows] = k
+        merged.append(weights[rows].sum())
+        points.append((x[rows] * weights[rows, None]).sum(0) / merged[-1])
+    return torch.stack(points), torch.stack(merged), index
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rows=st.integers(1, 200),
+    repeats=st.integers(0, 3),
+    merge_tol=st.sampled_from([0.0, 1e-3, 0.3]),
+    unit_weights=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_merge_coincident_matches_a_slow_reference(
+    seed, rows, repeats, merge_tol, unit_weights, dtype
+):
+    """Property: cells, weights and weighted means as a dict of grid cells gives them, with
+    exact duplicates (several copies), near duplicates and none at all (the permutation
+    path)."""
+    g = torch.Generator().manual_seed(seed)
+    x = normalize_to_sphere(torch.randn(rows, 4, generator=g, dtype=dtype), dim=1)
+    x = torch.cat([x] + [x[: rows // (k + 2)] for k in range(repeats)])
+    x = x[torch.randperm(len(x), generator=g)]
+    weights = (
+        torch.ones(len(x), dtype=dtype)
+        if unit_weights
+        else torch.rand(len(x), generator=g, dtype=dtype) + 0.5
+    )
+    points, merged, index = merge_coincident(x, weights, merge_tol)
+    ref_points, ref_merged, ref_index = _merge_reference(x, weights, merge_tol)
+    assert torch.equal(index, ref_index)
+    torch.testing.assert_close(merged, ref_merged)
+    torch.testing.assert_close(points, ref_points)
 
 
 def test_initial_weights_act_like_repeated_points():

@@ -142,6 +142,67 @@ def test_vote_is_the_kernel_mass_argmax():
     assert torch.equal(covered, (x @ sample.T).amax(dim=1) >= 0.9)
 
 
+def _naive_vote(x, sample, weights, group, bandwidth, cover):
+    """Slow reference: the full ``(N, S)`` kernel, summed per group through a one-hot matrix;
+    returns the group masses ``(N, K)`` and the covered flags ``(N,)``."""
+    kernel = torch.exp((x.double() @ sample.double().T - 1) / bandwidth**2) * weights.double()
+    mass = kernel @ torch.nn.functional.one_hot(group).double()
+    return mass, (x.double() @ sample.double().T).amax(dim=1) >= cover
+
+
+def _check_vote(x, sample, weights, group, bandwidth, cover, every):
+    """``_vote`` against the naive reference: covered flags away from the cover cosine, and
+    the winner of every point it must decide (all with ``every``, else the covered ones),
+    near-ties skipped. Returns the fraction of points the check saw."""
+    got, covered = grouping_module._vote(x, sample, weights, group, bandwidth, cover, every=every)
+    mass, naive_covered = _naive_vote(x, sample, weights, group, bandwidth, cover)
+    best = (x.double() @ sample.double().T).amax(dim=1)
+    clear_cover = (best - cover).abs() > 1e-5
+    assert torch.equal(covered[clear_cover], naive_covered[clear_cover])
+    top2 = mass.topk(min(2, mass.shape[1]), dim=1).values
+    clear = top2[:, 0] > top2[:, -1] * (1 + 1e-4) if mass.shape[1] > 1 else top2[:, 0] > 0
+    need = clear if every else clear & naive_covered & clear_cover
+    assert torch.equal(got[need], mass.argmax(1)[need])
+    return float(need.float().mean())
+
+
+@pytest.mark.parametrize("every", [True, False])
+def test_pruned_vote_on_a_crowd_matches_the_kernel_sums(every):
+    """The vote that skips the kernel sums where cap bounds decide (a crowd: one sampled
+    background, many small objects) gives the naive kernel-mass argmax."""
+    emb, truth = _crowd(64, 96, seed=3)
+    x = emb.flatten(1).T.contiguous()
+    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:512]
+    sample, group = x[pick], torch.unique(truth.flatten()[pick], return_inverse=True)[1]
+    weights = torch.ones(len(sample))
+    seen = _check_vote(x, sample, weights, group, 0.1, 1 - 2 * 0.1**2, every)
+    assert seen > 0.9 if every else seen > 0.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    clusters=st.integers(1, 12),
+    spread=st.sampled_from([0.01, 0.05, 0.2]),
+    bandwidth=st.sampled_from([0.05, 0.1, 0.3]),
+    dim=st.sampled_from([3, 8, 32]),
+    every=st.booleans(),
+)
+def test_pruned_vote_matches_the_kernel_sums(seed, clusters, spread, bandwidth, dim, every):
+    """Property: on clustered points with any weights and groups (a cluster may be split
+    between groups, a group may span clusters), the pruned vote equals the naive vote."""
+    pts, labels = clustered_sphere(clusters, 60, dim, spread, seed=seed, dtype=torch.float32)
+    x, labels = pts[0], labels[0]
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(x), generator=g)[: max(8, len(x) // 3)]
+    group = labels[pick] % max(1, clusters - 1)
+    split = torch.rand(len(pick), generator=g) < 0.1  # some points in another group
+    group = torch.where(split, torch.randint(0, clusters, (len(pick),), generator=g), group)
+    group = torch.unique(group, return_inverse=True)[1]
+    weights = torch.randint(1, 6, (len(pick),), generator=g).float()
+    _check_vote(x, x[pick], weights, group, bandwidth, 1 - 2 * bandwidth**2, every)
+
+
 def _crowd(count: int, size: int, dim: int = 32, noise: float = 0.02, seed: int = 0):
     """``(D, size, size)`` embedding of ``count`` separated 6 x 6 objects on one background
     (random unit centres, pixel = normalize(centre + noise·n)) and its labels: the scene of
