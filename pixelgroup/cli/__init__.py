@@ -61,6 +61,25 @@ def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
+def add_tile_arguments(parser: argparse.ArgumentParser, tile_help: str, halo_help: str) -> None:
+    """``--tile N`` and ``--halo N`` (None: the library's defaults) into ``args.tile`` /
+    ``args.halo``; check them with :func:`check_tile_arguments` before any work."""
+    parser.add_argument("--tile", type=int, default=None, metavar="N", help=tile_help)
+    parser.add_argument("--halo", type=int, default=None, metavar="N", help=halo_help)
+
+
+def check_tile_arguments(tile: int | None, halo: int | None) -> None:
+    """A one-line :class:`UserError` for ``--tile`` / ``--halo`` values the tiled inference
+    refuses, before a model is loaded."""
+    from pixelgroup.engine.inference import DEFAULT_HALO, DEFAULT_TILE
+    from pixelgroup.postprocess.tiles import check_tile_sizes
+
+    try:
+        check_tile_sizes(tile or DEFAULT_TILE, DEFAULT_HALO if halo is None else halo, min_halo=16)
+    except ValueError as e:
+        raise UserError(f"--tile / --halo: {e}") from None
+
+
 def default_threads() -> int | None:
     """The torch threads of every command without ``--threads``: None (torch's own choice)
     where ``OMP_NUM_THREADS`` is set (torchrun sets it per process), else one less than the

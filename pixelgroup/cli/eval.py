@@ -10,6 +10,8 @@ from pixelgroup.cli import (
     UserError,
     add_overrides_argument,
     add_threads_argument,
+    add_tile_arguments,
+    check_tile_arguments,
     device_from_overrides,
     override_checkpoint_config,
     set_threads,
@@ -52,21 +54,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="expected task of the checkpoint (error if it differs)")
     p.add_argument("--split", help="split to evaluate (default: data.eval_split of the config)")
     add_overrides_argument(p, "override a stored config value for this evaluation (repeatable)")
-    p.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        metavar="N",
-        help="run the model on tiles of N x N px (a multiple of 16) of an image larger than N "
-        "on a side, as predict does (default: 512 for images larger than 1024; 0: never)",
-    )
-    p.add_argument(
-        "--halo",
-        type=int,
-        default=None,
-        metavar="N",
-        help="px of context around each tile, a multiple of 16 >= 16 (default: the model's, "
-        "as in predict)",
+    add_tile_arguments(
+        p,
+        "run the model on tiles of N x N px (a multiple of 16) of an image larger than N on a "
+        "side, as predict does (default: 512 for images larger than 1024; 0: never)",
+        "px of context around each tile, a multiple of 16 >= 16 (default: the model's, as in "
+        "predict)",
     )
     p.add_argument(
         "-o",
@@ -104,15 +97,9 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup._atomic import write_json
     from pixelgroup.cli.paths import check_writable_file, fresh_path
     from pixelgroup.engine import evaluate, load_model
-    from pixelgroup.engine.inference import DEFAULT_HALO, DEFAULT_TILE
-    from pixelgroup.postprocess.tiles import check_tile_sizes
 
     set_threads(args.threads)
-    try:
-        halo = DEFAULT_HALO if args.halo is None else args.halo  # checked before any work
-        check_tile_sizes(args.tile or DEFAULT_TILE, halo, min_halo=16)
-    except ValueError as e:
-        raise UserError(f"--tile / --halo: {e}") from None
+    check_tile_arguments(args.tile, args.halo)
     if args.output is not None:
         check_writable_file(args.output, "-o", overwrite=args.overwrite, inputs=[args.checkpoint])
     model, cfg, _ = load_model(args.checkpoint)

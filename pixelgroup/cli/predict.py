@@ -9,6 +9,8 @@ from pixelgroup.cli import (
     UserError,
     add_overrides_argument,
     add_threads_argument,
+    add_tile_arguments,
+    check_tile_arguments,
     device_from_overrides,
     override_checkpoint_config,
     set_threads,
@@ -81,22 +83,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the outputs keep the image's size (default 1024, or 0 for a model trained on crops "
         "at the native scale, data.options.crop; 0: no limit)",
     )
-    p.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        metavar="N",
-        help="run the model on tiles of N x N px (a multiple of 16) of an image larger than N "
-        "on a side (default: 512 for images larger than 1024; 0: never tile)",
-    )
-    p.add_argument(
-        "--halo",
-        type=int,
-        default=None,
-        metavar="N",
-        help="px of context around each tile, a multiple of 16 >= 16 (default: the model's, "
-        "64 for the toy network and the U-Net, 256 for the dense network: tiles then equal "
-        "the whole image)",
+    add_tile_arguments(
+        p,
+        "run the model on tiles of N x N px (a multiple of 16) of an image larger than N on a "
+        "side (default: 512 for images larger than 1024; 0: never tile)",
+        "px of context around each tile, a multiple of 16 >= 16 (default: the model's, 64 for "
+        "the toy network and the U-Net, 256 for the dense network: tiles then equal the whole "
+        "image)",
     )
     p.add_argument(
         "--lazy",
@@ -120,18 +113,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixelgroup.cli.paths import check_writable_dir
     from pixelgroup.engine import load_model, predict_files
-    from pixelgroup.engine.predict import DEFAULT_HALO, DEFAULT_TILE
-    from pixelgroup.postprocess.tiles import check_tile_sizes
     from pixelgroup.tasks.predictions import read_results_records
 
     set_threads(args.threads)
     if args.max_size is not None and args.max_size < 0:
         raise UserError(f"--max-size must be >= 0 (0: no limit), got {args.max_size}")
-    try:
-        halo = DEFAULT_HALO if args.halo is None else args.halo  # checked before any work
-        check_tile_sizes(args.tile or DEFAULT_TILE, halo, min_halo=16)
-    except ValueError as e:
-        raise UserError(f"--tile / --halo: {e}") from None
+    check_tile_arguments(args.tile, args.halo)
     check_writable_dir(args.output, "-o")
     read_results_records(args.output)  # one that cannot be merged: an error before any work
     model, cfg, _ = load_model(args.checkpoint)
