@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if done.tiled:
         note += f"; {len(done.tiled)} in tiles"
     if done.lazy:
-        note += f"; {len(done.lazy)} read by window: STEM_labels.tif, STEM.geojson, STEM.json"
+        written = "STEM_labels.tif, STEM.geojson, STEM.json, STEM_overlay.png"
+        note += f"; {len(done.lazy)} read by window: {written}"
     print(f"predictions: {args.output} ({len(args.images)} image(s){note})")
     return 0
