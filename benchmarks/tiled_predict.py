@@ -304,6 +304,7 @@ def large_table(
     )
     print("|---|---|---|---|---|---|---|---|---|")
     first = None
+    os.makedirs(folder, exist_ok=True)
     for spec in sizes:
         h, w = (int(v) for v in (spec.split("x") if "x" in spec else (spec, spec)))
         image = os.path.join(folder, f"slide_{h}x{w}.tif")
