@@ -46,6 +46,7 @@ __all__ = [
     "build_embedding_loss",
     "semantic_ce",
     "semantic_target",
+    "foreground_ids",
     "foreground_probability",
     "grouping_arguments",
     "NoLossOptions",
@@ -393,6 +394,15 @@ def foreground_probability(logits: torch.Tensor | None) -> torch.Tensor:
             "(model.options.num_classes: 2); this model returns no semantic logits"
         )
     return 1.0 - torch.softmax(logits.float(), dim=0)[0]
+
+
+def foreground_ids(instance: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` (or ``(B, Z, Y, X)``) ids with the background (0) ignored, so that a
+    spatial embedding's pair loss compares objects only (a background spans the image: it has
+    no centre to vote for); the ids as they are when the batch has no object at all (the loss
+    needs some pixels)."""
+    foreground = instance.masked_fill(instance == 0, IGNORE_LABEL)
+    return foreground if bool((foreground != IGNORE_LABEL).any()) else instance
 
 
 def semantic_target(semantic: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -66,6 +66,7 @@ from pixelgroup.tasks.base import (
     LossFn,
     build_grouping_loss,
     check_background,
+    foreground_ids,
     instances_from_embedding,
     semantic_ce,
     semantic_target,
@@ -103,14 +104,6 @@ def _report_object_sizes(cfg: ExperimentConfig, dataset: Dataset) -> None:
     advice = spatial_scale_advice(sizes, float(scale))
     if advice is not None:
         _log.warning("%s (%s)", advice, sizes)
-
-
-def _foreground_ids(instance: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W)`` ids with the background (0) ignored, so that a spatial embedding's pair loss
-    compares objects only (a background spans the image: it has no centre to vote for); the
-    ids as they are when the batch has no object at all (the loss needs some pixels)."""
-    foreground = instance.masked_fill(instance == 0, IGNORE_LABEL)
-    return foreground if bool((foreground != IGNORE_LABEL).any()) else instance
 
 
 class InstanceTask(InstanceSampleTask):
@@ -182,7 +175,7 @@ class InstanceTask(InstanceSampleTask):
             if output.votes is None:
                 terms = grouping_loss(output.embedding, batch.instance, generator)
             else:
-                terms = grouping_loss(output.embedding, _foreground_ids(batch.instance), generator)
+                terms = grouping_loss(output.embedding, foreground_ids(batch.instance), generator)
                 terms["center"] = center_vote_loss(
                     output.votes, batch.instance, spatial_scale, IGNORE_LABEL
                 )

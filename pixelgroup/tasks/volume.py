@@ -44,6 +44,7 @@ from pixelgroup.tasks.base import (
     InstanceSampleTask,
     LossFn,
     build_grouping_loss,
+    foreground_ids,
     foreground_probability,
     semantic_ce,
     semantic_target,
@@ -184,9 +185,7 @@ class VolumeTask(InstanceSampleTask):
             output: EmbeddingOutput, batch: InstanceSample, generator: torch.Generator
         ) -> dict[str, torch.Tensor]:
             instance = batch.instance.to(output.embedding.device)
-            objects = instance.masked_fill(instance == 0, IGNORE_LABEL)
-            ids = objects if bool((objects != IGNORE_LABEL).any()) else instance
-            terms = grouping_loss(output.embedding, ids, generator)
+            terms = grouping_loss(output.embedding, foreground_ids(instance), generator)
             if output.votes is not None:
                 terms["center"] = center_vote_loss(
                     output.votes, instance, scale, IGNORE_LABEL, spacing=spacing
