@@ -1,6 +1,6 @@
 """Tiny models and experiments for fast tests: ``TINY`` (an instance experiment on the toy
-digits), :func:`tiny_config`, and ``TINY_DENSE_OPTIONS`` (the smallest dense embedding network,
-for the VOC-style tasks)."""
+digits), :func:`tiny_config`, ``TINY_DENSE_OPTIONS`` (the smallest dense embedding network,
+for the VOC-style tasks) and :func:`crash_after_first_checkpoint` (a killed run to resume)."""
 
 from pixelgroup.config import ExperimentConfig, from_dict
 
@@ -28,3 +28,23 @@ def tiny_config(**sections) -> ExperimentConfig:
         if not isinstance(value, dict):
             values[key] = value
     return from_dict(ExperimentConfig, values)
+
+
+def crash_after_first_checkpoint(cfg: ExperimentConfig, out, monkeypatch) -> None:
+    """Train ``cfg`` into ``out`` as a run killed right after writing its first checkpoint
+    (``KeyboardInterrupt`` from inside ``save_checkpoint``), for resume tests."""
+    import sys
+
+    import pytest
+
+    from pixelgroup.engine.checkpoint import save_checkpoint
+    from pixelgroup.engine.train import train
+
+    def save_then_crash(state, path):
+        save_checkpoint(state, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["pixelgroup.engine.train"], "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)
+    monkeypatch.undo()

@@ -1,8 +1,6 @@
 """The volume task from the command line: train / eval / predict / demo on tiny toy volumes and
 TIFF stacks, exact resume, one-line errors for bad input."""
 
-import sys
-
 import numpy as np
 import pytest
 import tifffile
@@ -13,7 +11,7 @@ from pixelgroup.cli import main
 from pixelgroup.config import ExperimentConfig, from_dict, load_config, resolve_config
 from pixelgroup.data.synthetic_volumes import ToyVolumes
 from pixelgroup.engine import load_checkpoint, train
-from pixelgroup.engine.checkpoint import save_checkpoint
+from tests._tiny import crash_after_first_checkpoint
 
 TINY3D = {
     "task": "volume",
@@ -147,15 +145,7 @@ def test_a_volume_given_to_a_2d_model_is_one_line(tmp_path, capsys):
 def test_resume_of_a_volume_run_is_exact(tmp_path, monkeypatch):
     cfg = from_dict(ExperimentConfig, TINY3D)
     straight = train(cfg, tmp_path / "a", progress=False)
-
-    def save_then_crash(state, path):
-        save_checkpoint(state, path)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(sys.modules["pixelgroup.engine.train"], "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", progress=False)
-    monkeypatch.undo()
+    crash_after_first_checkpoint(cfg, tmp_path / "b", monkeypatch)
     resumed = train(None, tmp_path / "b", resume=True, progress=False)
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
     for key, value in a["model"].items():

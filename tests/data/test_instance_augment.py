@@ -1,8 +1,6 @@
 """Own data's augmentation: joint geometry, determinism by (seed, epoch, item), exact resume,
 the folder dataset with TIFF masks and synthetic microscopy."""
 
-import sys
-
 import numpy as np
 import pytest
 import tifffile
@@ -14,10 +12,10 @@ from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.synthetic_cells import draw_cells, write_cells_folder
 from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.engine import load_checkpoint, train
-from pixelgroup.engine.checkpoint import save_checkpoint
 from pixelgroup.errors import ConfigError
 from pixelgroup.models import build_model
 from pixelgroup.tasks import get_task
+from tests._tiny import crash_after_first_checkpoint
 
 
 def _sample(h=40, w=56):
@@ -112,15 +110,7 @@ def test_training_on_two_images_resumes_exactly(tmp_path, monkeypatch):
     dataset = get_task("instance").build_dataset(cfg, "train")
     assert isinstance(dataset, AugmentedDataset) and len(dataset) == 4  # batch 2 x 2 steps
     straight = train(cfg, tmp_path / "a", progress=False)
-
-    def save_then_crash(state, path):
-        save_checkpoint(state, path)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(sys.modules["pixelgroup.engine.train"], "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", progress=False)
-    monkeypatch.undo()
+    crash_after_first_checkpoint(cfg, tmp_path / "b", monkeypatch)
     resumed = train(None, tmp_path / "b", resume=True, progress=False)
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
     for key, value in a["model"].items():

@@ -10,7 +10,7 @@ import torch
 from pixelgroup.engine import load_checkpoint, train
 from pixelgroup.engine.checkpoint import save_checkpoint
 from pixelgroup.tasks.instance import InstanceTask
-from tests._tiny import tiny_config
+from tests._tiny import crash_after_first_checkpoint, tiny_config
 
 train_module = sys.modules["pixelgroup.engine.train"]
 
@@ -46,14 +46,7 @@ def test_checkpoint_every_counts_steps_across_epochs_and_resumes_exactly(tmp_pat
     straight = train(cfg, tmp_path / "a", progress=False)
     assert saved == [(1, 1), (3, 0)]
 
-    def save_then_crash(state, path):  # killed right after its first checkpoint
-        save_checkpoint(state, path)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", progress=False)
-    monkeypatch.undo()
+    crash_after_first_checkpoint(cfg, tmp_path / "b", monkeypatch)
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert (state["epoch"], state["step"], len(state["history"])) == (1, 1, 3)
     resumed = train(None, tmp_path / "b", resume=True, progress=False)

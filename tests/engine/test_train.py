@@ -1,5 +1,4 @@
 import json
-import sys
 
 import pytest
 import torch
@@ -14,13 +13,13 @@ from pixelgroup.engine import (
     load_model,
     train,
 )
-from pixelgroup.engine.checkpoint import build_model_seeded, save_checkpoint
+from pixelgroup.engine.checkpoint import build_model_seeded
 from pixelgroup.engine.distributed import DistInfo
 from pixelgroup.engine.train import _loader, _pass_seed
 from pixelgroup.errors import CheckpointError, ConfigError
 from pixelgroup.tasks import get_task
 from pixelgroup.tasks.instance import InstanceTask
-from tests._tiny import tiny_config
+from tests._tiny import crash_after_first_checkpoint, tiny_config
 
 
 def test_a_few_steps_lower_the_loss():
@@ -51,14 +50,7 @@ def test_checkpoint_round_trip_and_exact_resume(tmp_path, monkeypatch):
     cfg = tiny_config()
     straight = train(cfg, tmp_path / "a", progress=False)
 
-    def save_then_crash(state, path):  # a run killed right after its first checkpoint
-        save_checkpoint(state, path)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(sys.modules["pixelgroup.engine.train"], "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", progress=False)
-    monkeypatch.undo()
+    crash_after_first_checkpoint(cfg, tmp_path / "b", monkeypatch)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
     resumed = train(None, tmp_path / "b", resume=True, progress=False)
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
