@@ -14,15 +14,8 @@ from pixelgroup.config import to_dict
 from pixelgroup.engine.checkpoint import build_model_seeded, load_weights, save_checkpoint
 from pixelgroup.engine.distributed import DistInfo
 from pixelgroup.engine.train import TrainResult
+from tests._cli import one_line_error
 from tests._tiny import TINY, tiny_config
-
-
-def _one_line_error(capsys, *fragments):
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err
-    return err
 
 
 def _checkpoint(path, weights):
@@ -43,7 +36,7 @@ def wider(tmp_path):
 def test_eval_rejects_weights_of_another_shape(wider, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     assert main(["eval", "--checkpoint", str(wider), "-o", str(out), "--quiet"]) == 2
-    err = _one_line_error(capsys, str(wider), "does not fit the model its config builds")
+    err = one_line_error(capsys, str(wider), "does not fit the model its config builds")
     first = next(iter(build_model_seeded(tiny_config()).state_dict()))
     assert f"{first!r} has shape" in err and "the model expects" in err
     assert not out.exists()
@@ -55,7 +48,7 @@ def test_predict_rejects_another_model(tmp_path, capsys):
     assert (
         main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "x.png"), "-o", str(out)]) == 2
     )
-    _one_line_error(capsys, str(ckpt), "missing from the checkpoint")
+    one_line_error(capsys, str(ckpt), "missing from the checkpoint")
     assert not out.exists()
 
 
@@ -71,7 +64,7 @@ def test_resume_rejects_weights_of_another_shape(tmp_path, capsys):
     ckpt = _checkpoint(run_dir / "checkpoint.pt", _wider_weights().state_dict())
     before = ckpt.read_bytes()
     assert main(["train", "-o", str(run_dir), "--resume", "--quiet"]) == 2
-    _one_line_error(capsys, str(ckpt), "has shape")
+    one_line_error(capsys, str(ckpt), "has shape")
     assert ckpt.read_bytes() == before and sorted(p.name for p in run_dir.iterdir()) == [
         "checkpoint.pt"
     ]

@@ -8,6 +8,7 @@ from pixelgroup.engine.checkpoint import load_checkpoint, load_model, save_check
 from pixelgroup.engine.export import read_metadata
 from pixelgroup.models import BoundaryNet, apply_test_bn
 from pixelgroup.ops import recurrent_mean_shift
+from tests._cli import one_line_error
 from tests.engine.test_export import GROUPING, tiny_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
@@ -17,12 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:F
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("export_cli"))
-
-
-def _one_line_error(capsys, fragment):
-    err = capsys.readouterr().err.strip()
-    assert fragment in err and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 def test_help_has_examples(capsys):
@@ -46,7 +41,7 @@ def test_onnx_with_the_checkpoints_grouping_settings(checkpoint, tmp_path, capsy
         8,
     )
     assert main(args) == 2  # the file exists now
-    _one_line_error(capsys, "exists; pass --overwrite")
+    one_line_error(capsys, "exists; pass --overwrite")
     before = out.stat().st_mtime_ns
     assert main([*args, "--overwrite", "--num-iters", "1"]) == 0
     assert out.stat().st_mtime_ns >= before and read_metadata(out)["num_iters"] == 1
@@ -131,7 +126,7 @@ def test_bad_arguments(checkpoint, tmp_path, capsys, extra, fragment):
     out = tmp_path / "x.onnx"
     args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "-o", str(out)]
     assert main(args + extra) == 2
-    _one_line_error(capsys, fragment)
+    one_line_error(capsys, fragment)
     assert not out.exists()
 
 
@@ -140,13 +135,13 @@ def test_bad_paths(checkpoint, boundary_checkpoint, tmp_path, capsys):
         return main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "-o", str(out)])
 
     assert export(tmp_path / "missing.pt", tmp_path / "x.onnx") == 2
-    _one_line_error(capsys, f"checkpoint not found: {tmp_path / 'missing.pt'}")
+    one_line_error(capsys, f"checkpoint not found: {tmp_path / 'missing.pt'}")
     (tmp_path / "file.txt").write_text("")
     assert export(checkpoint, tmp_path / "file.txt" / "x.onnx") == 2
-    _one_line_error(capsys, "is a file, not a folder")
+    one_line_error(capsys, "is a file, not a folder")
     assert export(checkpoint, tmp_path) == 2
-    _one_line_error(capsys, "is a folder; give a file name")
+    one_line_error(capsys, "is a folder; give a file name")
     assert export(boundary_checkpoint, tmp_path / "b.onnx") == 2
-    err = _one_line_error(capsys, "(task 'boundary'): BoundaryNet returns BoundaryOutput")
+    err = one_line_error(capsys, "(task 'boundary'): BoundaryNet returns BoundaryOutput")
     assert "only embedding models" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

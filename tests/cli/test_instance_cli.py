@@ -7,6 +7,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from pixelgroup.cli import main
+from tests._cli import one_line_error
 from tests._tiny import TINY
 
 COMMANDS = ["train", "eval", "predict", "demo"]
@@ -29,12 +30,6 @@ def run_dir(tmp_path_factory):
     out = root / "run"
     assert main(["train", "--config", str(config), "-o", str(out), "--quiet"]) == 0
     return out
-
-
-def _one_line_error(capsys, fragment):
-    err = capsys.readouterr().err.strip()
-    assert fragment in err and "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_train_resume_is_a_no_op_when_finished(run_dir, capsys):
@@ -76,13 +71,13 @@ def test_predict_writes_valid_files(run_dir, tmp_path):
 def test_unknown_config_key(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--set", "loss.margni=0.3", "-o", str(out), "--quiet"]) == 2
-    _one_line_error(capsys, "unknown config key 'loss.margni'")
+    one_line_error(capsys, "unknown config key 'loss.margni'")
     assert not out.exists()
 
 
 def test_missing_checkpoint(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2
-    _one_line_error(capsys, "checkpoint not found")
+    one_line_error(capsys, "checkpoint not found")
     assert not (tmp_path / "metrics.json").exists()
 
 
@@ -93,7 +88,7 @@ def test_predict_unreadable_image_leaves_no_output(run_dir, tmp_path, capsys):
     out = tmp_path / "pred"
     ckpt = str(run_dir / "checkpoint.pt")
     assert main(["predict", "--checkpoint", ckpt, str(good), str(bad), "-o", str(out)]) == 2
-    _one_line_error(capsys, "cannot read image")
+    one_line_error(capsys, "cannot read image")
     assert not out.exists()
 
 
@@ -105,7 +100,7 @@ def test_predict_reads_grey_and_rejects_unreadable_images_before_writing(run_dir
     out = tmp_path / "pred"
     ckpt = str(run_dir / "checkpoint.pt")
     assert main(["predict", "--checkpoint", ckpt, str(gray), str(broken), "-o", str(out)]) == 2
-    _one_line_error(capsys, f"cannot read image {broken}")
+    one_line_error(capsys, f"cannot read image {broken}")
     assert not out.exists()
     assert main(["predict", "--checkpoint", ckpt, str(gray), "-o", str(out), "--quiet"]) == 0
     assert (out / "gray_labels.png").is_file()
@@ -113,12 +108,12 @@ def test_predict_reads_grey_and_rejects_unreadable_images_before_writing(run_dir
 
 def test_resume_rejects_config(tmp_path, capsys):
     assert main(["train", "--resume", "--config", "toy", "-o", str(tmp_path)]) == 2
-    _one_line_error(capsys, "--resume uses the config stored in the checkpoint")
+    one_line_error(capsys, "--resume uses the config stored in the checkpoint")
 
 
 def test_demo_missing_config(tmp_path, capsys):
     assert main(["demo", "--config", str(tmp_path / "none.yaml"), "-o", str(tmp_path / "d")]) == 2
-    _one_line_error(capsys, "config not found")
+    one_line_error(capsys, "config not found")
     assert not (tmp_path / "d").exists()
 
 
@@ -140,7 +135,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert (out / "checkpoint.pt").stat().st_mtime_ns == first
     capsys.readouterr()
     assert main(["demo", "-o", str(out), "--skip-train", "--set", "grouping.nope=1"]) == 2
-    _one_line_error(capsys, "unknown config key 'grouping.nope'")
+    one_line_error(capsys, "unknown config key 'grouping.nope'")
 
 
 def test_demo_skip_train_on_a_checkpoint_without_history(tmp_path, capsys):
@@ -160,5 +155,5 @@ def test_demo_skip_train_on_a_checkpoint_without_history(tmp_path, capsys):
 
 def test_bad_thread_count(tmp_path, capsys):
     assert main(["train", "--threads", "0", "-o", str(tmp_path / "r")]) == 2
-    _one_line_error(capsys, "--threads must be >= 1, got 0")
+    one_line_error(capsys, "--threads must be >= 1, got 0")
     assert not (tmp_path / "r").exists()

@@ -21,6 +21,7 @@ from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.tasks import get_task
 from pixelgroup.tasks.instance import semantic_target
+from tests._cli import one_line_error
 from tests._tiny import TINY_DENSE_OPTIONS
 from tests.data.test_coco_dataset import SHAPES, coco_options, write_tiny_coco, write_tiny_folder
 
@@ -76,12 +77,6 @@ def runs(data_root) -> dict[tuple[str, str], Path]:
             assert main(["train", "--config", str(config), "-o", str(run), "--quiet"]) == 0
             out[data, model] = run / "checkpoint.pt"
     return out
-
-
-def _one_line_error(capsys, fragment: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert fragment in err and "\n" not in err and "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize("model", ["toy", "dense"])
@@ -155,20 +150,20 @@ def test_user_errors_are_one_line(runs, data_root, tmp_path, capsys):
     image = str(_val_images(data_root, "folder")[0])
     out = str(tmp_path / "pred")
     assert main(["eval", "--checkpoint", toy, "--set", "grouping.background=semantic"]) == 2
-    _one_line_error(capsys, "grouping.background: semantic needs a model with a semantic head")
+    one_line_error(capsys, "grouping.background: semantic needs a model with a semantic head")
     assert main(["eval", "--checkpoint", dense, "--set", "grouping.background=fg"]) == 2
-    _one_line_error(capsys, "grouping.background must be one of 'largest', 'semantic', got 'fg'")
+    one_line_error(capsys, "grouping.background must be one of 'largest', 'semantic', got 'fg'")
     assert main(["eval", "--checkpoint", dense, "--split", "test"]) == 2
-    _one_line_error(capsys, "data.options.test is not set: split 'test' of the coco dataset")
+    one_line_error(capsys, "data.options.test is not set: split 'test' of the coco dataset")
     assert main(["predict", "--checkpoint", dense, image, "-o", out, "--max-size", "-1"]) == 2
-    _one_line_error(capsys, "--max-size must be >= 0 (0: no limit), got -1")
+    one_line_error(capsys, "--max-size must be >= 0 (0: no limit), got -1")
     if not torch.cuda.is_available():
         assert (
             main(["predict", "--checkpoint", dense, image, "-o", out, "--set", "device=cuda"]) == 2
         )
-        _one_line_error(capsys, "device=cuda but no CUDA device is available here")
+        one_line_error(capsys, "device=cuda but no CUDA device is available here")
         assert main(["eval", "--checkpoint", dense, "--set", "device=cuda"]) == 2
-        _one_line_error(capsys, "device=cuda but no CUDA device is available here")
+        one_line_error(capsys, "device=cuda but no CUDA device is available here")
     for data, fragment in (
         ("coco", "split 'train' of data.name 'coco' has images of 4 sizes (e.g. 40x52, 48x64"),
         ("folder", "cannot batch images of different sizes ("),
@@ -178,12 +173,12 @@ def test_user_errors_are_one_line(runs, data_root, tmp_path, capsys):
         del values["data"]["options"]["size"]
         config.write_text(yaml.safe_dump(values))
         assert main(["train", "--config", str(config), "-o", str(tmp_path / data), "--quiet"]) == 2
-        err = _one_line_error(capsys, fragment)
+        err = one_line_error(capsys, fragment)
         assert "set data.options.size: [H, W] to resize them, or data.batch_size: 1" in err
     results = tmp_path / "results.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(results)
     assert main(["predict", "--checkpoint", dense, image, str(results), "-o", out]) == 2
-    _one_line_error(capsys, "results.png: the instance task writes a combined results.json")
+    one_line_error(capsys, "results.png: the instance task writes a combined results.json")
     assert not Path(out).exists()
 
 

@@ -26,6 +26,7 @@ from pixelgroup.config import ExperimentConfig, to_dict
 from pixelgroup.engine import load_checkpoint, train
 from pixelgroup.engine.checkpoint import previous_checkpoint, save_checkpoint
 from pixelgroup.errors import CheckpointError, DataError
+from tests._cli import one_line_error
 from tests._tiny import TINY, tiny_config
 
 # --- shared fixtures -----------------------------------------------------------------------
@@ -64,14 +65,6 @@ def _snapshot(*folders):
     return out
 
 
-def _one_line(capsys, *fragments):
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
-
-
 # --- 1, 2: an output is never an input, never an existing file unasked ----------------------
 
 
@@ -96,12 +89,12 @@ def test_eval_boundaries_never_replaces_ground_truth_or_existing_output(tmp_path
         (tmp_path / "pred" / "s0.png", "is an input of this command"),
     ):
         assert main([*base, "--output", str(target), "--overwrite", "--quiet"]) == 2
-        _one_line(capsys, what)
+        one_line_error(capsys, what)
     assert _snapshot(tmp_path) == before
     (tmp_path / "mine.json").write_text("{}")
     before = _snapshot(tmp_path)
     assert main([*base, "--output", str(tmp_path / "mine.json"), "--quiet"]) == 2
-    _one_line(capsys, "exists; pass --overwrite to replace it")
+    one_line_error(capsys, "exists; pass --overwrite to replace it")
     assert _snapshot(tmp_path) == before
     # the default output is never replaced either: the second run writes the next free name
     assert main([*base, "--quiet", "--thresholds", "3"]) == 0
@@ -125,12 +118,12 @@ def test_eval_proposals_and_instances_never_replace_their_input(shared_data, tmp
     before = _snapshot(tmp_path)
     for command in ("eval-proposals", "eval-instances"):
         assert main([command, str(props), str(voc), "--output", str(props), "--overwrite"]) == 2
-        _one_line(capsys, f"--output {props} is an input of this command")
+        one_line_error(capsys, f"--output {props} is an input of this command")
         assert main([command, str(props), str(voc), "--output", str(taken)]) == 2
-        _one_line(capsys, f"--output {taken} exists; pass --overwrite to replace it")
+        one_line_error(capsys, f"--output {taken} exists; pass --overwrite to replace it")
     plot = ["--plot", str(tmp_path / "taken.png")]
     assert main(["eval-proposals", str(props), str(voc), *plot]) == 2
-    _one_line(capsys, "--plot", "exists; pass --overwrite")
+    one_line_error(capsys, "--plot", "exists; pass --overwrite")
     assert _snapshot(tmp_path) == before
     assert main(["eval-proposals", str(props), str(voc), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
@@ -139,10 +132,10 @@ def test_eval_proposals_and_instances_never_replace_their_input(shared_data, tmp
 def test_eval_and_export_never_replace_the_checkpoint(ckpt, tmp_path, capsys):
     before = _snapshot(ckpt.parent)
     assert main(["eval", "--checkpoint", str(ckpt), "-o", str(ckpt), "--overwrite"]) == 2
-    _one_line(capsys, f"-o {ckpt} is an input of this command")
+    one_line_error(capsys, f"-o {ckpt} is an input of this command")
     args = ["export", "--checkpoint", str(ckpt), "--format", "torchscript", "-o", str(ckpt)]
     assert main([*args, "--overwrite"]) == 2
-    _one_line(capsys, f"-o {ckpt} is an input of this command")
+    one_line_error(capsys, f"-o {ckpt} is an input of this command")
     assert _snapshot(ckpt.parent) == before
 
 
@@ -166,7 +159,7 @@ def test_predict_again_into_a_folder_merges_results_json(ckpt, image, tmp_path, 
     (out / "results.json").write_text("{not json")
     before = _snapshot(out)
     assert main([*args, str(image)]) == 2
-    _one_line(capsys, "results.json is not a results list that new predictions can be merged")
+    one_line_error(capsys, "results.json is not a results list that new predictions can be merged")
     assert _snapshot(out) == before
 
 
@@ -248,7 +241,7 @@ def test_a_save_killed_between_renames_by_an_older_version_is_finished(tmp_path,
     (out / ".checkpoint.pt.half.tmp").write_bytes(complete.read_bytes()[:100])
     # without --resume: not trained from scratch over it, not deleted
     assert main(["train", "--config", str(config), "-o", str(out), "--quiet"]) == 2
-    _one_line(capsys, "already holds a checkpoint; continue it with --resume")
+    one_line_error(capsys, "already holds a checkpoint; continue it with --resume")
     assert load_checkpoint(path)["epoch"] == 2
     assert not (out / ".checkpoint.pt.half.tmp").exists()
     assert main(["train", "-o", str(out), "--resume", "--quiet", "--set", "train.epochs=3"]) == 0
@@ -358,10 +351,10 @@ def test_bad_config_values_stop_every_command_in_one_line(ckpt, tiny_yaml, image
         }
         for name, args in commands.items():
             assert main([*args, "--quiet", "--set", f"{key}={value}"]) == 2, (name, key, value)
-            _one_line(capsys, key)
+            one_line_error(capsys, key)
     train = commands["train"]
     assert main([*train, "--quiet", "--set", "train.amp=fp16"]) == 2  # on the CPU
-    _one_line(capsys, "train.amp 'fp16' needs a CUDA device, got device 'cpu'")
+    one_line_error(capsys, "train.amp 'fp16' needs a CUDA device, got device 'cpu'")
     assert _snapshot(tmp_path, ckpt.parent) == before
 
 
@@ -369,7 +362,7 @@ def test_a_yaml_file_with_a_nan_is_refused(tmp_path, capsys):
     path = tmp_path / "nan.yaml"
     path.write_text(yaml.safe_dump(TINY) + "optim:\n  lr: .nan\n")
     assert main(["train", "--config", str(path), "-o", str(tmp_path / "r"), "--quiet"]) == 2
-    _one_line(capsys, "optim.lr must be a finite number, got nan")
+    one_line_error(capsys, "optim.lr must be a finite number, got nan")
     assert not (tmp_path / "r").exists()
 
 
@@ -390,9 +383,9 @@ def test_checkpoints_with_bad_stored_values_are_refused_by_export_and_eval(ckpt,
             main(["export", "--checkpoint", str(bad), "--format", "torchscript", "-o", str(out)])
             == 2
         )
-        _one_line(capsys, key)
+        one_line_error(capsys, key)
         assert main(["eval", "--checkpoint", str(bad), "-o", str(tmp_path / "m.json")]) == 2
-        _one_line(capsys, key)
+        one_line_error(capsys, key)
         assert _snapshot(tmp_path) == before
 
 
@@ -418,7 +411,7 @@ def test_bad_numeric_arguments(ckpt, image, tmp_path, capsys, command, fragment)
         args += ["--checkpoint", str(ckpt), "-o", str(tmp_path / "out")]
     before = _snapshot(tmp_path, ckpt.parent)
     assert main(args) == 2
-    _one_line(capsys, fragment)
+    one_line_error(capsys, fragment)
     assert _snapshot(tmp_path, ckpt.parent) == before
 
 
@@ -438,7 +431,7 @@ def test_non_finite_weights_are_never_written_nor_used(ckpt, tmp_path, capsys):
         )
         == 2
     )
-    _one_line(capsys, "cannot use checkpoint", "NaN/inf values")
+    one_line_error(capsys, "cannot use checkpoint", "NaN/inf values")
     assert not out.exists()
 
 
@@ -458,7 +451,7 @@ def test_eval_predict_and_tune_refuse_overrides_of_what_the_checkpoint_fixes(
         ["tune", "--checkpoint", str(ckpt), "--dry-run"],
     ):
         assert main([*args, "--set", override, "--quiet"]) == 2
-        _one_line(capsys, f"--set {key}:", "is fixed by")
+        one_line_error(capsys, f"--set {key}:", "is fixed by")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]
 
 
@@ -476,7 +469,7 @@ def test_config_json_always_describes_the_checkpoint(tiny_yaml, tmp_path, capsys
     assert json.loads((out / "config.json").read_text()) == stored()
     before = _snapshot(out)
     assert main(["train", "-o", str(out), "--resume", "--set", "train.epochs=1", "--quiet"]) == 2
-    _one_line(capsys, "train.epochs=1 is fewer than the 2 epochs it has completed")
+    one_line_error(capsys, "train.epochs=1 is fewer than the 2 epochs it has completed")
     assert _snapshot(out) == before
 
     train_module = sys.modules["pixelgroup.engine.train"]
@@ -523,7 +516,7 @@ def test_a_data_error_raised_in_a_dataloader_worker_is_one_line(monkeypatch, cap
 
     monkeypatch.setattr(eval_cli, "run", run)
     assert main(["eval", "--checkpoint", "x.pt"]) == 2
-    err = _one_line(capsys)
+    err = one_line_error(capsys)
     assert err == "pixelgroup eval: error: img7.jpg: image file is truncated"
 
 
@@ -534,7 +527,7 @@ def test_a_corrupt_ground_truth_mat_is_one_line(tmp_path, capsys):
     Image.fromarray(gt * 255).save(tmp_path / "pred" / "s0.png")
     args = ["eval-boundaries", str(tmp_path / "pred"), str(tmp_path / "gt"), "--workers", "1"]
     assert main(args) == 2
-    _one_line(capsys, "s0.mat")
+    one_line_error(capsys, "s0.mat")
 
 
 def test_output_paths_are_checked_before_any_work(ckpt, monkeypatch, capsys):
@@ -545,7 +538,7 @@ def test_output_paths_are_checked_before_any_work(ckpt, monkeypatch, capsys):
 
     monkeypatch.setattr(pixelgroup.engine, "evaluate", never)
     assert main(["eval", "--checkpoint", str(ckpt), "-o", "/proc/m.json", "--quiet"]) == 2
-    _one_line(capsys, "-o /proc: cannot write in /proc")
+    one_line_error(capsys, "-o /proc: cannot write in /proc")
 
 
 @pytest.mark.parametrize(
@@ -567,7 +560,7 @@ def test_every_command_checks_its_output_first(command, ckpt, image, tmp_path, c
         for a in command
     ]
     assert main(args if args[0] == "export" else [*args, "--quiet"]) == 2
-    _one_line(capsys, "cannot write in /proc")
+    one_line_error(capsys, "cannot write in /proc")
 
 
 def test_files_that_are_not_checkpoints_are_named(ckpt, tmp_path, capsys):
@@ -579,7 +572,7 @@ def test_files_that_are_not_checkpoints_are_named(ckpt, tmp_path, capsys):
     flipped.write_bytes(bytes(data))
     for path in (text, flipped):
         assert main(["eval", "--checkpoint", str(path), "-o", str(tmp_path / "m.json")]) == 2
-        _one_line(capsys, f"cannot read checkpoint {path}: not a pixelgroup checkpoint")
+        one_line_error(capsys, f"cannot read checkpoint {path}: not a pixelgroup checkpoint")
 
 
 def test_binary_boundary_maps_say_why_ap_is_zero(tmp_path, capsys):
@@ -681,7 +674,7 @@ def test_coco_images_without_instances_warn_and_a_split_without_any_is_an_error(
 )
 def test_studies_check_their_output_before_any_work(command, capsys):
     assert main(command) == 2
-    _one_line(capsys, "cannot write in /proc")
+    one_line_error(capsys, "cannot write in /proc")
 
 
 def _set_mask(path, value, dtype=np.uint8, annotated=False):
@@ -715,7 +708,7 @@ def test_folder_masks_without_instances_warn_and_a_split_without_any_is_an_error
     config.write_text(yaml.safe_dump(values))
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "-o", str(out), "--quiet"]) == 2
-    _one_line(capsys, "masks: none of its 4 masks holds an instance (every pixel is 0")
+    one_line_error(capsys, "masks: none of its 4 masks holds an instance (every pixel is 0")
     assert not out.exists()
 
 
@@ -742,7 +735,7 @@ def test_predict_quiet_states_no_image_conversion(ckpt, tmp_path, monkeypatch, c
     with caplog.at_level("INFO"):  # the error path: the error alone
         assert main([*args, str(tmp_path / "bad.png"), "-o", str(tmp_path / "q2"), "--quiet"]) == 2
     assert caplog.text == ""
-    _one_line(capsys, "cannot read image")
+    one_line_error(capsys, "cannot read image")
     with caplog.at_level("INFO"):
         assert main([*args, "-o", str(tmp_path / "loud")]) == 0
     assert caplog.text.count("images of mode P are converted to RGB on load") == 1

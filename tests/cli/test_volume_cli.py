@@ -11,6 +11,7 @@ from pixelgroup.cli import main
 from pixelgroup.config import ExperimentConfig, from_dict, load_config, resolve_config
 from pixelgroup.data.synthetic_volumes import ToyVolumes
 from pixelgroup.engine import load_checkpoint, train
+from tests._cli import one_line_error
 from tests._tiny import crash_after_first_checkpoint
 
 TINY3D = {
@@ -35,14 +36,6 @@ TINY3D = {
     "train": {"epochs": 2, "iters_per_epoch": 2},
     "grouping": {"num_iters": 2, "stride": 2, "min_area": 4, "background": "semantic"},
 }
-
-
-def _one_line(capsys, *fragments):
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +81,7 @@ def test_train_eval_predict_on_tiny_volumes(run3d, tmp_path, capsys):
     capsys.readouterr()
     again = ["predict", "--checkpoint", str(ckpt), str(tmp_path / "stack.tif"), "-o", str(out)]
     assert main([*again, "--quiet"]) == 2
-    _one_line(capsys, "stack_labels.tif exists", "--overwrite")
+    one_line_error(capsys, "stack_labels.tif exists", "--overwrite")
     assert main([*again, "--quiet", "--overwrite"]) == 0
     # the task says a stack is seen whole (Task.tiles_images): a tile option changes nothing
     assert main([*again, "--quiet", "--overwrite", "--tile", "16", "--halo", "16"]) == 0
@@ -115,7 +108,7 @@ def test_train_eval_predict_on_tiny_volumes(run3d, tmp_path, capsys):
         )
         == 2
     )
-    _one_line(capsys, "plane.tif", "not a volume")
+    one_line_error(capsys, "plane.tif", "not a volume")
 
 
 def test_a_volume_given_to_a_2d_model_is_one_line(tmp_path, capsys):
@@ -139,7 +132,7 @@ def test_a_volume_given_to_a_2d_model_is_one_line(tmp_path, capsys):
         str(tmp_path / "o"),
     ]
     assert main([*args, "--quiet"]) == 2
-    _one_line(capsys, "stack.tif")
+    one_line_error(capsys, "stack.tif")
 
 
 def test_resume_of_a_volume_run_is_exact(tmp_path, monkeypatch):
@@ -221,7 +214,7 @@ def test_bad_label_stacks_are_one_line(tmp_path, capsys, kind, fragment):
     )
     config = _folder_config(root, tmp_path)
     assert main(["train", "--config", str(config), "-o", str(tmp_path / "run"), "--quiet"]) == 2
-    _one_line(capsys, "a.tif", fragment)
+    one_line_error(capsys, "a.tif", fragment)
 
 
 def test_demo_on_a_volume_run_draws_orthogonal_slices(run3d, capsys):
