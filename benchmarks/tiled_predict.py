@@ -130,7 +130,7 @@ def agreement_table(
     import torch
 
     from pixelgroup.data.toy import ToyDigits
-    from pixelgroup.engine import load_model
+    from pixelgroup.engine import load_model, predict_image
     from pixelgroup.engine.inference import InferenceRunner
     from pixelgroup.metrics.partition import partition_agreement
     from pixelgroup.tasks import get_task
@@ -148,29 +148,45 @@ def agreement_table(
         batch = [canvases[i].image[None] for i in range(12)]
     else:
         batch = [_cells_image(side)]
-    print("| tile / halo | min | mean |")
-    print("|---|---|---|")
-    wholes = []
-    for image in batch:
-        size = (int(image.shape[-2]), int(image.shape[-1]))
-        wholes.append(task.postprocess(cfg, run(image), size)[0])
+    print("| tile / halo | agreement: min | mean | largest score difference |")
+    print("|---|---|---|---|")
+    wholes = [predict_image(task, cfg, run, image[0], tile=0) for image in batch]
     for spec in tiles:
         tile, halo = (int(v) for v in spec.split(":"))
-        got = []
-        for image, whole in zip(batch, wholes, strict=True):
-            size = (int(image.shape[-2]), int(image.shape[-1]))
-            windows = run.tiles(image, tile=tile, halo=halo)
-            got.append(
-                partition_agreement(task.postprocess_tiles(cfg, windows, size, size)[0], whole)
-            )
-        print(f"| {tile} / {halo} | {min(got):.5f} | {sum(got) / len(got):.5f} |", flush=True)
+        got, score_diff = [], 0.0
+        for image, (whole, whole_scores) in zip(batch, wholes, strict=True):
+            labels, scores = predict_image(task, cfg, run, image[0], tile=tile, halo=halo)
+            got.append(partition_agreement(labels, whole))
+            score_diff = max(score_diff, _score_difference(labels, scores, whole, whole_scores))
+        print(
+            f"| {tile} / {halo} | {min(got):.5f} | {sum(got) / len(got):.5f} | {score_diff:.1e} |",
+            flush=True,
+        )
+
+
+def _score_difference(labels, scores, whole, whole_scores) -> float:
+    """Largest |score| difference between each instance of ``whole`` and the instance of
+    ``labels`` that overlaps it most."""
+    import torch
+
+    pairs, counts = torch.unique(
+        torch.stack([whole.flatten(), labels.flatten()]), dim=1, return_counts=True
+    )
+    keep = (pairs[0] > 0) & (pairs[1] > 0)
+    pairs, counts = pairs[:, keep], counts[keep]
+    diff = 0.0
+    for k in pairs[0].unique().tolist():
+        mine = pairs[0] == k
+        j = int(pairs[1][mine][counts[mine].argmax()])
+        diff = max(diff, abs(float(whole_scores[k - 1]) - float(scores[j - 1])))
+    return diff
 
 
 def _one(checkpoint: str, side: int, tile: int, halo: int, compare: bool) -> None:
     """One size in this process: print a JSON line of time, peak RSS, agreement."""
     import torch
 
-    from pixelgroup.engine import load_model
+    from pixelgroup.engine import load_model, predict_image
     from pixelgroup.engine.inference import InferenceRunner
     from pixelgroup.metrics.partition import partition_agreement
     from pixelgroup.tasks import get_task
@@ -178,18 +194,15 @@ def _one(checkpoint: str, side: int, tile: int, halo: int, compare: bool) -> Non
     torch.set_num_threads(1)
     model, cfg, _ = load_model(checkpoint)
     task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
-    image, size = _cells_image(side), (side, side)
+    image = _cells_image(side)
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    if tile:
-        labels, _ = task.postprocess_tiles(cfg, run.tiles(image, tile=tile, halo=halo), size, size)
-    else:
-        labels, _ = task.postprocess(cfg, run(image), size)
+    labels, _ = predict_image(task, cfg, run, image[0], tile=tile, halo=halo)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     agreement = None
     if compare:
-        whole, _ = task.postprocess(cfg, run(image), size)
+        whole, _ = predict_image(task, cfg, run, image[0], tile=0)
         agreement = partition_agreement(labels, whole)
     print(
         json.dumps(

@@ -48,3 +48,12 @@ def crash_after_first_checkpoint(cfg: ExperimentConfig, out, monkeypatch) -> Non
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out, progress=False)
     monkeypatch.undo()
+
+
+def group_in_blocks(monkeypatch, *, whole_above: int, block: int, margin: int) -> None:
+    """Make predict and eval group images over ``whole_above`` px a side in blocks of
+    ``block`` px with ``margin`` px margins (postprocess/tiles.py::plan_blocks; the defaults,
+    1024, 512 and 32 px, are too large for a test's images)."""
+    monkeypatch.setattr("pixelgroup.postprocess.tiles.GROUP_WHOLE_ABOVE", whole_above)
+    monkeypatch.setattr("pixelgroup.postprocess.tiles.GROUP_BLOCK", block)
+    monkeypatch.setattr("pixelgroup.postprocess.tiles.GROUP_MARGIN", margin)

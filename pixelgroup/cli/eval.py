@@ -31,8 +31,9 @@ that exists (earlier results are kept); an explicit -o FILE that exists needs --
 the checkpoint is never replaced. A metric that is undefined (e.g. COCO's APm without medium
 objects, every instance score on a split without instances) is printed as "–" and written
 as null. Images larger than 1024 px on a side go through the model in tiles of 512 px
-(--tile, --halo), as in predict: instance labels are grouped tile by tile and joined across
-tiles, never the whole embedding at once (docs/large_images.md). --set cannot change task,
+(--tile, --halo), as in predict: the labels are those of the image seen whole; one over
+1024 px is grouped in blocks of 512 px joined across blocks, never the whole embedding at
+once (docs/large_images.md). --set cannot change task,
 model.name or model.options: the checkpoint fixes them.
 --task names the task the checkpoint must have been trained for (instance, semantic,
 boundary, proposals, voc_instance); it guards scripts against evaluating the wrong model."""

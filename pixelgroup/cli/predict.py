@@ -39,11 +39,12 @@ images' native scale (data.options.crop, e.g. --config cells) sees every image a
 its default is no limit, and an explicit --max-size that downscales is warned about.
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
 512 px, each seen with --halo px of context on every side, default 64, 256 for the dense
-network); instances are joined
-across tiles in embedding space, so the labels are the whole image's (docs/large_images.md).
+network); an image over 1024 px a side is grouped in blocks of 512 px whatever the tiles,
+its instances joined across blocks in embedding space, so the tiles never change the labels
+(docs/large_images.md).
 Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids).
 A TIFF or zarr / OME-Zarr image over 2048 x 2048 px that the model sees at its size (--lazy:
-any) is never held whole: it is read window by window, its labels are written tile by tile
+any) is never held whole: it is read window by window, its labels are written block by block
 to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), their outlines to
 STEM.geojson (polygons, QuPath's detections), their COCO results to STEM.json and an overlay
 at most 2048 px a side to STEM_overlay.png; existing ones are replaced only with

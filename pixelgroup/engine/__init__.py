@@ -8,7 +8,7 @@ one.
 from pixelgroup.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
 from pixelgroup.engine.evaluate import evaluate
 from pixelgroup.engine.inference import InferenceRunner
-from pixelgroup.engine.predict import predict_files
+from pixelgroup.engine.predict import predict_files, predict_image
 from pixelgroup.engine.train import CHECKPOINT_NAME, NonFiniteLossError, TrainResult, train
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "evaluate",
     "InferenceRunner",
     "predict_files",
+    "predict_image",
     "TrainResult",
     "NonFiniteLossError",
     "CHECKPOINT_NAME",

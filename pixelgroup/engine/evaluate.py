@@ -2,9 +2,11 @@
 
 Images larger than :data:`~pixelgroup.engine.inference.AUTO_TILE_ABOVE` px on a side go
 through the model in tiles, as :func:`~pixelgroup.engine.predict.predict_files` sends them
-(:func:`~pixelgroup.engine.inference.tile_side`): an evaluator that groups tile by tile
-(:class:`~pixelgroup.tasks.base.TiledEvaluator`, e.g. the instance task's) gets each window's
-output and never the image's whole embedding; any other gets the windows' cores stitched.
+(:func:`~pixelgroup.engine.inference.tile_side`). An image of several grouping blocks
+(:func:`~pixelgroup.postprocess.tiles.plan_blocks`) reaches an evaluator that groups block by
+block (:class:`~pixelgroup.tasks.base.TiledEvaluator`, e.g. the instance task's) one block's
+output at a time, never the image's whole embedding; any other evaluator gets the whole
+output (stitched from the tiles' cores).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.inference import DEFAULT_TILE, InferenceRunner, default_halo, tile_side
-from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes
+from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes, plan_blocks
 from pixelgroup.tasks import get_task
 from pixelgroup.tasks.base import TiledEvaluator
 
@@ -59,11 +61,11 @@ def evaluate(
     evaluator.reset()
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
         images = task.batch_image(batch)
-        side = tile_side(tuple(images.shape[2:]), tile) if task.tiles_images else 0
-        if not side:
-            evaluator.process(run(images), batch)
-        elif isinstance(evaluator, TiledEvaluator):
-            windows = [run.tiles(image[None], tile=side, halo=halo) for image in images]
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        side = tile_side(size, tile) if task.tiles_images else 0
+        blocks = plan_blocks(size) if task.tiles_images else []
+        if len(blocks) > 1 and isinstance(evaluator, TiledEvaluator):
+            windows = [run.blocks(image[None], blocks, tile=side, halo=halo) for image in images]
             evaluator.process_tiles(windows, batch)
         else:
             evaluator.process(run(images, tile=side, halo=halo), batch)

@@ -32,7 +32,7 @@ from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.distributed import autocast, float32_outputs
 from pixelgroup.errors import ConfigError
 from pixelgroup.models import apply_test_bn, tile_halo
-from pixelgroup.postprocess.tiles import Box, Tile, plan_tiles, stitch_cores
+from pixelgroup.postprocess.tiles import Box, Tile, crop_output, plan_tiles, stitch_cores
 
 __all__ = [
     "InferenceRunner",
@@ -59,7 +59,7 @@ table); a model with a larger receptive field names its own (:func:`default_halo
 def default_halo(model: nn.Module) -> int:
     """The halo a model is tiled with unless told otherwise: the model's
     (:func:`~pixelgroup.models.tile_halo`, e.g. 256 for the dense network), never below
-    :data:`DEFAULT_HALO`, whose half is the grouping's context around a tile."""
+    :data:`DEFAULT_HALO`."""
     return max(DEFAULT_HALO, tile_halo(model))
 
 
@@ -202,6 +202,42 @@ class InferenceRunner:
 
         Raises :class:`~pixelgroup.errors.ConfigError` with ``test_bn`` ``"batch"`` (each
         window would be normalised by its own statistics: tiles would disagree)."""
+        images, size = self._tiled_source(images, input_size)
+        return self._windows(images, size, plan_tiles(size, tile, halo))
+
+    def blocks(
+        self,
+        images: torch.Tensor | WindowSource,
+        blocks: list[Tile],
+        input_size: tuple[int, int] | None = None,
+        *,
+        tile: int,
+        halo: int = DEFAULT_HALO,
+    ) -> Iterator[tuple[Tile, Any]]:
+        """``(block, output)`` for each of ``blocks`` (the grouping's plan of the (resized)
+        images, :func:`~pixelgroup.postprocess.tiles.plan_blocks`), ``output`` the model's
+        output of the block's ``window`` (on the images' device): with ``tile`` > 0 stitched
+        from the cores of windows of ``tile + 2 * halo`` px (cores of ``tile`` px that
+        partition the block's window, each seen with ``halo`` px of the image around it), with
+        ``tile`` 0 cut from one pass over the whole image (``images`` a tensor). Where the
+        halo covers the model's receptive field, either is the whole image's output, so the
+        blocks are grouped alike however the model saw the image. Memory: one block's output
+        (and with ``tile`` 0 the whole image's).
+
+        ``images`` as in :meth:`tiles`; raises :class:`~pixelgroup.errors.ConfigError` with
+        ``test_bn`` ``"batch"`` and ``tile`` > 0, ``ValueError`` for ``tile`` 0 of a
+        :class:`WindowSource`."""
+        if not tile:
+            if not isinstance(images, torch.Tensor):
+                raise ValueError("an image read by window is seen in tiles: tile must be > 0")
+            return self._crops(self._resized(images, input_size), blocks)
+        images, size = self._tiled_source(images, input_size)
+        return self._block_windows(images, size, blocks, tile, halo)
+
+    def _tiled_source(
+        self, images: torch.Tensor | WindowSource, input_size: tuple[int, int] | None
+    ) -> tuple[torch.Tensor | WindowSource, tuple[int, int]]:
+        """The (resized) images and their ``(H, W)``, checked for seeing them in tiles."""
         if self.test_bn == "batch":
             raise ConfigError(
                 "model.test_bn: batch normalises each tile by its own statistics, so tiles "
@@ -217,7 +253,32 @@ class InferenceRunner:
                     f"an image read by window is not resized: input_size {input_size} must "
                     f"be its size {size} or None"
                 )
-        return self._windows(images, size, plan_tiles(size, tile, halo))
+        return images, size
+
+    def _crops(self, images: torch.Tensor, blocks: list[Tile]) -> Iterator[tuple[Tile, Any]]:
+        whole = Box(0, 0, int(images.shape[-2]), int(images.shape[-1]))
+        output = self._forward(images.to(self.device))
+        for block in blocks:
+            yield block, crop_output(output, whole, block.window)
+
+    def _block_windows(
+        self,
+        images: torch.Tensor | WindowSource,
+        size: tuple[int, int],
+        blocks: list[Tile],
+        tile: int,
+        halo: int,
+    ) -> Iterator[tuple[Tile, Any]]:
+        image = Box(0, 0, *size)
+        for block in blocks:
+            top, left = block.window.top, block.window.left
+            plan = []
+            for t in plan_tiles(block.window.size, tile, 0):
+                core = Box(
+                    t.core.top + top, t.core.left + left, t.core.bottom + top, t.core.right + left
+                )
+                plan.append(Tile(t.row, t.col, core, core.grown(halo, image), halo))
+            yield block, stitch_cores(self._windows(images, size, plan), size, box=block.window)
 
     def _windows(
         self, images: torch.Tensor | WindowSource, size: tuple[int, int], plan: list[Tile]

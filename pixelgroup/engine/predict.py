@@ -2,10 +2,12 @@
 each (:class:`~pixelgroup.engine.inference.InferenceRunner`) and write the task's prediction
 files (``Task.postprocess`` then ``Task.write``; ``Task.finish_prediction`` after the last).
 An image whose side (as the model sees it) exceeds :data:`AUTO_TILE_ABOVE` goes through the
-model in tiles of :data:`DEFAULT_TILE` pixels (``Task.postprocess_tiles``). A TIFF or zarr
+model in tiles of :data:`DEFAULT_TILE` pixels; one of several grouping blocks
+(:func:`~pixelgroup.postprocess.tiles.plan_blocks`) is predicted block by block
+(:func:`predict_image`, ``Task.postprocess_tiles``). A TIFF or zarr
 image of more than :data:`LAZY_ABOVE` pixels that the model sees at its size is never held
 whole: it is read window by window as the tiles reach it (``Task.open_image``) and its files
-are written tile by tile (``Task.write_tiles``: for instances, a tiled BigTIFF of labels).
+are written block by block (``Task.write_tiles``: for instances, a tiled BigTIFF of labels).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -32,11 +36,12 @@ from pixelgroup.engine.inference import (
     tile_side,
 )
 from pixelgroup.errors import DataError
-from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes, plan_tiles
+from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes, plan_blocks
 from pixelgroup.tasks import Task, get_task
 
 __all__ = [
     "predict_files",
+    "predict_image",
     "Predictions",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_HALO",
@@ -101,13 +106,13 @@ def predict_files(
     An image whose long side, as the model sees it, exceeds ``tile`` goes through the model
     in tiles of ``tile`` pixels, each seen with ``halo`` pixels of context on every side
     (default: the model's, :func:`~pixelgroup.engine.inference.default_halo`; multiples of
-    16, ``halo`` >= 16: tiles meet in their halos;
-    :meth:`InferenceRunner.tiles`), and the task predicts from the tiles
-    (``Task.postprocess_tiles``). ``tile=None`` (default): tiles of :data:`DEFAULT_TILE` for
-    an image longer than :data:`AUTO_TILE_ABOVE`; 0: never.
+    16, ``halo`` >= 16). ``tile=None`` (default): tiles of :data:`DEFAULT_TILE` for an image
+    longer than :data:`AUTO_TILE_ABOVE`; 0: never. The tiles change how the model sees the
+    image, not the prediction (:func:`predict_image`): an image of several grouping blocks
+    is grouped block by block whether tiled or not.
 
     A TIFF / zarr image the model sees at its size, of a task that ``writes_tiles``, is read
-    window by window and its files written tile by tile (``Task.write_tiles``; a tile bar
+    window by window and its files written block by block (``Task.write_tiles``; a block bar
     per image) when ``lazy`` is True, or None (default) and it has more than
     :data:`LAZY_ABOVE` pixels; such an image is tiled (``tile`` 0 counts as
     :data:`DEFAULT_TILE`) and its existing files are replaced only with ``overwrite``; so are
@@ -158,11 +163,11 @@ def predict_files(
         if windowed:
             lazy_paths.append(path)
             source = task.open_image(cfg, path)
-            side = tile or DEFAULT_TILE
+            blocks = plan_blocks(size)
             plan = tqdm(
-                run.tiles(source, tile=side, halo=halo),
-                total=len(plan_tiles(size, side, halo)),
-                desc=f"{stem} tiles",
+                run.blocks(source, blocks, tile=tile or DEFAULT_TILE, halo=halo),
+                total=len(blocks),
+                desc=f"{stem} blocks",
                 leave=False,
                 disable=not progress,
             )
@@ -178,20 +183,44 @@ def predict_files(
                     "than in training; max_size 0 (--max-size 0) keeps the scale",
                     max_size,
                 )
-        side = tile_side(small, tile) if task.tiles_images else 0
         image = task.read_image(cfg, path)
-        if side:
+        if task.tiles_images and tile_side(small, tile):
             tiled.append(path)
-            windows = run.tiles(image[None], input_size=small, tile=side, halo=halo)
-            prediction = task.postprocess_tiles(cfg, windows, small, size)
-        else:
-            resize = None if small == size else small
-            prediction = task.postprocess(cfg, run(image[None], input_size=resize), size)
+        prediction = predict_image(task, cfg, run, image, small, tile=tile, halo=halo)
         written += task.write(cfg, prediction, image, Path(out_dir), stem)
     whole = [s for s, windowed in zip(stems, by_window, strict=True) if not windowed]
     if whole or not lazy_paths:
         written += task.finish_prediction(Path(out_dir), whole)
     return Predictions(written, downscaled, tiled, lazy_paths)
+
+
+def predict_image(
+    task: Task,
+    cfg: ExperimentConfig,
+    run: InferenceRunner,
+    image: torch.Tensor,
+    input_size: tuple[int, int] | None = None,
+    *,
+    tile: int | None = None,
+    halo: int = DEFAULT_HALO,
+) -> Any:
+    """``task``'s prediction of one ``image (C, H, W)``, as :func:`predict_files` makes it,
+    seen by the model at ``input_size = (h, w)`` (default its size) in tiles of
+    :func:`~pixelgroup.engine.inference.tile_side` (``tile``) with ``halo``, for a task that
+    ``tiles_images``. An image of more than one grouping block
+    (:func:`~pixelgroup.postprocess.tiles.plan_blocks` of ``(h, w)``) is predicted block by
+    block (``Task.postprocess_tiles`` of :meth:`InferenceRunner.blocks`), any other whole
+    (``Task.postprocess``): the blocks depend on the size alone, so the prediction is the
+    same whatever the tiles, up to the model's own tiled-versus-whole difference."""
+    size = (int(image.shape[-2]), int(image.shape[-1]))
+    small = size if input_size is None else (int(input_size[0]), int(input_size[1]))
+    resize = None if small == size else small
+    side = tile_side(small, tile) if task.tiles_images else 0
+    blocks = plan_blocks(small) if task.tiles_images else []
+    if len(blocks) > 1:
+        windows = run.blocks(image[None], blocks, input_size=resize, tile=side, halo=halo)
+        return task.postprocess_tiles(cfg, windows, small, size)
+    return task.postprocess(cfg, run(image[None], input_size=resize, tile=side, halo=halo), size)
 
 
 def _by_window(task: Task, path: Path, lazy: bool | None, max_size: int | None) -> bool:

@@ -93,8 +93,10 @@ class SpatialEmbeddingHead(nn.Module):
 
     def forward(self, features: torch.Tensor, origin: tuple[int, int] = (0, 0)) -> EmbeddingOutput:
         offsets = self.conv(features).float() * self.scale
-        votes = pixel_positions(offsets, self.stride, offsets.dtype) + offsets
-        if origin != (0, 0):
-            votes = votes + offsets.new_tensor(origin)[:, None, None]
+        positions = pixel_positions(offsets, self.stride, offsets.dtype)
+        if origin != (0, 0):  # whole numbers plus pixel centres: exact, so a tile's votes
+            # are the whole image's to the bit (the offsets added last, as there)
+            positions = positions + offsets.new_tensor(origin)[:, None, None]
+        votes = positions + offsets
         embedding = spatial_embedding(votes, self.frequencies)  # type: ignore[arg-type]
         return EmbeddingOutput(embedding=embedding, raw=embedding, votes=votes)

@@ -6,6 +6,12 @@ on every side (clipped at the image border), its **window**, and only the core o
 kept. Where the halo covers the model's receptive field, the kept cores equal the whole-image
 output (docs/large_images.md measures it per model). Corners and sizes are multiples of
 :data:`TILE_MULTIPLE` so that every window starts on the pooling grid of the whole image.
+
+Grouping has its own plan, :func:`plan_blocks`, which depends on the image's size alone: an
+image of at most :data:`GROUP_WHOLE_ABOVE` px a side is one block, a larger one blocks of
+:data:`GROUP_BLOCK` px, each grouped over its core and a margin of :data:`GROUP_MARGIN` px.
+Whatever tiles the model saw, the grouping sees the same pixels: the labels of a tiled image
+are those of the image seen whole.
 """
 
 from __future__ import annotations
@@ -24,13 +30,31 @@ __all__ = [
     "check_tile_sizes",
     "output_stride",
     "stitch_cores",
+    "crop_output",
     "TILE_MULTIPLE",
+    "plan_blocks",
+    "GROUP_BLOCK",
+    "GROUP_MARGIN",
+    "GROUP_WHOLE_ABOVE",
 ]
 
 TILE_MULTIPLE = 16
 """``tile`` and ``halo`` are multiples of this: every window then starts on the grid of the
 strided convolutions and poolings of the shipped models (U-Net depth <= 5, dense output
 stride <= 16), so a window's features are the whole image's."""
+
+GROUP_WHOLE_ABOVE = 1024
+"""An image with a longer side is grouped in blocks (:func:`plan_blocks`); one at most this
+long on every side is grouped whole (docs/large_images.md: a crowded 1024 x 1024 image
+grouped whole peaks at about 1.5 GB)."""
+
+GROUP_BLOCK = 512
+"""Core side of the blocks a larger image is grouped in (:func:`plan_blocks`)."""
+
+GROUP_MARGIN = 32
+"""Pixels beyond its core that a block is grouped over (its region): neighbouring blocks
+overlap by twice this, where their groups are joined
+(:mod:`pixelgroup.postprocess.tiled_grouping`)."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +117,9 @@ class Tile:
 
     @property
     def region(self) -> Box:
-        """The core grown by half the halo (a multiple of 8), clipped at the border: the
-        pixels whose output has at least half the halo of context (the outer half's own
-        context lies beyond the window). A tile is grouped over its region."""
+        """The core grown by half the halo (a multiple of 8), clipped at the window: the
+        pixels a tile of its own is grouped over (:mod:`~pixelgroup.postprocess.
+        tiled_grouping`); of a block of :func:`plan_blocks`, its window."""
         return self.core.grown(self.halo // 16 * 8, self.window)
 
 
@@ -141,6 +165,40 @@ def plan_tiles(size: tuple[int, int], tile: int, halo: int) -> list[Tile]:
     return tiles
 
 
+def plan_blocks(
+    size: tuple[int, int],
+    *,
+    block: int | None = None,
+    margin: int | None = None,
+    whole_above: int | None = None,
+) -> list[Tile]:
+    """The blocks an image of ``size = (H, W)`` is grouped in, in row-major order: each a
+    :class:`Tile` whose ``window`` is its region (the pixels it is grouped over, its core
+    among them; ``region`` is the same box). One block, the whole image, when no side exceeds
+    ``whole_above`` (default :data:`GROUP_WHOLE_ABOVE`); else cores of ``block`` px
+    (:data:`GROUP_BLOCK`) grown by ``margin`` px (:data:`GROUP_MARGIN`), clipped at the
+    border. The plan depends on the size alone, never on the tiles the model sees.
+
+    Raises ``ValueError`` unless ``block`` (>= 16) and ``margin`` (>= 0) are multiples of
+    :data:`TILE_MULTIPLE`.
+
+    Example:
+        >>> [b.window for b in plan_blocks((40, 20), block=32, margin=16, whole_above=32)]
+        [Box(top=0, left=0, bottom=40, right=20), Box(top=16, left=0, bottom=40, right=20)]
+    """
+    block, margin = check_tile_sizes(
+        GROUP_BLOCK if block is None else block, GROUP_MARGIN if margin is None else margin
+    )
+    whole_above = GROUP_WHOLE_ABOVE if whole_above is None else whole_above
+    image = Box(0, 0, *size)
+    if max(size) <= whole_above:
+        return [Tile(0, 0, image, image, 0)]
+    return [
+        dataclasses.replace(t, window=t.core.grown(margin, image))
+        for t in plan_tiles(size, block, 2 * margin)
+    ]
+
+
 def output_stride(window: Box, map_size: tuple[int, int]) -> int:
     """The stride of an output map of ``map_size = (h, w)`` for ``window``: the smallest power
     of two up to :data:`TILE_MULTIPLE` with ``ceil(window side / stride)`` cells per side."""
@@ -155,14 +213,19 @@ def output_stride(window: Box, map_size: tuple[int, int]) -> int:
     )
 
 
-def stitch_cores(tiles: Iterable[tuple[Tile, Any]], size: tuple[int, int]) -> Any:
+def stitch_cores(
+    tiles: Iterable[tuple[Tile, Any]], size: tuple[int, int], box: Box | None = None
+) -> Any:
     """The model outputs of each tile's window, cores pasted into one output of the image.
 
     ``tiles`` yields ``(tile, output)``: ``output`` a tensor ``(B, C, h, w)`` or a dataclass
     of them (e.g. :class:`~pixelgroup.models.EmbeddingOutput`; ``None`` fields stay None), at
     a stride ``s`` of the window (``h = ceil(window height / s)``). Returns the same type with
-    maps of ``ceil(H / s) x ceil(W / s)`` for ``size = (H, W)``. Memory: the whole output.
+    maps of ``ceil(H / s) x ceil(W / s)`` for ``size = (H, W)``, or, given a ``box`` (its
+    corner on the stride's grid) whose pixels the tiles' cores partition, the output of that
+    box alone. Memory: the whole (box's) output.
     """
+    box = Box(0, 0, *size) if box is None else box
     full: dict[str, torch.Tensor] = {}
     first: Any = None
     for tile, output in tiles:
@@ -172,10 +235,10 @@ def stitch_cores(tiles: Iterable[tuple[Tile, Any]], size: tuple[int, int]) -> An
         for name, part in fields.items():
             stride = output_stride(tile.window, (int(part.shape[-2]), int(part.shape[-1])))
             if name not in full:
-                rows, cols = Box(0, 0, *size).slices(stride)
+                rows, cols = Box(0, 0, *box.size).slices(stride)
                 shape = (*part.shape[:-2], rows.stop, cols.stop)
                 full[name] = part.new_empty(shape)
-            core = tile.core.slices(stride)
+            core = tile.core.within(box).slices(stride)
             inside = tile.core.within(tile.window).slices(stride)
             full[name][..., core[0], core[1]] = part[..., inside[0], inside[1]]
     if first is None:
@@ -183,6 +246,20 @@ def stitch_cores(tiles: Iterable[tuple[Tile, Any]], size: tuple[int, int]) -> An
     if isinstance(first, torch.Tensor):
         return full[""]
     return dataclasses.replace(first, **full)
+
+
+def crop_output(output: Any, window: Box, box: Box) -> Any:
+    """The part of ``output`` (of :func:`stitch_cores`' kinds) of the pixels ``window`` that
+    lie in ``box``, whose corner is on the output's stride grid."""
+    fields = _tensor_fields(output)
+    cropped = {}
+    for name, part in fields.items():
+        stride = output_stride(window, (int(part.shape[-2]), int(part.shape[-1])))
+        rows, cols = box.within(window).slices(stride)
+        cropped[name] = part[..., rows, cols]
+    return (
+        cropped[""] if isinstance(output, torch.Tensor) else dataclasses.replace(output, **cropped)
+    )
 
 
 def _tensor_fields(output: Any) -> dict[str, torch.Tensor]:

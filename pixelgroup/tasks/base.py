@@ -107,15 +107,16 @@ class Task(Protocol):
     * ``postprocess(cfg, output, image_size) -> prediction``: the model's output for a batch
       of one image -> the task's prediction at ``image_size = (H, W)``;
     * ``postprocess_tiles(cfg, tiles, input_size, image_size) -> prediction``: the same from
-      the ``(tile, output)`` of each window of a tiled image the model saw at ``input_size``
-      (:meth:`~pixelgroup.engine.inference.InferenceRunner.tiles`); by default the cores
-      stitched into one output, then ``postprocess``;
+      the ``(block, output)`` of each grouping block of an image the model saw at
+      ``input_size`` (:meth:`~pixelgroup.engine.inference.InferenceRunner.blocks`, ``output``
+      of the block's window); by default the cores stitched into one output, then
+      ``postprocess``;
     * ``write(cfg, prediction, image (C, H, W), out_dir, stem) -> list[Path]``: its files;
     * ``writes_tiles``: an image larger than memory can be predicted through
       ``open_image(cfg, path) -> LazyImage`` (read window by window as ``read_image`` reads
       it whole) and ``write_tiles(cfg, tiles, image, out_dir, stem, overwrite) ->
-      list[Path]`` (its files written tile by tile from the windows' outputs of ``image``,
-      the ``LazyImage`` the tiles were read from);
+      list[Path]`` (its files written block by block from the blocks' outputs of ``image``,
+      the ``LazyImage`` they were read from);
     * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
     * ``kept_outputs(out_dir, stem) -> list[Path]``: files of an earlier prediction of image
       ``stem`` that predict replaces only when told to overwrite (checked before any work);

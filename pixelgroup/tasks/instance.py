@@ -23,7 +23,8 @@
 * Predict: ``STEM_labels.png``, ``STEM_overlay.png`` and ``STEM.json`` per image at the
   image's size (:func:`~pixelgroup.tasks.predictions.write_instance_prediction`), and all
   records in one ``results.json`` (:func:`~pixelgroup.tasks.predictions.write_results_json`).
-  A tiled image is grouped tile by tile and joined across tiles in embedding space
+  An image of several grouping blocks (:func:`~pixelgroup.postprocess.tiles.plan_blocks`:
+  over 1024 px a side) is grouped block by block and joined across blocks in embedding space
   (:func:`instances_from_tiles`, on :func:`~pixelgroup.postprocess.tiled_grouping.
   join_tiles`); so is one of evaluation (``InstanceTaskEvaluator.process_tiles``).
 """
@@ -209,10 +210,10 @@ class InstanceTask(InstanceSampleTask):
         input_size: tuple[int, int],
         image_size: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The windows of a tiled image -> ``labels (H, W)`` at ``image_size`` and ``scores
-        (K,)``, on the CPU: each tile's region (its core and half its halo) grouped as
-        :meth:`postprocess` groups an image, the groups joined across tiles in embedding
-        space (:func:`join_tiles`). The image's embedding is never held whole."""
+        """The grouping blocks of an image -> ``labels (H, W)`` at ``image_size`` and ``scores
+        (K,)``, on the CPU: each block's region grouped as :meth:`postprocess` groups an
+        image, the groups joined across blocks in embedding space (:func:`join_tiles`). The
+        image's embedding is never held whole."""
         return instances_from_tiles(cfg, tiles, input_size, image_size)
 
     def open_image(self, cfg: ExperimentConfig, path: Path) -> LazyImage:
@@ -271,10 +272,11 @@ def instances_from_tiles(
     input_size: tuple[int, int],
     image_size: tuple[int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``(tile, output)`` of each window of an image the model saw at ``input_size``
-    (:meth:`~pixelgroup.engine.inference.InferenceRunner.tiles`) -> ``labels (H, W)`` at
-    ``image_size`` (0 background) and ``scores (K,)``, on the CPU: each tile's region grouped
-    as :func:`instances_from_embedding` groups an image, the groups joined across tiles in
+    """The ``(block, output)`` of each grouping block of an image the model saw at
+    ``input_size`` (:meth:`~pixelgroup.engine.inference.InferenceRunner.blocks`: ``output``
+    covers the block's region, its ``window``) -> ``labels (H, W)`` at ``image_size`` (0
+    background) and ``scores (K,)``, on the CPU: each block's region grouped as
+    :func:`instances_from_embedding` groups an image, the groups joined across blocks in
     embedding space (:func:`join_tiles`); the image's embedding is never held whole."""
     semantic = check_background(cfg) == "semantic"
     labels, scores = join_tiles(
@@ -289,7 +291,7 @@ def instances_from_tiles(
 def _tile_groups(
     cfg: ExperimentConfig, tiles: Iterable[tuple[Tile, EmbeddingOutput]]
 ) -> Iterator[TileGroups]:
-    """Each tile's region (its core and half its halo) grouped as an image is grouped; each
+    """Each block's region (its core and margin) grouped as an image is grouped; each
     group scored as the grouping scores a whole image's (label 0's score: its compactness),
     so that an instance inside one tile has the score it has in the whole image."""
     for tile, output in tiles:

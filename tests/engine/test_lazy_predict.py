@@ -17,6 +17,7 @@ from pixelgroup.cli import main
 from pixelgroup.data.synthetic_cells import draw_cells
 from pixelgroup.engine import load_model, predict_files
 from pixelgroup.engine import predict as predict_module
+from tests._tiny import group_in_blocks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,7 +39,10 @@ def slide(tmp_path_factory):
     return root
 
 
-def test_labels_by_window_equal_the_whole_read_tiled_image(slide, tmp_path):
+@pytest.mark.parametrize("blocks", [False, True])
+def test_labels_by_window_equal_the_whole_read_tiled_image(slide, tmp_path, blocks, monkeypatch):
+    if blocks:  # grouped in 3 x 3 blocks of 64 px (margins of 16), not at once
+        group_in_blocks(monkeypatch, whole_above=100, block=64, margin=16)
     assert (
         main(
             [

@@ -1,6 +1,7 @@
 """``pixelgroup eval`` on images seen in tiles (engine/evaluate.py, tile= / halo=): the same
-tiled path as predict (windows grouped and joined across tiles by the instance evaluator's
-``process_tiles``, never the whole embedding), scored with the same metrics as whole images."""
+path as predict (an image of several grouping blocks grouped block by block and joined by the
+instance evaluator's ``process_tiles``, never the whole embedding); the same metrics as the
+image seen whole, whatever the tiles."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from pixelgroup.cli import main
 from pixelgroup.data.synthetic_cells import write_cells_folder
 from pixelgroup.engine import InferenceRunner, evaluate, load_model
+from tests._tiny import group_in_blocks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -37,27 +39,31 @@ def cells(tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module")
-def whole(cells):
-    return evaluate(*cells, progress=False, tile=0)
+@pytest.fixture
+def blocks(request, monkeypatch):
+    """True: the 128 x 160 images grouped in blocks of 64 px with margins of 16 (the defaults,
+    512 and 32 px above 1024 px, are too large for a test's images)."""
+    if request.param:
+        group_in_blocks(monkeypatch, whole_above=100, block=64, margin=16)
+    return request.param
 
 
-@pytest.mark.parametrize(("tile", "halo"), [(64, 32), (48, 32), (96, 32)])
-def test_eval_in_tiles_scores_as_the_whole_image(cells, whole, tile, halo):
-    tiled = evaluate(*cells, progress=False, tile=tile, halo=halo)
-    assert whole["instances"] == tiled["instances"] > 60
-    for key in ("predictions", "tp50", "fp50", "fn50", "tp75", "fp75", "fn75"):
-        assert tiled[key] == whole[key], key
-    assert tiled["AP50"] == pytest.approx(whole["AP50"], abs=1e-3)
-    # an instance across tiles is scored from each tile's view of it: at IoU 0.7 the order
-    # of a few near-ties can change (docs/large_images.md)
-    assert tiled["AP70"] == pytest.approx(whole["AP70"], abs=2e-2)
-    assert tiled["covering"] == pytest.approx(whole["covering"], abs=5e-3)
+@pytest.mark.parametrize("blocks", [False, True], indirect=True)
+def test_eval_in_tiles_scores_as_the_whole_image(cells, blocks):
+    whole = evaluate(*cells, progress=False, tile=0)
+    assert whole["instances"] > 60
+    for tile in (48, 64, 96):
+        tiled = evaluate(*cells, progress=False, tile=tile, halo=64)
+        assert tiled.keys() == whole.keys()
+        for key, value in whole.items():
+            assert tiled[key] == pytest.approx(value, abs=1e-6, nan_ok=True), (tile, key)
 
 
-def test_eval_tiles_large_images_by_default_without_the_whole_output(cells, monkeypatch):
-    """Past AUTO_TILE_ABOVE the evaluator gets the windows (process_tiles), never a stitched
-    output (process), exactly as with an explicit tile of DEFAULT_TILE."""
+@pytest.mark.parametrize("blocks", [True], indirect=True)
+def test_eval_groups_large_images_by_block_without_the_whole_output(cells, blocks, monkeypatch):
+    """An image of several grouping blocks reaches the evaluator block by block
+    (process_tiles), never as a whole output (process), tiled by default past
+    AUTO_TILE_ABOVE exactly as with an explicit tile of DEFAULT_TILE."""
     monkeypatch.setattr("pixelgroup.engine.inference.AUTO_TILE_ABOVE", 100)
     monkeypatch.setattr("pixelgroup.engine.inference.DEFAULT_TILE", 64)
 

@@ -1,5 +1,6 @@
-"""Tiled inference (engine/inference.py: InferenceRunner(tile=, halo=), .tiles()) and tiled
-prediction of the instance task (Task.postprocess_tiles): tiles equal the whole image."""
+"""Tiled inference (engine/inference.py: InferenceRunner(tile=, halo=), .tiles(), .blocks())
+and prediction of the instance task in grouping blocks (engine/predict.py::predict_image): the
+labels of any tiling are the whole image's."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import torch
 
 from pixelgroup.data.synthetic_cells import draw_cells
 from pixelgroup.data.toy import ToyDigits
-from pixelgroup.engine import load_model
+from pixelgroup.engine import load_model, predict_image
 from pixelgroup.engine.inference import InferenceRunner
 from pixelgroup.errors import ConfigError
 from pixelgroup.metrics.partition import partition_agreement
 from pixelgroup.models import ToyEmbeddingNet, UNetEmbeddingNet
+from pixelgroup.postprocess.tiles import Box, plan_blocks
 from pixelgroup.tasks import get_task
+from tests._tiny import group_in_blocks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -79,30 +82,75 @@ def test_test_time_batch_statistics_cannot_tile():
         run(torch.rand(1, 3, 64, 64), tile=32)
 
 
-def _agreement(checkpoint: Path, image: torch.Tensor, tile: int, halo: int) -> float:
+@pytest.mark.parametrize("tile", [0, 16, 48])
+def test_block_outputs_are_the_whole_images_outputs(tile):
+    torch.manual_seed(1)
+    run, images = InferenceRunner(_unet()), torch.rand(1, 3, 80, 112)
+    whole = run(images)
+    blocks = plan_blocks((80, 112), block=32, margin=16, whole_above=48)
+    assert [b.window for b in blocks][:2] == [Box(0, 0, 48, 48), Box(0, 16, 48, 80)]
+    got = list(run.blocks(images, blocks, tile=tile, halo=64))
+    assert [b for b, _ in got] == blocks
+    for block, output in got:
+        rows, cols = block.window.slices()
+        torch.testing.assert_close(
+            output.embedding, whole.embedding[..., rows, cols], atol=2e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            output.semantic, whole.semantic[..., rows, cols], atol=2e-5, rtol=0
+        )
+
+
+def test_an_image_read_by_window_is_never_seen_whole():
+    class Source:
+        size = (64, 64)
+
+        def read(self, box):
+            return torch.rand(3, *box.size)
+
+    run = InferenceRunner(ToyEmbeddingNet(width=4, num_blocks=1))
+    with pytest.raises(ValueError, match="tile must be > 0"):
+        run.blocks(Source(), plan_blocks((64, 64)), tile=0)
+
+
+def _predictions(checkpoint: Path, image: torch.Tensor, tiles: list[tuple[int, int]]):
+    """``(labels, scores)`` of ``image (1, C, H, W)`` seen whole and in each ``(tile, halo)``
+    of ``tiles``, as predict makes them (engine/predict.py::predict_image)."""
     model, cfg, _ = load_model(checkpoint)
     task, run = get_task(cfg.task), InferenceRunner.from_config(model, cfg)
-    size = (int(image.shape[-2]), int(image.shape[-1]))
-    whole, _ = task.postprocess(cfg, run(image), size)
-    tiled, _ = task.postprocess_tiles(cfg, run.tiles(image, tile=tile, halo=halo), size, size)
-    return partition_agreement(tiled, whole)
+    return [predict_image(task, cfg, run, image[0], tile=t, halo=h) for t, h in [(0, 64), *tiles]]
 
 
-@pytest.mark.parametrize("tile", [16, 32, 48])
-def test_toy_tiled_labels_equal_the_whole_images(tile):
-    # 64 x 64 canvases of digits: a sixth of the pixels lie on an object's border, where
-    # a region's grouping may draw it a pixel apart from the whole image's
+def _assert_same(predictions) -> None:
+    (whole, whole_scores), *tiled = predictions
+    assert whole.max() > 1
+    for labels, scores in tiled:
+        assert torch.equal(labels, whole)
+        torch.testing.assert_close(scores, whole_scores, atol=1e-6, rtol=0)
+
+
+def test_toy_tiled_labels_are_the_whole_images(monkeypatch):
+    group_in_blocks(monkeypatch, whole_above=48, block=32, margin=16)
+    # 64 x 64 canvases grouped in 4 blocks of 32 px: the labels of every tiling are those of
+    # the canvas seen whole, and the blocks' labels those of the canvas grouped at once
     canvases = ToyDigits("val", 2)
-    got = [_agreement(TOY, canvases[i].image[None], tile, 32) for i in range(2)]
-    assert min(got) >= 0.995, got
+    for i in range(2):
+        image = canvases[i].image[None]
+        got = _predictions(TOY, image, [(16, 32), (32, 32), (48, 32)])
+        _assert_same(got)
+        model, cfg, _ = load_model(TOY)
+        once, _ = get_task(cfg.task).postprocess(cfg, InferenceRunner(model)(image), (64, 64))
+        assert partition_agreement(got[0][0], once) >= 0.97
 
 
-@pytest.mark.parametrize(("tile", "halo"), [(48, 32), (64, 64), (96, 32)])
-def test_unet_tiled_labels_equal_the_whole_image(tile, halo, tmp_path):
+@pytest.mark.parametrize("blocks", [False, True])
+def test_unet_tiled_labels_are_the_whole_images(blocks, tmp_path, monkeypatch):
     import tifffile
 
+    if blocks:  # the 128 x 160 image in blocks of 64 px with margins of 16
+        group_in_blocks(monkeypatch, whole_above=100, block=64, margin=16)
     cells = draw_cells(np.random.default_rng(1), (128, 160), count=18)
     tifffile.imwrite(tmp_path / "cells.tif", cells.image)
     _, cfg, _ = load_model(CELLS)
     image = get_task(cfg.task).read_image(cfg, tmp_path / "cells.tif")[None]
-    assert _agreement(CELLS, image, tile, halo) >= 0.99
+    _assert_same(_predictions(CELLS, image, [(48, 64), (64, 64), (96, 64)]))
