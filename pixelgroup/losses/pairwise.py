@@ -222,9 +222,8 @@ def _batch_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``(pos, neg)`` terms over the images of ``embeddings (B, N, D)`` with valid pixels
     in ``labels (B, N)``, for checked options ``opts``."""
-    margin, kind, hard_fraction = opts["margin"], opts["kind"], opts["hard_fraction"]
     ignore_index = opts["ignore_index"]
-    pos_terms, neg_terms = [], []
+    samples = []
     for x, y in zip(embeddings, labels, strict=True):
         valid = (
             (y != ignore_index)
@@ -241,12 +240,58 @@ def _batch_loss(
             max_samples=opts["max_samples"],
         )
         idx = sample_indices(candidates, count, generator)
-        pos, neg = _image_loss(x[idx], y[idx], margin, kind, hard_fraction)
-        pos_terms.append(pos)
-        neg_terms.append(neg)
-    if not pos_terms:
+        samples.append((x[idx], y[idx]))
+    if not samples:
         raise ValueError(
             f"labels: every pixel of every image equals ignore_index={ignore_index}; "
             "there are no pixels to compare"
         )
-    return torch.stack(pos_terms).mean(), torch.stack(neg_terms).mean()
+    pos, neg = _pair_terms(samples, opts["margin"], opts["kind"], opts["hard_fraction"])
+    return pos.mean(), neg.mean()
+
+
+def _pair_terms(
+    samples: list[tuple[torch.Tensor, torch.Tensor]],
+    margin: float,
+    kind: str,
+    hard_fraction: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B',)`` pos and neg terms of each image's sampled ``(n, D)`` points and ``(n,)``
+    labels: the linear kind on images of equal n at once (:func:`_linear_terms`), any other
+    image by image (:func:`_image_loss`)."""
+    if kind == "linear" and hard_fraction is None and len({len(y) for _, y in samples}) == 1:
+        return _linear_terms(
+            torch.stack([x for x, _ in samples]), torch.stack([y for _, y in samples]), margin
+        )
+    terms = [_image_loss(x, y, margin, kind, hard_fraction) for x, y in samples]
+    return torch.stack([p for p, _ in terms]), torch.stack([n for _, n in terms])
+
+
+def _linear_terms(
+    x: torch.Tensor, y: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear kind's ``(B,)`` pos and neg terms of ``(B, n, D)`` points with ``(B, n)``
+    labels, equal to :func:`_image_loss` per image. The positive term needs no pairs: over
+    the pairs of label k, with weights ``1 / (n_k² K²)``, the mean of ``1 - s_ij =
+    (1 - x_i·x_j) / 2`` is ``(1 - |m_k|²) / 2`` for the mean ``m_k`` of its points. The
+    negative term's hinge takes the ``(B, n, n)`` cosines, in place where autograd allows.
+    Cost O(B·n²·D) for the cosines, O(B·n·D) for the positive term."""
+    b, n, d = x.shape
+    low = y.min()
+    span = y.max() - low + 1  # (image, label) -> one int64 key: a 1-D unique is fast
+    image = torch.arange(b, device=y.device)[:, None]
+    keys, inverse, counts = torch.unique(
+        (image * span + (y - low)).flatten(), return_inverse=True, return_counts=True
+    )
+    label_image = torch.div(keys, span, rounding_mode="floor")
+    num_labels = torch.bincount(label_image, minlength=b).to(x.dtype)  # K of each image
+    sums = x.new_zeros(len(counts), d).index_add_(0, inverse, x.reshape(b * n, d))
+    size = counts.to(x.dtype)
+    pos_k = 0.5 * (1.0 - (sums * sums).sum(1) / size**2)
+    pos = x.new_zeros(b).index_add_(0, label_image, pos_k) / num_labels**2
+    per_pixel = (1.0 / size)[inverse].view(b, n)
+    label = inverse.view(b, n)
+    hinge = torch.baddbmm(x.new_full((), 0.5 - margin), x, x.transpose(1, 2), alpha=0.5).relu()
+    hinge = hinge.masked_fill(label[:, :, None] == label[:, None, :], 0.0)
+    neg = torch.einsum("bi,bij,bj->b", per_pixel, hinge, per_pixel) / num_labels**2
+    return pos, neg

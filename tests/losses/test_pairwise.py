@@ -67,6 +67,46 @@ def test_gradcheck(kind):
     assert torch.autograd.gradcheck(fn, (z,))
 
 
+def test_linear_terms_of_a_batch_equal_the_pairs_of_each_image():
+    """The linear kind's batched terms (closed-form positive term, one (B, n, n) hinge) equal
+    the pair sums of pairwise._image_loss image by image, values and gradients."""
+    from pixelgroup.losses import pairwise
+
+    g = torch.Generator().manual_seed(3)
+    x = normalize_to_sphere(torch.randn(3, 12, 5, dtype=torch.float64, generator=g), dim=-1)
+    y = torch.stack(
+        [
+            torch.randint(0, 4, (12,), generator=g),
+            torch.full((12,), 7),  # one label: no negative pairs
+            torch.randint(0, 60000, (12,), generator=g),  # large ids, mostly singletons
+        ]
+    )
+    x.requires_grad_(True)
+    pos, neg = pairwise._linear_terms(x, y, 0.3)
+    terms = [pairwise._image_loss(x[b], y[b], 0.3, "linear", None) for b in range(3)]
+    torch.testing.assert_close(pos, torch.stack([t[0] for t in terms]), atol=1e-14, rtol=0)
+    torch.testing.assert_close(neg, torch.stack([t[1] for t in terms]), atol=1e-14, rtol=0)
+    (got,) = torch.autograd.grad((pos + 5 * neg).sum(), x)
+    (want,) = torch.autograd.grad(sum(t[0] + 5 * t[1] for t in terms), x)
+    torch.testing.assert_close(got, want, atol=1e-13, rtol=0)
+    z = torch.randn(3, 8, 3, dtype=torch.float64, generator=g, requires_grad=True)
+
+    def fn(z):
+        return sum(pairwise._linear_terms(normalize_to_sphere(z, dim=-1), y[:, :8], 0.2))
+
+    assert torch.autograd.gradcheck(lambda z: fn(z).sum(), (z,))
+
+
+def test_images_of_different_sample_sizes_match_the_reference():
+    x = random_sphere(2, 15, 4, seed=2)
+    y = torch.randint(0, 4, (2, 15), generator=torch.Generator().manual_seed(1))
+    y[1, :5] = 255  # the second image has 10 valid pixels, the first 15
+    out = pairwise_embedding_loss(x, y, margin=0.3)
+    refs = [pair_loss_reference(x[0], y[0], 0.3, 1.0, 1.0, "linear")]
+    refs.append(pair_loss_reference(x[1, 5:], y[1, 5:], 0.3, 1.0, 1.0, "linear"))
+    torch.testing.assert_close(out["loss"], (refs[0][2] + refs[1][2]) / 2)
+
+
 def test_ignore_index_excludes_pixels():
     x = random_sphere(1, 12, 3, seed=2)
     y = torch.tensor([[0, 0, 1, 1, 255, 255, 2, 2, 2, 255, 0, 1]])

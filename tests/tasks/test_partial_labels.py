@@ -29,13 +29,13 @@ def test_no_loss_term_on_an_unannotated_pixel(monkeypatch):
         model={"options": {"width": 4, "num_blocks": 1, "num_classes": 2}},
     )
     seen = []
-    image_loss = pairwise._image_loss
+    pair_terms = pairwise._pair_terms
 
-    def spy(x, y, *args):
-        seen.append(y.clone())
-        return image_loss(x, y, *args)
+    def spy(samples, *args):
+        seen.extend(y.clone() for _, y in samples)
+        return pair_terms(samples, *args)
 
-    monkeypatch.setattr(pairwise, "_image_loss", spy)
+    monkeypatch.setattr(pairwise, "_pair_terms", spy)
     loss = get_task("instance").build_loss(cfg)
     g = torch.Generator().manual_seed(0)
     embedding = normalize_to_sphere(torch.randn(2, 4, 8, 8, generator=g), dim=1)
