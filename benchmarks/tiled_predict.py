@@ -286,7 +286,7 @@ def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool, th
     torch.set_num_threads(threads)
     model, cfg, _ = load_model(checkpoint)
     size = image_size(image)
-    with tempfile.TemporaryDirectory(dir=".") as out:
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(image)) as out:  # beside the image
         start = time.perf_counter()
         predict_files(
             model, cfg, [image], out, progress=False, max_size=0, tile=tile, halo=halo, lazy=lazy
@@ -374,7 +374,7 @@ def _one_join(h: int, w: int, tile: int, halo: int) -> None:
             yield TileGroups(t.core, t.region, labels, centers, torch.ones(len(values)))
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=".") as out:
+    with tempfile.TemporaryDirectory() as out:
         _, scores = write_tiled_labels(
             groups(), (h, w), out, "join", bandwidth=0.2, background_is_group=False, coco=False
         )
