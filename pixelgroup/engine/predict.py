@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -212,8 +212,9 @@ def predict_image(
     block (``Task.postprocess_tiles`` of :meth:`InferenceRunner.blocks`), any other whole
     (``Task.postprocess``): the blocks depend on the size alone, so the prediction is the
     same whatever the tiles, up to the model's own tiled-versus-whole difference."""
-    size = (int(image.shape[-2]), int(image.shape[-1]))
-    small = size if input_size is None else (int(input_size[0]), int(input_size[1]))
+    # (H, W); a volume's (Z, Y, X), seen whole (its task does not tile images)
+    size = cast(tuple[int, int], tuple(int(n) for n in image.shape[1:]))
+    small = size if input_size is None else cast(tuple[int, int], tuple(input_size))
     resize = None if small == size else small
     side = tile_side(small, tile) if task.tiles_images else 0
     blocks = plan_blocks(small) if task.tiles_images else []
