@@ -7,7 +7,10 @@ The original release withheld its extraction code (docs/method.md, "Inference");
    moves (:func:`pixelgroup.ops.weighted_mean_shift.merged_mean_shift`). Never holds an N x N
    matrix; late loops cost O(M²·D) with M distinct points left, M ≪ N. When more than
    ``max_points`` distinct points remain after merging coincident pixels, only a seeded
-   uniform sample of ``max_points`` of them (each weighted by its pixel count) is shifted.
+   uniform sample of ``max_points`` of them (each weighted by its pixel count) is shifted:
+   those whose first pixel comes first in a fixed random order of the image's pixels, so
+   that the sample depends on the pixels' positions, not on how many distinct points there
+   are (a small change of the embedding, e.g. from tiles, leaves it nearly the same).
 2. **Seed from density.** Visit the distinct points by decreasing kernel density; an
    unassigned point becomes a seed and takes every unassigned point whose cosine to it is at
    least ``threshold`` τ. O(M·K) for K groups.
@@ -276,6 +279,7 @@ def _join_groups(seeds: torch.Tensor, sums: torch.Tensor, cover: float) -> torch
 def _group_points(
     points: torch.Tensor,
     weights: torch.Tensor,
+    priority: torch.Tensor,
     *,
     bandwidth: float,
     num_iters: int,
@@ -285,8 +289,9 @@ def _group_points(
     max_points: int | None,
 ) -> tuple[torch.Tensor, int]:
     """``(M,)`` group of each distinct ``(M, D)`` point (weights ``(M,)``) and the most GBMS
-    loops a round ran: rounds of shift (a sample of the points left), seed and vote until the
-    samples cover every point (see the module doc)."""
+    loops a round ran: rounds of shift (a sample of the points left: the ``max_points`` of
+    smallest ``priority (M,)``), seed and vote until the samples cover every point (see the
+    module doc)."""
     group = torch.full((len(points),), -1, dtype=torch.int64, device=points.device)
     sums = points.new_zeros(0, points.shape[1])  # weighted sum of each group's points
     weighted = None  # the points times their weights, once a second round needs sums
@@ -294,7 +299,7 @@ def _group_points(
     left = torch.arange(len(points), device=points.device)
     done = 0
     for round_ in range(_MAX_ROUNDS):
-        sample = left[_uniform_sample(len(left), max_points, points.device)]
+        sample = _sample(left, priority, max_points)
         sample_points, sample_weights = points[sample], weights[sample]
         shifted = merged_mean_shift(
             sample_points,
@@ -355,12 +360,27 @@ def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.
     return group
 
 
-def _uniform_sample(n: int, size: int | None, device: torch.device) -> torch.Tensor:
-    """Sorted ``(min(n, size),)`` indices into n rows, drawn without replacement (seed 0)."""
-    if size is None or n <= size:
-        return torch.arange(n, device=device)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    return order[:size].sort().values.to(device)
+def _sample(left: torch.Tensor, priority: torch.Tensor, size: int | None) -> torch.Tensor:
+    """The sorted ``(min(L, size),)`` points of ``left (L,)`` of smallest ``priority (M,)``
+    (all of them when ``size`` is None)."""
+    if size is None or len(left) <= size:
+        return left
+    first = torch.topk(priority[left], size, largest=False, sorted=False).indices
+    return left[first].sort().values
+
+
+def _pixel_priority(size: int, pixels: torch.Tensor, pixel_index: torch.Tensor) -> torch.Tensor:
+    """``(M,)`` priority of each distinct point, the sample's order: the rank, in a fixed
+    random permutation of the ``size`` pixels of the image (seed 0), of the first of its
+    pixels (``pixels (N,)``: each point's flat pixel, ``pixel_index (N,)``: its distinct
+    point). A pixel's rank depends on its position alone, so a point keeps its priority when
+    small changes of the embedding merge or split other points."""
+    rank = torch.empty(size, dtype=torch.int64)
+    rank[torch.randperm(size, generator=torch.Generator().manual_seed(0))] = torch.arange(size)
+    num = int(pixel_index.max()) + 1
+    first = torch.full((num,), size, dtype=torch.int64, device=pixels.device)
+    first.scatter_reduce_(0, pixel_index, pixels, "amin")
+    return rank.to(pixels.device)[first]
 
 
 def _relabel_by_area(labels: torch.Tensor) -> torch.Tensor:
@@ -456,9 +476,12 @@ def group_pixels(
             distinct, weights, pixel_index = merge_coincident(
                 pts, pts.new_ones(len(pts)), merge_tol
             )
+            pixels = torch.arange(h * w, device=x.device)
+            priority = _pixel_priority(h * w, pixels if fg is None else pixels[fg], pixel_index)
             group, done = _group_points(
                 distinct,
                 weights,
+                priority,
                 bandwidth=bandwidth,
                 num_iters=num_iters,
                 threshold=tau,

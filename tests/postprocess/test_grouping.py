@@ -230,6 +230,30 @@ def test_crowd_of_small_objects_is_recovered_exactly(seed):
     assert len(out.areas) == 65
 
 
+def test_the_sample_depends_on_pixel_positions_not_on_the_count_of_points():
+    """Merging two points (a small change of the embedding) changes the sample by at most the
+    merged point: every other point keeps its priority (a sample drawn among the distinct
+    points by their count would change wholesale)."""
+    emb = random_sphere(4, 32 * 32, seed=3).T.reshape(4, 32, 32)
+    flat = emb.flatten(1).T
+    moved = flat.clone()
+    moved[700] = moved[5]  # pixel 700 now coincides with pixel 5
+
+    def sampled(points):
+        distinct, _, index = grouping_module.merge_coincident(points, points.new_ones(1024), 0.0)
+        priority = grouping_module._pixel_priority(1024, torch.arange(1024), index)
+        chosen = grouping_module._sample(torch.arange(len(distinct)), priority, 100)
+        first = torch.full((len(distinct),), 1024).scatter_reduce_(
+            0, index, torch.arange(1024), "amin"
+        )
+        return set(first[chosen].tolist()), len(distinct)
+
+    before, m_before = sampled(flat)
+    after, m_after = sampled(moved)
+    assert (m_before, m_after) == (1024, 1023)
+    assert len(before ^ after) <= 2 and len(after) == 100
+
+
 def test_an_object_two_rounds_sample_stays_one_group():
     """A round's seed joins the earlier group whose mean lies within cos 1 − 2δ² of it."""
     sums = torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
