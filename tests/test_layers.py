@@ -18,6 +18,7 @@ RANKS = {
     "errors": 0,
     "_checks": 1,
     "_atomic": 1,
+    "_memory": 1,
     "_native": 1,
     "_config_io": 1,
     "config": 2,

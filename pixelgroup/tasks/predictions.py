@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from pixelgroup._atomic import atomic_path
+from pixelgroup._memory import HeapTrimmer
 from pixelgroup.data.coco import crop_to_result, masks_to_results
 from pixelgroup.data.geojson import instance_crops, write_polygons
 from pixelgroup.data.io import write_png, write_tiff
@@ -127,9 +128,10 @@ def write_tiled_labels(
     Never holds a map of the image: each tile's core labels (as group ids) are spilled to a
     temporary zarr store in ``out_dir`` (removed at the end), then mapped to instance ids
     block by block while the TIFF is written (to a temp file renamed at the end); the
-    outlines and the RLEs are read back around each instance's bounding box. Existing files
-    are replaced only with ``overwrite``; else a :class:`~pixelgroup.errors.DataError` before
-    any work.
+    outlines and the RLEs are read back around each instance's bounding box. Freed memory
+    goes back to the system as the tiles come (``pixelgroup/_memory.py``). Existing files are
+    replaced only with ``overwrite``; else a :class:`~pixelgroup.errors.DataError` before any
+    work.
     """
     import tifffile
     import zarr
@@ -151,11 +153,14 @@ def write_tiled_labels(
         store = zarr.open_array(
             str(spill), mode="w", shape=size, chunks=block, dtype="uint32", fill_value=0
         )
+        trim = HeapTrimmer()  # freed pages of each tile's work back to the system
         for t in tiles:
             ids = joiner.add(t)
             if int(ids.max()) >= 2**32:
                 raise DataError(f"{stem}: more than 2**32 groups in its tiles; use larger tiles")
             store[t.core.slices()] = ids.numpy().astype(np.uint32)
+            del ids
+            trim()
         instance, scores = joiner.instances()
         dtype = np.uint16 if len(scores) <= np.iinfo(np.uint16).max else np.uint32
         lookup = instance.numpy().astype(dtype)

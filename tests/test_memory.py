@@ -1,0 +1,29 @@
+"""``pixelgroup/_memory.py``: freed heap pages go back to the system when the process grows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pixelgroup._memory import HeapTrimmer, _malloc_trim, resident_mib
+
+
+def test_resident_set_is_read():
+    rss = resident_mib()
+    if rss is None:
+        pytest.skip("no /proc/self/statm here")
+    assert 1.0 < rss < 1e6
+
+
+@pytest.mark.skipif(_malloc_trim() is None or resident_mib() is None, reason="needs glibc")
+def test_trims_only_after_the_resident_set_grew_by_the_slack():
+    trim = HeapTrimmer(slack_mib=64)
+    trim()  # the first call sets the floor
+    trim()
+    assert trim.trims == 0
+    grown = np.ones(128 * 2**20 // 8)  # 128 MiB touched: the resident set grows
+    trim()
+    assert trim.trims == 1
+    trim()  # no growth since the trim
+    assert trim.trims == 1
+    del grown
