@@ -7,6 +7,9 @@ one-line message with exit status 2; any other exception is a bug and shows its 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 __all__ = [
     "PixelgroupError",
     "ConfigError",
@@ -14,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "InputError",
     "InputTypeError",
+    "data_errors",
 ]
 
 
@@ -39,3 +43,16 @@ class InputError(PixelgroupError, ValueError):
 
 class InputTypeError(PixelgroupError, TypeError):
     """An argument of the wrong type given to a public function (names it)."""
+
+
+@contextmanager
+def data_errors(prefix: str = "") -> Iterator[None]:
+    """Report a ``ValueError`` raised inside (bad data handed to the library) as a one-line
+    :class:`DataError` with ``prefix`` (e.g. the image) in front; without a prefix the
+    project's own errors pass through unchanged."""
+    try:
+        yield
+    except (PixelgroupError, ValueError) as e:
+        if isinstance(e, PixelgroupError) and not prefix:
+            raise
+        raise DataError(f"{prefix}{e}") from None

@@ -155,3 +155,18 @@ def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path, where):
     assert layer_violations(graph) == [
         "pixelgroup.tasks (tasks) imports pixelgroup.engine.predict (engine): not a lower layer"
     ]
+
+
+def test_the_boundary_benchmark_imports_no_dataset_nor_torchvision():
+    """``pixelgroup eval-boundaries`` starts in seconds: its evaluator imports the metrics and
+    the ``.mat`` reader, not every task, dataset and torchvision's transforms."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pixelgroup.cli.eval_boundaries, pixelgroup.data.boundary_maps; "
+        "print(sorted(m for m in ('torchvision', 'pixelgroup.tasks', 'pixelgroup.data.transforms')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from pixelgroup._atomic import write_json
     from pixelgroup.cli._offline import check_output_path
     from pixelgroup.cli.paths import fresh_path
-    from pixelgroup.tasks.boundary import evaluate_boundary_maps
+    from pixelgroup.data.boundary_maps import evaluate_boundary_maps
     from pixelgroup.viz import plot_pr_curves
 
     references = _check_arguments(args)

@@ -13,8 +13,7 @@ image's sample and decoded results -> its prediction and target records):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from pixelgroup.data.coco import ImageResults, read_results
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.voc import open_instance_dataset
-from pixelgroup.errors import DataError, PixelgroupError
+from pixelgroup.errors import DataError, data_errors
 from pixelgroup.metrics import Evaluator
 
 __all__ = [
@@ -96,19 +95,6 @@ def score_results(
         desc=scoring.command,
         progress=progress,
     )
-
-
-@contextmanager
-def data_errors(prefix: str = "") -> Iterator[None]:
-    """Report a ``ValueError`` raised inside (bad data handed to the library) as a one-line
-    :class:`~pixelgroup.errors.DataError` with ``prefix`` (e.g. the image) in front; without a
-    prefix the project's own errors pass through unchanged."""
-    try:
-        yield
-    except (PixelgroupError, ValueError) as e:
-        if isinstance(e, PixelgroupError) and not prefix:
-            raise
-        raise DataError(f"{prefix}{e}") from None
 
 
 def load_results(

@@ -12,12 +12,12 @@ import torch
 
 from pixelgroup.cli import main
 from pixelgroup.config import ExperimentConfig, load_config, override_config, resolve_config
+from pixelgroup.data.boundary_maps import evaluate_boundary_maps
 from pixelgroup.data.coco import masks_to_results
 from pixelgroup.data.voc import MatInstances, instance_masks
 from pixelgroup.errors import DataError
 from pixelgroup.metrics.instance_map import instances_from_maps
 from pixelgroup.tasks import get_task
-from pixelgroup.tasks.boundary import evaluate_boundary_maps
 from pixelgroup.tasks.offline import score_results
 from pixelgroup.tasks.proposals import PROPOSAL_SCORING, proposal_target
 from pixelgroup.tasks.voc_instance import INSTANCE_SCORING, instance_map_target
