@@ -279,7 +279,7 @@ def _join_groups(seeds: torch.Tensor, sums: torch.Tensor, cover: float) -> torch
 def _group_points(
     points: torch.Tensor,
     weights: torch.Tensor,
-    priority: torch.Tensor,
+    priority: torch.Tensor | None,
     *,
     bandwidth: float,
     num_iters: int,
@@ -290,8 +290,8 @@ def _group_points(
 ) -> tuple[torch.Tensor, int]:
     """``(M,)`` group of each distinct ``(M, D)`` point (weights ``(M,)``) and the most GBMS
     loops a round ran: rounds of shift (a sample of the points left: the ``max_points`` of
-    smallest ``priority (M,)``), seed and vote until the samples cover every point (see the
-    module doc)."""
+    smallest ``priority (M,)``, given whenever M > ``max_points``), seed and vote until the
+    samples cover every point (see the module doc)."""
     group = torch.full((len(points),), -1, dtype=torch.int64, device=points.device)
     sums = points.new_zeros(0, points.shape[1])  # weighted sum of each group's points
     weighted = None  # the points times their weights, once a second round needs sums
@@ -360,11 +360,13 @@ def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.
     return group
 
 
-def _sample(left: torch.Tensor, priority: torch.Tensor, size: int | None) -> torch.Tensor:
+def _sample(left: torch.Tensor, priority: torch.Tensor | None, size: int | None) -> torch.Tensor:
     """The sorted ``(min(L, size),)`` points of ``left (L,)`` of smallest ``priority (M,)``
     (all of them when ``size`` is None)."""
     if size is None or len(left) <= size:
         return left
+    if priority is None:
+        raise ValueError("a sample of the points needs their priority")
     first = torch.topk(priority[left], size, largest=False, sorted=False).indices
     return left[first].sort().values
 
@@ -476,8 +478,11 @@ def group_pixels(
             distinct, weights, pixel_index = merge_coincident(
                 pts, pts.new_ones(len(pts)), merge_tol
             )
-            pixels = torch.arange(h * w, device=x.device)
-            priority = _pixel_priority(h * w, pixels if fg is None else pixels[fg], pixel_index)
+            priority = None  # the sample's order, needed only when there is one to draw
+            if max_points is not None and len(distinct) > max_points:
+                pixels = torch.arange(h * w, device=x.device)
+                pixels = pixels if fg is None else pixels[fg]
+                priority = _pixel_priority(h * w, pixels, pixel_index)
             group, done = _group_points(
                 distinct,
                 weights,
