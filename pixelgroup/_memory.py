@@ -16,17 +16,17 @@ import ctypes.util
 import os
 from functools import cache
 
-__all__ = ["HeapTrimmer", "resident_mib"]
+__all__ = ["HeapTrimmer", "resident_bytes"]
 
 
-def resident_mib() -> float | None:
-    """The process's resident set in MiB (Linux ``/proc/self/statm``), else None."""
+def resident_bytes() -> int | None:
+    """The process's resident set in bytes (Linux ``/proc/self/statm``), else None."""
     try:
         with open("/proc/self/statm") as f:
             pages = int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
         return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 @cache
@@ -47,15 +47,15 @@ class HeapTrimmer:
     def __init__(self, slack_mib: float = 128.0) -> None:
         self.slack_mib = slack_mib
         self.trims = 0
-        self._floor: float | None = None
+        self._floor: int | None = None  # bytes
 
     def __call__(self) -> None:
-        trim, now = _malloc_trim(), resident_mib()
+        trim, now = _malloc_trim(), resident_bytes()
         if trim is None or now is None:
             return
         if self._floor is None:
             self._floor = now
-        elif now > self._floor + self.slack_mib:
+        elif now > self._floor + self.slack_mib * 2**20:
             trim(0)
             self.trims += 1
-            self._floor = resident_mib() or now
+            self._floor = resident_bytes() or now

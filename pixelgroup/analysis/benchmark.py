@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from pixelgroup._checks import check_choice, check_count
+from pixelgroup._memory import resident_bytes
 from pixelgroup._native import cpu_info
 from pixelgroup.errors import InputError
 from pixelgroup.ops import normalize_to_sphere, recurrent_mean_shift
@@ -99,8 +100,10 @@ class PeakMemory:
 
     @staticmethod
     def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        rss = resident_bytes()
+        if rss is None:
+            raise OSError("the resident set is read from /proc/self/statm (Linux only)")
+        return rss
 
     def _sample(self) -> None:
         assert self.interval is not None
