@@ -29,7 +29,10 @@ The original release withheld its extraction code (docs/method.md, "Inference");
    **round**, steps 1–3 on a fresh sample of them alone, whose seeds join an earlier group
    when its mean embedding is within the same cosine (an object two rounds sampled stays one
    group), until every point is covered (at most 64 rounds; the last one's vote takes every
-   point left). Each round shifts at least its sample, so a round never repeats.
+   point left). Each round shifts at least its sample, so a round never repeats. Points left
+   with fewer than ``min_area`` pixels in all could only make groups that step 4 drops: they
+   get no round of their own, each joins the group whose mean is nearest, as step 4 would
+   (a few stray pixels, common, no longer cost a round of T loops).
 4. **Drop tiny groups.** A group of fewer than ``min_area`` pixels joins the kept group whose
    mean embedding is nearest in cosine (O(N·K·D)).
 5. **Background** is an ordinary group (the loss treats it as one), or, given a
@@ -287,6 +290,7 @@ def _group_points(
     merge_tol: float,
     stop_tol: float,
     max_points: int | None,
+    min_area: int,
 ) -> tuple[torch.Tensor, int]:
     """``(M,)`` group of each distinct ``(M, D)`` point (weights ``(M,)``) and the most GBMS
     loops a round ran: rounds of shift (a sample of the points left: the ``max_points`` of
@@ -339,6 +343,11 @@ def _group_points(
         sums = points.new_zeros(num + 1, points.shape[1]).index_add_(
             0, torch.where(group < 0, num, group), weighted
         )[:num]
+        if float(weights[left].sum()) < min_area:
+            # too few pixels left for a group that min_area keeps: each point joins the
+            # group whose mean is nearest, as the pixels of a tiny group would (step 4)
+            group[left] = _nearest_mean(points[left], sums)
+            break
     return group, done
 
 
@@ -356,8 +365,14 @@ def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.
     kept_ids = torch.nonzero(keep).squeeze(1)
     small = ~keep[group]
     group = group.clone()
-    group[small] = kept_ids[torch.argmax(x[small] @ sums[kept_ids].T, dim=1)]
+    group[small] = kept_ids[_nearest_mean(x[small], sums[kept_ids])]
     return group
+
+
+def _nearest_mean(x: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` index of the group, of ``(K, D)`` sums of their points, whose mean is nearest
+    in cosine to each of the ``(N, D)`` points."""
+    return torch.argmax(x @ (sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)).T, dim=1)
 
 
 def _sample(left: torch.Tensor, priority: torch.Tensor | None, size: int | None) -> torch.Tensor:
@@ -493,6 +508,7 @@ def group_pixels(
                 merge_tol=merge_tol,
                 stop_tol=stop_tol,
                 max_points=max_points,
+                min_area=min_area,
             )
             group = _absorb_small(group[pixel_index], pts, min_area)
             pixel_group = _relabel_by_area(group)

@@ -389,3 +389,54 @@ def test_every_accepted_embedding_gives_a_valid_partition(
     )
     _assert_valid_grouping(out, emb)
     assert 0 <= out.num_iters <= 5
+
+
+def _two_groups_and_strays(seed: int = 0):
+    """``(3, 60, 60)`` embedding: group A (rows 0-19) around e_x, group B around e_y (noise
+    0.01, every pixel distinct) and 3 stray pixels 0.5-0.6 rad from e_x towards e_z."""
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.ones(60, 60, dtype=torch.int64)
+    truth[:20] = 0
+    centres = torch.eye(3)[truth.flatten()]
+    x = normalize_to_sphere(centres + 0.01 * torch.randn(3600, 3, generator=g), dim=1)
+    strays = torch.tensor([3599, 3598, 3597])
+    angles = torch.tensor([0.5, 0.55, 0.6])
+    x[strays] = torch.stack([angles.cos(), torch.zeros(3), angles.sin()], dim=1)
+    return x.T.reshape(3, 60, 60), truth, strays
+
+
+def test_a_few_stray_pixels_join_the_nearest_group_without_a_round_of_their_own(monkeypatch):
+    """Fewer uncovered pixels than min_area could only make a group that is dropped: they
+    join the group of the nearest mean at once instead of costing a round of GBMS loops."""
+    emb, truth, strays = _two_groups_and_strays()
+    calls = []
+    shift = grouping_module.merged_mean_shift
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[0]))
+        return shift(*args, **kwargs)
+
+    monkeypatch.setattr(grouping_module, "merged_mean_shift", counted)
+    kept = group_pixels(emb, bandwidth=0.1, max_points=256, min_area=0)
+    assert len(calls) == 2 and calls[1] == 3  # the strays, uncovered, got a round
+    assert len(kept.areas) == 3 and len(set(kept.labels.flatten()[strays].tolist())) == 1
+    calls.clear()
+    out = group_pixels(emb, bandwidth=0.1, max_points=256, min_area=16)
+    assert len(calls) == 1
+    truth.view(-1)[strays] = 0  # the strays (pixels of B's rows) join A, the nearest mean
+    assert _same_partition(out.labels, truth)
+
+
+def test_small_groups_join_the_nearest_mean_not_the_largest_group():
+    """A dropped group goes to the kept group nearest in cosine, however large the others:
+    5 pixels at cos 0.9 to a 20-pixel group and 0.1 to a 3,575-pixel one join the small one."""
+    x = torch.zeros(3600, 3)
+    x[:, 1] = 1.0  # the large group, e_y
+    x[:20] = torch.tensor([1.0, 0.0, 0.0])  # the small kept group, e_x
+    near = torch.tensor([0.9, 0.1, math.sqrt(1 - 0.81 - 0.01)])
+    x[20:25] = near
+    emb = x.T.reshape(3, 60, 60)
+    out = group_pixels(emb, bandwidth=0.1, min_area=16)
+    labels = out.labels.flatten()
+    assert len(out.areas) == 2
+    assert bool((labels[20:25] == labels[0]).all()) and int(labels[0]) != int(labels[-1])
