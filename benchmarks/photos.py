@@ -133,7 +133,8 @@ def main() -> None:
         seconds += time.perf_counter() - start
         out = run / "predict"
         predict = [sys.executable, "-m", "pixelgroup", "predict", "--checkpoint"]
-        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--max-size", "0"]
+        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--overwrite"]
+        predict += ["--max-size", "0"]
         tests = [data / f"fold{k}" / "test" / "images" / f"{n}.png" for j, n in names if j == k]
         subprocess.run(predict + [str(p) for p in tests], check=True)
         preds += [read_label_map(out / f"{p.stem}_labels.png").numpy() for p in tests]

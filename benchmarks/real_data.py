@@ -90,7 +90,7 @@ def main() -> None:
         seconds = f"{time.perf_counter() - start:.0f}" if not args.trained else "(earlier)"
         out = run / "predict"
         predict = [sys.executable, "-m", "pixelgroup", "predict", "--checkpoint"]
-        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet"]
+        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--overwrite"]
         subprocess.run(predict + [str(p) for p, _ in pairs], check=True)
         preds = [read_label_map(out / f"{p.stem}_labels.png").numpy() for p, _ in pairs]
         rows.append((f"pixelgroup --config cells (seed {seed})", _score(gts, preds), seconds))

@@ -30,8 +30,10 @@ For instance models, per image STEM: STEM_labels.png (16-bit instance ids, 0 = b
 STEM_overlay.png (the instances over the image) and STEM.json (COCO-style results with RLE
 masks and scores), all at the image's size, plus OUTPUT/results.json with every image's
 records (COCO results, image_id = file stem; pycocotools' COCO.loadRes reads it); predicting
-more images into the same folder merges them into results.json (an image predicted again has
-its records replaced), so it lists every image the folder holds. An image
+more images into the same folder merges them into results.json (an image predicted again, with
+--overwrite, has its records replaced), so it lists every image the folder holds. Files of an
+image's earlier prediction (or a user's files of those names, e.g. masks called
+STEM_labels.png) are never replaced without --overwrite: predict stops before any work. An image
 whose long side exceeds --max-size (default 1024; 0: no limit) is downscaled for the model
 and its labels are brought back to the image's size, so a huge photo costs bounded time and
 memory (the downscaling applies to instance checkpoints). A model trained on crops at the
@@ -47,12 +49,11 @@ A TIFF or zarr / OME-Zarr image over 2048 x 2048 px that the model sees at its s
 any) is never held whole: it is read window by window, its labels are written block by block
 to STEM_labels.tif, a tiled BigTIFF (16-bit ids, 32-bit past 65,535), their outlines to
 STEM.geojson (polygons, QuPath's detections), their COCO results to STEM.json and an overlay
-at most 2048 px a side to STEM_overlay.png; existing ones are replaced only with
---overwrite. A volume checkpoint (task volume, docs/volumes.md) reads TIFF stacks and writes
-STEM_labels.tif (a 16-bit label stack, 32-bit over 65,535 objects) and STEM_slices.png (three
-orthogonal slices), refusing to replace an existing label stack without --overwrite. The
-model runs on the CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also
-captions the overlay with the VOC class names and gives each JSON record a "category_id" 1..20
+at most 2048 px a side to STEM_overlay.png. A volume checkpoint (task volume,
+docs/volumes.md) reads TIFF stacks and writes STEM_labels.tif (a 16-bit label stack, 32-bit
+over 65,535 objects) and STEM_slices.png (three orthogonal slices). The model runs on the
+CPU; --set device=cuda runs it on the GPU. A voc_instance checkpoint also captions the overlay
+with the VOC class names and gives each JSON record a "category_id" 1..20
 (`pixelgroup eval-instances` reads it).
 A boundary-task checkpoint instead writes 16-bit boundary maps
 OUTPUT/raw/STEM.png and OUTPUT/nms/STEM.png (thinned), ready for `pixelgroup eval-boundaries`;
@@ -103,8 +104,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the STEM_labels.tif, STEM.geojson, STEM.json and STEM_overlay.png of a "
-        "lazy image, or a volume's label stack",
+        help="replace existing files of an image's prediction (STEM_labels.png, STEM.json, ...; "
+        "without it, predict stops before any work)",
     )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -276,6 +276,10 @@ class BoundaryTask(TaskBase):
         """Boundary maps -> ``out_dir/{raw,nms}/STEM.png``."""
         return write_boundary_prediction(out_dir, stem, *prediction)
 
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
+        """``raw/STEM.png`` and ``nms/STEM.png``: replaced only with ``--overwrite``."""
+        return [Path(out_dir) / name / f"{stem}.png" for name in ("raw", "nms")]
+
 
 def _pair_loss(
     embeddings: list[torch.Tensor],

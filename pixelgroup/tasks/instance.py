@@ -75,6 +75,7 @@ from pixelgroup.tasks.base import (
 )
 from pixelgroup.tasks.predictions import (
     RESULTS_NAME,
+    instance_outputs,
     write_instance_prediction,
     write_results_json,
     write_tiled_labels,
@@ -260,6 +261,11 @@ class InstanceTask(InstanceSampleTask):
     ) -> list[Path]:
         """Instances of ``image (C, H, W)`` in [0, 1] -> label PNG, overlay PNG, COCO JSON."""
         return write_instance_prediction(out_dir, stem, image, *prediction)
+
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
+        """The files of an earlier prediction of ``stem`` (or a user's files of those names,
+        e.g. masks called ``STEM_labels.png``) are replaced only with ``--overwrite``."""
+        return instance_outputs(out_dir, stem)
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]:
         """After every image: the records of all ``STEM.json`` in one ``results.json``."""

@@ -35,6 +35,8 @@ from pixelgroup.viz.colors import overlay
 
 __all__ = [
     "write_instance_prediction",
+    "instance_outputs",
+    "prediction_files",
     "write_tiled_labels",
     "LABEL_TILE",
     "OVERLAY_SIDE",
@@ -58,7 +60,22 @@ OVERLAY_SIDE = 2048
 the image and its labels sampled at a stride."""
 
 
-def _paths(out_dir: str | Path, stem: str) -> list[Path]:
+def instance_outputs(out_dir: str | Path, stem: str) -> list[Path]:
+    """Every file an instance prediction of image ``stem`` may write in ``out_dir``: those of
+    :func:`write_instance_prediction` (``STEM_labels.png``, ``STEM_overlay.png``,
+    ``STEM.json``, ``STEM_labels.tif`` past 65,535 instances) and of
+    :func:`write_tiled_labels` (``STEM_labels.tif``, ``STEM.geojson``)."""
+    out_dir = Path(out_dir)
+    return [
+        *prediction_files(out_dir, stem),
+        out_dir / f"{stem}_labels.tif",
+        out_dir / f"{stem}.geojson",
+    ]
+
+
+def prediction_files(out_dir: str | Path, stem: str) -> list[Path]:
+    """``STEM_labels.png``, ``STEM_overlay.png`` and ``STEM.json`` in ``out_dir``: the files of
+    :func:`write_instance_prediction` and :func:`write_semantic_prediction`."""
     out_dir = Path(out_dir)
     return [
         out_dir / f"{stem}_labels.png",
@@ -79,7 +96,7 @@ def write_instance_prediction(
     ``image (C, H, W)`` in [0, 1]: ``STEM_labels.png`` (uint16 ids; ``STEM_labels.tif``, uint32,
     when K > 65,535), ``STEM_overlay.png`` and ``STEM.json`` (COCO results, category 1, RLE
     masks). Returns the three paths."""
-    paths = _paths(out_dir, stem)
+    paths = prediction_files(out_dir, stem)
     lab = labels.numpy()
     wide = lab.size > 0 and int(lab.max()) > np.iinfo(np.uint16).max
     score = scores.numpy()
@@ -354,7 +371,7 @@ def write_semantic_prediction(
             f"instance masks (K, H, W) must match the image (3, H, W), got {tuple(masks.shape)} "
             f"and {tuple(image.shape)}"
         )
-    paths = _paths(out_dir, stem)
+    paths = prediction_files(out_dir, stem)
     records = masks_to_results(stem, masks.numpy(), scores.numpy(), classes.numpy())
     labels = masks_to_labels(masks)
     blended = (overlay(image.permute(1, 2, 0).numpy(), labels) * 255).round().astype(np.uint8)

@@ -135,10 +135,14 @@ class ProposalTask(InstanceSampleTask):
         """Ranked proposals -> ``out_dir/STEM.json`` (COCO results)."""
         masks, scores = prediction.masks.cpu().numpy(), prediction.scores.cpu().numpy()
         records = masks_to_results(stem, masks, scores)
-        path = Path(out_dir) / f"{stem}.json"
+        path = self.kept_outputs(out_dir, stem)[0]
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(records, indent=1) + "\n")
         return [path]
+
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
+        """``STEM.json``: replaced only with ``--overwrite``."""
+        return [Path(out_dir) / f"{stem}.json"]
 
 
 class ProposalTaskEvaluator:

@@ -190,11 +190,15 @@ class SemanticTask(InstanceSampleTask):
     ) -> list[Path]:
         """Class map of ``image (C, H, W)`` -> ``STEM_classes.png`` (uint8 ids) and
         ``STEM_overlay.png`` in ``out_dir``."""
-        paths = [Path(out_dir) / f"{stem}_classes.png", Path(out_dir) / f"{stem}_overlay.png"]
+        paths = self.kept_outputs(out_dir, stem)
         write_png(prediction, paths[0])
         blended = overlay(image.permute(1, 2, 0).numpy(), prediction)
         write_png((blended * 255).round().astype(np.uint8), paths[1])
         return paths
+
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
+        """``STEM_classes.png`` and ``STEM_overlay.png``: replaced only with ``--overwrite``."""
+        return [Path(out_dir) / f"{stem}_classes.png", Path(out_dir) / f"{stem}_overlay.png"]
 
 
 class SemanticTaskEvaluator:

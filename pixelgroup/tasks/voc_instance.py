@@ -56,7 +56,11 @@ from pixelgroup.tasks.base import (
     grouping_arguments,
 )
 from pixelgroup.tasks.offline import MakeRecords, ResultsScoring
-from pixelgroup.tasks.predictions import masks_to_labels, write_semantic_prediction
+from pixelgroup.tasks.predictions import (
+    masks_to_labels,
+    prediction_files,
+    write_semantic_prediction,
+)
 from pixelgroup.tasks.rehearsal import RehearsalPlan, results_evaluator
 
 __all__ = [
@@ -215,6 +219,10 @@ class VOCInstanceTask(InstanceSampleTask):
         """Semantic instances of ``image (3, H, W)`` in [0, 1] -> ``STEM_labels.png``,
         ``STEM_overlay.png``, ``STEM.json`` in ``out_dir``."""
         return write_semantic_prediction(out_dir, stem, image, prediction, VOC_CLASSES)
+
+    def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
+        """Replaced only with ``--overwrite``: the files :meth:`write` writes."""
+        return prediction_files(out_dir, stem)
 
 
 class VOCInstanceEvaluator:

@@ -244,8 +244,8 @@ class VolumeTask(InstanceSampleTask):
         return paths
 
     def kept_outputs(self, out_dir: Path, stem: str) -> list[Path]:
-        """A label stack is replaced only with ``--overwrite``."""
-        return [label_stack_path(out_dir, stem)]
+        """The label stack and its slices are replaced only with ``--overwrite``."""
+        return [label_stack_path(out_dir, stem), Path(out_dir) / f"{stem}_slices.png"]
 
     def write(
         self,
@@ -263,7 +263,7 @@ class VolumeTask(InstanceSampleTask):
             orthogonal_slices(
                 image[0].numpy(),
                 labels.numpy(),
-                out_dir / f"{stem}_slices.png",
+                self.kept_outputs(out_dir, stem)[1],
                 voxel_size=voxel_size(cfg),
                 title=stem,
             ),

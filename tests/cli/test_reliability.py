@@ -150,7 +150,9 @@ def test_predict_again_into_a_folder_merges_results_json(ckpt, image, tmp_path, 
     assert main([*args, str(image)]) == 0
     first = json.loads((out / "img.json").read_text())
     assert main([*args, str(other)]) == 0
-    assert main([*args, str(other)]) == 0  # predicted again: its records are replaced
+    assert main([*args, str(other)]) == 2  # its files exist: replaced only when told
+    one_line_error(capsys, "other_labels.png exists; pass --overwrite to replace it")
+    assert main([*args, "--overwrite", str(other)]) == 0  # predicted again: records replaced
     records = json.loads((out / "results.json").read_text())
     assert [r for r in records if r["image_id"] == "img"] == first
     assert [r for r in records if r["image_id"] == "other"] == json.loads(
@@ -158,9 +160,23 @@ def test_predict_again_into_a_folder_merges_results_json(ckpt, image, tmp_path, 
     )
     (out / "results.json").write_text("{not json")
     before = _snapshot(out)
-    assert main([*args, str(image)]) == 2
+    assert main([*args, "--overwrite", str(image)]) == 2
     one_line_error(capsys, "results.json is not a results list that new predictions can be merged")
     assert _snapshot(out) == before
+
+
+def test_predict_never_replaces_a_users_files_without_overwrite(ckpt, image, tmp_path, capsys):
+    """A user's masks named like predict's outputs (``STEM_labels.png`` beside the images)
+    are refused before any work, with a one-line error, unless --overwrite."""
+    mask = image.parent / f"{image.stem}_labels.png"
+    mask.write_bytes(b"the user's hand-drawn mask")
+    before = _snapshot(image.parent)
+    args = ["predict", "--checkpoint", str(ckpt), "-o", str(image.parent), str(image)]
+    assert main([*args, "--quiet"]) == 2
+    one_line_error(capsys, f"{mask} exists; pass --overwrite to replace it")
+    assert _snapshot(image.parent) == before
+    assert main([*args, "--quiet", "--overwrite"]) == 0
+    assert mask.read_bytes() != b"the user's hand-drawn mask"
 
 
 # --- 4: a checkpoint write killed at any point is resumable --------------------------------
