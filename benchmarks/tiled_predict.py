@@ -7,6 +7,9 @@ Two tables (docs/large_images.md):
   built from a shipped config (weights at initialisation, every conv weight drawn again with
   std 1 / sqrt(fan-in) so that each output depends on its whole receptive field) or read from
   a checkpoint (``--checkpoint``).
+* ``radius``: per model (a shipped config, weights drawn again as for ``halo``), how far the
+  outputs that change with one input pixel at the centre of a random image reach: the halo
+  from which tiles see everything their cores depend on.
 * ``agreement``: tiled labels against the whole image's as partitions
   (``partition_agreement``), per tile / halo, on toy canvases (``--images toy``: 12 of the
   val split) or a synthetic cells image (``--images cells``, ``--side`` px a side).
@@ -18,6 +21,7 @@ Two tables (docs/large_images.md):
 
     python benchmarks/tiled_predict.py halo --config toy --config cells --config coco_instances
     python benchmarks/tiled_predict.py halo --checkpoint tests/fixtures/toy_demo.pt
+    python benchmarks/tiled_predict.py radius --config toy --config cells --config coco_instances
     python benchmarks/tiled_predict.py agreement --checkpoint tests/fixtures/toy_demo.pt \
         --images toy --tiles 16:32 32:32 48:32 32:64
     python benchmarks/tiled_predict.py agreement --checkpoint CKPT --images cells --side 512
@@ -49,11 +53,14 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import numpy as np
 
 HALOS = (0, 16, 32, 48, 64, 96, 128)
 
 
-def _model(config: str | None, checkpoint: str | None):  # -> (model, cfg)
+def _model(config: str | None, checkpoint: str | None, overrides: tuple[str, ...] = ()):
     import torch
 
     from pixelgroup.config import ExperimentConfig, load_config, override_config, resolve_config
@@ -63,7 +70,8 @@ def _model(config: str | None, checkpoint: str | None):  # -> (model, cfg)
     if checkpoint is not None:
         model, cfg, _ = load_model(checkpoint)
         return model, cfg
-    cfg = load_config(ExperimentConfig, resolve_config(str(config)))
+    """-> (model, cfg): a checkpoint's, or a config's (with ``overrides``) weights drawn again."""
+    cfg = override_config(load_config(ExperimentConfig, resolve_config(str(config))), overrides)
     if cfg.model.options.get("pretrained"):  # its weights are drawn again below anyway
         cfg = override_config(cfg, ["model.options.pretrained=false"])
     torch.manual_seed(0)
@@ -73,6 +81,24 @@ def _model(config: str | None, checkpoint: str | None):  # -> (model, cfg)
             fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
             torch.nn.init.normal_(m.weight, std=1 / math.sqrt(fan_in))
     return model.eval(), cfg
+
+
+def radius_table(configs: list[str], overrides: list[str], side: int) -> None:
+    """Per config (weights drawn again, ``overrides`` applied), how far one input pixel
+    reaches in each output (``pixelgroup.models.receptive_radius`` on a ``side`` px random
+    image): a tile whose halo is at least this sees every input its core depends on."""
+    import torch
+
+    from pixelgroup.models import receptive_radius
+
+    torch.set_num_threads(1)
+    print("| model | output | radius (px) |")
+    print("|---|---|---|")
+    for config in configs:
+        model, cfg = _model(config, None, tuple(overrides))
+        options = ", ".join(f"{k} {v}" for k, v in sorted(cfg.model.options.items()))
+        for name, radius in receptive_radius(model, side).items():
+            print(f"| {config} ({options}) | {name} | {radius} |", flush=True)
 
 
 def halo_table(
@@ -104,27 +130,44 @@ def halo_table(
         print(f"| {name} ({cfg.model.name}) | {' | '.join(cells)} |", flush=True)
 
 
-def _cells_image(side: int):  # -> (1, 3, side, side) in [0, 1]
-    """Synthetic nuclei at the crowding of the 256 x 256 default (60 nuclei); past 512 px a
-    512 px image repeated (placing nuclei costs O(count²))."""
-    import numpy as np
+def _cells_image(side: int, diameter: tuple[float, float] = (12.0, 36.0)):
+    """``(1, 3, side, side)`` synthetic nuclei in [0, 1] ``diameter`` px across, crowded as the
+    256 x 256 default (60 nuclei of 12-36 px: one nucleus per 1,100 px at a mean diameter of
+    24 px, scaled with its square); past 512 px a 512 px image repeated (placing nuclei costs
+    O(count²))."""
     import torch
 
-    from pixelgroup.data.synthetic_cells import draw_cells
-
-    block = min(side, 512)
-    cells = draw_cells(np.random.default_rng(0), (block, block), count=block * block // 1100)
-    reps = -(-side // block)
-    image = np.tile(cells.image, (reps, reps))[:side, :side]
-    image = torch.from_numpy(image.astype(np.float32) / 235.0).clamp(0, 1)
+    image = torch.from_numpy(_cells(side, diameter)[0].astype(np.float32) / 235.0).clamp(0, 1)
     return image.expand(3, side, side)[None]
 
 
+def _cells(side: int, diameter: tuple[float, float]):  # -> (side, side) uint16 image, ids
+    from pixelgroup.data.synthetic_cells import draw_cells
+
+    block = min(side, 512)
+    per_nucleus = 1100 * (sum(diameter) / 2 / 24) ** 2
+    count = round(block * block / per_nucleus)
+    cells = draw_cells(np.random.default_rng(0), (block, block), count=count, diameter=diameter)
+    reps = -(-side // block)
+    image = np.tile(cells.image, (reps, reps))[:side, :side]
+    copy = np.kron(np.arange(reps * reps).reshape(reps, reps), np.ones((block, block), int))
+    ids = np.tile(cells.instance.astype(np.int64), (reps, reps))
+    truth = np.where(ids > 0, ids + copy * (int(ids.max()) + 1), 0)[:side, :side]
+    return image, np.unique(truth, return_inverse=True)[1].reshape(side, side)
+
+
 def agreement_table(
-    checkpoint: str, images: str, side: int, tiles: list[str], max_points: str | None
+    checkpoint: str,
+    images: str,
+    side: int,
+    tiles: list[str],
+    max_points: str | None,
+    diameter: tuple[float, float] = (12.0, 36.0),
 ) -> None:
     """``max_points``: ``grouping.max_points`` for both (``none``: every point shifted, exact
-    mean shift); None: the checkpoint's."""
+    mean shift); None: the checkpoint's. ``diameter``: of the cells image's nuclei. Beside
+    the agreement, AP50 and AP70 of the tiled labels against the images' ground truth, and
+    the largest difference from the whole image's."""
     import dataclasses
 
     import torch
@@ -132,8 +175,16 @@ def agreement_table(
     from pixelgroup.data.toy import ToyDigits
     from pixelgroup.engine import load_model, predict_image
     from pixelgroup.engine.inference import InferenceRunner
+    from pixelgroup.metrics.instance import InstanceEvaluator, InstancePrediction, InstanceTarget
     from pixelgroup.metrics.partition import partition_agreement
     from pixelgroup.tasks import get_task
+
+    def ap(predictions, truths) -> tuple[float, float]:
+        evaluator = InstanceEvaluator()
+        targets = [InstanceTarget(t) for t in truths]
+        evaluator.process([InstancePrediction(*p) for p in predictions], targets)
+        metrics = evaluator.evaluate()
+        return metrics["AP50"], metrics["AP70"]
 
     torch.set_num_threads(1)
     model, cfg, _ = load_model(checkpoint)
@@ -146,20 +197,33 @@ def agreement_table(
     if images == "toy":
         canvases = ToyDigits("val", 12)
         batch = [canvases[i].image[None] for i in range(12)]
+        truths = [canvases[i].instance.numpy() for i in range(12)]
     else:
-        batch = [_cells_image(side)]
-    print("| tile / halo | agreement: min | mean | largest score difference |")
-    print("|---|---|---|---|")
+        import tempfile
+
+        import tifffile
+
+        image, truth = _cells(side, diameter)
+        with tempfile.TemporaryDirectory() as tmp:  # read as predict reads a 16-bit TIFF
+            tifffile.imwrite(f"{tmp}/cells.tif", image)
+            batch, truths = [task.read_image(cfg, Path(f"{tmp}/cells.tif"))[None]], [truth]
     wholes = [predict_image(task, cfg, run, image[0], tile=0) for image in batch]
+    whole_ap = ap(wholes, truths)
+    print(f"whole image: AP50 {whole_ap[0]:.4f}, AP70 {whole_ap[1]:.4f}")
+    print("| tile / halo | agreement: min | mean | largest score difference | AP50 | AP70 |")
+    print("|---|---|---|---|---|---|")
     for spec in tiles:
         tile, halo = (int(v) for v in spec.split(":"))
-        got, score_diff = [], 0.0
+        got, score_diff, tiled = [], 0.0, []
         for image, (whole, whole_scores) in zip(batch, wholes, strict=True):
             labels, scores = predict_image(task, cfg, run, image[0], tile=tile, halo=halo)
+            tiled.append((labels, scores))
             got.append(partition_agreement(labels, whole))
             score_diff = max(score_diff, _score_difference(labels, scores, whole, whole_scores))
+        ap50, ap70 = ap(tiled, truths)
         print(
-            f"| {tile} / {halo} | {min(got):.5f} | {sum(got) / len(got):.5f} | {score_diff:.1e} |",
+            f"| {tile} / {halo} | {min(got):.5f} | {sum(got) / len(got):.5f} | {score_diff:.1e} "
+            f"| {ap50:.4f} ({ap50 - whole_ap[0]:+.4f}) | {ap70:.4f} ({ap70 - whole_ap[1]:+.4f}) |",
             flush=True,
         )
 
@@ -256,7 +320,6 @@ def speed_table(checkpoint: str, sizes: list[int], tile: int, halo: int, whole_m
 
 def _write_slide(path: str, size: tuple[int, int]) -> None:
     """A ``size = (H, W)`` uint16 tiled BigTIFF of synthetic nuclei, written block by block."""
-    import numpy as np
     import tifffile
 
     from pixelgroup.data.synthetic_cells import draw_cells
@@ -346,7 +409,6 @@ def _one_join(h: int, w: int, tile: int, halo: int) -> None:
     and written by ``write_tiled_labels`` (BigTIFF and GeoJSON); a JSON line."""
     import tempfile
 
-    import numpy as np
     import torch
 
     from pixelgroup.data.synthetic_cells import draw_cells
@@ -409,12 +471,19 @@ def main() -> None:
     h.add_argument("--tile", type=int, default=128)
     h.add_argument("--side", type=int, default=384)
     h.add_argument("--halos", type=int, nargs="+", default=list(HALOS))
+    r = sub.add_parser("radius", help="how far one input pixel reaches (random weights)")
+    r.add_argument("--config", action="append", default=[])
+    r.add_argument("--set", action="append", default=[], help="config override, every config")
+    r.add_argument("--side", type=int, default=1536)
     a = sub.add_parser("agreement", help="tiled vs whole labels per tile / halo")
     a.add_argument("--checkpoint", required=True)
     a.add_argument("--images", choices=("toy", "cells"), default="cells")
     a.add_argument("--side", type=int, default=512)
     a.add_argument("--tiles", nargs="+", default=["64:32", "128:32", "128:64", "256:64"])
     a.add_argument("--max-points", help="grouping.max_points for both (none: exact)")
+    a.add_argument(
+        "--diameter", type=float, nargs=2, default=[12.0, 36.0], help="of the nuclei, px"
+    )
     s = sub.add_parser("speed", help="time and peak RSS per image size, whole and tiled")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
@@ -450,10 +519,19 @@ def main() -> None:
     o.add_argument("halo", type=int)
     o.add_argument("--compare", action="store_true")
     args = p.parse_args()
-    if args.what == "halo":
+    if args.what == "radius":
+        radius_table(args.config, args.set, args.side)
+    elif args.what == "halo":
         halo_table(args.config, args.checkpoint, args.tile, args.side, args.halos)
     elif args.what == "agreement":
-        agreement_table(args.checkpoint, args.images, args.side, args.tiles, args.max_points)
+        agreement_table(
+            args.checkpoint,
+            args.images,
+            args.side,
+            args.tiles,
+            args.max_points,
+            tuple(args.diameter),
+        )
     elif args.what == "large":
         large_table(
             args.checkpoint,

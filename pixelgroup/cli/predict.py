@@ -40,7 +40,7 @@ memory (the downscaling applies to instance checkpoints). A model trained on cro
 images' native scale (data.options.crop, e.g. --config cells) sees every image at that scale:
 its default is no limit, and an explicit --max-size that downscales is warned about.
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
-512 px, each seen with --halo px of context on every side, default 64, 256 for the dense
+512 px, each seen with --halo px of context on every side, default 64, 448 for the dense
 network); an image over 1024 px a side is grouped in blocks of 512 px whatever the tiles,
 its instances joined across blocks in embedding space, so the tiles never change the labels
 (docs/large_images.md).
@@ -90,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "run the model on tiles of N x N px (a multiple of 16) of an image larger than N on a "
         "side (default: 512 for images larger than 1024; 0: never tile)",
         "px of context around each tile, a multiple of 16 >= 16 (default: the model's, 64 for "
-        "the toy network and the U-Net, 256 for the dense network: tiles then equal the whole "
+        "the toy network and the U-Net, 448 for the dense network: tiles then equal the whole "
         "image)",
     )
     p.add_argument(

@@ -58,7 +58,7 @@ table); a model with a larger receptive field names its own (:func:`default_halo
 
 def default_halo(model: nn.Module) -> int:
     """The halo a model is tiled with unless told otherwise: the model's
-    (:func:`~pixelgroup.models.tile_halo`, e.g. 256 for the dense network), never below
+    (:func:`~pixelgroup.models.tile_halo`, e.g. 448 for the dense network), never below
     :data:`DEFAULT_HALO`."""
     return max(DEFAULT_HALO, tile_halo(model))
 

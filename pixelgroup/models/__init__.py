@@ -22,6 +22,7 @@ from pixelgroup.models.batchnorm import BatchStatistics, apply_test_bn, batch_st
 from pixelgroup.models.boundary import BoundaryNet, BoundaryOutput
 from pixelgroup.models.dense import DenseEmbeddingNet
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
+from pixelgroup.models.receptive_field import receptive_radius
 from pixelgroup.models.toy import ToyEmbeddingNet
 from pixelgroup.models.unet import UNetEmbeddingNet
 from pixelgroup.models.volume import VolumeEmbeddingNet
@@ -41,6 +42,7 @@ __all__ = [
     "batch_statistics",
     "BatchStatistics",
     "tile_halo",
+    "receptive_radius",
 ]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -83,14 +85,14 @@ def build_model(
 
 def tile_halo(model: nn.Module) -> int:
     """Pixels of context on every side of a tile of ``model``'s input beyond which the
-    tile's core sees what the whole image gives: 256 for :class:`DenseEmbeddingNet` (its
-    receptive field spans hundreds of pixels: an ``efficientnet_lite0`` one's tiled embedding
-    is within 2.3e-3 of the whole image's at 256, 0.22 at 64; the ResNets' are larger still,
-    not measured), 64 for the toy network and the U-Net (exact to float rounding;
-    docs/large_images.md, the halo table).
+    tile's core sees what the whole image gives, at least its receptive radius
+    (:func:`receptive_radius`): :class:`DenseEmbeddingNet`'s per backbone and output stride
+    (:data:`~pixelgroup.models.dense.TILE_HALOS`: 448 for ``efficientnet_lite0`` at stride
+    8, 512 for ``resnet101``), 64 for the toy network and the U-Net (exact to the bit;
+    docs/large_images.md, the halo and radius tables).
 
     Example:
         >>> tile_halo(ToyEmbeddingNet(width=4, num_blocks=1))
         64
     """
-    return 256 if isinstance(model, DenseEmbeddingNet) else 64
+    return model.tile_halo if isinstance(model, DenseEmbeddingNet) else 64

@@ -26,7 +26,21 @@ from pixelgroup._checks import check_rank, check_tensor
 from pixelgroup.models.backbones import BACKBONES, ResNetBackbone, build_backbone
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
 
-__all__ = ["DenseEmbeddingNet", "freeze_stages"]
+__all__ = ["DenseEmbeddingNet", "freeze_stages", "TILE_HALOS"]
+
+TILE_HALOS: dict[tuple[str, int], int] = {
+    ("efficientnet_lite0", 8): 448,
+    ("efficientnet_lite0", 16): 464,
+    ("resnet50", 8): 240,
+    ("resnet50", 16): 256,
+    ("resnet101", 8): 512,
+    ("resnet101", 16): 528,
+}
+"""(backbone, output_stride) -> the halo, in px, from which a tile of the network gives the
+whole image's outputs to the bit: its receptive radius (the farthest an input pixel
+reaches in the embedding or the semantic logits, at any embedding stride;
+:func:`~pixelgroup.models.receptive_field.receptive_radius` with weights drawn again,
+``python benchmarks/tiled_predict.py radius``) rounded up to a multiple of 16."""
 
 
 class DenseEmbeddingNet(nn.Module):
@@ -102,6 +116,8 @@ class DenseEmbeddingNet(nn.Module):
             "freeze_backbone": freeze_backbone,
             "frozen_stages": frozen_stages,
         }
+        self.tile_halo = TILE_HALOS[(backbone, output_stride)]
+        """The halo from which tiles equal the whole image (:data:`TILE_HALOS`)."""
         self.backbone = build_backbone(backbone, pretrained=pretrained, output_stride=output_stride)
         if weights is not None:
             _load_resnet_weights(self.backbone, weights)

@@ -98,7 +98,7 @@ def test_a_model_is_tiled_with_its_own_default_halo(cells, monkeypatch):
 
     assert default_halo(ToyEmbeddingNet(width=4, num_blocks=1)) == DEFAULT_HALO == 64
     dense = DenseEmbeddingNet(backbone="efficientnet_lite0", embedding_dim=4)
-    assert default_halo(dense) == 256
+    assert default_halo(dense) == 448
     model, cfg = cells
     halos = []
     original = InferenceRunner.tiles
