@@ -17,6 +17,13 @@ reaches, the proposal view, fair to over-segmentations) and the segmentation cov
 ground truth (background included).
 
     python benchmarks/photos.py --run /tmp/photos --steps 150 --threads 2 [--trained]
+    python benchmarks/photos.py --run /tmp/photos_spatial --config cells --steps 600 \
+        --set model.options.encoder=efficientnet_lite0 --set model.options.pretrained=true \
+        --set model.options.spatial_scale=64 --set grouping.min_area=400
+
+``--config`` trains another recipe on the same folds (``--set`` overrides it);
+``--predict-set grouping.KEY=VALUE`` with ``--trained`` scores a trained run's grouping
+otherwise.
 
 Prints a Markdown table with the CPU model.
 """
@@ -83,7 +90,14 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="work folder")
     parser.add_argument("--steps", type=int, default=150, help="training steps per fold")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", default="coco_instances", help="shipped config or YAML")
     parser.add_argument("--set", action="append", default=[], help="config override")
+    parser.add_argument(
+        "--predict-set",
+        action="append",
+        default=[],
+        help="override at prediction only (grouping.*: score a trained run's grouping)",
+    )
     parser.add_argument("--trained", action="store_true", help="score existing runs only")
     parser.add_argument(
         "--folds",
@@ -125,7 +139,7 @@ def main() -> None:
             f"train.checkpoint_every={args.steps}",
             *args.set,
         ]
-        train = [sys.executable, "-m", "pixelgroup", "train", "--config", "coco_instances"]
+        train = [sys.executable, "-m", "pixelgroup", "train", "--config", args.config]
         train += ["-o", str(run), "--overwrite", "--quiet", "--threads", str(args.threads)]
         start = time.perf_counter()
         if not args.trained:
@@ -134,13 +148,13 @@ def main() -> None:
         out = run / "predict"
         predict = [sys.executable, "-m", "pixelgroup", "predict", "--checkpoint"]
         predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--overwrite"]
-        predict += ["--max-size", "0"]
+        predict += ["--max-size", "0", *(a for s in args.predict_set for a in ("--set", s))]
         tests = [data / f"fold{k}" / "test" / "images" / f"{n}.png" for j, n in names if j == k]
         subprocess.run(predict + [str(p) for p in tests], check=True)
         preds += [read_label_map(out / f"{p.stem}_labels.png").numpy() for p in tests]
     trained = "(earlier)" if args.trained else f"{seconds:.0f}"
     rows.append(
-        (f"pixelgroup coco_instances ({args.steps} steps/fold)", scores(gts, preds), trained)
+        (f"pixelgroup {args.config} ({args.steps} steps/fold)", scores(gts, preds), trained)
     )
     print(f"\n{len(gts)} held-out VOC images (folds {args.folds}); CPU: {cpu_description()}\n")
     print("| method | TP/(TP+FP+FN) @0.5 | MBO | covering | regions/image | train s |")
