@@ -58,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_tile_arguments(
         p,
         "run the model on tiles of N x N px (a multiple of 16) of an image larger than N on a "
-        "side, as predict does (default: 512 for images larger than 1024; 0: never)",
+        "side, as predict does (default: 512 for images larger than 1024 and than a tile's "
+        "window, 512 + 2 halo; 0: never)",
         "px of context around each tile, a multiple of 16 >= 16 (default: the model's, as in "
         "predict)",
     )

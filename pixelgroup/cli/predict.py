@@ -41,7 +41,8 @@ images' native scale (data.options.crop, e.g. --config cells) sees every image a
 its default is no limit, and an explicit --max-size that downscales is warned about.
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
 512 px, each seen with --halo px of context on every side, default 64, 448 for the dense
-network); an image over 1024 px a side is grouped in blocks of 512 px whatever the tiles,
+network, which sees images up to 1,408 px, a tile's window, whole); an image over 1024 px a
+side is grouped in blocks of 512 px whatever the tiles,
 its instances joined across blocks in embedding space, so the tiles never change the labels
 (docs/large_images.md).
 Over 65,535 instances, the labels are written as STEM_labels.tif (32-bit ids).
@@ -88,7 +89,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_tile_arguments(
         p,
         "run the model on tiles of N x N px (a multiple of 16) of an image larger than N on a "
-        "side (default: 512 for images larger than 1024; 0: never tile)",
+        "side (default: 512 for images larger than 1024 and than a tile's window, 512 + 2 "
+        "halo; 0: never tile)",
         "px of context around each tile, a multiple of 16 >= 16 (default: the model's, 64 for "
         "the toy network and the U-Net, 448 for the dense network: tiles then equal the whole "
         "image)",

@@ -42,7 +42,8 @@ def evaluate(
     (default: the model's, :func:`~pixelgroup.engine.inference.default_halo`; multiples of
     16, ``halo`` >= 16), each image on its own: ``tile=None`` (default) tiles
     of :data:`~pixelgroup.engine.inference.DEFAULT_TILE` above
-    :data:`~pixelgroup.engine.inference.AUTO_TILE_ABOVE` px, 0 never (as ``predict_files``).
+    :data:`~pixelgroup.engine.inference.AUTO_TILE_ABOVE` px and the tiles' window
+    (:func:`~pixelgroup.engine.inference.tile_side`), 0 never (as ``predict_files``).
     """
     if tile is not None and (isinstance(tile, bool) or tile < 0):
         raise ValueError(f"tile must be >= 0 (0: no tiles, None: automatic), got {tile!r}")
@@ -62,7 +63,7 @@ def evaluate(
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
         images = task.batch_image(batch)
         size = (int(images.shape[-2]), int(images.shape[-1]))
-        side = tile_side(size, tile) if task.tiles_images else 0
+        side = tile_side(size, tile, halo) if task.tiles_images else 0
         blocks = plan_blocks(size) if task.tiles_images else []
         if len(blocks) > 1 and isinstance(evaluator, TiledEvaluator):
             windows = [run.blocks(image[None], blocks, tile=side, halo=halo) for image in images]

@@ -107,9 +107,10 @@ def predict_files(
     in tiles of ``tile`` pixels, each seen with ``halo`` pixels of context on every side
     (default: the model's, :func:`~pixelgroup.engine.inference.default_halo`; multiples of
     16, ``halo`` >= 16). ``tile=None`` (default): tiles of :data:`DEFAULT_TILE` for an image
-    longer than :data:`AUTO_TILE_ABOVE`; 0: never. The tiles change how the model sees the
-    image, not the prediction (:func:`predict_image`): an image of several grouping blocks
-    is grouped block by block whether tiled or not.
+    longer than :data:`AUTO_TILE_ABOVE` and than a tile's window (``DEFAULT_TILE + 2 * halo``:
+    1,408 px for the dense network, :func:`~pixelgroup.engine.inference.tile_side`); 0: never.
+    The tiles change how the model sees the image, not the prediction (:func:`predict_image`):
+    an image of several grouping blocks is grouped block by block whether tiled or not.
 
     A TIFF / zarr image the model sees at its size, of a task that ``writes_tiles``, is read
     window by window and its files written block by block (``Task.write_tiles``; a block bar
@@ -184,7 +185,7 @@ def predict_files(
                     max_size,
                 )
         image = task.read_image(cfg, path)
-        if task.tiles_images and tile_side(small, tile):
+        if task.tiles_images and tile_side(small, tile, halo):
             tiled.append(path)
         prediction = predict_image(task, cfg, run, image, small, tile=tile, halo=halo)
         written += task.write(cfg, prediction, image, Path(out_dir), stem)
@@ -216,7 +217,7 @@ def predict_image(
     size = cast(tuple[int, int], tuple(int(n) for n in image.shape[1:]))
     small = size if input_size is None else cast(tuple[int, int], tuple(input_size))
     resize = None if small == size else small
-    side = tile_side(small, tile) if task.tiles_images else 0
+    side = tile_side(small, tile, halo) if task.tiles_images else 0
     blocks = plan_blocks(small) if task.tiles_images else []
     if len(blocks) > 1:
         windows = run.blocks(image[None], blocks, input_size=resize, tile=side, halo=halo)

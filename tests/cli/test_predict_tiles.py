@@ -41,12 +41,25 @@ def test_tiled_prediction_equals_the_whole_image(tmp_path, capsys):
 
 
 def test_images_past_the_threshold_are_tiled_by_default(tmp_path, monkeypatch, capsys):
+    """Past both the threshold and a tile's window (tile + 2 halo = 16 + 32 < 64 px)."""
     monkeypatch.setattr("pixelgroup.engine.inference.AUTO_TILE_ABOVE", 48)
-    monkeypatch.setattr("pixelgroup.engine.inference.DEFAULT_TILE", 32)
+    monkeypatch.setattr("pixelgroup.engine.inference.DEFAULT_TILE", 16)
+    image = _canvas(tmp_path / "canvas.png")
+    out = tmp_path / "out"
+    args = ["predict", "--checkpoint", str(TOY), str(image), "-o", str(out), "--quiet"]
+    assert main([*args, "--halo", "16"]) == 0
+    assert "1 in tiles" in capsys.readouterr().out
+
+
+def test_an_image_within_a_tiles_window_is_seen_whole_by_default(tmp_path, monkeypatch, capsys):
+    """Past the threshold but within a tile's window (16 + 2 x 64 px, the toy network's halo):
+    one window would hold the whole image, tiles would only repeat the model's work."""
+    monkeypatch.setattr("pixelgroup.engine.inference.AUTO_TILE_ABOVE", 48)
+    monkeypatch.setattr("pixelgroup.engine.inference.DEFAULT_TILE", 16)
     image = _canvas(tmp_path / "canvas.png")
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(TOY), str(image), "-o", str(out), "--quiet"]) == 0
-    assert "1 in tiles" in capsys.readouterr().out
+    assert "in tiles" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
