@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import subprocess
 import sys
@@ -61,26 +60,22 @@ HALOS = (0, 16, 32, 48, 64, 96, 128)
 
 
 def _model(config: str | None, checkpoint: str | None, overrides: tuple[str, ...] = ()):
+    """-> (model, cfg): a checkpoint's, or a config's (with ``overrides``) weights drawn again."""
     import torch
 
     from pixelgroup.config import ExperimentConfig, load_config, override_config, resolve_config
     from pixelgroup.engine import load_model
+    from pixelgroup.models import redraw_conv_weights
     from pixelgroup.tasks import get_task
 
     if checkpoint is not None:
         model, cfg, _ = load_model(checkpoint)
         return model, cfg
-    """-> (model, cfg): a checkpoint's, or a config's (with ``overrides``) weights drawn again."""
     cfg = override_config(load_config(ExperimentConfig, resolve_config(str(config))), overrides)
     if cfg.model.options.get("pretrained"):  # its weights are drawn again below anyway
         cfg = override_config(cfg, ["model.options.pretrained=false"])
     torch.manual_seed(0)
-    model = get_task(cfg.task).build_model(cfg)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-            torch.nn.init.normal_(m.weight, std=1 / math.sqrt(fan_in))
-    return model.eval(), cfg
+    return redraw_conv_weights(get_task(cfg.task).build_model(cfg)), cfg
 
 
 def radius_table(configs: list[str], overrides: list[str], side: int) -> None:

@@ -22,7 +22,7 @@ from pixelgroup.models.batchnorm import BatchStatistics, apply_test_bn, batch_st
 from pixelgroup.models.boundary import BoundaryNet, BoundaryOutput
 from pixelgroup.models.dense import DenseEmbeddingNet
 from pixelgroup.models.heads import EmbeddingHead, EmbeddingOutput
-from pixelgroup.models.receptive_field import receptive_radius
+from pixelgroup.models.receptive_field import receptive_radius, redraw_conv_weights
 from pixelgroup.models.toy import ToyEmbeddingNet
 from pixelgroup.models.unet import UNetEmbeddingNet
 from pixelgroup.models.volume import VolumeEmbeddingNet
@@ -43,6 +43,7 @@ __all__ = [
     "BatchStatistics",
     "tile_halo",
     "receptive_radius",
+    "redraw_conv_weights",
 ]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

@@ -7,7 +7,18 @@ from torch import nn
 
 from pixelgroup._checks import check_count
 
-__all__ = ["receptive_radius"]
+__all__ = ["receptive_radius", "redraw_conv_weights"]
+
+
+def redraw_conv_weights(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with every ``Conv2d`` weight drawn again from N(0, 1/fan-in)
+    (torch's global generator: seed it first), so that every path counts for
+    :func:`receptive_radius` (a zero-initialised or untrained head would hide its reach)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            nn.init.normal_(m.weight, std=1 / fan_in**0.5)
+    return model.eval()
 
 
 @torch.no_grad()
@@ -20,7 +31,7 @@ def receptive_radius(model: nn.Module, side: int, in_channels: int = 3) -> dict[
     radius is the larger distance from the centre to either end. By symmetry of
     convolutions, a tile's core output sees every input it depends on once its halo is at
     least this radius (docs/large_images.md). Give weights that make every path count (a
-    trained model, or weights drawn again): a zero weight hides its reach. ``side`` must
+    trained model, or :func:`redraw_conv_weights`): a zero weight hides its reach. ``side`` must
     exceed twice the radius, or the radius found is the image's, ``side // 2``.
 
     Args:

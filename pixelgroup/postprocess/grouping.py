@@ -272,7 +272,7 @@ def _join_groups(seeds: torch.Tensor, sums: torch.Tensor, cover: float) -> torch
     group)."""
     ids = torch.arange(len(sums), len(sums) + len(seeds), device=seeds.device)
     if len(sums):
-        best = (seeds @ sums.T / sums.norm(dim=1).clamp_min(1e-12)).max(dim=1)
+        best = _mean_cosines(seeds, sums).max(dim=1)
         joined = best.values >= cover
         ids[joined] = best.indices[joined]
         ids[~joined] = len(sums) + torch.arange(int((~joined).sum()), device=seeds.device)
@@ -346,7 +346,7 @@ def _group_points(
         if float(weights[left].sum()) < min_area:
             # too few pixels left for a group that min_area keeps: each point joins the
             # group whose mean is nearest, as the pixels of a tiny group would (step 4)
-            group[left] = _nearest_mean(points[left], sums)
+            group[left] = _mean_cosines(points[left], sums).argmax(dim=1)
             break
     return group, done
 
@@ -365,14 +365,14 @@ def _absorb_small(group: torch.Tensor, x: torch.Tensor, min_area: int) -> torch.
     kept_ids = torch.nonzero(keep).squeeze(1)
     small = ~keep[group]
     group = group.clone()
-    group[small] = kept_ids[_nearest_mean(x[small], sums[kept_ids])]
+    group[small] = kept_ids[_mean_cosines(x[small], sums[kept_ids]).argmax(dim=1)]
     return group
 
 
-def _nearest_mean(x: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` index of the group, of ``(K, D)`` sums of their points, whose mean is nearest
-    in cosine to each of the ``(N, D)`` points."""
-    return torch.argmax(x @ (sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)).T, dim=1)
+def _mean_cosines(x: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
+    """``(N, K)`` cosine of each of the ``(N, D)`` unit points to the mean of each group,
+    given the ``(K, D)`` sums of the groups' points."""
+    return x @ sums.T / sums.norm(dim=1).clamp_min(1e-12)
 
 
 def _sample(left: torch.Tensor, priority: torch.Tensor | None, size: int | None) -> torch.Tensor:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -14,6 +12,7 @@ from pixelgroup.models import (
     ToyEmbeddingNet,
     UNetEmbeddingNet,
     receptive_radius,
+    redraw_conv_weights,
     tile_halo,
 )
 from pixelgroup.models.dense import TILE_HALOS
@@ -36,13 +35,9 @@ class _Stack(nn.Module):
 
 
 def _redrawn(model: nn.Module) -> nn.Module:
-    """Every conv weight drawn again (std 1/sqrt(fan-in)): every path of the model counts."""
+    """Every conv weight drawn again (std 1/sqrt(fan-in), seed 0): every path counts."""
     torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            fan_in = m.weight[0].numel()
-            nn.init.normal_(m.weight, std=1 / math.sqrt(fan_in))
-    return model.eval()
+    return redraw_conv_weights(model)
 
 
 def test_the_radius_of_a_known_stack_is_the_sum_of_its_reaches():
@@ -83,3 +78,11 @@ def test_the_dense_networks_halo_is_its_receptive_radius_rounded_up():
     radius = max(receptive_radius(model, 1024).values())
     assert TILE_HALOS[("efficientnet_lite0", 8)] == model.tile_halo == tile_halo(model)
     assert model.tile_halo - 16 < radius <= model.tile_halo
+
+
+def test_redrawn_weights_have_the_fan_in_scale_and_leave_the_model_in_eval_mode():
+    torch.manual_seed(0)
+    model = redraw_conv_weights(_Stack().train())
+    conv = model.convs[1]  # 4 in-channels, 3 x 3: fan-in 36
+    assert not model.training
+    assert abs(float(conv.weight.std()) * 6 - 1) < 0.3
