@@ -74,8 +74,8 @@ def rule(
     choices: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Dataclass field metadata that :func:`from_dict` enforces: a number (or each number of a
-    tuple) ``>= min``, ``> above``, ``<= max``; a string one of ``choices``. ``None`` (an unset
-    optional field) always passes.
+    tuple) ``>= min``, ``> above``, ``<= max``; a string one of ``choices`` (an ``int | str``
+    field may have both). ``None`` (an unset optional field) always passes.
 
     Example:
         >>> from dataclasses import dataclass, field
@@ -96,6 +96,11 @@ def option(default: Any, **limits: Any) -> Any:
     return dataclasses.field(default=default, metadata=rule(**limits))
 
 
+def _bounded(r: dict[str, Any]) -> bool:
+    """A :func:`rule` that bounds numbers (so a field of it may hold one)."""
+    return any(r[k] is not None for k in ("min", "above", "max"))
+
+
 def _check_rule(value: Any, metadata: Any, key: str, optional: bool) -> None:
     """Raise :class:`ConfigError` naming ``key`` when ``value`` breaks its field's :func:`rule`
     (``optional``: the field may also be null, and the message says so)."""
@@ -103,10 +108,11 @@ def _check_rule(value: Any, metadata: Any, key: str, optional: bool) -> None:
     if r is None or value is None:
         return
     for v in value if isinstance(value, tuple) else (value,):
-        if r["choices"] is not None and v not in r["choices"]:
+        if isinstance(v, str) and r["choices"] is not None and v not in r["choices"]:
             options = ", ".join(repr(c) for c in r["choices"])
-            raise ConfigError(f"{key} must be one of {options}, got {v!r}")
-        if r["choices"] is None and (
+            number = " or a number" if _bounded(r) else ""
+            raise ConfigError(f"{key} must be one of {options}{number}, got {v!r}")
+        if not isinstance(v, str) and (
             (r["min"] is not None and v < r["min"])
             or (r["above"] is not None and v <= r["above"])
             or (r["max"] is not None and v > r["max"])

@@ -200,7 +200,10 @@ class GroupingConfig:
     (the image's size, also for a dense model's stride-4/8 embedding) to the nearest group
     centre (see :func:`pixelgroup.postprocess.extract_instances`).
     ``min_area`` is in pixels of the label map (the image), whatever the embedding's stride:
-    :func:`pixelgroup.tasks.base.grouping_arguments` converts it for every task.
+    :func:`pixelgroup.tasks.base.grouping_arguments` converts it for every task; ``"auto"``
+    lets training choose it from the training objects' sizes (the instance task, see
+    :meth:`pixelgroup.tasks.instance.InstanceTask.fit_config`), and read it with
+    :meth:`min_area_pixels`.
     ``max_points`` bounds how many pixels the mean shift moves (the rest vote; ``None``: all).
     ``background`` decides which pixels are background (label 0) in the instance task:
     ``"largest"``, the largest group; ``"semantic"``, the pixels the model's semantic head
@@ -213,12 +216,22 @@ class GroupingConfig:
     bandwidth: float = _f(0.1, _POSITIVE)
     num_iters: int = _f(10, _AT_LEAST_0)
     threshold: float | None = _f(None, rule(min=-1, max=1))
-    min_area: int = _f(16, _AT_LEAST_0)
+    min_area: int | str = _f(16, rule(min=0, choices=("auto",)))
     stride: int = _f(1, _AT_LEAST_1)
     max_points: int | None = _f(1024, _AT_LEAST_1)
     background: str = _f("largest", rule(choices=("largest", "semantic")))
     split_components: bool = False
     tune_metric: str = "AP70"
+
+    def min_area_pixels(self) -> int:
+        """``min_area`` in pixels; ``"auto"`` is a ConfigError here: training replaces it with
+        the number it chose, so only a config that never trained still holds it."""
+        if isinstance(self.min_area, str):
+            raise ConfigError(
+                "grouping.min_area 'auto' is chosen when training, from the training masks' "
+                "objects; give a number of pixels here"
+            )
+        return self.min_area
 
 
 @dataclass(frozen=True)

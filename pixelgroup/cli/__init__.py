@@ -5,16 +5,20 @@ its epilog, and ``set_defaults(run=run)``) and ``run(args) -> int``. Modules onl
 arguments and call into the library. A :class:`~pixelgroup.errors.PixelgroupError` (bad
 config, data, checkpoint or argument) or a missing file becomes one line on stderr and exit
 status 2; any other exception is a bug and shows its traceback. A subcommand's ``--quiet``
-turns off its progress bars and the notes that images of a mode are converted on load
+turns off its progress bars, the library's notes (what training chose from the data) and
+the notes that images of a mode are converted on load
 (:func:`~pixelgroup.data.io.conversion_notes`); warnings and errors stay.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from pixelgroup.errors import PixelgroupError
@@ -180,15 +184,34 @@ def one_line(error: BaseException) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _library_log(quiet: bool) -> Iterator[None]:
+    """While a command runs, print the ``pixelgroup`` loggers' records on stderr, one line
+    each: notes (INFO) and warnings, or warnings only when ``quiet``."""
+    log = logging.getLogger("pixelgroup")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet = bool(getattr(args, "quiet", False))
     try:
-        if getattr(args, "quiet", False):  # --quiet: no progress bars, no conversion notes
-            from pixelgroup.data.io import conversion_notes
+        with _library_log(quiet):
+            if quiet:  # --quiet: no progress bars, no conversion notes
+                from pixelgroup.data.io import conversion_notes
 
-            with conversion_notes(False):
-                return int(args.run(args) or 0)
-        return int(args.run(args) or 0)
+                with conversion_notes(False):
+                    return int(args.run(args) or 0)
+            return int(args.run(args) or 0)
     except (PixelgroupError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         # the project's own errors and missing/wrong paths are the user's to fix; anything
         # else is a bug and keeps its traceback

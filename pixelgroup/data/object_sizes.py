@@ -1,8 +1,10 @@
 """How large the annotated objects are: read from the training masks at the start of training.
 
-The spatial embedding's kernel length (``model.options.spatial_scale``) and the training crop
-should suit the objects; :func:`object_sizes` measures them (equivalent diameters of the
-instances of a few masks) and :func:`spatial_scale_advice` says when the scale does not fit.
+The spatial embedding's kernel length (``model.options.spatial_scale``) and the grouping's
+smallest object (``grouping.min_area``) should suit the objects; :func:`object_sizes` measures
+them (equivalent diameters of the instances of a few masks), :func:`fitted_spatial_scale` and
+:func:`fitted_min_area` choose both from them (a config's ``auto``), and
+:func:`spatial_scale_advice` says when a given scale does not fit.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ObjectSizes", "object_sizes", "spatial_scale_advice"]
+__all__ = [
+    "ObjectSizes",
+    "object_sizes",
+    "fitted_spatial_scale",
+    "fitted_min_area",
+    "spatial_scale_advice",
+]
 
 
 @dataclass(frozen=True)
@@ -53,15 +61,39 @@ def object_sizes(masks: Iterable[torch.Tensor]) -> ObjectSizes | None:
     return ObjectSizes(count=len(diameters), median=q[0], low=q[1], high=q[2])
 
 
+def fitted_spatial_scale(sizes: ObjectSizes) -> float:
+    """The spatial kernel's length for objects of ``sizes``: a quarter of their median diameter
+    (0.1 px steps, at least 1 px; 6 for the ~24 px nuclei the ``cells`` config was tuned on).
+
+    Example:
+        >>> fitted_spatial_scale(ObjectSizes(count=50, median=39.0, low=21.0, high=46.0))
+        9.8
+    """
+    return max(1.0, round(sizes.median / 4, 1))
+
+
+def fitted_min_area(sizes: ObjectSizes) -> int:
+    """The smallest group kept, in pixels, for objects of ``sizes``: a quarter of the area of
+    an object of the 10th-percentile diameter, so fragments of an object join it while small
+    objects stay (nuclei of 39 px: acc50 0.61 at 30 px, 0.78 at 95, docs/real_data.md).
+
+    Example:
+        >>> fitted_min_area(ObjectSizes(count=50, median=39.0, low=21.0, high=46.0))
+        87
+    """
+    return max(1, round(math.pi * sizes.low**2 / 16))
+
+
 def spatial_scale_advice(sizes: ObjectSizes, scale: float) -> str | None:
     """A one-line warning when a spatial kernel of ``scale`` pixels misfits objects of
     ``sizes`` (outside 1/6..1/2 of their median diameter: nuclei of 39 px scored 0.62 at
     a scale of 6 and 0.74 at 10, docs/real_data.md), else ``None``."""
     if sizes.median / 6 <= scale <= sizes.median / 2:
         return None
-    suggested = max(1.0, round(sizes.median / 4, 1))
+    suggested = fitted_spatial_scale(sizes)
     return (
         f"model.options.spatial_scale is {scale:g} px but the training objects are "
         f"~{sizes.median:.0f} px across: neighbours may merge or objects split; "
-        f"--set model.options.spatial_scale={suggested:g} (a quarter of their diameter) suits them"
+        f"--set model.options.spatial_scale={suggested:g} (a quarter of their diameter) or auto "
+        "suits them"
     )

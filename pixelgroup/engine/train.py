@@ -381,10 +381,12 @@ def train(
 ) -> TrainResult:
     """Train ``cfg`` into ``run_dir`` (``checkpoint.pt``, ``config.json``).
 
-    With ``resume``, continue from ``run_dir/checkpoint.pt`` with the config stored in it;
-    ``cfg`` may be None or that config with :data:`RESUME_SAFE_KEYS` changed (e.g. more
-    epochs to extend a finished run). Without ``resume``, a ``run_dir`` that already holds a
-    checkpoint is an error unless ``overwrite``: a finished run is never replaced unasked.
+    ``cfg``'s ``auto`` values are chosen from the training data first (the task's
+    ``fit_config``) and stored so. With ``resume``, continue from ``run_dir/checkpoint.pt``
+    with the config stored in it; ``cfg`` may be None or that config with
+    :data:`RESUME_SAFE_KEYS` changed (e.g. more epochs to extend a finished run). Without
+    ``resume``, a ``run_dir`` that already holds a checkpoint is an error unless
+    ``overwrite``: a finished run is never replaced unasked.
     A checkpoint write that was killed is finished or cleaned up first
     (:func:`~pixelgroup.engine.checkpoint.finish_interrupted_save`); ``config.json`` is
     written with every checkpoint, so it always describes the one beside it. Raises
@@ -394,6 +396,8 @@ def train(
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
     state = None
+    if cfg is not None:  # its ``auto`` values, chosen from the data as the stored run's were
+        cfg = get_task(cfg.task).fit_config(cfg)
     finish_interrupted_save(ckpt_path)  # a save killed between its renames, from older versions
     if not resume and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         resume = ckpt_path.is_file()  # torchrun restarted the workers after a crash
@@ -462,6 +466,7 @@ class FixedBatchStep:
     @classmethod
     def from_config(cls, cfg: ExperimentConfig) -> FixedBatchStep:
         task = get_task(cfg.task)
+        cfg = task.fit_config(cfg)
         dataset = task.build_dataset(cfg, cfg.data.train_split)
         batch = task.collate([dataset[i] for i in range(cfg.data.batch_size)])
         model = build_model_seeded(cfg).train()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,9 @@ class SweepResult:
     Attributes:
         metric: the key of the evaluator's output that chose the winner.
         rows: one ``{"bandwidth", "min_area", **metrics}`` dict per setting, in grid order.
-        best: the row of the largest ``metric`` (the first such row on a tie).
+        best: the row of the largest ``metric``; on a tie the one nearest the config's own
+            setting (a tie is no reason to move: a smaller ``min_area`` that ties on a few val
+            images fragments objects elsewhere, docs/real_data.md).
         split: the split whose outputs were scored (``None``: not known).
     """
 
@@ -140,7 +143,14 @@ def sweep_grouping(
                 f"choose one of {', '.join(metrics)}"
             )
         rows.append({"bandwidth": float(bandwidth), "min_area": int(min_area), **metrics})
-    best = max(rows, key=lambda row: row[metric])  # max keeps the first of equal rows
+    top = max(row[metric] for row in rows)
+    stored, area = cfg.grouping.bandwidth, cfg.grouping.min_area_pixels()
+
+    def change(row: dict[str, float]) -> float:  # how far a setting moves from the stored one
+        moved_area = math.log((row["min_area"] + 1) / (area + 1))
+        return abs(math.log(row["bandwidth"] / stored)) + abs(moved_area)
+
+    best = min((row for row in rows if row[metric] == top), key=change)
     return SweepResult(metric=metric, rows=rows, best=best)
 
 
@@ -159,7 +169,7 @@ def tune_grouping(
     :data:`BANDWIDTH_FACTORS`) x ``min_areas`` (default: the stored ``grouping.min_area`` times
     :data:`MIN_AREA_FACTORS`), the stored setting always included, maximising
     ``metric`` (default ``cfg.grouping.tune_metric``)."""
-    stored, area = cfg.grouping.bandwidth, cfg.grouping.min_area
+    stored, area = cfg.grouping.bandwidth, cfg.grouping.min_area_pixels()
     chosen = bandwidths or [round(f * stored, 6) for f in BANDWIDTH_FACTORS]
     areas = min_areas or [round(f * area) for f in MIN_AREA_FACTORS]
     outputs = collect_outputs(model, cfg, split, progress=progress)

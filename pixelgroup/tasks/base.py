@@ -89,6 +89,8 @@ class Task(Protocol):
 
     Training and evaluation:
 
+    * ``fit_config(cfg) -> cfg``: the config with what training chooses from its data filled
+      in (``auto`` values), before anything is built; training stores that config;
     * ``build_dataset(cfg, split)``: a map-style dataset whose items batch with ``collate``;
     * ``set_epoch(dataset, epoch)``: called at each training epoch's start (per-epoch
       augmentation seeds);
@@ -146,6 +148,8 @@ class Task(Protocol):
     tiles_images: bool
 
     def native_scale(self, cfg: ExperimentConfig) -> bool: ...
+
+    def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig: ...
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset: ...
 
@@ -242,7 +246,7 @@ class TaskBase:
     output size, :class:`~pixelgroup.data.AugmentedDataset` epochs set, ``model.options.
     in_channels`` (default 3) image channels read by :func:`pixelgroup.data.io.read_image`,
     nothing written after the last image, no rehearsal, images that may be tiled, no native
-    scale. A task overrides what differs."""
+    scale, no ``auto`` config values. A task overrides what differs."""
 
     reserved_stems: tuple[str, ...] = ()
     predicts_at_image_size: bool = False
@@ -252,6 +256,14 @@ class TaskBase:
 
     def native_scale(self, cfg: ExperimentConfig) -> bool:
         return False
+
+    def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        if cfg.grouping.min_area == "auto" or cfg.model.options.get("spatial_scale") == "auto":
+            raise ConfigError(
+                "grouping.min_area / model.options.spatial_scale 'auto' are chosen from the "
+                f"training masks by the instance task only; task {cfg.task!r} needs numbers"
+            )
+        return cfg
 
     def set_epoch(self, dataset: Dataset, epoch: int) -> None:
         if isinstance(dataset, AugmentedDataset):
@@ -469,7 +481,7 @@ def grouping_arguments(
         "bandwidth": g.bandwidth,
         "num_iters": g.num_iters,
         "threshold": g.threshold,
-        "min_area": max(1, round(g.min_area * scale)),
+        "min_area": max(1, round(g.min_area_pixels() * scale)),
         "max_points": g.max_points,
     }
 
@@ -529,7 +541,7 @@ def instances_from_embedding(
         bandwidth=g.bandwidth,
         num_iters=g.num_iters if num_iters is None else num_iters,
         threshold=g.threshold,
-        min_area=g.min_area,
+        min_area=g.min_area_pixels(),
         stride=g.stride,
         max_points=g.max_points,
         image_size=image_size,

@@ -43,7 +43,12 @@ from pixelgroup.config import ExperimentConfig, option_names, split_options
 from pixelgroup.data import IGNORE_LABEL, InstanceSample, augmented, build_dataset
 from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
-from pixelgroup.data.object_sizes import object_sizes, spatial_scale_advice
+from pixelgroup.data.object_sizes import (
+    fitted_min_area,
+    fitted_spatial_scale,
+    object_sizes,
+    spatial_scale_advice,
+)
 from pixelgroup.data.transforms import AugmentOptions
 from pixelgroup.errors import ConfigError, DataError
 from pixelgroup.losses import center_vote_loss
@@ -92,20 +97,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-def _report_object_sizes(cfg: ExperimentConfig, dataset: Dataset) -> None:
-    """Log the sizes of the objects of up to 16 training samples; warn when the spatial
-    embedding's ``spatial_scale`` does not suit them."""
-    count = min(len(dataset), 16)  # type: ignore[arg-type]  # map-style datasets are sized
-    sizes = object_sizes(dataset[i].instance for i in range(count))
-    if sizes is None:
-        return
-    _log.info("training objects (%d samples): %s", count, sizes)
-    scale = cfg.model.options.get("spatial_scale", SPATIAL_SCALE)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        return  # the model's own check names the bad value
-    advice = spatial_scale_advice(sizes, float(scale))
-    if advice is not None:
-        _log.warning("%s (%s)", advice, sizes)
+TRAINING_SAMPLES_MEASURED = 16
+"""How many training samples :meth:`InstanceTask.fit_config` measures the objects of."""
 
 
 class InstanceTask(InstanceSampleTask):
@@ -135,13 +128,63 @@ class InstanceTask(InstanceSampleTask):
         select = cfg.data.options.get("channels")
         return read_image(path, self.in_channels(cfg), normalize, select)
 
+    def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """``cfg`` with its ``auto`` values chosen from the objects of the first
+        :data:`TRAINING_SAMPLES_MEASURED` training masks (:mod:`pixelgroup.data.object_sizes`):
+        ``model.options.spatial_scale`` a quarter of their median diameter,
+        ``grouping.min_area`` a quarter of the area of the 10th-percentile one. Logs the sizes
+        for a spatial embedding and warns when a given ``spatial_scale`` misfits them."""
+        options = dict(cfg.model.options)
+        auto_scale = options.get("spatial_scale") == "auto"
+        auto_area = cfg.grouping.min_area == "auto"
+        if not (auto_scale or auto_area or options.get("embedding") == "spatial"):
+            return cfg
+        _, data_options = split_options(AugmentOptions, cfg.data.options)
+        dataset = build_dataset(
+            cfg.data.name,
+            cfg.data.root,
+            cfg.data.train_split,
+            data_options,
+            also=option_names(AugmentOptions),
+        )
+        count = min(len(dataset), TRAINING_SAMPLES_MEASURED)  # type: ignore[arg-type]
+        sizes = object_sizes(dataset[i].instance for i in range(count))
+        if sizes is None:
+            if auto_scale or auto_area:
+                raise DataError(
+                    f"the first {count} images of split {cfg.data.train_split!r} hold no "
+                    "annotated object to choose model.options.spatial_scale / "
+                    "grouping.min_area 'auto' from; give numbers, or check the masks"
+                )
+            return cfg
+        chosen = []
+        if auto_scale:
+            options["spatial_scale"] = fitted_spatial_scale(sizes)
+            chosen.append(f"model.options.spatial_scale {options['spatial_scale']:g} px")
+        grouping = cfg.grouping
+        if auto_area:
+            grouping = dataclasses.replace(grouping, min_area=fitted_min_area(sizes))
+            chosen.append(f"grouping.min_area {grouping.min_area} px")
+        _log.info(
+            "training objects (%d images): %s%s",
+            count,
+            sizes,
+            f"; chose {', '.join(chosen)}" if chosen else "",
+        )
+        scale = options.get("spatial_scale", SPATIAL_SCALE)
+        numeric = isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0
+        if options.get("embedding") == "spatial" and numeric:  # else the model names the value
+            advice = spatial_scale_advice(sizes, float(scale))
+            if advice is not None:
+                _log.warning("%s (%s)", advice, sizes)
+        model = dataclasses.replace(cfg.model, options=options)
+        return dataclasses.replace(cfg, model=model, grouping=grouping)
+
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         aug, options = split_options(AugmentOptions, cfg.data.options)
         dataset = build_dataset(
             cfg.data.name, cfg.data.root, split, options, also=option_names(AugmentOptions)
         )
-        if split == cfg.data.train_split and cfg.model.options.get("embedding") == "spatial":
-            _report_object_sizes(cfg, dataset)
         if aug.augment and split == cfg.data.train_split:
             length = cfg.data.batch_size * (cfg.train.iters_per_epoch or 1)
             return augmented(dataset, aug, seed=cfg.seed, length=length)

@@ -94,7 +94,7 @@ def instances_from_volume(
         bandwidth=g.bandwidth,
         num_iters=g.num_iters,
         threshold=g.threshold,
-        min_area=g.min_area,
+        min_area=g.min_area_pixels(),
         stride=g.stride,
         max_points=g.max_points,
         foreground=foreground,

@@ -120,10 +120,62 @@ def test_training_on_two_images_resumes_exactly(tmp_path, monkeypatch):
     assert isinstance(held_out, ImageMaskFolder) and held_out[0].image.shape == (3, 48, 40)
 
 
+def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, monkeypatch):
+    """``spatial_scale: auto`` and ``min_area: auto`` become a quarter of the objects' median
+    diameter and a quarter of the 10th-percentile object's area, in the checkpoint's config;
+    the same ``auto`` config resumes the run; eval cannot take ``auto``."""
+    import dataclasses
+
+    from pixelgroup.data.object_sizes import object_sizes
+
+    root = write_cells_folder(tmp_path / "cells", splits={"train": 2}, size=(48, 40), count=6)
+    cfg = _cells_config(root)
+    options = {**cfg.model.options, "embedding": "spatial", "spatial_scale": "auto"}
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, options=options),
+        grouping=dataclasses.replace(cfg.grouping, min_area="auto"),
+    )
+    task = get_task("instance")
+    raw = ImageMaskFolder(root, "train")
+    sizes = object_sizes(raw[i].instance for i in range(len(raw)))
+    fitted = task.fit_config(cfg)
+    assert fitted.model.options["spatial_scale"] == max(1.0, round(sizes.median / 4, 1))
+    assert fitted.grouping.min_area == max(1, round(np.pi * sizes.low**2 / 16))
+    assert task.fit_config(fitted) == fitted  # numbers stay as given
+    crash_after_first_checkpoint(cfg, tmp_path / "run", monkeypatch)
+    resumed = train(cfg, tmp_path / "run", resume=True, progress=False)  # auto again: same
+    stored = load_checkpoint(resumed.checkpoint)["config"]
+    assert stored["model"]["options"]["spatial_scale"] == fitted.model.options["spatial_scale"]
+    assert stored["grouping"]["min_area"] == fitted.grouping.min_area
+    with pytest.raises(ConfigError, match="min_area 'auto' is chosen when training"):
+        cfg.grouping.min_area_pixels()
+
+
+def test_auto_needs_annotated_objects_and_the_instance_task(tmp_path):
+    import dataclasses
+
+    from pixelgroup.errors import DataError
+
+    root = write_cells_folder(tmp_path / "cells", splits={"train": 17}, size=(24, 24), count=2)
+    for mask in sorted((root / "train" / "masks").iterdir())[:16]:  # only the 17th annotated
+        tifffile.imwrite(mask, np.zeros((24, 24), np.uint16))
+    cfg = _cells_config(root)
+    auto = dataclasses.replace(cfg, grouping=dataclasses.replace(cfg.grouping, min_area="auto"))
+    with pytest.raises(DataError, match="first 16 images of split 'train' hold no annotated"):
+        get_task("instance").fit_config(auto)
+    with pytest.raises(ConfigError, match="by the instance task only; task 'semantic'"):
+        get_task("semantic").fit_config(dataclasses.replace(auto, task="semantic"))
+    with pytest.raises(ConfigError, match="must be one of 'auto' or a number, got 'big'"):
+        from_dict(ExperimentConfig, {"grouping": {"min_area": "big"}})
+    with pytest.raises(ConfigError, match="grouping.min_area must be >= 0"):
+        from_dict(ExperimentConfig, {"grouping": {"min_area": -1}})
+
+
 def test_spatial_model_adds_the_centre_vote_loss_and_warns_on_a_misfit_scale(tmp_path, caplog):
     """``embedding: spatial``: the loss has a ``center`` term (weighted by
     ``loss.center_weight``), the pair loss leaves the background out, and training reads the
-    masks' object sizes, warning when ``spatial_scale`` does not suit them."""
+    masks' object sizes (``fit_config``), warning when ``spatial_scale`` does not suit them."""
     import dataclasses
     import logging
 
@@ -133,8 +185,10 @@ def test_spatial_model_adds_the_centre_vote_loss_and_warns_on_a_misfit_scale(tmp
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
     task = get_task("instance")
     with caplog.at_level(logging.INFO, logger="pixelgroup.tasks.instance"):
-        dataset = task.build_dataset(cfg, "train")
+        assert task.fit_config(cfg) == cfg  # nothing to choose: the scale is given
     assert "training objects" in caplog.text and "spatial_scale=" in caplog.text
+    assert "chose" not in caplog.text
+    dataset = task.build_dataset(cfg, "train")
     batch = task.collate([dataset[0], dataset[1]])
     model = build_model("unet", **options)
     terms = task.build_loss(cfg)(model(batch.image), batch, torch.Generator().manual_seed(0))

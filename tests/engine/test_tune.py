@@ -1,5 +1,7 @@
 """``pixelgroup tune``: the sweep picks the known-best grouping setting and stores it."""
 
+import dataclasses
+
 import pytest
 import torch
 import yaml
@@ -41,6 +43,21 @@ def test_sweep_picks_the_known_best_setting():
     assert result.best["AP70"] == 1.0
     assert [(r["bandwidth"], r["min_area"]) for r in result.rows][:2] == [(0.01, 4), (0.01, 8)]
     assert sorted(r["AP70"] for r in result.rows)[-2] < 1.0  # the best is the only exact one
+
+
+def test_a_tie_keeps_the_setting_nearest_the_stored_one():
+    """min_area 1, 2 and 4 all find the three objects: the sweep moves no further from the
+    config's own setting than the scores say."""
+    rows = {}
+    for stored in (1, 4):
+        cfg = tiny_config(grouping={"stride": 1, "num_iters": 5, "max_points": None})
+        cfg = dataclasses.replace(
+            cfg, grouping=dataclasses.replace(cfg.grouping, bandwidth=0.1, min_area=stored)
+        )
+        result = sweep_grouping(cfg, _constructed_case(), [0.1, 0.12], [1, 2, 4], "AP70")
+        assert [r["AP70"] for r in result.rows] == [1.0] * 6  # every setting ties
+        rows[stored] = (result.best["bandwidth"], result.best["min_area"])
+    assert rows == {1: (0.1, 1), 4: (0.1, 4)}
 
 
 def test_sweep_names_the_metrics_it_has():
