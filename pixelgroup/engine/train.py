@@ -209,6 +209,8 @@ def _build(cfg: ExperimentConfig, run_dir: Path, weights: Any = None) -> _Run:
             f"{cfg.data.batch_size}"
         )
     model = build_model_seeded(cfg).to(device)
+    if cfg.train.amp == "bf16" and device.type == "cpu":
+        _check_cpu_bf16(model)
     if weights is not None:
         load_weights(model, weights, run_dir / CHECKPOINT_NAME)
     elif cfg.train.init_from is not None:  # the next stage of a schedule starts from these
@@ -280,6 +282,36 @@ def _save(run: _Run, epochs_done: int, step: int) -> None:
     barrier(run.info)
 
 
+def _check_cpu_bf16(model: nn.Module) -> None:
+    """Refuse ``train.amp: bf16`` on the CPU for a model with a dilated (>= 3) convolution in
+    channels_last memory: torch 2.14's CPU bfloat16 kernel for its backward gives NaN weight
+    gradients and at times crashes the process (AMD EPYC with ``avx512_bf16``; dilation 1 and
+    2 and the NCHW layout are fine). The toy network's dilations 4 and 8 are such."""
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.Conv2d)
+            and max(module.dilation) >= 3
+            and module.weight.is_contiguous(memory_format=torch.channels_last)
+        ):
+            raise ConfigError(
+                f"train.amp bf16 cannot train this model on the CPU: torch's bfloat16 kernel "
+                f"for its convolution {name} (dilation {max(module.dilation)}, channels_last) "
+                "gives NaN gradients and can crash; use train.amp none (float32) on the CPU"
+            )
+
+
+def _check_gradients(model: nn.Module, epoch: int, step: int) -> None:
+    """Raise :class:`NonFiniteLossError` before the optimiser writes NaN / inf gradients into
+    the weights (a finite loss, then a NaN one at the next step, named wrongly)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        return
+    raise NonFiniteLossError(
+        f"gradients are NaN or inf at epoch {epoch + 1}, iteration {step + 1} under train.amp "
+        "bf16 (the loss was finite); lower optim.lr, set train.grad_clip or use train.amp none"
+    )
+
+
 def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> None:
     """Steps ``start_step .. per_epoch`` of ``epoch``, checkpointing at every multiple of
     ``train.checkpoint_every`` steps of the run; raises :class:`NonFiniteLossError` on a
@@ -329,6 +361,8 @@ def _train_one_epoch(run: _Run, epoch: int, start_step: int, progress: bool) -> 
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
             if not last:
                 continue
+            if cfg.train.amp == "bf16":  # no GradScaler skips a step of bad gradients
+                _check_gradients(model, epoch, done)
             if cfg.train.grad_clip is not None:
                 run.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pixelgroup.config import ExperimentConfig, from_dict, to_dict
+from pixelgroup.config import ConfigError, ExperimentConfig, from_dict, to_dict
 from pixelgroup.engine.checkpoint import load_checkpoint
 from pixelgroup.engine.distributed import (
     DistInfo,
@@ -23,7 +23,7 @@ from pixelgroup.engine.distributed import (
     mean_across_ranks,
     micro_batch_size,
 )
-from pixelgroup.engine.train import train
+from pixelgroup.engine.train import NonFiniteLossError, train
 from tests._tiny import tiny_config
 
 # the module (pixelgroup.engine.train is also the name of the function it exports)
@@ -169,6 +169,35 @@ def test_grad_accum_changes_memory_not_steps(tmp_path):
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     result = train(_cfg(train={"amp": "bf16", "iters_per_epoch": 1}), tmp_path, progress=False)
     assert torch.isfinite(torch.tensor(result.history[0]["loss"]))
+
+
+def test_nan_gradients_under_bf16_stop_before_the_weights_take_them(tmp_path, monkeypatch):
+    """bf16 has no GradScaler: a finite loss with NaN gradients stops the step that made
+    them, and says so, instead of NaN weights and a NaN loss one step later."""
+    build = train_module._build
+
+    def nan_gradients(*args, **kwargs):
+        run = build(*args, **kwargs)
+        next(run.model.parameters()).register_hook(lambda g: g * float("nan"))
+        return run
+
+    monkeypatch.setattr(train_module, "_build", nan_gradients)
+    expected = "gradients are NaN or inf at epoch 1, iteration 1 "
+    with pytest.raises(NonFiniteLossError, match=expected):
+        train(_cfg(train={"amp": "bf16", "iters_per_epoch": 2}), tmp_path, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_bf16_on_the_cpu_refuses_dilated_channels_last_convolutions(tmp_path):
+    """torch 2.14's CPU bf16 backward of a dilation >= 3 convolution in channels_last gave NaN
+    weight gradients and crashed the toy recipe at times: refused before any step."""
+    with pytest.raises(ConfigError, match=r"convolution blocks\.2\.body\.2\.0 \(dilation 4"):
+        train(
+            _cfg(train={"amp": "bf16"}, model={"options": {"width": 4, "num_blocks": 3}}),
+            tmp_path,
+            progress=False,
+        )
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_the_loss_sees_float32_outputs_under_autocast(tmp_path, monkeypatch):
