@@ -85,4 +85,4 @@ def test_redrawn_weights_have_the_fan_in_scale_and_leave_the_model_in_eval_mode(
     model = redraw_conv_weights(_Stack().train())
     conv = model.convs[1]  # 4 in-channels, 3 x 3: fan-in 36
     assert not model.training
-    assert abs(float(conv.weight.std()) * 6 - 1) < 0.3
+    assert abs(float(conv.weight.detach().std()) * 6 - 1) < 0.3
