@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from skimage import color, filters
 
 from pixelgroup.analysis.benchmark import cpu_description
+from pixelgroup.analysis.commands import train_then_predict
 from pixelgroup.data.boundary_maps import evaluate_boundary_maps
 from pixelgroup.data.bsds import BSDSMatFolder
 from pixelgroup.data.io import write_png
@@ -92,16 +90,11 @@ def main() -> None:
             "loss.max_samples=1500",
             *args.set,
         ]
-        train = [sys.executable, "-m", "pixelgroup", "train", "--config", "bsds", "-o", str(run)]
-        train += ["--overwrite", "--quiet", "--threads", str(args.threads)]
-        start = time.perf_counter()
-        if not args.trained:
-            subprocess.run(train + [a for s in sets for a in ("--set", s)], check=True)
-        seconds += time.perf_counter() - start
+        image = data / f"fold{k}" / "test" / f"{test}.jpg"
+        seconds += train_then_predict(
+            "bsds", run, sets, [image], threads=args.threads, trained=args.trained
+        )
         out = run / "predict"
-        predict = [sys.executable, "-m", "pixelgroup", "predict", "--checkpoint"]
-        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--overwrite"]
-        subprocess.run(predict + [str(data / f"fold{k}" / "test" / f"{test}.jpg")], check=True)
         shutil.copyfile(out / "nms" / f"{test}.png", held_out / f"{test}.png")
     trained = "(earlier)" if args.trained else f"{seconds:.0f}"
     rows = [

@@ -31,9 +31,6 @@ Prints a Markdown table with the CPU model.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +38,7 @@ import scipy.io as sio
 from PIL import Image
 
 from pixelgroup.analysis.benchmark import cpu_description
+from pixelgroup.analysis.commands import train_then_predict
 from pixelgroup.baselines import felzenszwalb_segments, slic_segments
 from pixelgroup.data.io import read_image, read_label_map
 from pixelgroup.metrics.instance import segmentation_covering
@@ -139,18 +137,18 @@ def main() -> None:
             f"train.checkpoint_every={args.steps}",
             *args.set,
         ]
-        train = [sys.executable, "-m", "pixelgroup", "train", "--config", args.config]
-        train += ["-o", str(run), "--overwrite", "--quiet", "--threads", str(args.threads)]
-        start = time.perf_counter()
-        if not args.trained:
-            subprocess.run(train + [a for s in sets for a in ("--set", s)], check=True)
-        seconds += time.perf_counter() - start
-        out = run / "predict"
-        predict = [sys.executable, "-m", "pixelgroup", "predict", "--checkpoint"]
-        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--overwrite"]
-        predict += ["--max-size", "0", *(a for s in args.predict_set for a in ("--set", s))]
         tests = [data / f"fold{k}" / "test" / "images" / f"{n}.png" for j, n in names if j == k]
-        subprocess.run(predict + [str(p) for p in tests], check=True)
+        options = ["--max-size", "0", *(a for s in args.predict_set for a in ("--set", s))]
+        seconds += train_then_predict(
+            args.config,
+            run,
+            sets,
+            tests,
+            threads=args.threads,
+            trained=args.trained,
+            predict_options=options,
+        )
+        out = run / "predict"
         preds += [read_label_map(out / f"{p.stem}_labels.png").numpy() for p in tests]
     trained = "(earlier)" if args.trained else f"{seconds:.0f}"
     rows.append(

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import operator
-import subprocess
-import sys
-import time
 from functools import reduce
 from pathlib import Path
 
 import numpy as np
 
 from pixelgroup.analysis.benchmark import cpu_description
+from pixelgroup.analysis.commands import train_then_predict
 from pixelgroup.baselines import watershed_nuclei
 from pixelgroup.data.folder import IMAGE_SUFFIXES, _mask_path
 from pixelgroup.data.io import read_image, read_label_map
@@ -82,16 +80,12 @@ def main() -> None:
     for seed in args.seeds:
         run = Path(f"{args.run}_seed{seed}")
         sets = [f"data.root={args.root}", f"seed={seed}", *args.set]
-        train = [sys.executable, "-m", "pixelgroup", "train", "--config", "cells", "-o", str(run)]
-        train += ["--overwrite", "--quiet", "--threads", str(args.threads)]
-        start = time.perf_counter()
-        if not args.trained:
-            subprocess.run(train + [a for s in sets for a in ("--set", s)], check=True)
-        seconds = f"{time.perf_counter() - start:.0f}" if not args.trained else "(earlier)"
+        paths = [p for p, _ in pairs]
+        spent = train_then_predict(
+            "cells", run, sets, paths, threads=args.threads, trained=args.trained
+        )
+        seconds = "(earlier)" if args.trained else f"{spent:.0f}"
         out = run / "predict"
-        predict = [sys.executable, "-m", "pixelgroup", "predict", "--checkpoint"]
-        predict += [str(run / "checkpoint.pt"), "-o", str(out), "--quiet", "--overwrite"]
-        subprocess.run(predict + [str(p) for p, _ in pairs], check=True)
         preds = [read_label_map(out / f"{p.stem}_labels.png").numpy() for p, _ in pairs]
         rows.append((f"pixelgroup --config cells (seed {seed})", _score(gts, preds), seconds))
     print(f"\n{len(pairs)} held-out images of {args.root}; CPU: {cpu_description()}\n")
