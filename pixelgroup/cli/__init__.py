@@ -143,7 +143,8 @@ FIXED_BY_CHECKPOINT = ("task", "model.name", "model.options")
 def override_checkpoint_config(cfg: Any, overrides: list[str], checkpoint: Any) -> Any:
     """A checkpoint's config with ``--set`` overrides for ``eval`` / ``predict``; overriding a
     key of :data:`FIXED_BY_CHECKPOINT` (the model is already built) is a UserError naming it,
-    not a change that silently does nothing; the task checks its ``loss`` keys."""
+    not a change that silently does nothing; the task checks its ``loss`` keys, and a
+    ``grouping.min_area`` of ``auto`` (training's to choose) is a ConfigError."""
     from pixelgroup.config import override_config
     from pixelgroup.tasks import get_task
     from pixelgroup.tasks.base import task_loss_options
@@ -158,6 +159,7 @@ def override_checkpoint_config(cfg: Any, overrides: list[str], checkpoint: Any) 
             )
     cfg = override_config(cfg, overrides)
     task_loss_options(get_task(cfg.task), cfg)
+    cfg.grouping.min_area_pixels()  # "auto" is training's to choose: named before any work
     return cfg
 
 

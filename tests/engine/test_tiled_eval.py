@@ -91,6 +91,17 @@ def test_eval_rejects_bad_tiles_in_one_line(option, match, capsys):
     assert match in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["eval", "predict", "tune"])
+def test_grouping_min_area_auto_is_training_s_to_choose(command, tmp_path, capsys):
+    """``--set grouping.min_area=auto`` on a trained checkpoint: one line, before any work."""
+    args = [command, "--checkpoint", str(CELLS), "--set", "grouping.min_area=auto"]
+    args += [str(tmp_path / "x.png"), "-o", str(tmp_path / "out")] if command == "predict" else []
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "grouping.min_area 'auto' is chosen when training" in err
+    assert "Traceback" not in err and "eval test" not in err and not (tmp_path / "out").exists()
+
+
 def test_a_model_is_tiled_with_its_own_default_halo(cells, monkeypatch):
     """halo=None: the model's models.tile_halo (never under DEFAULT_HALO), for eval and predict."""
     from pixelgroup.engine.inference import DEFAULT_HALO, default_halo
