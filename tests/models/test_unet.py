@@ -68,7 +68,7 @@ def test_spatial_embedding_votes_for_positions_on_the_sphere():
     assert out.embedding.shape == (1, 32, 30, 41) and out.votes.shape == (1, 2, 30, 41)
     torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(1, 30, 41))
     assert (out.votes[0, 0, :, 0] - torch.arange(30.0)).abs().max() < 0.2
-    e = out.embedding[0]
+    e = out.embedding[0].detach()
     assert float(e[:, 10, 10] @ e[:, 10, 11]) > 0.9  # neighbours: 1 px apart
     assert abs(float(e[:, 10, 10] @ e[:, 10, 30])) < 0.3  # 20 px = 5 l apart
     out.votes.sum().backward()
