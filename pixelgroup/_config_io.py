@@ -123,7 +123,11 @@ def _check_rule(value: Any, metadata: Any, key: str, optional: bool) -> None:
                 if b is not None
             ]
             null = " or null" if optional else ""
-            raise ConfigError(f"{key} must be {' and '.join(bounds)}{null}, got {v!r}")
+            words = " or ".join(repr(c) for c in r["choices"] or ())
+            alternatives = f" or {words}" if words else ""
+            raise ConfigError(
+                f"{key} must be {' and '.join(bounds)}{null}{alternatives}, got {v!r}"
+            )
 
 
 def coerce_value(value: Any, tp: Any, key: str) -> Any:

@@ -168,7 +168,7 @@ def test_auto_needs_annotated_objects_and_the_instance_task(tmp_path):
         get_task("semantic").fit_config(dataclasses.replace(auto, task="semantic"))
     with pytest.raises(ConfigError, match="must be one of 'auto' or a number, got 'big'"):
         from_dict(ExperimentConfig, {"grouping": {"min_area": "big"}})
-    with pytest.raises(ConfigError, match="grouping.min_area must be >= 0"):
+    with pytest.raises(ConfigError, match="grouping.min_area must be >= 0 or 'auto', got -1"):
         from_dict(ExperimentConfig, {"grouping": {"min_area": -1}})
 
 
