@@ -189,12 +189,14 @@ def one_line(error: BaseException) -> str:
 @contextlib.contextmanager
 def _library_log(quiet: bool) -> Iterator[None]:
     """While a command runs, print the ``pixelgroup`` loggers' records on stderr, one line
-    each: notes (INFO) and warnings, or warnings only when ``quiet``."""
+    each: notes (INFO) and warnings, or warnings only when ``quiet`` and in every process of a
+    ``torchrun`` but the first (``RANK`` > 0: one copy of each note)."""
     log = logging.getLogger("pixelgroup")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     level = log.level
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    notes = not quiet and os.environ.get("RANK", "0") == "0"
+    log.setLevel(logging.INFO if notes else logging.WARNING)
     log.addHandler(handler)
     try:
         yield
