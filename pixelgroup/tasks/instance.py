@@ -101,6 +101,16 @@ TRAINING_SAMPLES_MEASURED = 16
 """How many training samples :meth:`InstanceTask.fit_config` measures the objects of."""
 
 
+def _unaugmented(cfg: ExperimentConfig, split: str) -> tuple[AugmentOptions, Dataset]:
+    """The task's augmentation options (split off ``data.options``) and ``split`` of
+    ``cfg.data`` as the dataset reads it, without augmentation."""
+    aug, options = split_options(AugmentOptions, cfg.data.options)
+    dataset = build_dataset(
+        cfg.data.name, cfg.data.root, split, options, also=option_names(AugmentOptions)
+    )
+    return aug, dataset
+
+
 class InstanceTask(InstanceSampleTask):
     """Class-agnostic instance segmentation with the recurrent grouping loss."""
 
@@ -139,14 +149,7 @@ class InstanceTask(InstanceSampleTask):
         auto_area = cfg.grouping.min_area == "auto"
         if not (auto_scale or auto_area or options.get("embedding") == "spatial"):
             return cfg
-        _, data_options = split_options(AugmentOptions, cfg.data.options)
-        dataset = build_dataset(
-            cfg.data.name,
-            cfg.data.root,
-            cfg.data.train_split,
-            data_options,
-            also=option_names(AugmentOptions),
-        )
+        _, dataset = _unaugmented(cfg, cfg.data.train_split)
         count = min(len(dataset), TRAINING_SAMPLES_MEASURED)  # type: ignore[arg-type]
         sizes = object_sizes(dataset[i].instance for i in range(count))
         if sizes is None:
@@ -181,10 +184,7 @@ class InstanceTask(InstanceSampleTask):
         return dataclasses.replace(cfg, model=model, grouping=grouping)
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
-        aug, options = split_options(AugmentOptions, cfg.data.options)
-        dataset = build_dataset(
-            cfg.data.name, cfg.data.root, split, options, also=option_names(AugmentOptions)
-        )
+        aug, dataset = _unaugmented(cfg, split)
         if aug.augment and split == cfg.data.train_split:
             length = cfg.data.batch_size * (cfg.train.iters_per_epoch or 1)
             return augmented(dataset, aug, seed=cfg.seed, length=length)
