@@ -5,11 +5,11 @@ annotators' boundaries) in two folds: train the boundary recipe as it ships (``-
 ImageNet-pretrained EfficientNet-Lite0, the pair-loss stage then the classifier stage) on one
 image for ``--steps`` steps per stage of random 256 x 256 crops with flips (batch 1), predict
 the other, and the other way round; each image is then scored with the model that never saw
-it. The classical
-maps are the Sobel gradient magnitude of the grey image, raw and after pixelgroup's boundary NMS
-(:func:`pixelgroup.postprocess.boundary_nms.boundary_nms`), on the same images. Scores: the BSDS
-benchmark over the two held-out images (:func:`pixelgroup.data.boundary_maps.
-evaluate_boundary_maps`: ODS, OIS, AP at 99 thresholds).
+it. The classical maps are the Sobel gradient magnitude of the grey image, raw and after
+pixelgroup's boundary NMS, on the same images (``experiments/sobel_boundaries.py``, the
+baseline of docs/boundaries.md). Scores: the BSDS benchmark over the two held-out images
+(:func:`pixelgroup.data.boundary_maps.evaluate_boundary_maps`: ODS, OIS, AP at 99
+thresholds).
 
     python benchmarks/bsds_heldout.py --run /tmp/bsds_heldout --steps 150 --threads 2 [--trained]
 
@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 from pathlib import Path
-
-import numpy as np
-from skimage import color, filters
 
 from pixelgroup.analysis.benchmark import cpu_description
 from pixelgroup.analysis.commands import train_then_predict
 from pixelgroup.data.boundary_maps import evaluate_boundary_maps
-from pixelgroup.data.bsds import BSDSMatFolder
-from pixelgroup.data.io import write_png
-from pixelgroup.postprocess.boundary_nms import boundary_nms
 
 FOLDS = (("104010", "130066"), ("130066", "104010"))
 """(training image, held-out image) of each fold."""
@@ -48,16 +44,10 @@ def write_folds(shared: Path, root: Path) -> None:
 
 
 def write_sobel(shared: Path, out: Path) -> None:
-    """``out/{raw,nms}/<id>.png``: the Sobel magnitude of the grey image over its maximum,
-    and the same thinned by NMS (8-bit)."""
-    for folder in ("raw", "nms"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-    for sample in BSDSMatFolder(shared / "bsds"):
-        grey = color.rgb2gray(sample.image.permute(1, 2, 0).numpy())
-        pb = filters.sobel(grey)
-        pb /= pb.max()
-        for folder, m in (("raw", pb), ("nms", np.clip(boundary_nms(pb), 0, 1))):
-            write_png(np.round(m * 255).astype(np.uint8), out / folder / f"{sample.image_id}.png")
+    """``out/{raw,nms}/<id>.png``: the Sobel baseline of docs/boundaries.md, written by the
+    script that gives its rows there (``experiments/sobel_boundaries.py``)."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "sobel_boundaries.py"
+    subprocess.run([sys.executable, str(script), str(shared / "bsds"), str(out)], check=True)
 
 
 def main() -> None:
