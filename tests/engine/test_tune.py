@@ -1,7 +1,5 @@
 """``pixelgroup tune``: the sweep picks the known-best grouping setting and stores it."""
 
-import dataclasses
-
 import pytest
 import torch
 import yaml
@@ -50,10 +48,8 @@ def test_a_tie_keeps_the_setting_nearest_the_stored_one():
     config's own setting than the scores say."""
     rows = {}
     for stored in (1, 4):
-        cfg = tiny_config(grouping={"stride": 1, "num_iters": 5, "max_points": None})
-        cfg = dataclasses.replace(
-            cfg, grouping=dataclasses.replace(cfg.grouping, bandwidth=0.1, min_area=stored)
-        )
+        grouping = {"stride": 1, "num_iters": 5, "max_points": None, "bandwidth": 0.1}
+        cfg = tiny_config(grouping={**grouping, "min_area": stored})
         result = sweep_grouping(cfg, _constructed_case(), [0.1, 0.12], [1, 2, 4], "AP70")
         assert [r["AP70"] for r in result.rows] == [1.0] * 6  # every setting ties
         rows[stored] = (result.best["bandwidth"], result.best["min_area"])
