@@ -80,35 +80,63 @@ class AugmentedDataset(Dataset):
 class CropFlipOptions:
     """The ``boundary`` task's augmentation keys of ``data.options`` (:class:`CropFlip`):
     ``crop: [H, W]`` random training crop (None: whole image), ``flip`` random horizontal
-    flips."""
+    flips, ``turn`` vertical flips and 90° rotations too, ``jitter`` colour jitter strength
+    (brightness, contrast and saturation factors in ``[1 - jitter, 1 + jitter]``; 0: none)."""
 
     crop: tuple[int, ...] | None = option(None, min=1)
     flip: bool = True
+    turn: bool = False
+    jitter: float = option(0.0, min=0, max=1)
 
 
 class CropFlip:
     """Random ``crop (H, W)`` (``None``: whole image) and horizontal flip of a
     :class:`~pixelgroup.data.bsds.BoundarySample` (``image (3, H, W)``, ``boundaries
-    (A, H, W)``), drawn from the generator passed in."""
+    (A, H, W)``), drawn from the generator passed in; with ``turn`` also a vertical flip and
+    a rotation by a random multiple of 90° (of a non-square crop: 0° or 180°, so that a batch
+    keeps one shape), with ``jitter`` > 0 brightness, contrast and saturation factors drawn
+    from ``[1 - jitter, 1 + jitter]`` (the image only)."""
 
-    def __init__(self, crop: tuple[int, ...] | None = None, flip: bool = True) -> None:
+    def __init__(
+        self,
+        crop: tuple[int, ...] | None = None,
+        flip: bool = True,
+        turn: bool = False,
+        jitter: float = 0.0,
+    ) -> None:
         if crop is not None and (len(crop) != 2 or min(crop) < 1):
             raise ValueError(f"crop must be [H, W] with H, W >= 1, got {list(crop)}")
-        self.crop, self.flip = crop, flip
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError(f"jitter must be in [0, 1], got {jitter}")
+        self.crop, self.flip, self.turn, self.jitter = crop, flip, turn, float(jitter)
 
     def __call__(self, sample: BoundarySample, generator: torch.Generator) -> BoundarySample:
+        g = generator
         image, bounds = sample.image, sample.boundaries
         if self.crop is not None:
             ch, cw = min(self.crop[0], image.shape[1]), min(self.crop[1], image.shape[2])
-            y = int(torch.randint(image.shape[1] - ch + 1, (1,), generator=generator))
-            x = int(torch.randint(image.shape[2] - cw + 1, (1,), generator=generator))
+            y = int(torch.randint(image.shape[1] - ch + 1, (1,), generator=g))
+            x = int(torch.randint(image.shape[2] - cw + 1, (1,), generator=g))
             image, bounds = image[:, y : y + ch, x : x + cw], bounds[:, y : y + ch, x : x + cw]
-        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
+        if self.flip and bool(torch.rand((), generator=g) < 0.5):
             image, bounds = image.flip(-1), bounds.flip(-1)
+        if self.turn:
+            if bool(torch.rand((), generator=g) < 0.5):
+                image, bounds = image.flip(-2), bounds.flip(-2)
+            square = image.shape[1] == image.shape[2]
+            k = int(torch.randint(4 if square else 2, (1,), generator=g)) * (1 if square else 2)
+            image, bounds = torch.rot90(image, k, (1, 2)), torch.rot90(bounds, k, (1, 2))
+        if self.jitter > 0:
+            j = self.jitter
+            image = TF.adjust_brightness(image, _uniform(g, 1 - j, 1 + j))
+            image = TF.adjust_contrast(image, _uniform(g, 1 - j, 1 + j))
+            image = TF.adjust_saturation(image, _uniform(g, 1 - j, 1 + j))
         return BoundarySample(sample.image_id, image.contiguous(), bounds.contiguous())
 
     def __repr__(self) -> str:
-        return f"CropFlip(crop={self.crop}, flip={self.flip})"
+        return (
+            f"CropFlip(crop={self.crop}, flip={self.flip}, turn={self.turn}, jitter={self.jitter})"
+        )
 
 
 def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:

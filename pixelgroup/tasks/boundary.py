@@ -7,9 +7,10 @@
   :class:`BoundaryEvalOptions`):
 
   - ``crop`` (None): ``[H, W]`` random crop for training (the full image otherwise);
-  - ``flip`` (True): random horizontal flips for training (crop and flip drawn per
-    ``(seed, epoch, index)`` by :class:`~pixelgroup.data.AugmentedDataset`, so they do not
-    depend on DataLoader workers and a resumed run repeats them exactly);
+  - ``flip`` (True): random horizontal flips for training; ``turn`` (False): vertical
+    flips and 90° rotations too; ``jitter`` (0): brightness / contrast / saturation jitter
+    (every draw per ``(seed, epoch, index)`` by :class:`~pixelgroup.data.AugmentedDataset`,
+    so it does not depend on DataLoader workers and a resumed run repeats it exactly);
   - ``eval_thresholds`` (99), ``nms`` (True): benchmark thresholds, and whether the mean head
     probability is thinned by :func:`~pixelgroup.postprocess.boundary_nms.boundary_nms` before
     it (the standard);
@@ -201,7 +202,8 @@ class BoundaryTask(TaskBase):
         aug, _, rest = _options(cfg)
         dataset = build_dataset("bsds", cfg.data.root, split, rest, sample=BoundarySample)
         if split == cfg.data.train_split:
-            return AugmentedDataset(dataset, CropFlip(aug.crop, aug.flip), seed=cfg.seed)
+            augment = CropFlip(aug.crop, aug.flip, aug.turn, aug.jitter)
+            return AugmentedDataset(dataset, augment, seed=cfg.seed)
         return dataset
 
     def collate(self, samples: list[BoundarySample]) -> BoundaryBatch:

@@ -75,6 +75,33 @@ def test_augmentation_crops_flips_and_is_reproducible():
     assert big.image.shape == (3, 20, 30)  # crops larger than the image keep it whole
 
 
+def test_turns_and_jitter_move_image_and_boundaries_together():
+    """``turn``: the image and its boundary maps get the same flip / 90° turn (a square crop
+    takes all four turns, a non-square one keeps its shape); ``jitter`` changes the colours
+    only; every draw is reproducible."""
+    base = [_sample("a", 20, 20)]
+    base[0].image[0] = base[0].boundaries[0]  # channel 0 marks the boundaries of annotator 0
+    turned = AugmentedDataset(base, CropFlip(None, True, turn=True), seed=0)
+    seen = set()
+    for epoch in range(12):
+        turned.set_epoch(epoch)
+        s = turned[0]
+        torch.testing.assert_close(s.image[0], s.boundaries[0].float())
+        seen.add(tuple(s.boundaries[0].flatten().tolist()))
+    assert len(seen) >= 5  # several of the 8 flips and turns of a square
+    wide = AugmentedDataset([_sample("b", 10, 16)], CropFlip(None, False, turn=True), seed=0)
+    assert all(wide[0].image.shape == (3, 10, 16) for _ in range(4))
+    jittered = CropFlip(None, False, jitter=0.4)
+    out = jittered(base[0], torch.Generator().manual_seed(1))
+    again = jittered(base[0], torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out.image, again.image)
+    assert not torch.equal(out.image, base[0].image)
+    assert 0 <= out.image.min() <= out.image.max() <= 1
+    torch.testing.assert_close(out.boundaries, base[0].boundaries)
+    with pytest.raises(ValueError, match="jitter must be in"):
+        CropFlip(None, jitter=1.5)
+
+
 def _cfg(shared, **over):
     overrides = [
         "device=cpu",
