@@ -96,6 +96,12 @@ def main() -> None:
         default=[],
         help="override at prediction only (grouping.*: score a trained run's grouping)",
     )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=0,
+        help="predict's --max-size (0: the images' own size; for a model trained at a scale)",
+    )
     parser.add_argument("--trained", action="store_true", help="score existing runs only")
     parser.add_argument(
         "--folds",
@@ -138,7 +144,8 @@ def main() -> None:
             *args.set,
         ]
         tests = [data / f"fold{k}" / "test" / "images" / f"{n}.png" for j, n in names if j == k]
-        options = ["--max-size", "0", *(a for s in args.predict_set for a in ("--set", s))]
+        grouping = [a for s in args.predict_set for a in ("--set", s)]
+        options = ["--max-size", str(args.max_size), *grouping]
         seconds += train_then_predict(
             args.config,
             run,

@@ -36,9 +36,10 @@ image's earlier prediction (or a user's files of those names, e.g. masks called
 STEM_labels.png) are never replaced without --overwrite: predict stops before any work. An image
 whose long side exceeds --max-size (default 1024; 0: no limit) is downscaled for the model
 and its labels are brought back to the image's size, so a huge photo costs bounded time and
-memory (the downscaling applies to instance checkpoints). A model trained on crops at the
-images' native scale (data.options.crop, e.g. --config cells) sees every image at that scale:
-its default is no limit, and an explicit --max-size that downscales is warned about.
+memory (the downscaling applies to instance checkpoints). A model trained on crops at a
+scale of the images (data.options.crop; the native scale, e.g. --config cells, or the centre
+of data.options.scale) sees every image at that scale: its default is no limit, and an
+explicit --max-size that shrinks an image further is warned about.
 An image the model sees larger than 1024 px on a side goes through it in tiles (--tile, default
 512 px, each seen with --halo px of context on every side, default 64, 448 for the dense
 network, which sees images up to 1,408 px, a tile's window, whole); an image over 1024 px a
@@ -84,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="longest image side the model sees; larger images are downscaled for the model, "
         "the outputs keep the image's size (default 1024, or 0 for a model trained on crops "
-        "at the native scale, data.options.crop; 0: no limit)",
+        "at a scale of the images, data.options.crop, which sees them at that scale; 0: no "
+        "limit)",
     )
     add_tile_arguments(
         p,
@@ -141,12 +143,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     note = ""
-    if done.downscaled:
-        path, (h, w), (sh, sw) = done.downscaled[0]
-        more = f" and {len(done.downscaled) - 1} more" if len(done.downscaled) > 1 else ""
+    if done.resized:
+        path, (h, w), (sh, sw) = done.resized[0]
+        more = f" and {len(done.resized) - 1} more" if len(done.resized) > 1 else ""
         note = (
-            f"; downscaled for the model to at most {max(sh, sw)} px on the long side: "
-            f"{path.name} {w}x{h} -> {sw}x{sh}{more}; outputs at the image size"
+            f"; resized for the model: {path.name} {w}x{h} -> {sw}x{sh}{more}; outputs at the "
+            "image size"
         )
     if done.tiled:
         note += f"; {len(done.tiled)} in tiles"

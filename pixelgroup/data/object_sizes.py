@@ -39,6 +39,10 @@ class ObjectSizes:
             f"(10-90 %: {self.low:.0f}-{self.high:.0f} px)"
         )
 
+    def scaled(self, factor: float) -> ObjectSizes:
+        """The same objects seen at ``factor`` times their size (an image resized by it)."""
+        return ObjectSizes(self.count, self.median * factor, self.low * factor, self.high * factor)
+
 
 def object_sizes(masks: Iterable[torch.Tensor]) -> ObjectSizes | None:
     """Sizes of the instances (ids > 0) of ``(H, W)`` integer masks; ``None`` when there is

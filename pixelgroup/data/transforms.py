@@ -155,6 +155,15 @@ class AugmentOptions:
     crop: tuple[int, ...] | None = option(None, min=1)
     scale: tuple[float, ...] = option((0.8, 1.25), above=0)
 
+    @property
+    def seen_scale(self) -> float:
+        """The scale training shows the images at: the geometric mean of ``scale`` when
+        augmenting (``[0.8, 1.25]``: 1, the native scale; ``[0.4, 0.6]``: 0.49), else 1."""
+        if not self.augment or len(self.scale) != 2:
+            return 1.0
+        factor = math.sqrt(self.scale[0] * self.scale[1])
+        return 1.0 if abs(factor - 1.0) < 1e-9 else factor
+
 
 class InstanceAugment:
     """Augmentation of an :class:`InstanceSample` for a few annotated images (own data).

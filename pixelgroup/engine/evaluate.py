@@ -11,17 +11,24 @@ output (stitched from the tiles' cores).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pixelgroup.config import ExperimentConfig
-from pixelgroup.engine.inference import DEFAULT_TILE, InferenceRunner, default_halo, tile_side
+from pixelgroup.engine.inference import (
+    DEFAULT_TILE,
+    InferenceRunner,
+    default_halo,
+    model_input_size,
+    tile_side,
+)
 from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes, plan_blocks
 from pixelgroup.tasks import get_task
-from pixelgroup.tasks.base import TiledEvaluator
+from pixelgroup.tasks.base import Task, TiledEvaluator
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "eval_input_size"]
 
 
 def evaluate(
@@ -62,12 +69,25 @@ def evaluate(
     evaluator.reset()
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
         images = task.batch_image(batch)
-        size = (int(images.shape[-2]), int(images.shape[-1]))
+        size = eval_input_size(task, cfg, images)
+        resize = None if size == tuple(images.shape[-2:]) else size
         side = tile_side(size, tile, halo) if task.tiles_images else 0
         blocks = plan_blocks(size) if task.tiles_images else []
         if len(blocks) > 1 and isinstance(evaluator, TiledEvaluator):
-            windows = [run.blocks(image[None], blocks, tile=side, halo=halo) for image in images]
-            evaluator.process_tiles(windows, batch)
+            windows = [
+                run.blocks(image[None], blocks, input_size=resize, tile=side, halo=halo)
+                for image in images
+            ]
+            evaluator.process_tiles(windows, batch, size)
         else:
-            evaluator.process(run(images, tile=side, halo=halo), batch)
+            evaluator.process(run(images, input_size=resize, tile=side, halo=halo), batch)
     return evaluator.evaluate()
+
+
+def eval_input_size(task: Task, cfg: ExperimentConfig, images: torch.Tensor) -> tuple[int, int]:
+    """``(h, w)`` at which the model sees ``images (B, C, H, W)`` to be scored: ``(H, W)``
+    times the scale it was trained at (``Task.inference_scale``; as ``predict`` shows them
+    with no ``--max-size``), the labels scored at ``(H, W)``."""
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    scale = task.inference_scale(cfg)
+    return size if scale is None else model_input_size(size, 0, scale)

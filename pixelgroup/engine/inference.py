@@ -92,15 +92,22 @@ def tile_side(size: tuple[int, ...], tile: int | None, halo: int = 0) -> int:
     return side if side and max(size) > side else 0
 
 
-def model_input_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:
-    """``size = (H, W)`` scaled so that its long side is at most ``max_size`` (aspect ratio
-    kept, sides >= 1); unchanged when it fits or ``max_size`` is None or 0.
+def model_input_size(
+    size: tuple[int, int], max_size: int | None, scale: float = 1.0
+) -> tuple[int, int]:
+    """``size = (H, W)`` times ``scale`` (the scale a model was trained at,
+    ``Task.inference_scale``), then shrunk so that its long side is at most ``max_size``
+    (aspect ratio kept, sides >= 1; no limit when ``max_size`` is None or 0).
 
     Example:
         >>> model_input_size((3000, 2000), 1024)
         (1024, 683)
+        >>> model_input_size((300, 200), 0, scale=0.5)
+        (150, 100)
     """
     h, w = size
+    if scale != 1.0:
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
     if not max_size or max(h, w) <= max_size:
         return (h, w)
     scale = max_size / max(h, w)

@@ -65,14 +65,14 @@ class Predictions:
 
     Attributes:
         paths: every file written, in order.
-        downscaled: ``(image, (H, W), (h, w))`` for each image the model saw downscaled from
+        resized: ``(image, (H, W), (h, w))`` for each image the model saw resized from
             ``(H, W)`` to ``(h, w)`` (its files still have the image's size ``(H, W)``).
         tiled: the images the model saw in tiles.
         lazy: the images read window by window, their labels written tile by tile.
     """
 
     paths: list[Path]
-    downscaled: list[tuple[Path, tuple[int, int], tuple[int, int]]]
+    resized: list[tuple[Path, tuple[int, int], tuple[int, int]]]
     tiled: list[Path]
     lazy: list[Path]
 
@@ -97,11 +97,11 @@ def predict_files(
     one at a time, so memory holds one image, not all. With ``max_size`` (0: no limit) and a
     task that predicts at the image's size, an image whose long side is larger is downscaled
     for the model only: the model's time and memory stay bounded, the files keep the image's
-    size (labels brought back by the task). ``max_size=None`` (default): no limit for a model
-    trained at the images' own scale (``Task.native_scale``: on crops, e.g. ``--config
-    cells``), whose objects would look smaller than in training, else
-    :data:`DEFAULT_MAX_SIZE`; an explicit ``max_size`` that downscales an image for such a
-    model logs a warning.
+    size (labels brought back by the task). A model trained on crops of images at a scale of
+    their own (``Task.inference_scale``, e.g. ``--config cells``: 1, the native scale) sees
+    every image at that scale, and ``max_size=None`` (default) is then no limit, since its
+    objects would look smaller than in training (an explicit ``max_size`` that shrinks an
+    image further logs a warning); for any other model ``None`` is :data:`DEFAULT_MAX_SIZE`.
 
     An image whose long side, as the model sees it, exceeds ``tile`` goes through the model
     in tiles of ``tile`` pixels, each seen with ``halo`` pixels of context on every side
@@ -134,9 +134,10 @@ def predict_files(
             f"two images share the file name stem {twice!r}; their outputs would collide"
         )
     task = get_task(cfg.task)
-    native = task.native_scale(cfg)
+    trained_scale = task.inference_scale(cfg)
     if max_size is None:
-        max_size = 0 if native else DEFAULT_MAX_SIZE
+        max_size = 0 if trained_scale is not None else DEFAULT_MAX_SIZE
+    scale = 1.0 if trained_scale is None else trained_scale
     for path, stem in zip(paths, stems, strict=True):
         if stem in task.reserved_stems:
             raise DataError(
@@ -148,7 +149,7 @@ def predict_files(
     sizes: list[tuple[int, ...]] = []  # (H, W), a volume's (Z, Y, X)
     by_window = []
     for p in paths:  # read and check all before writing anything (kept: only the sizes)
-        by_window.append(_by_window(task, p, lazy, max_size))
+        by_window.append(_by_window(task, p, lazy, max_size, scale))
         if by_window[-1]:
             sizes.append(task.open_image(cfg, p).size)  # opened and checked, not read
         else:
@@ -157,7 +158,8 @@ def predict_files(
             del image
     run = InferenceRunner.from_config(model, cfg)
     written: list[Path] = []
-    downscaled, tiled, lazy_paths = [], [], []
+    resized, tiled, lazy_paths = [], [], []
+    warn = True  # once
     for path, stem, size, windowed in tqdm(
         list(zip(paths, stems, sizes, by_window, strict=True)), disable=not progress
     ):
@@ -174,16 +176,18 @@ def predict_files(
             )
             written += task.write_tiles(cfg, plan, source, Path(out_dir), stem, overwrite)
             continue
-        small = model_input_size(size, max_size) if task.predicts_at_image_size else size
+        small = model_input_size(size, max_size, scale) if task.predicts_at_image_size else size
         if small != size:
-            downscaled.append((path, size, small))
-            if native and len(downscaled) == 1:
-                _log.warning(
-                    "warning: this model was trained at the images' native scale "
-                    "(data.options.crop): downscaled to at most %d px, objects look smaller "
-                    "than in training; max_size 0 (--max-size 0) keeps the scale",
-                    max_size,
-                )
+            resized.append((path, size, small))
+        if trained_scale is not None and small != model_input_size(size, 0, scale) and warn:
+            warn = False
+            _log.warning(
+                "warning: this model was trained on crops at %s (data.options.crop, "
+                "data.options.scale): --max-size %d shrinks the images further, objects look "
+                "smaller than in training; --max-size 0 keeps the training scale",
+                "the images' native scale" if scale == 1.0 else f"{scale:.3g} x the images' scale",
+                max_size,
+            )
         image = task.read_image(cfg, path)
         if task.tiles_images and tile_side(small, tile, halo):
             tiled.append(path)
@@ -192,7 +196,7 @@ def predict_files(
     whole = [s for s, windowed in zip(stems, by_window, strict=True) if not windowed]
     if whole or not lazy_paths:
         written += task.finish_prediction(Path(out_dir), whole)
-    return Predictions(written, downscaled, tiled, lazy_paths)
+    return Predictions(written, resized, tiled, lazy_paths)
 
 
 def predict_image(
@@ -225,10 +229,12 @@ def predict_image(
     return task.postprocess(cfg, run(image[None], input_size=resize, tile=side, halo=halo), size)
 
 
-def _by_window(task: Task, path: Path, lazy: bool | None, max_size: int | None) -> bool:
+def _by_window(
+    task: Task, path: Path, lazy: bool | None, max_size: int | None, scale: float
+) -> bool:
     """Whether ``path`` is read window by window (see :func:`predict_files`)."""
     if lazy is False or not task.writes_tiles or not is_array_path(path):
         return False
     size = image_size(path)
-    seen = model_input_size(size, max_size) if task.predicts_at_image_size else size
+    seen = model_input_size(size, max_size, scale) if task.predicts_at_image_size else size
     return seen == size and (bool(lazy) or size[0] * size[1] > LAZY_ABOVE)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pixelgroup._atomic import write_json
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.engine.checkpoint import load_checkpoint, save_checkpoint
+from pixelgroup.engine.evaluate import eval_input_size
 from pixelgroup.engine.inference import InferenceRunner
 from pixelgroup.errors import ConfigError
 from pixelgroup.tasks import get_task
@@ -95,7 +96,10 @@ def collect_outputs(
     )
     kept = []
     for batch in tqdm(loader, desc=f"tune: model on {split}", disable=not progress):
-        kept.append((_to_cpu(run(task.batch_image(batch))), batch))
+        images = task.batch_image(batch)
+        size = eval_input_size(task, cfg, images)
+        resize = None if size == tuple(images.shape[-2:]) else size
+        kept.append((_to_cpu(run(images, input_size=resize)), batch))
     return kept
 
 

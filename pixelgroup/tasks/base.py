@@ -77,11 +77,14 @@ class TaskEvaluator(Protocol):
 @runtime_checkable
 class TiledEvaluator(Protocol):
     """A :class:`TaskEvaluator` that also scores images the model saw in tiles without their
-    whole output: ``process_tiles(tiles, batch)`` with, per image of the batch, the
-    ``(tile, output)`` of each window (:meth:`~pixelgroup.engine.inference.InferenceRunner.
-    tiles`, read once, in order). Other evaluators get the windows' cores stitched."""
+    whole output: ``process_tiles(tiles, batch, input_size)`` with, per image of the batch,
+    the ``(tile, output)`` of each window (:meth:`~pixelgroup.engine.inference.InferenceRunner.
+    tiles`, read once, in order) of the images seen at ``input_size = (h, w)``. Other
+    evaluators get the windows' cores stitched."""
 
-    def process_tiles(self, tiles: Sequence[Iterable[tuple[Tile, Any]]], batch: Any) -> None: ...
+    def process_tiles(
+        self, tiles: Sequence[Iterable[tuple[Tile, Any]]], batch: Any, input_size: tuple[int, int]
+    ) -> None: ...
 
 
 class Task(Protocol):
@@ -125,8 +128,10 @@ class Task(Protocol):
     * ``reserved_stems``: image file stems whose files would collide with a combined file;
     * ``predicts_at_image_size``: ``postprocess`` brings any output size to ``image_size``, so
       the engine may downscale a large image for the model only;
-    * ``native_scale(cfg)``: the model was trained at the images' own scale (on crops), so
-      the engine does not downscale an image for it unless told to;
+    * ``inference_scale(cfg) -> float | None``: the scale at which training showed the
+      images, for a model trained on crops of them (1: their own scale); evaluation and
+      prediction show images at that scale (None: the model saw images resized to a size,
+      so prediction caps their long side instead);
     * ``tiles_images``: the model may see a large image in 2-D tiles (for prediction and
       evaluation; a volume's stack is seen whole).
 
@@ -147,7 +152,7 @@ class Task(Protocol):
     loss_options: type
     tiles_images: bool
 
-    def native_scale(self, cfg: ExperimentConfig) -> bool: ...
+    def inference_scale(self, cfg: ExperimentConfig) -> float | None: ...
 
     def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig: ...
 
@@ -254,8 +259,8 @@ class TaskBase:
     loss_options: type = NoLossOptions
     tiles_images: bool = True
 
-    def native_scale(self, cfg: ExperimentConfig) -> bool:
-        return False
+    def inference_scale(self, cfg: ExperimentConfig) -> float | None:
+        return None
 
     def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
         if cfg.grouping.min_area == "auto" or cfg.model.options.get("spatial_scale") == "auto":

@@ -124,11 +124,14 @@ class InstanceTask(InstanceSampleTask):
     """An image larger than memory is read window by window and its labels written tile by
     tile (:meth:`write_tiles`)."""
 
-    def native_scale(self, cfg: ExperimentConfig) -> bool:
-        """A model trained on crops (``data.options.crop``) of images not resized
-        (``data.options.size`` unset) saw objects at the images' own scale."""
+    def inference_scale(self, cfg: ExperimentConfig) -> float | None:
+        """A model trained on crops (``data.options.crop``) of images not resized to a size
+        (``data.options.size`` unset) saw them at a scale of their own: 1 (native), or the
+        centre of ``data.options.scale`` when augmenting (:attr:`AugmentOptions.seen_scale`)."""
         options = cfg.data.options
-        return options.get("crop") is not None and options.get("size") is None
+        if options.get("crop") is None or options.get("size") is not None:
+            return None
+        return split_options(AugmentOptions, options)[0].seen_scale
 
     def read_image(self, cfg: ExperimentConfig, path: Path) -> torch.Tensor:
         """``(C, H, W)`` float32 in [0, 1], its values mapped as the training images' were
@@ -141,15 +144,17 @@ class InstanceTask(InstanceSampleTask):
     def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """``cfg`` with its ``auto`` values chosen from the objects of the first
         :data:`TRAINING_SAMPLES_MEASURED` training masks (:mod:`pixelgroup.data.object_sizes`):
-        ``model.options.spatial_scale`` a quarter of their median diameter,
-        ``grouping.min_area`` a quarter of the area of the 10th-percentile one. Logs the sizes
-        for a spatial embedding and warns when a given ``spatial_scale`` misfits them."""
+        ``model.options.spatial_scale`` a quarter of their median diameter as training shows
+        them (times the geometric mean of ``data.options.scale`` when augmenting),
+        ``grouping.min_area`` (image pixels) a quarter of the area of the 10th-percentile one.
+        Logs the sizes for a spatial embedding and warns when a given ``spatial_scale``
+        misfits them."""
         options = dict(cfg.model.options)
         auto_scale = options.get("spatial_scale") == "auto"
         auto_area = cfg.grouping.min_area == "auto"
         if not (auto_scale or auto_area or options.get("embedding") == "spatial"):
             return cfg
-        _, dataset = _unaugmented(cfg, cfg.data.train_split)
+        aug, dataset = _unaugmented(cfg, cfg.data.train_split)
         count = min(len(dataset), TRAINING_SAMPLES_MEASURED)  # type: ignore[arg-type]
         sizes = object_sizes(dataset[i].instance for i in range(count))
         if sizes is None:
@@ -160,26 +165,29 @@ class InstanceTask(InstanceSampleTask):
                     "grouping.min_area 'auto' from; give numbers, or check the masks"
                 )
             return cfg
+        factor = aug.seen_scale  # the model sees the objects at this scale
+        seen = sizes.scaled(factor)
         chosen = []
         if auto_scale:
-            options["spatial_scale"] = fitted_spatial_scale(sizes)
+            options["spatial_scale"] = fitted_spatial_scale(seen)
             chosen.append(f"model.options.spatial_scale {options['spatial_scale']:g} px")
         grouping = cfg.grouping
         if auto_area:
             grouping = dataclasses.replace(grouping, min_area=fitted_min_area(sizes))
             chosen.append(f"grouping.min_area {grouping.min_area} px")
         _log.info(
-            "training objects (%d images): %s%s",
+            "training objects (%d images): %s%s%s",
             count,
             sizes,
+            "" if factor == 1.0 else f"; seen by training at scale {factor:.3g}: {seen}",
             f"; chose {', '.join(chosen)}" if chosen else "",
         )
         scale = options.get("spatial_scale", SPATIAL_SCALE)
         numeric = isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0
         if options.get("embedding") == "spatial" and numeric:  # else the model names the value
-            advice = spatial_scale_advice(sizes, float(scale))
+            advice = spatial_scale_advice(seen, float(scale))
             if advice is not None:
-                _log.warning("%s (%s)", advice, sizes)
+                _log.warning("%s (%s)", advice, seen)
         model = dataclasses.replace(cfg.model, options=options)
         return dataclasses.replace(cfg, model=model, grouping=grouping)
 
@@ -396,14 +404,16 @@ class InstanceTaskEvaluator:
         self.metrics.process(predictions, targets)
 
     def process_tiles(
-        self, tiles: Sequence[Iterable[tuple[Tile, EmbeddingOutput]]], batch: InstanceSample
+        self,
+        tiles: Sequence[Iterable[tuple[Tile, EmbeddingOutput]]],
+        batch: InstanceSample,
+        input_size: tuple[int, int],
     ) -> None:
-        """As :meth:`process` for images the model saw in tiles: per image of the batch, the
-        ``(tile, output)`` of each window, grouped and joined across tiles
-        (:func:`instances_from_tiles`) at its ground truth's resolution, never the image's
-        whole embedding."""
+        """As :meth:`process` for images the model saw in tiles at ``input_size = (h, w)``:
+        per image of the batch, the ``(tile, output)`` of each window, grouped and joined
+        across tiles (:func:`instances_from_tiles`) at its ground truth's resolution, never
+        the image's whole embedding."""
         predictions, targets = [], []
-        input_size = (int(batch.image.shape[-2]), int(batch.image.shape[-1]))
         for windows, gt in zip(tiles, batch.instance, strict=True):
             size = (int(gt.shape[0]), int(gt.shape[1]))
             labels, scores = instances_from_tiles(self.cfg, windows, input_size, size)

@@ -135,10 +135,7 @@ def test_predict_downscales_large_images(runs, tmp_path, capsys):
         main(["predict", "--checkpoint", ckpt, str(big), "-o", str(out), "--max-size", "64"]) == 0
     )
     printed = capsys.readouterr().out
-    assert (
-        "downscaled for the model to at most 64 px on the long side: big.png 200x150 -> 64x48"
-        in printed
-    )
+    assert "resized for the model: big.png 200x150 -> 64x48" in printed
     assert np.asarray(Image.open(out / "big_labels.png")).shape == (150, 200)
     assert json.loads((out / "big.json").read_text()) == json.loads(
         (out / "results.json").read_text()

@@ -8,6 +8,7 @@ import torch
 
 from pixelgroup.config import ExperimentConfig, from_dict
 from pixelgroup.data import AugmentedDataset, ImageMaskFolder, InstanceAugment, augmented
+from pixelgroup.data.io import read_label_map
 from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.synthetic_cells import draw_cells, write_cells_folder
 from pixelgroup.data.transforms import AugmentOptions
@@ -143,6 +144,13 @@ def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, m
     assert fitted.model.options["spatial_scale"] == max(1.0, round(sizes.median / 4, 1))
     assert fitted.grouping.min_area == max(1, round(np.pi * sizes.low**2 / 16))
     assert task.fit_config(fitted) == fitted  # numbers stay as given
+    half = dataclasses.replace(  # trained at about half scale: the kernel for half-size objects
+        cfg, data=dataclasses.replace(cfg.data, options={**cfg.data.options, "scale": [0.4, 0.6]})
+    )
+    fitted_half = task.fit_config(half)
+    seen = sizes.median * np.sqrt(0.4 * 0.6)
+    assert fitted_half.model.options["spatial_scale"] == max(1.0, round(seen / 4, 1))
+    assert fitted_half.grouping.min_area == fitted.grouping.min_area  # image pixels: the same
     crash_after_first_checkpoint(cfg, tmp_path / "run", monkeypatch)
     resumed = train(cfg, tmp_path / "run", resume=True, progress=False)  # auto again: same
     stored = load_checkpoint(resumed.checkpoint)["config"]
@@ -220,17 +228,54 @@ def test_predict_keeps_the_native_scale_of_a_crop_trained_model(
     monkeypatch.setattr("pixelgroup.engine.predict.DEFAULT_MAX_SIZE", 24)  # below 48 x 40
     assert main([*args, "-o", str(tmp_path / "default")]) == 0
     out = capsys.readouterr()
-    assert "downscaled" not in out.out and "warning" not in caplog.text
+    assert "resized" not in out.out and "warning" not in caplog.text
     assert main([*args, "-o", str(tmp_path / "small"), "--max-size", "24"]) == 0
     out = capsys.readouterr()
-    assert "downscaled" in out.out and "native scale" in caplog.text
+    assert "resized" in out.out and "native scale" in caplog.text
     assert "--max-size 0" in caplog.text
     caplog.clear()
     model, cfg, _ = load_model(done.checkpoint)
     library = predict_files(model, cfg, [image], tmp_path / "library", progress=False)
-    assert library.downscaled == [] and "warning" not in caplog.text
+    assert library.resized == [] and "warning" not in caplog.text
     library = predict_files(model, cfg, [image], tmp_path / "lib24", progress=False, max_size=24)
-    assert library.downscaled[0][2] == (24, 20) and "native scale" in caplog.text
+    assert library.resized[0][2] == (24, 20) and "native scale" in caplog.text
+
+
+def test_a_model_trained_at_half_scale_is_evaluated_and_predicts_at_half_scale(tmp_path, caplog):
+    """``data.options.scale: [0.4, 0.6]``: training shows the images at about half their size
+    (the kernel fitted to half-size objects), so eval, tune and predict show them at
+    sqrt(0.4 * 0.6) = 0.49 of their size, the labels at the image's size; no warning."""
+    import dataclasses
+
+    from pixelgroup.engine import evaluate, load_model, predict_files
+    from pixelgroup.engine.evaluate import eval_input_size
+    from pixelgroup.engine.inference import InferenceRunner
+
+    root = write_cells_folder(tmp_path / "cells", splits={"train": 2, "test": 1}, size=(48, 40))
+    cfg = _cells_config(root)
+    options = {**cfg.data.options, "scale": [0.4, 0.6]}
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, options=options))
+    done = train(cfg, tmp_path / "run", progress=False)
+    model, stored, _ = load_model(done.checkpoint)
+    task = get_task("instance")
+    assert task.inference_scale(stored) == pytest.approx(np.sqrt(0.24))
+    assert eval_input_size(task, stored, torch.zeros(1, 3, 48, 40)) == (24, 20)
+    seen = []
+    call = InferenceRunner.__call__
+
+    def spy(self, images, input_size=None, **kwargs):
+        seen.append(input_size)
+        return call(self, images, input_size, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(InferenceRunner, "__call__", spy)
+        metrics = evaluate(model, stored, "test", progress=False)
+    assert seen == [(24, 20)] and 0 <= metrics["acc50"] <= 1
+    image = root / "test" / "images" / "cells_000.tif"
+    out = predict_files(model, stored, [image], tmp_path / "pred", progress=False)
+    assert out.resized == [(image, (48, 40), (24, 20))] and "warning" not in caplog.text
+    assert read_label_map(tmp_path / "pred" / "cells_000_labels.png").shape == (48, 40)
+    assert get_task("instance").inference_scale(_cells_config(root)) == 1.0  # [0.8, 1.25]
 
 
 def test_synthetic_cells_with_half_the_nuclei_unannotated(tmp_path):
