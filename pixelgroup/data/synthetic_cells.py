@@ -82,13 +82,19 @@ def draw_cells(
     blur: float = 1.2,
     photons: float = 40.0,
     read_noise: float = 0.02,
+    brightness: tuple[float, float] = (0.35, 1.0),
+    irregular: float = 0.0,
 ) -> CellImage:
     """One ``size = (H, W)`` image of up to ``count`` nuclei ``diameter`` px across.
 
     ``photons`` is the expected photon count of the brightest pixel (lower: noisier),
     ``read_noise`` the Gaussian camera noise as a fraction of the brightest level, and
     ``max_value`` the stored value of the brightest level (235: the low range of a 16-bit file
-    in docs/own_data.md's example; 4095: 12-bit). Returns a :class:`CellImage`.
+    in docs/own_data.md's example; 4095: 12-bit). Each nucleus' brightness is drawn
+    uniformly from ``brightness = (lo, hi)`` (of the brightest level);
+    ``irregular`` > 0 bends each outline by random 2-, 3- and 4-lobed harmonics of that
+    relative amplitude (bean, kidney and lobed shapes; 0: ellipses). Returns a
+    :class:`CellImage`.
 
     Example:
         >>> cells = draw_cells(np.random.default_rng(0), (64, 64), count=4, diameter=(12, 20))
@@ -104,13 +110,21 @@ def draw_cells(
         c, s = np.cos(angle), np.sin(angle)
         u, v = (xx - x) * c + (yy - y) * s, -(xx - x) * s + (yy - y) * c
         radius = np.sqrt((u / a) ** 2 + (v / b) ** 2)  # 1 on the outline
+        if irregular > 0:
+            theta = np.arctan2(v / b, u / a)
+            amplitude, phase = rng.uniform(0, 1, 3), rng.uniform(0, 2 * np.pi, 3)
+            bend = sum(
+                a_k / k * np.cos(k * theta + p_k)
+                for k, a_k, p_k in zip((2, 3, 4), amplitude, phase, strict=True)
+            )
+            radius = radius / (1.0 + irregular * bend)
         inside = radius <= 1.0
         if not inside.any():
             continue
         edge = np.clip((1.0 - radius) * min(a, b) / 1.5, 0.0, 1.0)  # ~1.5 px fade
-        brightness = rng.uniform(0.35, 1.0)
+        level = rng.uniform(*brightness)
         texture = 1.0 + rng.uniform(0.1, 0.3) * chromatin
-        value = brightness * edge * texture
+        value = level * edge * texture
         signal = np.where(inside, value, signal)  # drawn on top: owns the overlap
         instance[inside] = k
     illumination = 1.0 + 0.35 * _smooth_noise(rng, size, min(h, w) / 4)

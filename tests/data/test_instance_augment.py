@@ -278,6 +278,31 @@ def test_a_model_trained_at_half_scale_is_evaluated_and_predicts_at_half_scale(t
     assert get_task("instance").inference_scale(_cells_config(root)) == 1.0  # [0.8, 1.25]
 
 
+def test_synthetic_cells_irregular_and_dim():
+    """``irregular`` bends the outlines (less convex than ellipses: their convex hulls hold
+    more background), ``brightness`` sets the nuclei's range; the default draw is unchanged
+    by the options' existence (the same generator calls)."""
+    from skimage.measure import regionprops
+
+    def solidity(cells):
+        return np.mean([r.solidity for r in regionprops(cells.instance.astype(int)) if r.area > 50])
+
+    def draw(**options):
+        return draw_cells(np.random.default_rng(4), (128, 128), count=20, **options)
+
+    plain, bent = draw(), draw(irregular=0.6)
+    assert solidity(bent) < solidity(plain) - 0.02
+    assert np.array_equal(plain.image, draw(brightness=(0.35, 1.0)).image)
+    dim, bright = draw(brightness=(0.1, 0.2)), draw(brightness=(0.9, 1.0))
+    for cells in (dim, bright):  # both normalised to their brightest pixel: compare the floor
+        assert cells.image.max() == 235
+    floor = [
+        np.median(c.image[c.instance == 0]) / np.median(c.image[c.instance > 0])
+        for c in (dim, bright)
+    ]
+    assert floor[0] > 2 * floor[1]  # dim nuclei: the background is a larger share of them
+
+
 def test_synthetic_cells_with_half_the_nuclei_unannotated(tmp_path):
     """``annotated_fraction=0.5``: the same images, half of each training mask's nuclei marked
     unannotated (read as IGNORE_LABEL), the held-out masks complete."""
