@@ -70,17 +70,16 @@ def evaluate(
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
         images = task.batch_image(batch)
         size = eval_input_size(task, cfg, images)
-        resize = None if size == tuple(images.shape[-2:]) else size
         side = tile_side(size, tile, halo) if task.tiles_images else 0
         blocks = plan_blocks(size) if task.tiles_images else []
         if len(blocks) > 1 and isinstance(evaluator, TiledEvaluator):
             windows = [
-                run.blocks(image[None], blocks, input_size=resize, tile=side, halo=halo)
+                run.blocks(image[None], blocks, input_size=size, tile=side, halo=halo)
                 for image in images
             ]
             evaluator.process_tiles(windows, batch, size)
         else:
-            evaluator.process(run(images, input_size=resize, tile=side, halo=halo), batch)
+            evaluator.process(run(images, input_size=size, tile=side, halo=halo), batch)
     return evaluator.evaluate()
 
 

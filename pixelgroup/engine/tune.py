@@ -97,9 +97,7 @@ def collect_outputs(
     kept = []
     for batch in tqdm(loader, desc=f"tune: model on {split}", disable=not progress):
         images = task.batch_image(batch)
-        size = eval_input_size(task, cfg, images)
-        resize = None if size == tuple(images.shape[-2:]) else size
-        kept.append((_to_cpu(run(images, input_size=resize)), batch))
+        kept.append((_to_cpu(run(images, input_size=eval_input_size(task, cfg, images))), batch))
     return kept
 
 
