@@ -153,15 +153,26 @@ class AugmentOptions:
 
     augment: bool = False
     crop: tuple[int, ...] | None = option(None, min=1)
-    scale: tuple[float, ...] = option((0.8, 1.25), above=0)
+    scale: tuple[float, ...] | str = option((0.8, 1.25), above=0, choices=("auto",))
+
+    def zoom_range(self) -> tuple[float, ...]:
+        """``scale`` as numbers; ``auto`` (chosen by training, ``Task.fit_config``) is a
+        ConfigError here."""
+        if isinstance(self.scale, str):
+            raise ConfigError(
+                "data.options.scale 'auto' is chosen when training, from the training masks' "
+                "object sizes; a trained model stores the numbers (give [lo, hi] here)"
+            )
+        return self.scale
 
     @property
     def seen_scale(self) -> float:
         """The scale training shows the images at: the geometric mean of ``scale`` when
         augmenting (``[0.8, 1.25]``: 1, the native scale; ``[0.4, 0.6]``: 0.49), else 1."""
-        if not self.augment or len(self.scale) != 2:
+        scale = self.zoom_range()
+        if not self.augment or len(scale) != 2:
             return 1.0
-        factor = math.sqrt(self.scale[0] * self.scale[1])
+        factor = math.sqrt(scale[0] * scale[1])
         return 1.0 if abs(factor - 1.0) < 1e-9 else factor
 
 
@@ -250,7 +261,7 @@ def augmented(
             "data.options.augment needs data.options.crop: [H, W] (the training crop in image "
             f"pixels, e.g. [128, 128]), got {None if crop is None else list(crop)}"
         )
-    scale = options.scale
+    scale = options.zoom_range()
     if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
         raise ConfigError(
             f"data.options.scale must be [lo, hi] with 0 < lo <= hi, got {list(scale)}"

@@ -263,10 +263,15 @@ class TaskBase:
         return None
 
     def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
-        if cfg.grouping.min_area == "auto" or cfg.model.options.get("spatial_scale") == "auto":
+        if "auto" in (
+            cfg.grouping.min_area,
+            cfg.model.options.get("spatial_scale"),
+            cfg.data.options.get("scale"),
+        ):
             raise ConfigError(
-                "grouping.min_area / model.options.spatial_scale 'auto' are chosen from the "
-                f"training masks by the instance task only; task {cfg.task!r} needs numbers"
+                "grouping.min_area / model.options.spatial_scale / data.options.scale 'auto' "
+                "are chosen from the training masks by the instance task only; task "
+                f"{cfg.task!r} needs numbers"
             )
         return cfg
 

@@ -45,6 +45,7 @@ from pixelgroup.data.io import read_image
 from pixelgroup.data.lazy_image import LazyImage
 from pixelgroup.data.object_sizes import (
     fitted_min_area,
+    fitted_scale,
     fitted_spatial_scale,
     object_sizes,
     spatial_scale_advice,
@@ -144,30 +145,44 @@ class InstanceTask(InstanceSampleTask):
     def fit_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """``cfg`` with its ``auto`` values chosen from the objects of the first
         :data:`TRAINING_SAMPLES_MEASURED` training masks (:mod:`pixelgroup.data.object_sizes`):
-        ``model.options.spatial_scale`` a quarter of their median diameter as training shows
-        them (times the geometric mean of ``data.options.scale`` when augmenting),
-        ``grouping.min_area`` (image pixels) a quarter of the area of the 10th-percentile one.
-        Logs the sizes for a spatial embedding and warns when a given ``spatial_scale``
-        misfits them."""
+        ``data.options.scale`` the crops' zoom range that shows the median object at 3/8 of
+        the crop or at its own size if smaller, ``model.options.spatial_scale`` a quarter of
+        their median diameter as training shows them (times the geometric mean of
+        ``data.options.scale`` when augmenting), ``grouping.min_area`` (image pixels) a
+        quarter of the area of the 10th-percentile one. Logs the sizes for a spatial
+        embedding and warns when a given ``spatial_scale`` misfits them."""
         options = dict(cfg.model.options)
         auto_scale = options.get("spatial_scale") == "auto"
         auto_area = cfg.grouping.min_area == "auto"
-        if not (auto_scale or auto_area or options.get("embedding") == "spatial"):
+        auto_zoom = cfg.data.options.get("scale") == "auto"
+        if not (auto_scale or auto_area or auto_zoom or options.get("embedding") == "spatial"):
             return cfg
         aug, dataset = _unaugmented(cfg, cfg.data.train_split)
+        if auto_zoom and (not aug.augment or aug.crop is None or len(aug.crop) != 2):
+            raise ConfigError(
+                "data.options.scale 'auto' is the zoom of the training crops: it needs "
+                "data.options.augment: true and data.options.crop: [H, W]"
+            )
         count = min(len(dataset), TRAINING_SAMPLES_MEASURED)  # type: ignore[arg-type]
         sizes = object_sizes(dataset[i].instance for i in range(count))
         if sizes is None:
-            if auto_scale or auto_area:
+            if auto_scale or auto_area or auto_zoom:
                 raise DataError(
                     f"the first {count} images of split {cfg.data.train_split!r} hold no "
-                    "annotated object to choose model.options.spatial_scale / "
-                    "grouping.min_area 'auto' from; give numbers, or check the masks"
+                    "annotated object to choose data.options.scale / model.options."
+                    "spatial_scale / grouping.min_area 'auto' from; give numbers, or check the "
+                    "masks"
                 )
             return cfg
+        chosen = []
+        data = cfg.data
+        if auto_zoom and aug.crop is not None:  # (checked above)
+            zoom = fitted_scale(sizes, aug.crop)
+            data = dataclasses.replace(data, options={**data.options, "scale": list(zoom)})
+            aug = dataclasses.replace(aug, scale=zoom)
+            chosen.append(f"data.options.scale [{zoom[0]:g}, {zoom[1]:g}]")
         factor = aug.seen_scale  # the model sees the objects at this scale
         seen = sizes.scaled(factor)
-        chosen = []
         if auto_scale:
             options["spatial_scale"] = fitted_spatial_scale(seen)
             chosen.append(f"model.options.spatial_scale {options['spatial_scale']:g} px")
@@ -189,7 +204,7 @@ class InstanceTask(InstanceSampleTask):
             if advice is not None:
                 _log.warning("%s (%s)", advice, seen)
         model = dataclasses.replace(cfg.model, options=options)
-        return dataclasses.replace(cfg, model=model, grouping=grouping)
+        return dataclasses.replace(cfg, data=data, model=model, grouping=grouping)
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         aug, dataset = _unaugmented(cfg, split)

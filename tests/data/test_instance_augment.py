@@ -123,11 +123,12 @@ def test_training_on_two_images_resumes_exactly(tmp_path, monkeypatch):
 
 def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, monkeypatch):
     """``spatial_scale: auto`` and ``min_area: auto`` become a quarter of the objects' median
-    diameter and a quarter of the 10th-percentile object's area, in the checkpoint's config;
-    the same ``auto`` config resumes the run; eval cannot take ``auto``."""
+    diameter and a quarter of the 10th-percentile object's area, ``data.options.scale: auto``
+    the zoom that shows the median object at 3/8 of the crop, in the checkpoint's config; the
+    same ``auto`` config resumes the run; eval cannot take ``auto``."""
     import dataclasses
 
-    from pixelgroup.data.object_sizes import object_sizes
+    from pixelgroup.data.object_sizes import fitted_scale, object_sizes
 
     root = write_cells_folder(tmp_path / "cells", splits={"train": 2}, size=(48, 40), count=6)
     cfg = _cells_config(root)
@@ -151,11 +152,21 @@ def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, m
     seen = sizes.median * np.sqrt(0.4 * 0.6)
     assert fitted_half.model.options["spatial_scale"] == max(1.0, round(seen / 4, 1))
     assert fitted_half.grouping.min_area == fitted.grouping.min_area  # image pixels: the same
-    crash_after_first_checkpoint(cfg, tmp_path / "run", monkeypatch)
-    resumed = train(cfg, tmp_path / "run", resume=True, progress=False)  # auto again: same
+    zoomed = dataclasses.replace(  # scale: auto shows objects over 3/8 of the crop at that size
+        cfg, data=dataclasses.replace(cfg.data, options={**cfg.data.options, "scale": "auto"})
+    )
+    fitted_zoom = task.fit_config(zoomed)
+    lo, hi = fitted_scale(sizes, (32, 32))
+    assert sizes.median > 12 and fitted_zoom.data.options["scale"] == [lo, hi] and hi < 1.25
+    seen = sizes.median * np.sqrt(lo * hi)
+    assert fitted_zoom.model.options["spatial_scale"] == max(1.0, round(seen / 4, 1))
+    assert task.fit_config(fitted_zoom) == fitted_zoom
+    crash_after_first_checkpoint(zoomed, tmp_path / "run", monkeypatch)
+    resumed = train(zoomed, tmp_path / "run", resume=True, progress=False)  # auto again: same
     stored = load_checkpoint(resumed.checkpoint)["config"]
-    assert stored["model"]["options"]["spatial_scale"] == fitted.model.options["spatial_scale"]
+    assert stored["model"]["options"]["spatial_scale"] == fitted_zoom.model.options["spatial_scale"]
     assert stored["grouping"]["min_area"] == fitted.grouping.min_area
+    assert stored["data"]["options"]["scale"] == [lo, hi]
     with pytest.raises(ConfigError, match="min_area 'auto' is chosen when training"):
         cfg.grouping.min_area_pixels()
 
@@ -178,6 +189,18 @@ def test_auto_needs_annotated_objects_and_the_instance_task(tmp_path):
         from_dict(ExperimentConfig, {"grouping": {"min_area": "big"}})
     with pytest.raises(ConfigError, match="grouping.min_area must be >= 0 or 'auto', got -1"):
         from_dict(ExperimentConfig, {"grouping": {"min_area": -1}})
+    no_crop = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, options={"augment": False, "scale": "auto"})
+    )
+    with pytest.raises(ConfigError, match="needs data.options.augment: true and data.options.crop"):
+        get_task("instance").fit_config(no_crop)
+    unfitted = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, options={**cfg.data.options, "scale": "auto"})
+    )
+    with pytest.raises(ConfigError, match="data.options.scale 'auto' is chosen when training"):
+        get_task("instance").inference_scale(unfitted)  # eval / predict of a stored model
+    with pytest.raises(ConfigError, match="scale must be one of 'auto' or a number, got 'big'"):
+        from_dict(AugmentOptions, {"scale": "big"})
 
 
 def test_spatial_model_adds_the_centre_vote_loss_and_warns_on_a_misfit_scale(tmp_path, caplog):
