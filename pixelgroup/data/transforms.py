@@ -148,12 +148,14 @@ class AugmentOptions:
     """The instance and volume tasks' augmentation keys of ``data.options`` (the rest go to
     the dataset): ``augment`` the training split with :class:`InstanceAugment` (random
     ``crop: [H, W]`` at native scale times a factor in ``scale: [lo, hi]``, flips, 90°
-    rotations, gamma / contrast / brightness, noise), seeded by (seed, epoch, item); an epoch
-    then holds ``data.batch_size`` x ``train.iters_per_epoch`` distinct crops."""
+    rotations, gamma ``exp(U(-gamma, gamma))`` / contrast / brightness, noise), seeded by
+    (seed, epoch, item); an epoch then holds ``data.batch_size`` x ``train.iters_per_epoch``
+    distinct crops."""
 
     augment: bool = False
     crop: tuple[int, ...] | None = option(None, min=1)
     scale: tuple[float, ...] | str = option((0.8, 1.25), above=0, choices=("auto",))
+    gamma: float = option(0.3, min=0)
 
     def zoom_range(self) -> tuple[float, ...]:
         """``scale`` as numbers; ``auto`` (chosen by training, ``Task.fit_config``) is a
@@ -266,7 +268,9 @@ def augmented(
         raise ConfigError(
             f"data.options.scale must be [lo, hi] with 0 < lo <= hi, got {list(scale)}"
         )
-    augment = InstanceAugment((int(crop[0]), int(crop[1])), (float(scale[0]), float(scale[1])))
+    augment = InstanceAugment(
+        (int(crop[0]), int(crop[1])), (float(scale[0]), float(scale[1])), gamma=options.gamma
+    )
     n = len(dataset)  # type: ignore[arg-type]
     return AugmentedDataset(dataset, augment, seed=seed, length=max(n, length))
 

@@ -301,6 +301,19 @@ def test_a_model_trained_at_half_scale_is_evaluated_and_predicts_at_half_scale(t
     assert get_task("instance").inference_scale(_cells_config(root)) == 1.0  # [0.8, 1.25]
 
 
+def test_the_gamma_option_reaches_the_augmentation():
+    """``data.options.gamma`` (default 0.3; ``--config cells``: 0.15) is the log-range of the
+    gamma augmentation; a negative one is a ConfigError naming the key."""
+    sample = InstanceSample(
+        torch.rand(3, 8, 8), torch.ones(8, 8, dtype=torch.long), torch.ones(8, 8, dtype=torch.long)
+    )
+    options = from_dict(AugmentOptions, {"augment": True, "crop": [8, 8], "gamma": 0.15})
+    assert augmented([sample], options, seed=0, length=1).augment.gamma == 0.15
+    assert AugmentOptions().gamma == 0.3
+    with pytest.raises(ConfigError, match="gamma must be >= 0"):
+        from_dict(AugmentOptions, {"gamma": -1.0})
+
+
 def test_synthetic_cells_irregular_and_dim():
     """``irregular`` bends the outlines (less convex than ellipses: their convex hulls hold
     more background), ``brightness`` sets the nuclei's range; the default draw is unchanged
