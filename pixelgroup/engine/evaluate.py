@@ -26,7 +26,7 @@ from pixelgroup.engine.inference import (
 )
 from pixelgroup.postprocess.tiles import TILE_MULTIPLE, check_tile_sizes, plan_blocks
 from pixelgroup.tasks import get_task
-from pixelgroup.tasks.base import Task, TiledEvaluator
+from pixelgroup.tasks.base import TiledEvaluator
 
 __all__ = ["evaluate", "eval_input_size"]
 
@@ -67,9 +67,10 @@ def evaluate(
     )
     evaluator = task.build_evaluator(cfg)
     evaluator.reset()
+    scale = task.inference_scale(cfg)  # once: the config does not change between batches
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
         images = task.batch_image(batch)
-        size = eval_input_size(task, cfg, images)
+        size = eval_input_size(images, scale)
         side = tile_side(size, tile, halo) if task.tiles_images else 0
         blocks = plan_blocks(size) if task.tiles_images else []
         if len(blocks) > 1 and isinstance(evaluator, TiledEvaluator):
@@ -83,10 +84,9 @@ def evaluate(
     return evaluator.evaluate()
 
 
-def eval_input_size(task: Task, cfg: ExperimentConfig, images: torch.Tensor) -> tuple[int, int]:
+def eval_input_size(images: torch.Tensor, scale: float | None) -> tuple[int, int]:
     """``(h, w)`` at which the model sees ``images (B, C, H, W)`` to be scored: ``(H, W)``
-    times the scale it was trained at (``Task.inference_scale``; as ``predict`` shows them
-    with no ``--max-size``), the labels scored at ``(H, W)``."""
+    times ``scale``, the scale it was trained at (``Task.inference_scale``, None: 1; as
+    ``predict`` shows them with no ``--max-size``), the labels scored at ``(H, W)``."""
     size = (int(images.shape[-2]), int(images.shape[-1]))
-    scale = task.inference_scale(cfg)
-    return size if scale is None else model_input_size(size, 0, scale)
+    return model_input_size(size, 0, 1.0 if scale is None else scale)

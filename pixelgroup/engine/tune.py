@@ -95,9 +95,10 @@ def collect_outputs(
         num_workers=cfg.data.num_workers,
     )
     kept = []
+    scale = task.inference_scale(cfg)
     for batch in tqdm(loader, desc=f"tune: model on {split}", disable=not progress):
         images = task.batch_image(batch)
-        kept.append((_to_cpu(run(images, input_size=eval_input_size(task, cfg, images))), batch))
+        kept.append((_to_cpu(run(images, input_size=eval_input_size(images, scale))), batch))
     return kept
 
 

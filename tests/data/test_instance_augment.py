@@ -282,7 +282,7 @@ def test_a_model_trained_at_half_scale_is_evaluated_and_predicts_at_half_scale(t
     model, stored, _ = load_model(done.checkpoint)
     task = get_task("instance")
     assert task.inference_scale(stored) == pytest.approx(np.sqrt(0.24))
-    assert eval_input_size(task, stored, torch.zeros(1, 3, 48, 40)) == (24, 20)
+    assert eval_input_size(torch.zeros(1, 3, 48, 40), task.inference_scale(stored)) == (24, 20)
     seen = []
     call = InferenceRunner.__call__
 
