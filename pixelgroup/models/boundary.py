@@ -63,6 +63,11 @@ class BoundaryNet(nn.Module):
         embedding_dim: D per side output (3 in the original).
         input_scale: resize the image by this factor before the backbone (the original: 0.5);
             every output is still returned at the input size.
+        frozen_backbone: keep the pretrained backbone as loaded: its weights take no gradient
+            and its BatchNorm statistics stay the stored ones (it stays in eval mode whatever
+            ``train()`` says); only the heads learn. For training from one or a few images,
+            where fine-tuning the backbone learns those images' textures
+            (docs/real_data.md, "Boundaries: the BSDS samples"). Needs ``pretrained``.
 
     Forward: images ``(B, 3, H, W)`` RGB in [0, 1] -> :class:`BoundaryOutput`.
 
@@ -79,21 +84,35 @@ class BoundaryNet(nn.Module):
         stages: tuple[int, ...] | list[int] = (1, 2, 3, 4),
         embedding_dim: int = 3,
         input_scale: float = 1.0,
+        frozen_backbone: bool = False,
     ) -> None:
         super().__init__()
         stages = tuple(stages)
+        if frozen_backbone and not pretrained:
+            raise ValueError(
+                "frozen_backbone keeps the backbone's ImageNet weights: set pretrained: true"
+            )
         if not stages or any(not isinstance(s, int) or not 0 <= s <= 4 for s in stages):
             raise ValueError(f"stages must be a non-empty list of stage indices 0..4, got {stages}")
         if not input_scale > 0:
             raise ValueError(f"input_scale must be > 0, got {input_scale}")
         self.input_scale = float(input_scale)
         self.backbone = build_backbone(backbone, pretrained=pretrained)
+        self.frozen_backbone = bool(frozen_backbone)
+        self.backbone.requires_grad_(not self.frozen_backbone)
         self.stages = stages
         self.embedding_dim = embedding_dim
         channels = self.backbone.out_channels
         self.heads = nn.ModuleList(EmbeddingHead(channels[s], embedding_dim) for s in stages)
         self.side_classifiers = nn.ModuleList(nn.Conv2d(embedding_dim, 1, 1) for _ in stages)
         self.fuse = nn.Conv2d(embedding_dim * len(stages), 1, 1)
+
+    def train(self, mode: bool = True) -> BoundaryNet:
+        """``nn.Module.train``; a frozen backbone stays in eval mode."""
+        super().train(mode)
+        if self.frozen_backbone:
+            self.backbone.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> BoundaryOutput:
         size = images.shape[-2:]
@@ -114,5 +133,5 @@ class BoundaryNet(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"stages={self.stages}, embedding_dim={self.embedding_dim}, "
-            f"input_scale={self.input_scale}"
+            f"input_scale={self.input_scale}, frozen_backbone={self.frozen_backbone}"
         )

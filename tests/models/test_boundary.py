@@ -73,3 +73,29 @@ def test_efficientnet_side_outputs():
     net = BoundaryNet("efficientnet_lite0", stages=(0, 1, 2, 3, 4)).eval()
     out = net(torch.rand(1, 3, 40, 56))
     assert out.logits.shape == (1, 6, 40, 56)
+
+
+def test_a_frozen_backbone_keeps_its_weights_and_statistics_through_training():
+    pytest.importorskip("timm", reason="timm (extra efficientnet) not installed")
+    torch.manual_seed(0)
+    net = BoundaryNet("efficientnet_lite0", pretrained=True, stages=(0, 1), frozen_backbone=True)
+    before = {k: v.clone() for k, v in net.backbone.state_dict().items()}
+    head_before = net.heads[0].conv.weight.detach().clone()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    net.train()
+    assert not net.backbone.training and net.heads.training
+    for _ in range(2):
+        out = net(torch.rand(2, 3, 32, 48))
+        (out.logits.mean() + sum(e[:, 0].mean() for e in out.embeddings)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = net.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics too
+    assert all(p.grad is None for p in net.backbone.parameters())
+    assert not torch.equal(head_before, net.heads[0].conv.weight)  # the heads learn
+    assert "frozen_backbone=True" in repr(net)
+
+
+def test_a_frozen_backbone_needs_pretrained_weights():
+    with pytest.raises(ValueError, match="frozen_backbone keeps the backbone's ImageNet weights"):
+        BoundaryNet("resnet50", frozen_backbone=True)
