@@ -20,6 +20,7 @@ __all__ = [
     "ObjectSizes",
     "object_sizes",
     "fitted_spatial_scale",
+    "FITTED_KERNEL_FRACTION",
     "fitted_scale",
     "fitted_min_area",
     "spatial_scale_advice",
@@ -67,15 +68,21 @@ def object_sizes(masks: Iterable[torch.Tensor]) -> ObjectSizes | None:
     return ObjectSizes(count=len(diameters), median=q[0], low=q[1], high=q[2])
 
 
+FITTED_KERNEL_FRACTION = 3 / 8
+"""The spatial kernel's length as a share of the median object's diameter (9 px for ~24 px
+nuclei): against a quarter and a half, on the held-out sets of docs/real_data.md ("The
+kernel's length"), better or as good on every set of nuclei and on the photos."""
+
+
 def fitted_spatial_scale(sizes: ObjectSizes) -> float:
-    """The spatial kernel's length for objects of ``sizes``: a quarter of their median diameter
-    (0.1 px steps, at least 1 px; 6 for the ~24 px nuclei the ``cells`` config was tuned on).
+    """The spatial kernel's length for objects of ``sizes``: :data:`FITTED_KERNEL_FRACTION`
+    of their median diameter (0.1 px steps, at least 1 px; 9 for ~24 px nuclei).
 
     Example:
         >>> fitted_spatial_scale(ObjectSizes(count=50, median=39.0, low=21.0, high=46.0))
-        9.8
+        14.6
     """
-    return max(1.0, round(sizes.median / 4, 1))
+    return max(1.0, round(sizes.median * FITTED_KERNEL_FRACTION, 1))
 
 
 FITTED_OBJECT_FRACTION = 3 / 8
@@ -112,13 +119,13 @@ def fitted_min_area(sizes: ObjectSizes) -> int:
 def spatial_scale_advice(sizes: ObjectSizes, scale: float) -> str | None:
     """A one-line warning when a spatial kernel of ``scale`` pixels misfits objects of
     ``sizes`` (outside 1/6..1/2 of their median diameter: nuclei of 39 px scored 0.62 at
-    a scale of 6 and 0.74 at 10, docs/real_data.md), else ``None``."""
+    a scale of 6 and 0.74 at 10, docs/real_data.md, with an older recipe), else ``None``."""
     if sizes.median / 6 <= scale <= sizes.median / 2:
         return None
     suggested = fitted_spatial_scale(sizes)
     return (
         f"model.options.spatial_scale is {scale:g} px but the training objects are "
         f"~{sizes.median:.0f} px across: neighbours may merge or objects split; "
-        f"--set model.options.spatial_scale={suggested:g} (a quarter of their diameter) or auto "
+        f"--set model.options.spatial_scale={suggested:g} (3/8 of their diameter) or auto "
         "suits them"
     )

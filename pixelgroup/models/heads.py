@@ -66,8 +66,8 @@ class SpatialEmbeddingHead(nn.Module):
     Args:
         in_channels: C.
         embedding_dim: D, even (D / 2 Fourier frequencies).
-        scale: the kernel's length l in input pixels: about a quarter of the objects' diameter
-            (neighbours' centres ~4 l apart have cosine ~0).
+        scale: the kernel's length l in input pixels: about 3/8 of the objects' diameter
+            (touching neighbours' centres, ~2.7 l apart, have cosine ~0.03).
         stride: the features' stride in input pixels (positions of their cells' centres).
 
     Forward: features ``(B, C, H, W)`` -> :class:`EmbeddingOutput` with ``embedding (B, D, H,

@@ -107,7 +107,7 @@ class UNetEmbeddingNet(nn.Module):
             (each pixel votes for its object's centre; the vote is mapped onto the sphere so
             that far-apart objects are apart whatever they look like: the choice for many
             similar small objects such as nuclei; the output carries ``votes``).
-        spatial_scale: the spatial kernel's length in input pixels, about a quarter of the
+        spatial_scale: the spatial kernel's length in input pixels, about 3/8 of the
             objects' diameter (``embedding: spatial`` only).
 
     Forward: images ``(B, 3, H, W)`` -> :class:`EmbeddingOutput`, ``embedding (B, D, H_e,

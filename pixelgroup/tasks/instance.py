@@ -146,7 +146,7 @@ class InstanceTask(InstanceSampleTask):
         """``cfg`` with its ``auto`` values chosen from the objects of the first
         :data:`TRAINING_SAMPLES_MEASURED` training masks (:mod:`pixelgroup.data.object_sizes`):
         ``data.options.scale`` the crops' zoom range that shows the median object at 3/8 of
-        the crop or at its own size if smaller, ``model.options.spatial_scale`` a quarter of
+        the crop or at its own size if smaller, ``model.options.spatial_scale`` 3/8 of
         their median diameter as training shows them (times the geometric mean of
         ``data.options.scale`` when augmenting), ``grouping.min_area`` (image pixels) a
         quarter of the area of the 10th-percentile one. Logs the sizes for a spatial

@@ -122,12 +122,13 @@ def test_training_on_two_images_resumes_exactly(tmp_path, monkeypatch):
 
 
 def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, monkeypatch):
-    """``spatial_scale: auto`` and ``min_area: auto`` become a quarter of the objects' median
+    """``spatial_scale: auto`` and ``min_area: auto`` become 3/8 of the objects' median
     diameter and a quarter of the 10th-percentile object's area, ``data.options.scale: auto``
     the zoom that shows the median object at 3/8 of the crop, in the checkpoint's config; the
     same ``auto`` config resumes the run; eval cannot take ``auto``."""
     import dataclasses
 
+    from pixelgroup.data.object_sizes import FITTED_KERNEL_FRACTION as K
     from pixelgroup.data.object_sizes import fitted_scale, object_sizes
 
     root = write_cells_folder(tmp_path / "cells", splits={"train": 2}, size=(48, 40), count=6)
@@ -142,7 +143,7 @@ def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, m
     raw = ImageMaskFolder(root, "train")
     sizes = object_sizes(raw[i].instance for i in range(len(raw)))
     fitted = task.fit_config(cfg)
-    assert fitted.model.options["spatial_scale"] == max(1.0, round(sizes.median / 4, 1))
+    assert fitted.model.options["spatial_scale"] == max(1.0, round(sizes.median * K, 1))
     assert fitted.grouping.min_area == max(1, round(np.pi * sizes.low**2 / 16))
     assert task.fit_config(fitted) == fitted  # numbers stay as given
     half = dataclasses.replace(  # trained at about half scale: the kernel for half-size objects
@@ -150,7 +151,7 @@ def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, m
     )
     fitted_half = task.fit_config(half)
     seen = sizes.median * np.sqrt(0.4 * 0.6)
-    assert fitted_half.model.options["spatial_scale"] == max(1.0, round(seen / 4, 1))
+    assert fitted_half.model.options["spatial_scale"] == max(1.0, round(seen * K, 1))
     assert fitted_half.grouping.min_area == fitted.grouping.min_area  # image pixels: the same
     zoomed = dataclasses.replace(  # scale: auto shows objects over 3/8 of the crop at that size
         cfg, data=dataclasses.replace(cfg.data, options={**cfg.data.options, "scale": "auto"})
@@ -159,7 +160,7 @@ def test_auto_values_are_chosen_from_the_training_objects_and_stored(tmp_path, m
     lo, hi = fitted_scale(sizes, (32, 32))
     assert sizes.median > 12 and fitted_zoom.data.options["scale"] == [lo, hi] and hi < 1.25
     seen = sizes.median * np.sqrt(lo * hi)
-    assert fitted_zoom.model.options["spatial_scale"] == max(1.0, round(seen / 4, 1))
+    assert fitted_zoom.model.options["spatial_scale"] == max(1.0, round(seen * K, 1))
     assert task.fit_config(fitted_zoom) == fitted_zoom
     crash_after_first_checkpoint(zoomed, tmp_path / "run", monkeypatch)
     resumed = train(zoomed, tmp_path / "run", resume=True, progress=False)  # auto again: same

@@ -24,5 +24,6 @@ def test_advice_only_when_the_scale_misfits():
     sizes = object_sizes([mask])
     assert spatial_scale_advice(sizes, 6.0) is None
     advice = spatial_scale_advice(sizes, 30.0)
-    assert "spatial_scale=6.8" in advice and "~27 px" in advice
+    assert "spatial_scale=10.2" in advice and "3/8 of their diameter" in advice
+    assert "~27 px" in advice
     assert spatial_scale_advice(sizes, 4.0) is not None  # below a sixth: too short
