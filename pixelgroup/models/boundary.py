@@ -88,6 +88,8 @@ class BoundaryNet(nn.Module):
     ) -> None:
         super().__init__()
         stages = tuple(stages)
+        if not isinstance(frozen_backbone, bool):
+            raise ValueError(f"frozen_backbone must be true or false, got {frozen_backbone!r}")
         if frozen_backbone and not pretrained:
             raise ValueError(
                 "frozen_backbone keeps the backbone's ImageNet weights: set pretrained: true"
@@ -98,7 +100,7 @@ class BoundaryNet(nn.Module):
             raise ValueError(f"input_scale must be > 0, got {input_scale}")
         self.input_scale = float(input_scale)
         self.backbone = build_backbone(backbone, pretrained=pretrained)
-        self.frozen_backbone = bool(frozen_backbone)
+        self.frozen_backbone = frozen_backbone
         self.backbone.requires_grad_(not self.frozen_backbone)
         self.stages = stages
         self.embedding_dim = embedding_dim

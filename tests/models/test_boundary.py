@@ -99,3 +99,5 @@ def test_a_frozen_backbone_keeps_its_weights_and_statistics_through_training():
 def test_a_frozen_backbone_needs_pretrained_weights():
     with pytest.raises(ValueError, match="frozen_backbone keeps the backbone's ImageNet weights"):
         BoundaryNet("resnet50", frozen_backbone=True)
+    with pytest.raises(ValueError, match="frozen_backbone must be true or false, got 'maybe'"):
+        BoundaryNet("resnet50", frozen_backbone="maybe")  # type: ignore[arg-type]
