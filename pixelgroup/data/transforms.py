@@ -35,6 +35,7 @@ __all__ = [
     "AugmentOptions",
     "ResizeSample",
     "augmented",
+    "jitter_intensity",
 ]
 
 
@@ -143,6 +144,34 @@ def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
 
+def jitter_intensity(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    gamma: float = 0.3,
+    contrast: float = 0.3,
+    brightness: float = 0.1,
+    noise: float = 0.03,
+) -> torch.Tensor:
+    """A random intensity change of an image in [0, 1] of any shape (``(C, H, W)``, a volume's
+    ``(C, Z, Y, X)``): gamma ``exp(U(-gamma, gamma))``, contrast ``U(1 - contrast, 1 +
+    contrast)``, brightness ``U(-brightness, brightness)``, Gaussian noise of a standard
+    deviation ``U(0, noise)``, then clipped to [0, 1]; every draw from ``generator``.
+
+    Example:
+        >>> x = jitter_intensity(torch.full((1, 4, 4), 0.5), torch.Generator().manual_seed(0))
+        >>> x.shape, bool(0 <= x.min() and x.max() <= 1)
+        (torch.Size([1, 4, 4]), True)
+    """
+    g = generator
+    x = x.clamp(0.0, 1.0) ** math.exp(_uniform(g, -gamma, gamma))
+    x = x * _uniform(g, 1 - contrast, 1 + contrast)
+    x = x + _uniform(g, -brightness, brightness)
+    sigma = _uniform(g, 0.0, noise)
+    x = x + sigma * torch.randn(x.shape, generator=g)
+    return x.clamp(0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class AugmentOptions:
     """The instance and volume tasks' augmentation keys of ``data.options`` (the rest go to
@@ -186,11 +215,10 @@ class InstanceAugment:
     log-uniformly from ``scale = (lo, hi)`` (a factor s shows a window of ``crop / s``
     image pixels resized to ``crop``; an image smaller than the window is padded with
     background), a horizontal and a vertical flip (each with probability 1/2) and a rotation
-    by a random multiple of 90° (for a non-square crop only 0° or 180°). Intensity, on the
-    [0, 1] image: gamma ``exp(U(-g, g))``, contrast ``U(1 - c, 1 + c)`` and brightness
-    ``U(-b, b)``, and Gaussian noise of a standard deviation ``U(0, noise)``, then clipped to
-    [0, 1]. Every draw comes from the generator passed in
-    (:class:`AugmentedDataset`), none from the global RNG.
+    by a random multiple of 90° (for a non-square crop only 0° or 180°). Intensity:
+    :func:`jitter_intensity` with ``gamma``, ``contrast``, ``brightness`` and ``noise``. Every
+    draw comes from the generator passed in (:class:`AugmentedDataset`), none from the global
+    RNG.
 
     Call: ``sample`` with ``image (C, H, W)`` -> an :class:`InstanceSample` with
     ``image (C, crop[0], crop[1])`` and maps of the same size.
@@ -236,16 +264,17 @@ class InstanceAugment:
             image, masks = TF.vertical_flip(image), TF.vertical_flip(masks)
         quarter = self.crop[0] == self.crop[1]
         k = int(torch.randint(4 if quarter else 2, (1,), generator=g)) * (1 if quarter else 2)
-        x = torch.rot90(image.as_subclass(torch.Tensor), k, (1, 2)).clamp(0.0, 1.0)
+        x = torch.rot90(image.as_subclass(torch.Tensor), k, (1, 2))
         labels = torch.rot90(masks.as_subclass(torch.Tensor), k, (1, 2))
-        x = x ** math.exp(_uniform(g, -self.gamma, self.gamma))
-        x = x * _uniform(g, 1 - self.contrast, 1 + self.contrast)
-        x = x + _uniform(g, -self.brightness, self.brightness)
-        sigma = _uniform(g, 0.0, self.noise)
-        x = x + sigma * torch.randn(x.shape, generator=g)
-        return InstanceSample(
-            x.clamp(0.0, 1.0).contiguous(), labels[0].contiguous(), labels[1].contiguous()
+        x = jitter_intensity(
+            x,
+            g,
+            gamma=self.gamma,
+            contrast=self.contrast,
+            brightness=self.brightness,
+            noise=self.noise,
         )
+        return InstanceSample(x.contiguous(), labels[0].contiguous(), labels[1].contiguous())
 
     def __repr__(self) -> str:
         return f"InstanceAugment(crop={self.crop}, scale={self.scale})"

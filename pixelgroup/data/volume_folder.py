@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from pixelgroup._config_io import option
 from pixelgroup.data.sample import InstanceSample
+from pixelgroup.data.transforms import jitter_intensity
 from pixelgroup.data.volumes import read_label_volume, read_volume, voxel_size_of
 from pixelgroup.errors import DataError
 
@@ -112,14 +113,17 @@ class VolumeFolder(Dataset):
 
 class VolumeAugment:
     """A random ``crop (Z, Y, X)`` (clipped to the volume), flips along z, y and x, a 90°
-    turn in YX (when the crop is square in YX) and a random gamma / contrast of the image, all
-    drawn from the generator passed in (:class:`~pixelgroup.data.AugmentedDataset` seeds it by
-    (seed, epoch, item))."""
+    turn in YX (when the crop is square in YX) and the 2-D augmentation's intensity change
+    (:func:`~pixelgroup.data.transforms.jitter_intensity` with ``gamma``), all drawn from the
+    generator passed in (:class:`~pixelgroup.data.AugmentedDataset` seeds it by (seed, epoch,
+    item)). Call: ``sample`` with ``image (C, Z, Y, X)`` -> an :class:`InstanceSample` of
+    the crop's size (at most ``crop``)."""
 
-    def __init__(self, crop: Sequence[int]) -> None:
+    def __init__(self, crop: Sequence[int], gamma: float = 0.3) -> None:
         if len(crop) != 3 or min(crop) < 1:
             raise ValueError(f"crop must be [Z, Y, X] with each >= 1, got {list(crop)}")
         self.crop = tuple(int(n) for n in crop)
+        self.gamma = float(gamma)
 
     def __call__(self, sample: InstanceSample, generator: torch.Generator) -> InstanceSample:
         image, instance = sample.image, sample.instance
@@ -136,11 +140,9 @@ class VolumeAugment:
                 image, instance = image.flip(axis), instance.flip(axis)
         if image.shape[-1] == image.shape[-2] and bool(torch.rand((), generator=generator) < 0.5):
             image, instance = image.rot90(1, (-2, -1)), instance.rot90(1, (-2, -1))
-        gamma = float(torch.empty(()).uniform_(0.7, 1.4, generator=generator))
-        contrast = float(torch.empty(()).uniform_(0.8, 1.2, generator=generator))
-        image = (image.clamp(0, 1) ** gamma * contrast).clamp(0, 1)
+        image = jitter_intensity(image, generator, gamma=self.gamma)
         instance = instance.contiguous()
         return InstanceSample(image.contiguous(), instance, (instance > 0).long())
 
     def __repr__(self) -> str:
-        return f"VolumeAugment(crop={list(self.crop)})"
+        return f"VolumeAugment(crop={list(self.crop)}, gamma={self.gamma})"

@@ -146,9 +146,16 @@ class VolumeTask(InstanceSampleTask):
 
     def build_dataset(self, cfg: ExperimentConfig, split: str) -> Dataset:
         """The split's volumes; the training split of ``data.options.augment: true`` through
-        :class:`~pixelgroup.data.volume_folder.VolumeAugment` (``crop: [Z, Y, X]``), seeded by
-        (seed, epoch, item), ``data.batch_size`` x ``train.iters_per_epoch`` crops an epoch."""
+        :class:`~pixelgroup.data.volume_folder.VolumeAugment` (``crop: [Z, Y, X]``,
+        ``gamma``), seeded by (seed, epoch, item), ``data.batch_size`` x
+        ``train.iters_per_epoch`` crops an epoch; ``data.options.scale`` (a 2-D zoom) is a
+        ConfigError."""
         aug, options = split_options(AugmentOptions, cfg.data.options)
+        if "scale" in cfg.data.options:
+            raise ConfigError(
+                "data.options.scale: volumes are not zoomed (their augmentation is crops, "
+                "flips, turns and intensity, at model.options.voxel_size); remove it"
+            )
         if cfg.data.name == "volume_folder":
             options = {"in_channels": self.in_channels(cfg), **options}
         dataset = build_dataset(
@@ -162,7 +169,8 @@ class VolumeTask(InstanceSampleTask):
                 f"{None if aug.crop is None else list(aug.crop)}"
             )
         length = max(len(dataset), cfg.data.batch_size * (cfg.train.iters_per_epoch or 1))  # type: ignore[arg-type]
-        return AugmentedDataset(dataset, VolumeAugment(aug.crop), seed=cfg.seed, length=length)
+        augment = VolumeAugment(aug.crop, gamma=aug.gamma)
+        return AugmentedDataset(dataset, augment, seed=cfg.seed, length=length)
 
     def collate(self, samples: list[InstanceSample]) -> InstanceSample:
         shapes = {tuple(s.image.shape[1:]) for s in samples}

@@ -9,6 +9,7 @@ import yaml
 
 from pixelgroup.cli import main
 from pixelgroup.config import ExperimentConfig, from_dict, load_config, resolve_config
+from pixelgroup.data.sample import InstanceSample
 from pixelgroup.data.synthetic_volumes import ToyVolumes
 from pixelgroup.engine import load_checkpoint, train
 from tests._cli import one_line_error
@@ -200,6 +201,32 @@ def test_tiff_folder_trains_with_seeded_crops_and_evaluates(tmp_path):
     assert not torch.equal(dataset[0].image, first[0])
     dataset.set_epoch(0)
     assert all(torch.equal(dataset[i].image, first[i]) for i in range(3))
+
+
+def test_volume_augmentation_takes_gamma_and_refuses_a_zoom(tmp_path, capsys):
+    """``data.options.gamma`` reaches the volumes' intensity change (0: no gamma, contrast,
+    brightness or noise is still drawn); ``data.options.scale``, a 2-D zoom volumes do not
+    have, is refused rather than ignored."""
+    from pixelgroup.data.volume_folder import VolumeAugment
+    from pixelgroup.tasks.volume import VolumeTask
+
+    root = _folder(tmp_path / "data")
+    config = _folder_config(root, tmp_path)
+    cfg = load_config(ExperimentConfig, config)
+    cfg.data.options["gamma"] = 0.05
+    dataset = VolumeTask().build_dataset(cfg, "train")
+    assert isinstance(dataset.augment, VolumeAugment) and dataset.augment.gamma == 0.05
+    image = torch.full((1, 4, 12, 12), 0.5)
+    sample = InstanceSample(image, torch.ones(4, 12, 12, dtype=torch.long), None)
+    still = VolumeAugment((4, 12, 12), gamma=0.0)
+    out = still(sample, torch.Generator().manual_seed(0))
+    assert out.image.shape == (1, 4, 12, 12) and 0 <= out.image.min() <= out.image.max() <= 1
+    assert not torch.equal(out.image, image)  # contrast, brightness and noise still drawn
+    cfg_file = yaml.safe_load(config.read_text())
+    cfg_file["data"]["options"]["scale"] = [0.5, 2.0]
+    config.write_text(yaml.safe_dump(cfg_file))
+    assert main(["train", "--config", str(config), "-o", str(tmp_path / "run"), "--quiet"]) == 2
+    one_line_error(capsys, "data.options.scale", "volumes are not zoomed")
 
 
 @pytest.mark.parametrize(
