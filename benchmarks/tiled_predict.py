@@ -36,7 +36,10 @@ Two tables (docs/large_images.md):
   window, its labels written tile by tile to a tiled BigTIFF; wall time, megapixels per
   second and peak RSS (``getrusage``) of the whole call, reading and writing included; up to
   ``--eager-max`` pixels also read whole (``lazy=False``: label PNG, overlay, COCO JSON);
-  each on every number of ``--threads``.
+  each on every number of ``--threads``; ``--max-size N``: the model sees each image shrunk to
+  N px a side (read and resized window by window, ``data/resized_windows.py``), with
+  ``--zoom Z`` nuclei drawn Z times larger and the model seeing the image at 1 / Z (their
+  training scale; ``--max-size`` 0).
 * ``join``: the same without the model (what grows with the image besides the windows):
   each tile's regions labelled with the true nuclei, joined and written
   (``write_tiled_labels``: spill, BigTIFF, GeoJSON); time and peak RSS per size.
@@ -313,14 +316,16 @@ def speed_table(checkpoint: str, sizes: list[int], tile: int, halo: int, whole_m
         )
 
 
-def _write_slide(path: str, size: tuple[int, int]) -> None:
-    """A ``size = (H, W)`` uint16 tiled BigTIFF of synthetic nuclei, written block by block."""
+def _write_slide(path: str, size: tuple[int, int], zoom: int = 1) -> None:
+    """A ``size = (H, W)`` uint16 tiled BigTIFF of synthetic nuclei (``zoom`` x larger than
+    ``draw_cells`` draws them: each pixel repeated), written block by block."""
     import tifffile
 
     from pixelgroup.data.synthetic_cells import draw_cells
 
-    block = draw_cells(np.random.default_rng(0), (512, 512), count=512 * 512 // 1100).image
-    block = block.astype(np.uint16) * 200  # 16-bit: percentile normalisation from a sample
+    side = 512 // zoom
+    block = draw_cells(np.random.default_rng(0), (side, side), count=side * side // 1100).image
+    block = np.kron(block.astype(np.uint16) * 200, np.ones((zoom, zoom), dtype=np.uint16))
 
     def blocks():
         for top in range(0, size[0], 512):
@@ -330,9 +335,12 @@ def _write_slide(path: str, size: tuple[int, int]) -> None:
     tifffile.imwrite(path, blocks(), shape=size, dtype=np.uint16, tile=(512, 512), bigtiff=True)
 
 
-def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool, threads: int) -> None:
-    """``predict_files(lazy=lazy)`` of one image in this process on ``threads`` threads: a
-    JSON line (the load average over the call's last minute included)."""
+def _one_large(
+    checkpoint: str, image: str, tile: int, halo: int, lazy: bool, threads: int, max_size: int
+) -> None:
+    """``predict_files(lazy=lazy, max_size=max_size)`` of one image in this process on
+    ``threads`` threads: a JSON line (the load average over the call's last minute
+    included)."""
     import os
     import tempfile
 
@@ -347,7 +355,15 @@ def _one_large(checkpoint: str, image: str, tile: int, halo: int, lazy: bool, th
     with tempfile.TemporaryDirectory(dir=os.path.dirname(image)) as out:  # beside the image
         start = time.perf_counter()
         predict_files(
-            model, cfg, [image], out, progress=False, max_size=0, tile=tile, halo=halo, lazy=lazy
+            model,
+            cfg,
+            [image],
+            out,
+            progress=False,
+            max_size=max_size,
+            tile=tile,
+            halo=halo,
+            lazy=lazy,
         )
         seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -363,10 +379,14 @@ def large_table(
     folder: str,
     eager_max: int,
     threads: list[int],
+    max_size: int = 0,
+    zoom: int = 1,
 ) -> None:
     """``sizes``: ``N`` (N x N) or ``HxW``; images of at most ``eager_max`` pixels also run
     read whole (``lazy=False``: label PNG, overlay, COCO JSON); each on every number of
-    ``threads``."""
+    ``threads``; ``max_size`` > 0: the model sees each image shrunk to that long side (read
+    and resized window by window); ``zoom``: nuclei drawn that many times larger, and seen at
+    1 / ``zoom`` (their training scale) unless ``max_size`` says otherwise."""
     import os
 
     print(
@@ -378,13 +398,17 @@ def large_table(
     os.makedirs(folder, exist_ok=True)
     for spec in sizes:
         h, w = (int(v) for v in (spec.split("x") if "x" in spec else (spec, spec)))
-        image = os.path.join(folder, f"slide_{h}x{w}.tif")
+        image = os.path.join(
+            folder, f"slide_{h}x{w}" + (f"_zoom{zoom}" if zoom > 1 else "") + ".tif"
+        )
         if not os.path.exists(image):
-            _write_slide(image, (h, w))
+            _write_slide(image, (h, w), zoom)
         for lazy in (True, False) if h * w <= eager_max else (True,):
             for n in threads:
                 cmd = [sys.executable, __file__, "one-large", checkpoint, image, str(tile)]
-                cmd += [str(halo), "--threads", str(n)] + ([] if lazy else ["--whole"])
+                limit = max_size or (max(h, w) // zoom if zoom > 1 else 0)
+                cmd += [str(halo), "--threads", str(n), "--max-size", str(limit)]
+                cmd += [] if lazy else ["--whole"]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 first = first or row["peak_mib"]
@@ -493,6 +517,8 @@ def main() -> None:
     g.add_argument("--folder", default=".", help="where the synthetic TIFFs are (written)")
     g.add_argument("--eager-max", type=int, default=2048 * 2048, help="px also run read whole")
     g.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads, each")
+    g.add_argument("--max-size", type=int, default=0, help="long side the model sees (0: own)")
+    g.add_argument("--zoom", type=int, default=1, help="nuclei drawn this many times larger")
     j = sub.add_parser("join", help="the join and the writing alone: time and peak RSS")
     j.add_argument("--sizes", nargs="+", default=["2048", "8192", "20480"], help="N or HxW")
     j.add_argument("--tile", type=int, default=512)
@@ -507,6 +533,7 @@ def main() -> None:
     ol.add_argument("halo", type=int)
     ol.add_argument("--whole", action="store_true", help="lazy=False")
     ol.add_argument("--threads", type=int, default=1)
+    ol.add_argument("--max-size", type=int, default=0)
     o = sub.add_parser("one")
     o.add_argument("checkpoint")
     o.add_argument("side", type=int)
@@ -536,13 +563,23 @@ def main() -> None:
             args.folder,
             args.eager_max,
             args.threads,
+            args.max_size,
+            args.zoom,
         )
     elif args.what == "join":
         join_table(args.sizes, args.tile, args.halo)
     elif args.what == "one-join":
         _one_join(args.h, args.w, args.tile, args.halo)
     elif args.what == "one-large":
-        _one_large(args.checkpoint, args.image, args.tile, args.halo, not args.whole, args.threads)
+        _one_large(
+            args.checkpoint,
+            args.image,
+            args.tile,
+            args.halo,
+            not args.whole,
+            args.threads,
+            args.max_size,
+        )
     elif args.what == "speed":
         speed_table(args.checkpoint, args.sizes, args.tile, args.halo, args.whole_max)
     else:

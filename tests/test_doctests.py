@@ -8,7 +8,11 @@ import pytest
 import torch
 
 PACKAGES = ("pixelgroup.ops", "pixelgroup.losses", "pixelgroup.models", "pixelgroup.postprocess")
-EXTRA_MODULES = ("pixelgroup.engine.export",)
+EXTRA_MODULES = (
+    "pixelgroup.engine.export",
+    "pixelgroup.data.resized_windows",
+    "pixelgroup.data.transforms",
+)
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

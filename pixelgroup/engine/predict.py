@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pixelgroup.config import ExperimentConfig
 from pixelgroup.data.arrays import is_array_path
 from pixelgroup.data.io import image_size
+from pixelgroup.data.resized_windows import ResizedWindows
 from pixelgroup.engine.inference import (
     AUTO_TILE_ABOVE,
     DEFAULT_HALO,
@@ -112,10 +113,11 @@ def predict_files(
     The tiles change how the model sees the image, not the prediction (:func:`predict_image`):
     an image of several grouping blocks is grouped block by block whether tiled or not.
 
-    A TIFF / zarr image the model sees at its size, of a task that ``writes_tiles``, is read
-    window by window and its files written block by block (``Task.write_tiles``; a block bar
-    per image) when ``lazy`` is True, or None (default) and it has more than
-    :data:`LAZY_ABOVE` pixels; such an image is tiled (``tile`` 0 counts as
+    A TIFF / zarr image of a task that ``writes_tiles`` is read window by window (resized
+    window by window, :class:`~pixelgroup.data.resized_windows.ResizedWindows`, when the model
+    sees it at another size) and its files written block by block at its size
+    (``Task.write_tiles``; a block bar per image) when ``lazy`` is True, or None (default)
+    and it has more than :data:`LAZY_ABOVE` pixels; such an image is tiled (``tile`` 0 counts as
     :data:`DEFAULT_TILE`) and its existing files are replaced only with ``overwrite``; so are
     the files a task keeps (``Task.kept_outputs``, e.g. a volume's label stack), checked
     before any work.
@@ -149,7 +151,7 @@ def predict_files(
     sizes: list[tuple[int, ...]] = []  # (H, W), a volume's (Z, Y, X)
     by_window = []
     for p in paths:  # read and check all before writing anything (kept: only the sizes)
-        by_window.append(_by_window(task, p, lazy, max_size, scale))
+        by_window.append(_by_window(task, p, lazy))
         if by_window[-1]:
             sizes.append(task.open_image(cfg, p).size)  # opened and checked, not read
         else:
@@ -163,19 +165,6 @@ def predict_files(
     for path, stem, size, windowed in tqdm(
         list(zip(paths, stems, sizes, by_window, strict=True)), disable=not progress
     ):
-        if windowed:
-            lazy_paths.append(path)
-            source = task.open_image(cfg, path)
-            blocks = plan_blocks(size)
-            plan = tqdm(
-                run.blocks(source, blocks, tile=tile or DEFAULT_TILE, halo=halo),
-                total=len(blocks),
-                desc=f"{stem} blocks",
-                leave=False,
-                disable=not progress,
-            )
-            written += task.write_tiles(cfg, plan, source, Path(out_dir), stem, overwrite)
-            continue
         small = model_input_size(size, max_size, scale) if task.predicts_at_image_size else size
         if small != size:
             resized.append((path, size, small))
@@ -188,6 +177,22 @@ def predict_files(
                 "the images' native scale" if scale == 1.0 else f"{scale:.3g} x the images' scale",
                 max_size,
             )
+        if windowed:
+            lazy_paths.append(path)
+            source = task.open_image(cfg, path)
+            seen = source if small == size else ResizedWindows(source, small)
+            blocks = plan_blocks(small)
+            plan = tqdm(
+                run.blocks(seen, blocks, tile=tile or DEFAULT_TILE, halo=halo),
+                total=len(blocks),
+                desc=f"{stem} blocks",
+                leave=False,
+                disable=not progress,
+            )
+            written += task.write_tiles(
+                cfg, plan, source, Path(out_dir), stem, overwrite, seen_size=small
+            )
+            continue
         image = task.read_image(cfg, path)
         if task.tiles_images and tile_side(small, tile, halo):
             tiled.append(path)
@@ -229,12 +234,9 @@ def predict_image(
     return task.postprocess(cfg, run(image[None], input_size=resize, tile=side, halo=halo), size)
 
 
-def _by_window(
-    task: Task, path: Path, lazy: bool | None, max_size: int | None, scale: float
-) -> bool:
+def _by_window(task: Task, path: Path, lazy: bool | None) -> bool:
     """Whether ``path`` is read window by window (see :func:`predict_files`)."""
     if lazy is False or not task.writes_tiles or not is_array_path(path):
         return False
     size = image_size(path)
-    seen = model_input_size(size, max_size, scale) if task.predicts_at_image_size else size
-    return seen == size and (bool(lazy) or size[0] * size[1] > LAZY_ABOVE)
+    return bool(lazy) or size[0] * size[1] > LAZY_ABOVE

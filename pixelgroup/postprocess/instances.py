@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,46 +21,34 @@ UPSAMPLE_MODES = ("centers", "nearest")
 _CHUNK = 1 << 22  # elements of one block of upsampled score maps (16 MB in float32)
 
 
-def _rows(x: torch.Tensor, size: tuple[int, int]) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """``(C, h, w)`` maps bilinearly resized to ``size = (H, W)`` (``align_corners=False``, as
-    ``F.interpolate``), one block of rows at a time: ``(y0, y1, (C, y1 - y0, W))``. Memory
-    O(C·W·rows) instead of O(C·H·W)."""
-    c, h, w = x.shape
+def _rows(
+    rows_of: Callable[[int, int], torch.Tensor],
+    grid: tuple[int, int],
+    channels: int,
+    size: tuple[int, int],
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``channels`` maps of ``grid = (h, w)``, given by their rows (``rows_of(lo, hi)``: rows
+    ``lo:hi``, ``(channels, hi - lo, w)``), bilinearly resized to ``size = (H, W)``
+    (``align_corners=False``, as ``F.interpolate``), one block of rows at a time: ``(y0, y1,
+    (channels, y1 - y0, W))``. Only the rows each block needs are asked for: memory
+    O(C·W·rows) instead of O(C·H·W), and the C maps are never held whole."""
+    h, w = grid
     big_h, big_w = size
     src = ((torch.arange(big_h, dtype=torch.float64) + 0.5) * (h / big_h) - 0.5).clamp(min=0)
     i0 = src.floor().long().clamp(max=h - 1)
     i1 = (i0 + 1).clamp(max=h - 1)
-    frac = (src - i0).to(x.device, x.dtype)[:, None, None]
-    i0, i1 = i0.to(x.device), i1.to(x.device)
-    step = max(1, _CHUNK // max(1, c * big_w))
+    frac = src - i0
+    step = max(1, _CHUNK // max(1, channels * max(big_w, w)))
     for y0 in range(0, big_h, step):
         y1 = min(big_h, y0 + step)
         lo, hi = int(i0[y0]), int(i1[y1 - 1])
-        part = x[None, :, lo : hi + 1]
+        part = rows_of(lo, hi + 1)[None]
         if w != big_w:  # along W only: the rows keep their count (an identity along H)
             part = F.interpolate(part, size=(hi - lo + 1, big_w), mode="bilinear")
-        top, bottom = part[0][:, i0[y0:y1] - lo], part[0][:, i1[y0:y1] - lo]
-        yield y0, y1, top + frac[y0:y1].transpose(0, 1) * (bottom - top)
-
-
-def _assign(
-    scores: torch.Tensor,
-    foreground: torch.Tensor | None,
-    size: tuple[int, int],
-    allowed: torch.Tensor,
-) -> torch.Tensor:
-    """``(H, W)`` group of each pixel: the allowed group of largest (upsampled) score, or -1
-    where the (upsampled) ``foreground`` probability is <= 0.5."""
-    maps = scores if foreground is None else torch.cat([scores, foreground[None]])
-    k = scores.shape[0]
-    out = torch.empty(size, dtype=torch.int64, device=scores.device)
-    blocks = [(0, size[0], maps)] if tuple(maps.shape[1:]) == tuple(size) else _rows(maps, size)
-    for y0, y1, block in blocks:
-        group = block[:k].masked_fill(~allowed[:, None, None], float("-inf")).argmax(0)
-        if foreground is not None:
-            group = torch.where(block[k] > 0.5, group, -1)
-        out[y0:y1] = group
-    return out
+        rows0, rows1 = (i0[y0:y1] - lo).to(part.device), (i1[y0:y1] - lo).to(part.device)
+        top, bottom = part[0][:, rows0], part[0][:, rows1]
+        weight = frac[y0:y1].to(part.device, part.dtype)[None, :, None]
+        yield y0, y1, top + weight * (bottom - top)
 
 
 def _assign_to_centers(
@@ -70,18 +58,33 @@ def _assign_to_centers(
     size: tuple[int, int],
     allowed: torch.Tensor,
 ) -> torch.Tensor:
-    """:func:`_assign` of the cosines of ``embedding (D, h, w)`` to the ``(K, D)`` centres.
-    An embedding already at ``size`` is scored one block of rows at a time (memory O(K·W·rows),
-    not O(K·H·W): a crowded full-resolution image has hundreds of groups)."""
-    if tuple(embedding.shape[1:]) != tuple(size):
-        return _assign(torch.einsum("kd,dhw->khw", centers, embedding), foreground, size, allowed)
+    """``(H, W)`` group of each pixel of ``size``: the allowed one of the ``(K, D)`` centres
+    nearest in cosine to ``embedding (D, h, w)`` (the K cosine maps bilinearly resized to
+    ``size`` when ``(h, w)`` differs, :func:`_rows`), or -1 where the (resized)
+    ``foreground (h, w)`` probability is <= 0.5. One block of rows at a time: memory
+    O(K·W·rows), never O(K·H·W) or O(K·h·w) (a crowded image has thousands of groups)."""
+    k = len(centers)
+
+    def rows_of(lo: int, hi: int) -> torch.Tensor:
+        cosine = torch.einsum("kd,dhw->khw", centers, embedding[:, lo:hi])
+        return cosine if foreground is None else torch.cat([cosine, foreground[None, lo:hi]])
+
+    grid = (int(embedding.shape[1]), int(embedding.shape[2]))
+    channels = k + (foreground is not None)
+    if grid == tuple(size):
+        step = max(1, _CHUNK // max(1, channels * size[1]))
+        blocks: Iterable[tuple[int, int, torch.Tensor]] = (
+            (y0, min(size[0], y0 + step), rows_of(y0, min(size[0], y0 + step)))
+            for y0 in range(0, size[0], step)
+        )
+    else:
+        blocks = _rows(rows_of, grid, channels, size)
     out = torch.empty(size, dtype=torch.int64, device=embedding.device)
-    step = max(1, _CHUNK // max(1, len(centers) * size[1]))
-    for y0 in range(0, size[0], step):
-        y1 = min(size[0], y0 + step)
-        cosine = torch.einsum("kd,dhw->khw", centers, embedding[:, y0:y1])
-        block_fg = None if foreground is None else foreground[y0:y1]
-        out[y0:y1] = _assign(cosine, block_fg, (y1 - y0, size[1]), allowed)
+    for y0, y1, block in blocks:
+        group = block[:k].masked_fill(~allowed[:, None, None], float("-inf")).argmax(0)
+        if foreground is not None:
+            group = torch.where(block[k] > 0.5, group, -1)
+        out[y0:y1] = group
     return out
 
 

@@ -94,6 +94,27 @@ class Box:
             min(limit.right, self.right + pixels),
         )
 
+    def rescaled(self, size: tuple[int, int], new_size: tuple[int, int]) -> Box:
+        """This box of an image of ``size = (H, W)`` on the image resized to ``new_size``:
+        each edge rounded to the nearest pixel, so boxes that tile the image tile the resized
+        image too.
+
+        Example:
+            >>> Box(0, 10, 20, 30).rescaled((40, 40), (100, 60))
+            Box(top=0, left=15, bottom=50, right=45)
+        """
+        (h, w), (new_h, new_w) = size, new_size
+
+        def edge(e: int, n: int, new_n: int) -> int:
+            return (2 * e * new_n + n) // (2 * n)
+
+        return Box(
+            edge(self.top, h, new_h),
+            edge(self.left, w, new_w),
+            edge(self.bottom, h, new_h),
+            edge(self.right, w, new_w),
+        )
+
     def within(self, outer: Box) -> Box:
         """This box in the coordinates of ``outer`` (which contains it)."""
         return Box(

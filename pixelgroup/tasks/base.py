@@ -119,9 +119,10 @@ class Task(Protocol):
     * ``write(cfg, prediction, image (C, H, W), out_dir, stem) -> list[Path]``: its files;
     * ``writes_tiles``: an image larger than memory can be predicted through
       ``open_image(cfg, path) -> LazyImage`` (read window by window as ``read_image`` reads
-      it whole) and ``write_tiles(cfg, tiles, image, out_dir, stem, overwrite) ->
-      list[Path]`` (its files written block by block from the blocks' outputs of ``image``,
-      the ``LazyImage`` they were read from);
+      it whole) and ``write_tiles(cfg, tiles, image, out_dir, stem, overwrite, seen_size)
+      -> list[Path]`` (its files written block by block, at its size, from the blocks'
+      outputs of ``image``, the ``LazyImage`` they were read from, as the model saw it:
+      resized to ``seen_size`` when given);
     * ``finish_prediction(out_dir, stems) -> list[Path]``: once after every image;
     * ``kept_outputs(out_dir, stem) -> list[Path]``: files of an earlier prediction of image
       ``stem`` that predict replaces only when told to overwrite (checked before any work);
@@ -200,6 +201,7 @@ class Task(Protocol):
         out_dir: Path,
         stem: str,
         overwrite: bool,
+        seen_size: tuple[int, int] | None = None,
     ) -> list[Path]: ...
 
     def finish_prediction(self, out_dir: Path, stems: Sequence[str]) -> list[Path]: ...
@@ -301,6 +303,7 @@ class TaskBase:
         out_dir: Path,
         stem: str,
         overwrite: bool,
+        seen_size: tuple[int, int] | None = None,
     ) -> list[Path]:
         raise NotImplementedError(f"{type(self).__name__} does not write predictions by tile")
 

@@ -63,7 +63,6 @@ from pixelgroup.metrics import (
 )
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.models.unet import SPATIAL_SCALE
-from pixelgroup.ops.labels import resize_labels
 from pixelgroup.postprocess.tiled_grouping import TileGroups, join_tiles, tile_groups
 from pixelgroup.postprocess.tiles import Tile, output_stride
 from pixelgroup.tasks.base import (
@@ -297,16 +296,17 @@ class InstanceTask(InstanceSampleTask):
         out_dir: Path,
         stem: str,
         overwrite: bool,
+        seen_size: tuple[int, int] | None = None,
     ) -> list[Path]:
-        """The windows of ``image``, an image larger than memory seen at its size -> its
-        labels as ``STEM_labels.tif`` (a tiled BigTIFF written tile by tile), their outlines
-        as ``STEM.geojson``, their COCO results as ``STEM.json`` and ``STEM_overlay.png`` (the
-        image and its instances at most 2048 px a side)
-        (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped and joined as
-        :meth:`postprocess_tiles` does."""
+        """The windows of ``image``, an image larger than memory that the model saw at
+        ``seen_size`` (default its size) -> its labels at its size as ``STEM_labels.tif`` (a
+        tiled BigTIFF written tile by tile), their outlines as ``STEM.geojson``, their COCO
+        results as ``STEM.json`` and ``STEM_overlay.png`` (the image and its instances at most
+        2048 px a side) (:func:`~pixelgroup.tasks.predictions.write_tiled_labels`), grouped and
+        joined as :meth:`postprocess_tiles` does."""
         semantic = check_background(cfg) == "semantic"
         paths, _ = write_tiled_labels(
-            _tile_groups(cfg, tiles),
+            _tile_groups(cfg, tiles, seen_size or image.size, image.size),
             image.size,
             out_dir,
             stem,
@@ -347,25 +347,31 @@ def instances_from_tiles(
     """The ``(block, output)`` of each grouping block of an image the model saw at
     ``input_size`` (:meth:`~pixelgroup.engine.inference.InferenceRunner.blocks`: ``output``
     covers the block's region, its ``window``) -> ``labels (H, W)`` at ``image_size`` (0
-    background) and ``scores (K,)``, on the CPU: each block's region grouped as
-    :func:`instances_from_embedding` groups an image, the groups joined across blocks in
-    embedding space (:func:`join_tiles`); the image's embedding is never held whole."""
+    background) and ``scores (K,)``, on the CPU: each block's region grouped at
+    ``image_size``'s resolution as :func:`instances_from_embedding` groups an image, the
+    groups joined across blocks in embedding space (:func:`join_tiles`); the image's
+    embedding is never held whole."""
     semantic = check_background(cfg) == "semantic"
-    labels, scores = join_tiles(
-        _tile_groups(cfg, tiles),
-        input_size,
+    return join_tiles(
+        _tile_groups(cfg, tiles, input_size, image_size),
+        image_size,
         bandwidth=cfg.grouping.bandwidth,
         background_is_group=not semantic,
     )
-    return resize_labels(labels[None], image_size)[0], scores
 
 
 def _tile_groups(
-    cfg: ExperimentConfig, tiles: Iterable[tuple[Tile, EmbeddingOutput]]
+    cfg: ExperimentConfig,
+    tiles: Iterable[tuple[Tile, EmbeddingOutput]],
+    input_size: tuple[int, int],
+    image_size: tuple[int, int],
 ) -> Iterator[TileGroups]:
-    """Each block's region (its core and margin) grouped as an image is grouped; each
-    group scored as the grouping scores a whole image's (label 0's score: its compactness),
-    so that an instance inside one tile has the score it has in the whole image."""
+    """Each block's region (its core and margin) grouped as an image is grouped, at the
+    image's resolution (the boxes of the image the model saw at ``input_size`` brought to
+    ``image_size``, :meth:`~pixelgroup.postprocess.tiles.Box.rescaled`; ``grouping.min_area``
+    in image pixels, as :meth:`InstanceTask.postprocess`); each group scored as the grouping
+    scores a whole image's (label 0's score: its compactness), so that an instance inside
+    one tile has the score it has in the whole image."""
     for tile, output in tiles:
         region = tile.region
         grid = (int(output.embedding.shape[-2]), int(output.embedding.shape[-1]))
@@ -373,10 +379,11 @@ def _tile_groups(
         rows, cols = region.within(tile.window).slices(stride)
         embedding = output.embedding[0, :, rows, cols]
         logits = None if output.semantic is None else output.semantic[0, :, rows, cols]
+        core, region = (b.rescaled(input_size, image_size) for b in (tile.core, region))
         labels, scores = instances_from_embedding(
             embedding, cfg, image_size=region.size, logits=logits
         )
-        groups = tile_groups(tile.core, region, embedding, labels)
+        groups = tile_groups(core, region, embedding, labels)
         scores = torch.cat([groups.scores[:1], scores.float().cpu()])
         yield dataclasses.replace(groups, scores=scores)
 
