@@ -113,11 +113,12 @@ def predict_files(
     The tiles change how the model sees the image, not the prediction (:func:`predict_image`):
     an image of several grouping blocks is grouped block by block whether tiled or not.
 
-    A TIFF / zarr image of a task that ``writes_tiles`` is read window by window (resized
-    window by window, :class:`~pixelgroup.data.resized_windows.ResizedWindows`, when the model
-    sees it at another size) and its files written block by block at its size
-    (``Task.write_tiles``; a block bar per image) when ``lazy`` is True, or None (default)
-    and it has more than :data:`LAZY_ABOVE` pixels; such an image is tiled (``tile`` 0 counts as
+    A TIFF / zarr image of a task that ``writes_tiles`` is read window by window and its
+    files written block by block at its size (``Task.write_tiles``; a block bar per image)
+    when ``lazy`` is True (an image the model sees at another size is then resized window by
+    window, :class:`~pixelgroup.data.resized_windows.ResizedWindows`), or None (default), the
+    model sees it at its size and it has more than :data:`LAZY_ABOVE` pixels; such an image is
+    tiled (``tile`` 0 counts as
     :data:`DEFAULT_TILE`) and its existing files are replaced only with ``overwrite``; so are
     the files a task keeps (``Task.kept_outputs``, e.g. a volume's label stack), checked
     before any work.
@@ -151,7 +152,7 @@ def predict_files(
     sizes: list[tuple[int, ...]] = []  # (H, W), a volume's (Z, Y, X)
     by_window = []
     for p in paths:  # read and check all before writing anything (kept: only the sizes)
-        by_window.append(_by_window(task, p, lazy))
+        by_window.append(_by_window(task, p, lazy, max_size, scale))
         if by_window[-1]:
             sizes.append(task.open_image(cfg, p).size)  # opened and checked, not read
         else:
@@ -234,9 +235,14 @@ def predict_image(
     return task.postprocess(cfg, run(image[None], input_size=resize, tile=side, halo=halo), size)
 
 
-def _by_window(task: Task, path: Path, lazy: bool | None) -> bool:
+def _by_window(
+    task: Task, path: Path, lazy: bool | None, max_size: int | None, scale: float
+) -> bool:
     """Whether ``path`` is read window by window (see :func:`predict_files`)."""
     if lazy is False or not task.writes_tiles or not is_array_path(path):
         return False
+    if lazy:
+        return True
     size = image_size(path)
-    return bool(lazy) or size[0] * size[1] > LAZY_ABOVE
+    seen = model_input_size(size, max_size, scale) if task.predicts_at_image_size else size
+    return seen == size and size[0] * size[1] > LAZY_ABOVE

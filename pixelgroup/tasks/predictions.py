@@ -173,7 +173,7 @@ def write_tiled_labels(
         trim = HeapTrimmer()  # freed pages of each tile's work back to the system
         for t in tiles:
             ids = joiner.add(t)
-            if int(ids.max()) >= 2**32:
+            if ids.numel() and int(ids.max()) >= 2**32:  # (a core can be empty: rescaled)
                 raise DataError(f"{stem}: more than 2**32 groups in its tiles; use larger tiles")
             store[t.core.slices()] = ids.numpy().astype(np.uint32)
             del ids

@@ -149,9 +149,9 @@ class VolumeTask(InstanceSampleTask):
         :class:`~pixelgroup.data.volume_folder.VolumeAugment` (``crop: [Z, Y, X]``,
         ``gamma``), seeded by (seed, epoch, item), ``data.batch_size`` x
         ``train.iters_per_epoch`` crops an epoch; ``data.options.scale`` (a 2-D zoom) is a
-        ConfigError."""
+        ConfigError for the training split."""
         aug, options = split_options(AugmentOptions, cfg.data.options)
-        if "scale" in cfg.data.options:
+        if "scale" in cfg.data.options and split == cfg.data.train_split:
             raise ConfigError(
                 "data.options.scale: volumes are not zoomed (their augmentation is crops, "
                 "flips, turns and intensity, at model.options.voxel_size); remove it"
