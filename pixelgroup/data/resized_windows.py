@@ -48,11 +48,7 @@ def resize_matrix(n_in: int, n_out: int, out: range, source: range) -> torch.Ten
         >>> torch.allclose(m @ x, resized[0, 0, :, 0])
         True
     """
-    scale = n_in / n_out
-    support, inverse = (scale, 1.0 / scale) if scale >= 1.0 else (1.0, 1.0)
-    centre = scale * (np.arange(out.start, out.stop, dtype=np.float64) + 0.5)
-    first = np.maximum((centre - support + 0.5).astype(np.int64), 0)
-    last = np.minimum((centre + support + 0.5).astype(np.int64), n_in)
+    centre, first, last, inverse = _footprints(n_in, n_out, np.arange(out.start, out.stop))
     taps = int((last - first).max(initial=0))
     j = first[:, None] + np.arange(taps)[None, :]
     weights = np.clip(1.0 - np.abs((j - centre[:, None] + 0.5) * inverse), 0.0, None)
@@ -67,12 +63,25 @@ def resize_matrix(n_in: int, n_out: int, out: range, source: range) -> torch.Ten
 
 
 def source_span(n_in: int, n_out: int, start: int, stop: int) -> range:
-    """The source samples that output samples ``start..stop`` of :func:`resize_matrix` read."""
+    """The source samples that output samples ``start..stop`` of :func:`resize_matrix` read
+    (from the first one's footprint to the last one's: footprints move forward with the
+    output sample)."""
+    _, first, last, _ = _footprints(n_in, n_out, np.array([start, stop - 1]))
+    return range(int(first[0]), max(int(first[0]), int(last[1])))
+
+
+def _footprints(
+    n_in: int, n_out: int, out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Of output samples ``out`` of :func:`resize_matrix`: their centres in source
+    coordinates, the first and the end of the source samples their filter covers, and the
+    filter's stretch (``1 / scale`` when shrinking, else 1)."""
     scale = n_in / n_out
-    support = scale if scale >= 1.0 else 1.0
-    first = max(int(scale * (start + 0.5) - support + 0.5), 0)
-    last = min(int(scale * (stop - 0.5) + support + 0.5), n_in)
-    return range(first, max(first, last))
+    support, inverse = (scale, 1.0 / scale) if scale >= 1.0 else (1.0, 1.0)
+    centre = scale * (out.astype(np.float64) + 0.5)
+    first = np.maximum((centre - support + 0.5).astype(np.int64), 0)
+    last = np.minimum((centre + support + 0.5).astype(np.int64), n_in)
+    return centre, first, last, inverse
 
 
 class ResizedWindows:

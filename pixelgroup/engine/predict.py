@@ -118,10 +118,9 @@ def predict_files(
     when ``lazy`` is True (an image the model sees at another size is then resized window by
     window, :class:`~pixelgroup.data.resized_windows.ResizedWindows`), or None (default), the
     model sees it at its size and it has more than :data:`LAZY_ABOVE` pixels; such an image is
-    tiled (``tile`` 0 counts as
-    :data:`DEFAULT_TILE`) and its existing files are replaced only with ``overwrite``; so are
-    the files a task keeps (``Task.kept_outputs``, e.g. a volume's label stack), checked
-    before any work.
+    tiled (``tile`` 0 counts as :data:`DEFAULT_TILE`) and its existing files are replaced only
+    with ``overwrite``; so are the files a task keeps (``Task.kept_outputs``, e.g. a volume's
+    label stack), checked before any work.
     """
     if max_size is not None and (isinstance(max_size, bool) or max_size < 0):
         raise ValueError(f"max_size must be >= 0 (0: no limit, None: automatic), got {max_size!r}")
