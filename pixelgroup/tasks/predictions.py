@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from pixelgroup._atomic import atomic_path
 from pixelgroup._memory import HeapTrimmer
@@ -100,9 +101,13 @@ def write_instance_prediction(
     lab = labels.numpy()
     wide = lab.size > 0 and int(lab.max()) > np.iinfo(np.uint16).max
     score = scores.numpy()
-    records = []
-    for k in np.unique(lab[(lab > 0) & (lab <= len(score))]).tolist():  # O(H·W) memory
-        records += masks_to_results(stem, (lab == k)[None], score[[k - 1]])
+    size = (int(lab.shape[0]), int(lab.shape[1]))
+    boxes = ndimage.find_objects(np.where(lab <= len(score), lab, 0).astype(np.int64))
+    records = [  # each from its bounding box: O(H·W + the boxes' areas), not O(K·H·W)
+        crop_to_result(stem, lab[box] == k, box[0].start, box[1].start, size, float(score[k - 1]))
+        for k, box in enumerate(boxes, start=1)
+        if box is not None
+    ]
     if wide:
         paths[0] = paths[0].with_suffix(".tif")
         write_tiff(lab.astype(np.uint32), paths[0])

@@ -6,6 +6,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from pixelgroup.data import IGNORE_LABEL, InstanceSample
+from pixelgroup.data.coco import masks_to_results
 from pixelgroup.models import EmbeddingOutput
 from pixelgroup.tasks.instance import InstanceTaskEvaluator, instances_from_embedding
 from pixelgroup.tasks.predictions import write_instance_prediction
@@ -80,3 +81,20 @@ def test_prediction_json_decodes_to_the_masks(tmp_path):
         assert np.array_equal(mask_utils.decode(rle).astype(bool), labels == k)
         assert r["area"] == int((labels == k).sum())
     assert results[0]["bbox"] == [1.0, 1.0, 3.0, 2.0]
+
+
+def test_prediction_json_equals_whole_image_masks(tmp_path):
+    # records from bounding-box crops equal those of each instance's whole-image mask: an
+    # instance in two parts, one down to the last pixel, one in the first column; an id
+    # without a score (4) is left out, as before
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (9, 11))
+    labels[:, 0], labels[-1, -1] = 2, 3
+    scores = torch.tensor([0.2, 0.9, 0.4])
+    paths = write_instance_prediction(
+        tmp_path, "img", torch.rand(3, 9, 11), torch.from_numpy(labels), scores
+    )
+    expected = [
+        masks_to_results("img", (labels == k)[None], scores[[k - 1]].numpy())[0] for k in (1, 2, 3)
+    ]
+    assert json.loads(paths[2].read_text()) == json.loads(json.dumps(expected))
