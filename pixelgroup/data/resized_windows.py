@@ -5,8 +5,9 @@ cells`` chose for large nuclei) or ``pixelgroup predict --max-size`` sees an ima
 :class:`ResizedWindows` gives the windows of that resized image without reading the image
 whole: each output window is the antialiased bilinear resize that
 ``torch.nn.functional.interpolate(..., mode="bilinear", antialias=True, align_corners=False)``
-makes of the whole image (its weights, :func:`resize_matrix`), computed from the source
-pixels under the window only, a strip of source rows at a time.
+makes of the whole image (its weights, :func:`resize_matrix`, applied as sparse matrices of
+each filter's few taps), computed from the source pixels under the window only, a strip of
+source rows at a time.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from pixelgroup.postprocess.tiles import Box
 
@@ -48,6 +50,11 @@ def resize_matrix(n_in: int, n_out: int, out: range, source: range) -> torch.Ten
         >>> torch.allclose(m @ x, resized[0, 0, :, 0])
         True
     """
+    return torch.from_numpy(_sparse_weights(n_in, n_out, out, source).toarray())
+
+
+def _sparse_weights(n_in: int, n_out: int, out: range, source: range) -> sparse.csr_matrix:
+    """:func:`resize_matrix` as a sparse matrix (each row holds its filter's few taps)."""
     centre, first, last, inverse = _footprints(n_in, n_out, np.arange(out.start, out.stop))
     taps = int((last - first).max(initial=0))
     j = first[:, None] + np.arange(taps)[None, :]
@@ -55,11 +62,12 @@ def resize_matrix(n_in: int, n_out: int, out: range, source: range) -> torch.Ten
     weights[j >= last[:, None]] = 0.0
     total = weights.sum(1, keepdims=True)
     weights = np.divide(weights, total, out=np.zeros_like(weights), where=total != 0)
-    matrix = np.zeros((len(out), len(source)))
     inside = (j >= source.start) & (j < source.stop)
     rows = np.broadcast_to(np.arange(len(out))[:, None], j.shape)
-    np.add.at(matrix, (rows[inside], j[inside] - source.start), weights[inside])
-    return torch.from_numpy(matrix)
+    return sparse.csr_matrix(
+        (weights[inside], (rows[inside], j[inside] - source.start)),
+        shape=(len(out), len(source)),
+    )
 
 
 def source_span(n_in: int, n_out: int, start: int, stop: int) -> range:
@@ -118,12 +126,20 @@ class ResizedWindows:
         (source_h, source_w), (h, w) = self.image.size, self.size
         rows = source_span(source_h, h, box.top, box.bottom)
         cols = source_span(source_w, w, box.left, box.right)
-        across = resize_matrix(source_w, w, range(box.left, box.right), cols).float()
+        across = _sparse_weights(source_w, w, range(box.left, box.right), cols).T.astype(np.float32)
+        _, first, last, _ = _footprints(source_h, h, np.arange(box.top, box.bottom))
         strip = max(1, STRIP_VALUES // max(1, len(cols) * self.channels))
-        out = torch.zeros(self.channels, box.bottom - box.top, box.right - box.left)
+        out = np.zeros((self.channels, box.bottom - box.top, box.right - box.left), np.float32)
         for top in range(rows.start, rows.stop, strip):
             part = range(top, min(top + strip, rows.stop))
-            pixels = self.image.read(Box(part.start, cols.start, part.stop, cols.stop))
-            down = resize_matrix(source_h, h, range(box.top, box.bottom), part).float()
-            out += down @ (pixels @ across.T)
-        return out.clamp_(0.0, 1.0)
+            pixels = self.image.read(Box(part.start, cols.start, part.stop, cols.stop)).numpy()
+            narrow = pixels.reshape(-1, len(cols)) @ across  # (C * rows, out columns)
+            narrow = narrow.reshape(self.channels, len(part), -1)
+            # the output rows whose filter reaches this strip (footprints move with the row)
+            a = int(np.searchsorted(last, part.start, side="right"))
+            b = int(np.searchsorted(first, part.stop, side="left"))
+            down = _sparse_weights(source_h, h, range(box.top + a, box.top + b), part)
+            down = down.astype(np.float32)
+            for c in range(self.channels):
+                out[c, a:b] += down @ narrow[c]
+        return torch.from_numpy(out).clamp_(0.0, 1.0)
