@@ -72,7 +72,8 @@ def evaluate(
         images = task.batch_image(batch)
         size = eval_input_size(images, scale)
         side = tile_side(size, tile, halo) if task.tiles_images else 0
-        blocks = plan_blocks(size) if task.tiles_images else []
+        labelled = (int(images.shape[-2]), int(images.shape[-1]))
+        blocks = plan_blocks(size, image_size=labelled) if task.tiles_images else []
         if len(blocks) > 1 and isinstance(evaluator, TiledEvaluator):
             windows = [
                 run.blocks(image[None], blocks, input_size=size, tile=side, halo=halo)

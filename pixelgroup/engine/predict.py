@@ -181,7 +181,7 @@ def predict_files(
             lazy_paths.append(path)
             source = task.open_image(cfg, path)
             seen = source if small == size else ResizedWindows(source, small)
-            blocks = plan_blocks(small)
+            blocks = plan_blocks(small, image_size=size)
             plan = tqdm(
                 run.blocks(seen, blocks, tile=tile or DEFAULT_TILE, halo=halo),
                 total=len(blocks),
@@ -227,7 +227,7 @@ def predict_image(
     small = size if input_size is None else cast(tuple[int, int], tuple(input_size))
     resize = None if small == size else small
     side = tile_side(small, tile, halo) if task.tiles_images else 0
-    blocks = plan_blocks(small) if task.tiles_images else []
+    blocks = plan_blocks(small, image_size=size) if task.tiles_images else []
     if len(blocks) > 1:
         windows = run.blocks(image[None], blocks, input_size=resize, tile=side, halo=halo)
         return task.postprocess_tiles(cfg, windows, small, size)

@@ -36,6 +36,7 @@ __all__ = [
     "GROUP_BLOCK",
     "GROUP_MARGIN",
     "GROUP_WHOLE_ABOVE",
+    "GROUP_IMAGE_SIDE",
 ]
 
 TILE_MULTIPLE = 16
@@ -55,6 +56,11 @@ GROUP_MARGIN = 32
 """Pixels beyond its core that a block is grouped over (its region): neighbouring blocks
 overlap by twice this, where their groups are joined
 (:mod:`pixelgroup.postprocess.tiled_grouping`)."""
+
+GROUP_IMAGE_SIDE = 4096
+"""Longest side, in the pixels of the image, of a block of an image the model sees shrunk by
+more than 4 (its groups are labelled at the image's resolution): :func:`plan_blocks` narrows
+such an image's blocks, margins and whole-image limit to it."""
 
 
 @dataclass(frozen=True)
@@ -192,13 +198,21 @@ def plan_blocks(
     block: int | None = None,
     margin: int | None = None,
     whole_above: int | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> list[Tile]:
     """The blocks an image of ``size = (H, W)`` is grouped in, in row-major order: each a
     :class:`Tile` whose ``window`` is its region (the pixels it is grouped over, its core
     among them; ``region`` is the same box). One block, the whole image, when no side exceeds
     ``whole_above`` (default :data:`GROUP_WHOLE_ABOVE`); else cores of ``block`` px
     (:data:`GROUP_BLOCK`) grown by ``margin`` px (:data:`GROUP_MARGIN`), clipped at the
-    border. The plan depends on the size alone, never on the tiles the model sees.
+    border. The plan depends on the sizes alone, never on the tiles the model sees.
+
+    ``size`` is the image as the model sees it; ``image_size`` (default ``size``) the image's
+    own, at whose resolution the blocks are labelled. Seen shrunk by more than 4, the three
+    sides are narrowed (to multiples of 16, the block and the margin at least 16) so that a
+    region spans at most about :data:`GROUP_IMAGE_SIDE` of the image's pixels, or 48 px of the
+    seen image (a 100,000 px slide seen at 1,024 px: blocks of 16 px with margins of 16, 4,700
+    px of the slide, instead of one block of 10^10 labels).
 
     Raises ``ValueError`` unless ``block`` (>= 16) and ``margin`` (>= 0) are multiples of
     :data:`TILE_MULTIPLE`.
@@ -211,6 +225,15 @@ def plan_blocks(
         GROUP_BLOCK if block is None else block, GROUP_MARGIN if margin is None else margin
     )
     whole_above = GROUP_WHOLE_ABOVE if whole_above is None else whole_above
+    shrink = (
+        1.0 if image_size is None else max(n / m for n, m in zip(image_size, size, strict=True))
+    )
+    if shrink > 4.0:
+        seen_side = GROUP_IMAGE_SIDE / shrink  # model pixels
+        whole_above = min(whole_above, int(seen_side))
+        # a margin of 16 at least: neighbouring blocks overlap where their groups are joined
+        margin = min(margin, max(16, int(seen_side / 4) // TILE_MULTIPLE * TILE_MULTIPLE))
+        block = min(block, max(16, int(seen_side - 2 * margin) // TILE_MULTIPLE * TILE_MULTIPLE))
     image = Box(0, 0, *size)
     if max(size) <= whole_above:
         return [Tile(0, 0, image, image, 0)]

@@ -106,6 +106,29 @@ def test_labels_by_window_equal_the_whole_read_tiled_image(
         assert sorted(f["properties"]["id"] for f in features) == list(range(1, labels.max() + 1))
 
 
+def test_an_image_seen_much_smaller_is_grouped_in_bounded_blocks(slide, tmp_path, monkeypatch):
+    """Seen 4.8x smaller (``--max-size 40``) with GROUP_IMAGE_SIDE at 128 px, the image is
+    grouped in blocks of 16 px with margins of 16 instead of at once, read whole or by
+    window, with the same labels."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pixelgroup.postprocess.tiles.GROUP_IMAGE_SIDE", 128)
+    planned = []
+    real = predict_module.plan_blocks
+    monkeypatch.setattr(
+        predict_module, "plan_blocks", lambda *a, **k: planned.append(real(*a, **k)) or planned[-1]
+    )
+    for lazy in ("--no-lazy", "--lazy"):
+        args = ["predict", "--checkpoint", str(CELLS), str(slide / "slide.tif"), "-o", lazy[2:]]
+        assert main([*args, lazy, "--max-size", "40", *TILES]) == 0
+    outputs = [
+        np.array(Image.open("no-lazy/slide_labels.png")),
+        tifffile.imread("lazy/slide_labels.tif"),
+    ]
+    assert [len(p) for p in planned] == [9, 9]  # 40 x 33 in blocks of 16
+    assert outputs[0].shape == (160, 192) and outputs[0].max() > 0
+    assert np.array_equal(outputs[0], outputs[1])
+
+
 def labels_name(name: str) -> str:
     return f"{Path(name).stem}_labels.tif"
 

@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from pixelgroup.models import EmbeddingOutput
-from pixelgroup.postprocess.tiles import Box, check_tile_sizes, plan_tiles, stitch_cores
+from pixelgroup.postprocess.tiles import (
+    GROUP_IMAGE_SIDE,
+    Box,
+    check_tile_sizes,
+    plan_blocks,
+    plan_tiles,
+    stitch_cores,
+)
 
 
 @pytest.mark.parametrize("size", [(100, 70), (16, 16), (64, 32), (5, 200)])
@@ -89,3 +96,26 @@ def test_a_region_is_the_core_grown_by_half_the_halo_in_the_window(halo, margin)
         assert t.region == t.core.grown(margin, t.window)
         assert t.core.intersect(t.region) == t.core
         assert t.region.intersect(t.window) == t.region
+
+
+@pytest.mark.parametrize("image_size", [None, (1500, 2000), (4000, 4096)])
+def test_blocks_of_an_image_seen_at_most_4x_smaller_are_unchanged(image_size):
+    size = (1500, 2000) if image_size is None else (1000, 1024)
+    assert plan_blocks(size, image_size=image_size) == plan_blocks(size)
+
+
+@pytest.mark.parametrize("shrink", [5, 8, 30, 100, 250])
+def test_blocks_of_an_image_seen_much_smaller_span_a_bounded_part_of_it(shrink):
+    """A block is labelled at the image's resolution: its region spans at most about
+    GROUP_IMAGE_SIDE image pixels (or 48 seen pixels: a core and two margins of 16) however
+    small the image is seen."""
+    size = (1024, 900)
+    image_size = (1024 * shrink, 900 * shrink)
+    blocks = plan_blocks(size, image_size=image_size)
+    assert len(blocks) > 1
+    covered = torch.zeros(size, dtype=torch.int64)  # the cores partition the image
+    for b in blocks:
+        assert max(b.window.size) * shrink <= max(GROUP_IMAGE_SIDE, 48 * shrink)
+        assert b.core.intersect(b.window) == b.core
+        covered[b.core.slices()] += 1
+    assert bool((covered == 1).all())
