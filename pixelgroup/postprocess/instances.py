@@ -19,26 +19,25 @@ UPSAMPLE_MODES = ("centers", "nearest")
 """How :func:`extract_instances` brings groups to a finer label map (see there)."""
 
 _CHUNK = 1 << 22  # elements of one block of upsampled score maps (16 MB in float32)
+_SCORES = 1 << 20  # pixel-centre scores of one matrix product (4 MB in float32)
 
 
 def _rows(
     rows_of: Callable[[int, int], torch.Tensor],
     grid: tuple[int, int],
-    channels: int,
     size: tuple[int, int],
+    step: int,
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """``channels`` maps of ``grid = (h, w)``, given by their rows (``rows_of(lo, hi)``: rows
-    ``lo:hi``, ``(channels, hi - lo, w)``), bilinearly resized to ``size = (H, W)``
-    (``align_corners=False``, as ``F.interpolate``), one block of rows at a time: ``(y0, y1,
-    (channels, y1 - y0, W))``. Only the rows each block needs are asked for: memory
-    O(C·W·rows) instead of O(C·H·W), and the C maps are never held whole."""
+    """Maps of ``grid = (h, w)``, given by their rows (``rows_of(lo, hi)``: rows ``lo:hi``,
+    ``(C, hi - lo, w)``), bilinearly resized to ``size = (H, W)`` (``align_corners=False``, as
+    ``F.interpolate``), ``step`` rows at a time: ``(y0, y1, (C, y1 - y0, W))``. Only the rows
+    each block needs are asked for: memory O(C·W·step) instead of O(C·H·W)."""
     h, w = grid
     big_h, big_w = size
     src = ((torch.arange(big_h, dtype=torch.float64) + 0.5) * (h / big_h) - 0.5).clamp(min=0)
     i0 = src.floor().long().clamp(max=h - 1)
     i1 = (i0 + 1).clamp(max=h - 1)
     frac = src - i0
-    step = max(1, _CHUNK // max(1, channels * max(big_w, w)))
     for y0 in range(0, big_h, step):
         y1 = min(big_h, y0 + step)
         lo, hi = int(i0[y0]), int(i1[y1 - 1])
@@ -60,31 +59,34 @@ def _assign_to_centers(
 ) -> torch.Tensor:
     """``(H, W)`` group of each pixel of ``size``: the allowed one of the ``(K, D)`` centres
     nearest in cosine to ``embedding (D, h, w)`` (the K cosine maps bilinearly resized to
-    ``size`` when ``(h, w)`` differs, :func:`_rows`), or -1 where the (resized)
-    ``foreground (h, w)`` probability is <= 0.5. One block of rows at a time: memory
-    O(K·W·rows), never O(K·H·W) or O(K·h·w) (a crowded image has thousands of groups)."""
-    k = len(centers)
-
-    def rows_of(lo: int, hi: int) -> torch.Tensor:
-        cosine = torch.einsum("kd,dhw->khw", centers, embedding[:, lo:hi])
-        return cosine if foreground is None else torch.cat([cosine, foreground[None, lo:hi]])
-
+    ``size`` when ``(h, w)`` differs), or -1 where the (resized) ``foreground (h, w)``
+    probability is <= 0.5. A cosine is linear in the embedding, so the resized cosine maps are
+    the cosines of the resized (unnormalised) embedding: its D channels are resized
+    (:func:`_rows`), not the K maps. One block of rows at a time: memory O(K·W·rows), never
+    O(K·H·W) (a crowded image has thousands of groups)."""
+    d = int(centers.shape[1])
+    maps = embedding if foreground is None else torch.cat([embedding, foreground[None]])
     grid = (int(embedding.shape[1]), int(embedding.shape[2]))
-    channels = k + (foreground is not None)
+    step = max(1, _CHUNK // max(1, (len(centers) + 1) * size[1]))
     if grid == tuple(size):
-        step = max(1, _CHUNK // max(1, channels * size[1]))
         blocks: Iterable[tuple[int, int, torch.Tensor]] = (
-            (y0, min(size[0], y0 + step), rows_of(y0, min(size[0], y0 + step)))
-            for y0 in range(0, size[0], step)
+            (y0, min(size[0], y0 + step), maps[:, y0 : y0 + step]) for y0 in range(0, size[0], step)
         )
     else:
-        blocks = _rows(rows_of, grid, channels, size)
+        blocks = _rows(lambda lo, hi: maps[:, lo:hi], grid, size, step)
+    keep = allowed.nonzero().squeeze(1)
+    chosen = centers[keep].to(maps.dtype)
     out = torch.empty(size, dtype=torch.int64, device=embedding.device)
+    span = max(1, _SCORES // max(1, len(keep)))
     for y0, y1, block in blocks:
-        group = block[:k].masked_fill(~allowed[:, None, None], float("-inf")).argmax(0)
+        pixels = block[:d].reshape(d, -1)
+        nearest = torch.zeros(pixels.shape[1], dtype=torch.int64, device=pixels.device)
+        for i in range(0, pixels.shape[1] if len(keep) else 0, span):
+            # (pixels, K') scores, small enough to stay in cache for the argmax (none: 0)
+            nearest[i : i + span] = keep[torch.mm(pixels[:, i : i + span].T, chosen.T).argmax(1)]
+        out[y0:y1] = nearest.view(y1 - y0, -1)
         if foreground is not None:
-            group = torch.where(block[k] > 0.5, group, -1)
-        out[y0:y1] = group
+            out[y0:y1].masked_fill_(block[d] <= 0.5, -1)
     return out
 
 

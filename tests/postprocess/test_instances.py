@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pixelgroup.postprocess import extract_instances
 from pixelgroup.postprocess import instances as module
@@ -77,8 +79,8 @@ def test_stride_and_image_size_together():
     assert labels.shape == (40, 40) and len(scores) == 2
 
 
-def test_blockwise_resize_matches_interpolate(monkeypatch):
-    monkeypatch.setattr(module, "_CHUNK", 40)  # a few rows per block
+@pytest.mark.parametrize("step", [1, 3])  # a few rows per block
+def test_blockwise_resize_matches_interpolate(step):
     for h, w, size in [(6, 5, (48, 40)), (7, 9, (13, 50)), (8, 8, (5, 3)), (3, 4, (3, 9))]:
         x = torch.randn(3, h, w, dtype=torch.float64)
         asked = []
@@ -87,12 +89,47 @@ def test_blockwise_resize_matches_interpolate(monkeypatch):
             asked.append((lo, hi))
             return x[:, lo:hi]
 
-        blocks = module._rows(rows_of, (h, w), 3, size)
+        blocks = module._rows(rows_of, (h, w), size, step)
         got = torch.cat([block for _, _, block in blocks], dim=1)
         if size[0] > h:  # upsampled a few rows at a time: never all the maps' rows at once
             assert max(hi - lo for lo, hi in asked) < h
         want = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
         torch.testing.assert_close(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    grid=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    size=st.tuples(st.integers(1, 30), st.integers(1, 30)),
+    k=st.integers(1, 6),
+    with_foreground=st.booleans(),
+    chunk=st.sampled_from([1, 50, 1 << 22]),
+    seed=st.integers(0, 2**16),
+)
+def test_assignment_equals_argmax_of_the_resized_cosine_maps(
+    grid, size, k, with_foreground, chunk, seed
+):
+    """The slow reference: the K cosine maps (and the foreground) resized whole by
+    F.interpolate, the argmax over the allowed centres, -1 where the foreground is <= 0.5."""
+    g = torch.Generator().manual_seed(seed)
+    embedding = F.normalize(torch.randn(3, *grid, generator=g, dtype=torch.float64), dim=0)
+    centers = F.normalize(torch.randn(k, 3, generator=g, dtype=torch.float64), dim=1)
+    allowed = torch.rand(k, generator=g) < 0.7
+    foreground = torch.rand(grid, generator=g, dtype=torch.float64) if with_foreground else None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_CHUNK", chunk)
+        patch.setattr(module, "_SCORES", chunk)
+        got = module._assign_to_centers(centers, embedding, foreground, size, allowed)
+
+    def resized(maps: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+
+    cosine = resized(torch.einsum("kd,dhw->khw", centers, embedding))
+    want = cosine.masked_fill(~allowed[:, None, None], float("-inf")).argmax(0)
+    if with_foreground:
+        want[resized(foreground[None])[0] <= 0.5] = -1
+    assert got.shape == size and got.dtype == torch.int64
+    assert torch.equal(got, want)
 
 
 def test_errors():
