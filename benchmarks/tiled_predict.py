@@ -324,7 +324,8 @@ def _write_slide(path: str, size: tuple[int, int], zoom: int = 1) -> None:
     from pixelgroup.data.synthetic_cells import draw_cells
 
     side = 512 // zoom
-    block = draw_cells(np.random.default_rng(0), (side, side), count=side * side // 1100).image
+    count = max(1, side * side // 1100)  # one at least: a blank slide would be no test
+    block = draw_cells(np.random.default_rng(0), (side, side), count=count).image
     block = np.kron(block.astype(np.uint16) * 200, np.ones((zoom, zoom), dtype=np.uint16))
 
     def blocks():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,17 @@ __all__ = ["extract_instances", "connected_parts", "UPSAMPLE_MODES"]
 UPSAMPLE_MODES = ("centers", "nearest")
 """How :func:`extract_instances` brings groups to a finer label map (see there)."""
 
-_CHUNK = 1 << 22  # elements of one block of upsampled score maps (16 MB in float32)
+_CHUNK = 1 << 22  # elements of one block of resized embedding rows (16 MB in float32)
 _SCORES = 1 << 20  # pixel-centre scores of one matrix product (4 MB in float32)
+
+
+def _sources(n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Of each of ``n_out`` samples bilinearly resized from ``n_in`` (``align_corners=False``,
+    as ``F.interpolate``): its two source samples and the second one's weight, ``(n_out,)``
+    each."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    first = src.floor().long().clamp(max=n_in - 1)
+    return first, (first + 1).clamp(max=n_in - 1), src - first
 
 
 def _rows(
@@ -29,25 +38,24 @@ def _rows(
     step: int,
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Maps of ``grid = (h, w)``, given by their rows (``rows_of(lo, hi)``: rows ``lo:hi``,
-    ``(C, hi - lo, w)``), bilinearly resized to ``size = (H, W)`` (``align_corners=False``, as
-    ``F.interpolate``), ``step`` rows at a time: ``(y0, y1, (C, y1 - y0, W))``. Only the rows
-    each block needs are asked for: memory O(C·W·step) instead of O(C·H·W)."""
-    h, w = grid
-    big_h, big_w = size
-    src = ((torch.arange(big_h, dtype=torch.float64) + 0.5) * (h / big_h) - 0.5).clamp(min=0)
-    i0 = src.floor().long().clamp(max=h - 1)
-    i1 = (i0 + 1).clamp(max=h - 1)
-    frac = src - i0
-    for y0 in range(0, big_h, step):
-        y1 = min(big_h, y0 + step)
-        lo, hi = int(i0[y0]), int(i1[y1 - 1])
-        part = rows_of(lo, hi + 1)[None]
-        if w != big_w:  # along W only: the rows keep their count (an identity along H)
-            part = F.interpolate(part, size=(hi - lo + 1, big_w), mode="bilinear")
-        rows0, rows1 = (i0[y0:y1] - lo).to(part.device), (i1[y0:y1] - lo).to(part.device)
-        top, bottom = part[0][:, rows0], part[0][:, rows1]
-        weight = frac[y0:y1].to(part.device, part.dtype)[None, :, None]
-        yield y0, y1, top + weight * (bottom - top)
+    ``(C, hi - lo, w)``), bilinearly resized to ``size = (H, W)`` (``align_corners=False``,
+    as ``F.interpolate``: the rows by :func:`_sources`), ``step`` rows at a time: ``(y0, y1,
+    (C, y1 - y0, W))``. Only the rows each block needs are asked for: memory O(C·W·step)
+    instead of O(C·H·W)."""
+    rows0, rows1, down = _sources(size[0], grid[0])
+    for y0 in range(0, size[0], step):
+        y1 = min(size[0], y0 + step)
+        lo, hi = int(rows0[y0]), int(rows1[y1 - 1])
+        part = rows_of(lo, hi + 1)
+        device, dtype = part.device, part.dtype
+        top, bottom = (
+            part[:, (rows0[y0:y1] - lo).to(device)],
+            part[:, (rows1[y0:y1] - lo).to(device)],
+        )
+        mixed = top + down[y0:y1].to(device, dtype)[None, :, None] * (bottom - top)
+        if grid[1] != size[1]:  # along W only: the rows keep their count
+            mixed = F.interpolate(mixed[None], size=(y1 - y0, size[1]), mode="bilinear")[0]
+        yield y0, y1, mixed
 
 
 def _assign_to_centers(
@@ -59,32 +67,49 @@ def _assign_to_centers(
 ) -> torch.Tensor:
     """``(H, W)`` group of each pixel of ``size``: the allowed one of the ``(K, D)`` centres
     nearest in cosine to ``embedding (D, h, w)`` (the K cosine maps bilinearly resized to
-    ``size`` when ``(h, w)`` differs), or -1 where the (resized) ``foreground (h, w)``
-    probability is <= 0.5. A cosine is linear in the embedding, so the resized cosine maps are
-    the cosines of the resized (unnormalised) embedding: its D channels are resized
-    (:func:`_rows`), not the K maps. One block of rows at a time: memory O(K·W·rows), never
-    O(K·H·W) (a crowded image has thousands of groups)."""
+    ``size`` when ``(h, w)`` differs; 0 everywhere when none is allowed), or -1 where the
+    (resized) ``foreground (h, w)`` probability is <= 0.5.
+
+    A cosine is linear in the embedding, so the resized cosine maps are the cosines of the
+    resized (unnormalised) embedding: its D channels are resized (:func:`_rows`), never the K
+    maps. And a pixel's cosines are convex combinations of its (up to) four source cells': where
+    those share their nearest centre, so does the pixel, and only the other pixels (along the
+    groups' borders) are scored. Memory O(K) per chunk of pixels, never O(K·H·W) (a crowded
+    image has thousands of groups)."""
     d = int(centers.shape[1])
-    maps = embedding if foreground is None else torch.cat([embedding, foreground[None]])
-    grid = (int(embedding.shape[1]), int(embedding.shape[2]))
-    step = max(1, _CHUNK // max(1, (len(centers) + 1) * size[1]))
-    if grid == tuple(size):
-        blocks: Iterable[tuple[int, int, torch.Tensor]] = (
-            (y0, min(size[0], y0 + step), maps[:, y0 : y0 + step]) for y0 in range(0, size[0], step)
-        )
-    else:
-        blocks = _rows(lambda lo, hi: maps[:, lo:hi], grid, size, step)
     keep = allowed.nonzero().squeeze(1)
-    chosen = centers[keep].to(maps.dtype)
-    out = torch.empty(size, dtype=torch.int64, device=embedding.device)
+    chosen = centers[keep].to(embedding.dtype)
     span = max(1, _SCORES // max(1, len(keep)))
-    for y0, y1, block in blocks:
-        pixels = block[:d].reshape(d, -1)
-        nearest = torch.zeros(pixels.shape[1], dtype=torch.int64, device=pixels.device)
+
+    def nearest(pixels: torch.Tensor) -> torch.Tensor:  # (D, n) -> (n,) centre indices
+        out = torch.zeros(pixels.shape[1], dtype=torch.int64, device=pixels.device)
         for i in range(0, pixels.shape[1] if len(keep) else 0, span):
             # (pixels, K') scores, small enough to stay in cache for the argmax (none: 0)
-            nearest[i : i + span] = keep[torch.mm(pixels[:, i : i + span].T, chosen.T).argmax(1)]
-        out[y0:y1] = nearest.view(y1 - y0, -1)
+            out[i : i + span] = keep[torch.mm(pixels[:, i : i + span].T, chosen.T).argmax(1)]
+        return out
+
+    maps = embedding if foreground is None else torch.cat([embedding, foreground[None]])
+    grid = (int(embedding.shape[1]), int(embedding.shape[2]))
+    step = max(1, _CHUNK // (len(maps) * size[1]))
+    out = torch.empty(size, dtype=torch.int64, device=embedding.device)
+    if grid == tuple(size):
+        for y0 in range(0, size[0], step):
+            block = maps[:, y0 : y0 + step]
+            out[y0 : y0 + step] = nearest(block[:d].reshape(d, -1)).view(len(block[0]), -1)
+            if foreground is not None:
+                out[y0 : y0 + step].masked_fill_(block[d] <= 0.5, -1)
+        return out
+    cells = nearest(embedding.reshape(d, -1)).view(grid)
+    rows0, rows1, _ = _sources(size[0], grid[0])
+    cols0, cols1, _ = _sources(size[1], grid[1])
+    cols0, cols1 = cols0.to(cells.device), cols1.to(cells.device)
+    for y0, y1, block in _rows(lambda lo, hi: maps[:, lo:hi], grid, size, step):
+        above, below = cells[rows0[y0:y1].to(cells.device)], cells[rows1[y0:y1].to(cells.device)]
+        group = above[:, cols0]
+        unsure = (group != above[:, cols1]) | (group != below[:, cols0])
+        unsure |= group != below[:, cols1]
+        group[unsure] = nearest(block[:d][:, unsure])
+        out[y0:y1] = group
         if foreground is not None:
             out[y0:y1].masked_fill_(block[d] <= 0.5, -1)
     return out

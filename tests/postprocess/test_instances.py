@@ -99,20 +99,26 @@ def test_blockwise_resize_matches_interpolate(step):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    grid=st.tuples(st.integers(1, 9), st.integers(1, 9)),
-    size=st.tuples(st.integers(1, 30), st.integers(1, 30)),
+    grid=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    size=st.tuples(st.integers(1, 60), st.integers(1, 60)),
     k=st.integers(1, 6),
     with_foreground=st.booleans(),
     chunk=st.sampled_from([1, 50, 1 << 22]),
+    smooth=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_assignment_equals_argmax_of_the_resized_cosine_maps(
-    grid, size, k, with_foreground, chunk, seed
+    grid, size, k, with_foreground, chunk, smooth, seed
 ):
     """The slow reference: the K cosine maps (and the foreground) resized whole by
-    F.interpolate, the argmax over the allowed centres, -1 where the foreground is <= 0.5."""
+    F.interpolate, the argmax over the allowed centres, -1 where the foreground is <= 0.5.
+    ``smooth``: an embedding that varies slowly, so that neighbouring cells share their
+    nearest centre (pixels between them are not scored) as in a real embedding's groups."""
     g = torch.Generator().manual_seed(seed)
-    embedding = F.normalize(torch.randn(3, *grid, generator=g, dtype=torch.float64), dim=0)
+    embedding = torch.randn(3, *((3, 3) if smooth else grid), generator=g, dtype=torch.float64)
+    if smooth:
+        embedding = F.interpolate(embedding[None], size=grid, mode="bilinear")[0]
+    embedding = F.normalize(embedding, dim=0)
     centers = F.normalize(torch.randn(k, 3, generator=g, dtype=torch.float64), dim=1)
     allowed = torch.rand(k, generator=g) < 0.7
     foreground = torch.rand(grid, generator=g, dtype=torch.float64) if with_foreground else None
