@@ -57,10 +57,10 @@ GROUP_MARGIN = 32
 overlap by twice this, where their groups are joined
 (:mod:`pixelgroup.postprocess.tiled_grouping`)."""
 
-GROUP_IMAGE_SIDE = 4096
-"""Longest side, in the pixels of the image, of a block of an image the model sees shrunk by
-more than 4 (its groups are labelled at the image's resolution): :func:`plan_blocks` narrows
-such an image's blocks, margins and whole-image limit to it."""
+GROUP_IMAGE_SIDE = 8192
+"""Longest side, in the pixels of the image, of a block of an image the model sees shrunk
+(its groups are labelled at the image's resolution): :func:`plan_blocks` narrows the
+blocks, margins and whole-image limit of an image seen more than 8 times smaller to it."""
 
 
 @dataclass(frozen=True)
@@ -208,11 +208,11 @@ def plan_blocks(
     border. The plan depends on the sizes alone, never on the tiles the model sees.
 
     ``size`` is the image as the model sees it; ``image_size`` (default ``size``) the image's
-    own, at whose resolution the blocks are labelled. Seen shrunk by more than 4, the three
-    sides are narrowed (to multiples of 16, the block and the margin at least 16) so that a
-    region spans at most about :data:`GROUP_IMAGE_SIDE` of the image's pixels, or 48 px of the
-    seen image (a 100,000 px slide seen at 1,024 px: blocks of 16 px with margins of 16, 4,700
-    px of the slide, instead of one block of 10^10 labels).
+    own, at whose resolution the blocks are labelled. Seen much smaller (by default more than
+    8 times), the three sides are narrowed (to multiples of 16, the block and the margin at
+    least 16) so that a region spans at most about :data:`GROUP_IMAGE_SIDE` of the image's
+    pixels, or 48 px of the seen image (a 100,000 px slide seen at 1,024 px: blocks of 48 px
+    with margins of 16, 7,800 px of the slide, instead of one block of 10^10 labels).
 
     Raises ``ValueError`` unless ``block`` (>= 16) and ``margin`` (>= 0) are multiples of
     :data:`TILE_MULTIPLE`.
@@ -228,12 +228,11 @@ def plan_blocks(
     shrink = (
         1.0 if image_size is None else max(n / m for n, m in zip(image_size, size, strict=True))
     )
-    if shrink > 4.0:
-        seen_side = GROUP_IMAGE_SIDE / shrink  # model pixels
-        whole_above = min(whole_above, int(seen_side))
-        # a margin of 16 at least: neighbouring blocks overlap where their groups are joined
-        margin = min(margin, max(16, int(seen_side / 4) // TILE_MULTIPLE * TILE_MULTIPLE))
-        block = min(block, max(16, int(seen_side - 2 * margin) // TILE_MULTIPLE * TILE_MULTIPLE))
+    seen_side = GROUP_IMAGE_SIDE / shrink  # model pixels (the defaults fit up to 8 times)
+    whole_above = min(whole_above, int(seen_side))
+    # a margin of 16 at least: neighbouring blocks overlap where their groups are joined
+    margin = min(margin, max(16, int(seen_side / 4) // TILE_MULTIPLE * TILE_MULTIPLE))
+    block = min(block, max(16, int(seen_side - 2 * margin) // TILE_MULTIPLE * TILE_MULTIPLE))
     image = Box(0, 0, *size)
     if max(size) <= whole_above:
         return [Tile(0, 0, image, image, 0)]
