@@ -88,13 +88,16 @@ def _assign_to_centers(
             out[i : i + span] = keep[torch.mm(pixels[:, i : i + span].T, chosen.T).argmax(1)]
         return out
 
-    maps = embedding if foreground is None else torch.cat([embedding, foreground[None]])
+    def rows_of(lo: int, hi: int) -> torch.Tensor:  # (D (+ 1: the foreground), hi - lo, w)
+        part = embedding[:, lo:hi]
+        return part if foreground is None else torch.cat([part, foreground[None, lo:hi]])
+
     grid = (int(embedding.shape[1]), int(embedding.shape[2]))
-    step = max(1, _CHUNK // (len(maps) * size[1]))
+    step = max(1, _CHUNK // ((d + 1) * size[1]))
     out = torch.empty(size, dtype=torch.int64, device=embedding.device)
     if grid == tuple(size):
         for y0 in range(0, size[0], step):
-            block = maps[:, y0 : y0 + step]
+            block = rows_of(y0, min(size[0], y0 + step))
             out[y0 : y0 + step] = nearest(block[:d].reshape(d, -1)).view(len(block[0]), -1)
             if foreground is not None:
                 out[y0 : y0 + step].masked_fill_(block[d] <= 0.5, -1)
@@ -103,7 +106,7 @@ def _assign_to_centers(
     rows0, rows1, _ = _sources(size[0], grid[0])
     cols0, cols1, _ = _sources(size[1], grid[1])
     cols0, cols1 = cols0.to(cells.device), cols1.to(cells.device)
-    for y0, y1, block in _rows(lambda lo, hi: maps[:, lo:hi], grid, size, step):
+    for y0, y1, block in _rows(rows_of, grid, size, step):
         above, below = cells[rows0[y0:y1].to(cells.device)], cells[rows1[y0:y1].to(cells.device)]
         group = above[:, cols0]
         unsure = (group != above[:, cols1]) | (group != below[:, cols0])
