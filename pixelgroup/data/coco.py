@@ -207,6 +207,8 @@ def crop_to_result(
         >>> r == masks_to_results("img", m, [0.5])[0]
         True
     """
+    if not np.isfinite(score):
+        raise ValueError(f"score must be finite, got {score}")
     crop = np.asarray(crop, dtype=bool)
     height, width = size
     h, w = crop.shape

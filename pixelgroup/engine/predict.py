@@ -220,7 +220,7 @@ def predict_image(
     ``tiles_images``. An image of more than one grouping block
     (:func:`~pixelgroup.postprocess.tiles.plan_blocks` of ``(h, w)``) is predicted block by
     block (``Task.postprocess_tiles`` of :meth:`InferenceRunner.blocks`), any other whole
-    (``Task.postprocess``): the blocks depend on the size alone, so the prediction is the
+    (``Task.postprocess``): the blocks depend on the sizes alone, so the prediction is the
     same whatever the tiles, up to the model's own tiled-versus-whole difference."""
     # (H, W); a volume's (Z, Y, X), seen whole (its task does not tile images)
     size = cast(tuple[int, int], tuple(int(n) for n in image.shape[1:]))

@@ -143,9 +143,10 @@ def extract_instances(
 
     * ``"centers"`` (default): every ``(H, W)`` pixel takes the group whose centre is nearest
       in cosine to its embedding bilinearly resized to ``(H, W)`` (its normalisation does not
-      change the nearest centre, so the K cosine maps at ``(h, w)`` are resized instead, in
-      blocks of rows); groups left with fewer than ``min_area`` pixels hand theirs to the
-      next-nearest group. Boundaries follow the embedding at sub-stride precision.
+      change the nearest centre: its D channels are resized in blocks of rows, and only the
+      pixels whose four source cells disagree on their nearest centre are scored); groups
+      left with fewer than ``min_area`` pixels hand theirs to the next-nearest group.
+      Boundaries follow the embedding at sub-stride precision.
     * ``"nearest"``: the grouping's label map is resized by nearest neighbour (blocky
       boundaries, s-pixel steps; no extra cost).
 
@@ -155,7 +156,7 @@ def extract_instances(
     instance data's, is one group bigger than any instance). Given ``foreground``, an
     ``(h, w)`` probability (or bool mask) of foreground from a semantic head, the pixels where
     it is <= 0.5 are background and only the others are grouped (bilinearly resized with the
-    centres' cosine maps for ``"centers"``): crowded images, where an instance may outgrow
+    embedding for ``"centers"``): crowded images, where an instance may outgrow
     the background, stay right. Labels 1..K are the instances and ``scores[k - 1]`` is
     instance k's compactness score (mean ``(1 + cos)/2`` to its centre).
 
@@ -165,8 +166,9 @@ def extract_instances(
     a mode), each keeping its group's score; components smaller than ``min_area`` become
     background.
 
-    Cost: :func:`group_pixels` on ``(h/s)·(w/s)`` points, plus O(H·W·K) for ``"centers"``
-    (K groups) with O(K·W·rows) memory.
+    Cost: :func:`group_pixels` on ``(h/s)·(w/s)`` points, plus for ``"centers"`` (K groups)
+    O(h·w·K + H·W·D) and O(K) per pixel along the groups' borders, with O(K) memory per chunk
+    of pixels.
 
     Example:
         >>> emb = torch.zeros(3, 8, 8); emb[0] = 1; emb[0, :2, :2] = 0; emb[1, :2, :2] = 1

@@ -7,11 +7,12 @@ kept. Where the halo covers the model's receptive field, the kept cores equal th
 output (docs/large_images.md measures it per model). Corners and sizes are multiples of
 :data:`TILE_MULTIPLE` so that every window starts on the pooling grid of the whole image.
 
-Grouping has its own plan, :func:`plan_blocks`, which depends on the image's size alone: an
-image of at most :data:`GROUP_WHOLE_ABOVE` px a side is one block, a larger one blocks of
-:data:`GROUP_BLOCK` px, each grouped over its core and a margin of :data:`GROUP_MARGIN` px.
-Whatever tiles the model saw, the grouping sees the same pixels: the labels of a tiled image
-are those of the image seen whole.
+Grouping has its own plan, :func:`plan_blocks`, which depends on the image's sizes alone (as
+the model sees it and its own, where the blocks are labelled): an image of at most
+:data:`GROUP_WHOLE_ABOVE` px a side is one block, a larger one blocks of :data:`GROUP_BLOCK`
+px, each grouped over its core and a margin of :data:`GROUP_MARGIN` px (narrower for an image
+seen more than 8 times smaller). Whatever tiles the model saw, the grouping sees the same
+pixels: the labels of a tiled image are those of the image seen whole.
 """
 
 from __future__ import annotations
@@ -228,11 +229,12 @@ def plan_blocks(
     shrink = (
         1.0 if image_size is None else max(n / m for n, m in zip(image_size, size, strict=True))
     )
-    seen_side = GROUP_IMAGE_SIDE / shrink  # model pixels (the defaults fit up to 8 times)
-    whole_above = min(whole_above, int(seen_side))
-    # a margin of 16 at least: neighbouring blocks overlap where their groups are joined
-    margin = min(margin, max(16, int(seen_side / 4) // TILE_MULTIPLE * TILE_MULTIPLE))
-    block = min(block, max(16, int(seen_side - 2 * margin) // TILE_MULTIPLE * TILE_MULTIPLE))
+    if shrink > 1.0:  # (the defaults fit up to 8 times; explicit sides are kept otherwise)
+        seen_side = GROUP_IMAGE_SIDE / shrink  # model pixels
+        whole_above = min(whole_above, int(seen_side))
+        # a margin of 16 at least: neighbouring blocks overlap where their groups are joined
+        margin = min(margin, max(16, int(seen_side / 4) // TILE_MULTIPLE * TILE_MULTIPLE))
+        block = min(block, max(16, int(seen_side - 2 * margin) // TILE_MULTIPLE * TILE_MULTIPLE))
     image = Box(0, 0, *size)
     if max(size) <= whole_above:
         return [Tile(0, 0, image, image, 0)]

@@ -24,7 +24,8 @@
   image's size (:func:`~pixelgroup.tasks.predictions.write_instance_prediction`), and all
   records in one ``results.json`` (:func:`~pixelgroup.tasks.predictions.write_results_json`).
   An image of several grouping blocks (:func:`~pixelgroup.postprocess.tiles.plan_blocks`:
-  over 1024 px a side) is grouped block by block and joined across blocks in embedding space
+  over 1024 px a side as the model sees it) is grouped block by block and joined across
+  blocks in embedding space
   (:func:`instances_from_tiles`, on :func:`~pixelgroup.postprocess.tiled_grouping.
   join_tiles`); so is one of evaluation (``InstanceTaskEvaluator.process_tiles``).
 """

@@ -119,3 +119,7 @@ def test_blocks_of_an_image_seen_much_smaller_span_a_bounded_part_of_it(shrink):
         assert b.core.intersect(b.window) == b.core
         covered[b.core.slices()] += 1
     assert bool((covered == 1).all())
+
+
+def test_explicit_sides_are_kept_for_an_image_seen_at_its_size():
+    assert len(plan_blocks((9000, 9000), whole_above=10000)) == 1

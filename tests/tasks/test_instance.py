@@ -98,3 +98,11 @@ def test_prediction_json_equals_whole_image_masks(tmp_path):
         masks_to_results("img", (labels == k)[None], scores[[k - 1]].numpy())[0] for k in (1, 2, 3)
     ]
     assert json.loads(paths[2].read_text()) == json.loads(json.dumps(expected))
+
+
+def test_a_nan_score_is_refused(tmp_path):
+    labels = torch.tensor([[0, 1], [2, 2]])
+    with pytest.raises(ValueError, match="score must be finite"):
+        write_instance_prediction(
+            tmp_path, "img", torch.rand(3, 2, 2), labels, torch.tensor([float("nan"), 0.6])
+        )
