@@ -97,10 +97,11 @@ def _assign_to_centers(
     out = torch.empty(size, dtype=torch.int64, device=embedding.device)
     if grid == tuple(size):
         for y0 in range(0, size[0], step):
-            block = rows_of(y0, min(size[0], y0 + step))
-            out[y0 : y0 + step] = nearest(block[:d].reshape(d, -1)).view(len(block[0]), -1)
+            y1 = min(size[0], y0 + step)
+            block = rows_of(y0, y1)
+            out[y0:y1] = nearest(block[:d].reshape(d, -1)).view(y1 - y0, -1)
             if foreground is not None:
-                out[y0 : y0 + step].masked_fill_(block[d] <= 0.5, -1)
+                out[y0:y1].masked_fill_(block[d] <= 0.5, -1)
         return out
     cells = nearest(embedding.reshape(d, -1)).view(grid)
     rows0, rows1, _ = _sources(size[0], grid[0])

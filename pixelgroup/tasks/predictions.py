@@ -102,7 +102,7 @@ def write_instance_prediction(
     wide = lab.size > 0 and int(lab.max()) > np.iinfo(np.uint16).max
     score = scores.numpy()
     size = (int(lab.shape[0]), int(lab.shape[1]))
-    boxes = ndimage.find_objects(np.where(lab <= len(score), lab, 0).astype(np.int64))
+    boxes = ndimage.find_objects(np.where(lab <= len(score), lab, 0).astype(np.int64, copy=False))
     records = [  # each from its bounding box: O(H·W + the boxes' areas), not O(K·H·W)
         crop_to_result(stem, lab[box] == k, box[0].start, box[1].start, size, float(score[k - 1]))
         for k, box in enumerate(boxes, start=1)
